@@ -1,0 +1,57 @@
+"""hakmem's build flags: `--define hakmem_<name>=<value>`.
+
+Each flag is a `config_setting` per value (`//hakmem/config:<name>_<value>`), turned
+into `-DHAKMEM_BUILD_<NAME>=<int>` and read through hakmem/config/build_config.h as
+`constexpr` values. An unknown value fails the build with the list of valid ones.
+The first value of each flag is its default, which is always the fast, safe build.
+"""
+
+# name: (values in order, default first; the int each value becomes; what it changes)
+HAKMEM_FLAGS = {
+    "pool_tls": (["on", "off"], [1, 0], "Pool lane (1 KiB..128 KiB) thread caches. off sends pool sizes to the large lane (A/B only)."),
+    "remote_queue": (["lockfree", "mutex"], [0, 1], "Cross-thread free: lock-free MPSC push, or a per-heap mutex (A/B only)."),
+    "prewarm": (["off", "on"], [0, 1], "on: a new thread fills its pool caches with one batch of each common class."),
+    "prefault": (["off", "on"], [0, 1], "on: new superslab memory is populated (MADV_WILLNEED + touch) when it is carved."),
+    "stats": (["on", "off"], [1, 0], "Per-thread counters behind HAKMEM_STATS=1 and hak_get_stats(); off compiles them out."),
+    "hardened": (["off", "on"], [0, 1], "on: free-list pointers are checked against their slab and double frees searched for."),
+    "debug_log": (["off", "on"], [0, 1], "on: slow-path events (new superslab, adopt, purge) are written to stderr."),
+    "sanitizer": (["none", "asan", "tsan", "ubsan"], [0, 1, 2, 3], "Set by --config=asan/tsan/ubsan; not for users."),
+}
+
+def _setting_name(name, value):
+    return "%s_%s" % (name, value)
+
+def hakmem_flag_settings():
+    """Declares the config_settings of every flag, and the check of their values."""
+    for name, (values, _ints, _doc) in HAKMEM_FLAGS.items():
+        for value in values:
+            native.config_setting(
+                name = _setting_name(name, value),
+                define_values = {"hakmem_" + name: value},
+                visibility = ["//visibility:public"],
+            )
+    hakmem_flag_check(name = "flag_check")
+
+def hakmem_flag_defines():
+    """The -D defines of the current flag values, as a select() per flag."""
+    defines = []
+    for name, (values, ints, _doc) in HAKMEM_FLAGS.items():
+        macro = "HAKMEM_BUILD_%s=" % name.upper()
+        branches = {"//conditions:default": [macro + str(ints[0])]}
+        for value, number in zip(values[1:], ints[1:]):
+            branches["//hakmem/config:" + _setting_name(name, value)] = [macro + str(number)]
+        defines += select(branches)
+    return defines
+
+def _flag_check_impl(ctx):
+    for name, (values, _ints, _doc) in HAKMEM_FLAGS.items():
+        value = ctx.var.get("hakmem_" + name)
+        if value != None and value not in values:
+            fail("--define hakmem_%s=%s is not a valid value; use one of: %s" %
+                 (name, value, ", ".join(values)))
+    return [CcInfo()]
+
+hakmem_flag_check = rule(
+    implementation = _flag_check_impl,
+    doc = "Fails the build when a --define hakmem_<name> has an unknown value.",
+)

@@ -1,0 +1,94 @@
+#include "hakmem/config/options.h"
+
+#include <atomic>
+#include <cstring>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+#include "hakmem/platform/platform.h"
+
+namespace hakmem::config {
+namespace {
+
+void ReportBadValue(const char* name, const char* value, const char* expected) {
+  platform::DiagLine()
+      .Str("hakmem: ignoring ").Str(name).Str("=").Str(value)
+      .Str(": expected ").Str(expected).Str("; the default stays")
+      .Write();
+}
+
+void Parse(const char* name, const char* text, bool* out) {
+  if (strcmp(text, "1") == 0 || strcmp(text, "on") == 0 || strcmp(text, "yes") == 0 ||
+      strcmp(text, "true") == 0) {
+    *out = true;
+  } else if (strcmp(text, "0") == 0 || strcmp(text, "off") == 0 ||
+             strcmp(text, "no") == 0 || strcmp(text, "false") == 0) {
+    *out = false;
+  } else {
+    ReportBadValue(name, text, "1 or 0");
+  }
+}
+
+void Parse(const char* name, const char* text, uint64_t* out) {
+  uint64_t value = 0;
+  const char* p = text;
+  if (*p == '\0') return ReportBadValue(name, text, "a decimal number");
+  for (; *p != '\0'; ++p) {
+    if (*p < '0' || *p > '9' || value > (UINT64_MAX - 9) / 10) {
+      return ReportBadValue(name, text, "a decimal number");
+    }
+    value = value * 10 + static_cast<uint64_t>(*p - '0');
+  }
+  *out = value;
+}
+
+void Parse(const char* name, const char* text, InvalidFreePolicy* out) {
+  if (strcmp(text, "abort") == 0) {
+    *out = InvalidFreePolicy::kAbort;
+  } else if (strcmp(text, "warn") == 0) {
+    *out = InvalidFreePolicy::kWarn;
+  } else {
+    ReportBadValue(name, text, "abort or warn");
+  }
+}
+
+Options ReadEnvironment() {
+  Options options;
+#define HAKMEM_OPTION_READ(NAME, field, type, default_value, help)            \
+  if (const char* text = platform::GetEnv("HAKMEM_" #NAME); text != nullptr) { \
+    Parse("HAKMEM_" #NAME, text, &options.field);                             \
+  }
+  HAKMEM_OPTION_LIST(HAKMEM_OPTION_READ)
+#undef HAKMEM_OPTION_READ
+  return options;
+}
+
+// Constant-initialised so that GetOptions() works before any constructor runs.
+ABSL_CONST_INIT Options g_options;
+// 0: not read, 1: being read by one thread, 2: ready.
+ABSL_CONST_INIT std::atomic<int> g_state{0};
+
+ABSL_ATTRIBUTE_NOINLINE void Load() {
+  int expected = 0;
+  if (g_state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+    g_options = ReadEnvironment();
+    g_state.store(2, std::memory_order_release);
+    return;
+  }
+  while (g_state.load(std::memory_order_acquire) != 2) {
+  }
+}
+
+}  // namespace
+
+const Options& GetOptions() {
+  if (ABSL_PREDICT_FALSE(g_state.load(std::memory_order_acquire) != 2)) Load();
+  return g_options;
+}
+
+void ReloadOptionsForTesting() {
+  g_state.store(0, std::memory_order_relaxed);
+  Load();
+}
+
+}  // namespace hakmem::config

@@ -1,0 +1,57 @@
+// config/options: the runtime options table, one HAKMEM_<NAME> environment
+// variable per row, each documented in README.md (options_test checks that).
+//
+// Read once, lazily, on first use, without allocating; a value that does not parse
+// is reported on stderr and the default is kept. Thread-safety: GetOptions() may be
+// called from any thread at any time; concurrent first calls parse the same
+// environment and publish equal values. Called by: stats, superslab, free_dispatch,
+// core.
+#ifndef HAKMEM_CONFIG_OPTIONS_H_
+#define HAKMEM_CONFIG_OPTIONS_H_
+
+#include <cstdint>
+
+namespace hakmem::config {
+
+enum class InvalidFreePolicy : uint8_t { kAbort, kWarn };
+
+//  X(NAME,        field,          type,              default,  help)
+#define HAKMEM_OPTION_LIST(X)                                                         \
+  X(STATS, stats, bool, false,                                                       \
+    "1: print allocation, lane, class and syscall statistics to stderr at exit")     \
+  X(SIZE_HIST, size_hist, bool, false,                                               \
+    "1: record requested sizes and print a power-of-two histogram at exit")          \
+  X(INVALID_FREE, invalid_free, InvalidFreePolicy, InvalidFreePolicy::kAbort,        \
+    "abort (default): report an invalid free and abort; warn: report and go on")     \
+  X(PURGE_DELAY_MS, purge_delay_ms, uint64_t, 1000,                                  \
+    "milliseconds an empty superslab or huge mapping stays committed before purge")  \
+  X(RETAIN_MB, retain_mb, uint64_t, 64,                                              \
+    "MiB of empty memory kept committed for reuse; beyond it, purge at once")
+
+struct Options {
+#define HAKMEM_OPTION_FIELD(NAME, field, type, default_value, help) \
+  type field = default_value;
+  HAKMEM_OPTION_LIST(HAKMEM_OPTION_FIELD)
+#undef HAKMEM_OPTION_FIELD
+};
+
+// The options of this process (parsed on first call).
+const Options& GetOptions();
+
+// Parses the environment again (tests change it with setenv).
+void ReloadOptionsForTesting();
+
+// The table itself, for documentation checks and for printing.
+struct OptionInfo {
+  const char* env_name;  // "HAKMEM_STATS"
+  const char* help;
+};
+inline constexpr OptionInfo kOptionTable[] = {
+#define HAKMEM_OPTION_INFO(NAME, field, type, default_value, help) {"HAKMEM_" #NAME, help},
+    HAKMEM_OPTION_LIST(HAKMEM_OPTION_INFO)
+#undef HAKMEM_OPTION_INFO
+};
+
+}  // namespace hakmem::config
+
+#endif  // HAKMEM_CONFIG_OPTIONS_H_

@@ -1,0 +1,79 @@
+#include "hakmem/config/options.h"
+
+#include <stdlib.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace hakmem::config {
+namespace {
+
+class OptionsTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    for (const OptionInfo& info : kOptionTable) unsetenv(info.env_name);
+    ReloadOptionsForTesting();
+  }
+};
+
+TEST_F(OptionsTest, DefaultsWithEmptyEnvironment) {
+  for (const OptionInfo& info : kOptionTable) unsetenv(info.env_name);
+  ReloadOptionsForTesting();
+  const Options& o = GetOptions();
+  EXPECT_FALSE(o.stats);
+  EXPECT_FALSE(o.size_hist);
+  EXPECT_EQ(o.invalid_free, InvalidFreePolicy::kAbort);
+  EXPECT_EQ(o.purge_delay_ms, 1000u);
+  EXPECT_EQ(o.retain_mb, 64u);
+}
+
+TEST_F(OptionsTest, ParsesEveryType) {
+  setenv("HAKMEM_STATS", "1", 1);
+  setenv("HAKMEM_SIZE_HIST", "on", 1);
+  setenv("HAKMEM_INVALID_FREE", "warn", 1);
+  setenv("HAKMEM_PURGE_DELAY_MS", "25", 1);
+  setenv("HAKMEM_RETAIN_MB", "0", 1);
+  ReloadOptionsForTesting();
+  const Options& o = GetOptions();
+  EXPECT_TRUE(o.stats);
+  EXPECT_TRUE(o.size_hist);
+  EXPECT_EQ(o.invalid_free, InvalidFreePolicy::kWarn);
+  EXPECT_EQ(o.purge_delay_ms, 25u);
+  EXPECT_EQ(o.retain_mb, 0u);
+}
+
+TEST_F(OptionsTest, BadValuesAreReportedAndKeepTheDefault) {
+  setenv("HAKMEM_STATS", "maybe", 1);
+  setenv("HAKMEM_INVALID_FREE", "ignore", 1);
+  setenv("HAKMEM_PURGE_DELAY_MS", "12ms", 1);
+  setenv("HAKMEM_RETAIN_MB", "99999999999999999999999", 1);
+  testing::internal::CaptureStderr();
+  ReloadOptionsForTesting();
+  const std::string err = testing::internal::GetCapturedStderr();
+  const Options& o = GetOptions();
+  EXPECT_FALSE(o.stats);
+  EXPECT_EQ(o.invalid_free, InvalidFreePolicy::kAbort);
+  EXPECT_EQ(o.purge_delay_ms, 1000u);
+  EXPECT_EQ(o.retain_mb, 64u);
+  EXPECT_NE(err.find("HAKMEM_STATS=maybe: expected 1 or 0"), std::string::npos) << err;
+  EXPECT_NE(err.find("HAKMEM_INVALID_FREE=ignore: expected abort or warn"), std::string::npos);
+  EXPECT_NE(err.find("HAKMEM_PURGE_DELAY_MS=12ms"), std::string::npos);
+  EXPECT_NE(err.find("HAKMEM_RETAIN_MB=9999"), std::string::npos);
+}
+
+TEST(OptionsDocTest, EveryOptionIsDocumentedInTheReadme) {
+  std::ifstream readme("README.md");
+  ASSERT_TRUE(readme.good()) << "README.md is a data dependency of this test";
+  std::stringstream text;
+  text << readme.rdbuf();
+  for (const OptionInfo& info : kOptionTable) {
+    EXPECT_NE(text.str().find(std::string("`") + info.env_name + "`"), std::string::npos)
+        << info.env_name << " is missing from README.md";
+  }
+}
+
+}  // namespace
+}  // namespace hakmem::config

@@ -1,0 +1,37 @@
+"""Compiler flags for hakmem, in one place.
+
+HAKMEM_COPTS      our library code: warnings are errors.
+HAKMEM_TEST_COPTS tests and benchmarks: the same warnings, minus the ones gtest and
+                  benchmark macros trip.
+"""
+
+_WARNINGS = [
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wno-unused-parameter",
+    "-Wno-missing-field-initializers",
+]
+
+HAKMEM_COPTS = _WARNINGS + [
+    # The allocator runs inside other programs: no exceptions, no RTTI, no
+    # calls the compiler might turn back into malloc (e.g. a memset+malloc
+    # pattern recognised as calloc inside calloc itself).
+    "-fno-exceptions",
+    "-fno-rtti",
+    "-fno-builtin-malloc",
+    "-fno-builtin-calloc",
+    "-fno-builtin-free",
+    "-fno-builtin-realloc",
+    # Thread-locals of the fast path are addressed %fs-relative, also in the .so.
+    "-ftls-model=initial-exec",
+    "-fno-plt",
+    "-fno-semantic-interposition",
+]
+
+HAKMEM_TEST_COPTS = _WARNINGS + [
+    "-Wno-sign-compare",
+    # Tests call malloc/free with sizes and pointers the compiler can see through;
+    # they must reach the allocator, not be folded away.
+    "-fno-builtin",
+]

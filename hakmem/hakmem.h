@@ -1,0 +1,66 @@
+/* hakmem.h: the public API of hakmem, a general-purpose malloc replacement.
+ *
+ * Link //hakmem:hakmem to call these functions beside the C library's malloc
+ * (tests, embedding); link //hakmem:malloc or LD_PRELOAD libhakmem.so to make
+ * malloc/free/new/delete themselves hakmem's. Every function is thread-safe and
+ * may be called at any time, before main and during thread exit included. The
+ * hak_* allocation functions follow the C/POSIX contracts of their namesakes. */
+#ifndef HAKMEM_HAKMEM_H_
+#define HAKMEM_HAKMEM_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hakmem/stats/stats_fields.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void* hak_malloc(size_t size);
+void hak_free(void* ptr);
+void* hak_calloc(size_t count, size_t size);
+void* hak_realloc(void* ptr, size_t size);
+void* hak_reallocarray(void* ptr, size_t count, size_t size);
+int hak_posix_memalign(void** out, size_t alignment, size_t size);
+void* hak_aligned_alloc(size_t alignment, size_t size);
+void* hak_memalign(size_t alignment, size_t size);
+void* hak_valloc(size_t size);
+void* hak_pvalloc(size_t size);
+size_t hak_malloc_usable_size(const void* ptr);
+
+/* Frees `ptr`, which the caller allocated with `size` bytes (C++ sized delete). */
+void hak_free_sized(void* ptr, size_t size);
+
+/* 1 if `ptr` is the start of a live or cached hakmem block, else 0. Never faults. */
+int hak_owns(const void* ptr);
+
+/* Gives every empty cached superslab and huge mapping back to the OS now. */
+void hak_purge(void);
+
+typedef struct hak_stats {
+#define HAK_STATS_FIELD(field, help) uint64_t field;
+  HAKMEM_STATS_COUNTERS(HAK_STATS_FIELD)
+#undef HAK_STATS_FIELD
+  uint64_t lane_allocs[HAKMEM_STATS_NUM_LANES];   /* tiny, pool, large, huge */
+  uint64_t lane_bytes[HAKMEM_STATS_NUM_LANES];    /* bytes of blocks handed out */
+  uint64_t class_allocs[HAKMEM_STATS_NUM_CLASSES];
+  uint64_t syscalls[HAKMEM_STATS_NUM_SYSCALLS];   /* names: hak_syscall_name(i) */
+  uint64_t size_hist[HAKMEM_STATS_NUM_HIST];      /* only with HAKMEM_SIZE_HIST=1 */
+  uint64_t bytes_in_superslabs;                   /* mapped, in use or cached */
+  uint64_t bytes_in_huge;                         /* huge mappings, live or cached */
+} hak_stats;
+
+/* Fills `out` with the counters of every thread so far (live threads included). */
+void hak_get_stats(hak_stats* out);
+
+/* Writes the HAKMEM_STATS=1 report to file descriptor `fd`, without allocating. */
+void hak_print_stats(int fd);
+
+const char* hak_syscall_name(int index);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HAKMEM_HAKMEM_H_ */

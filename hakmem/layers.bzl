@@ -1,0 +1,30 @@
+"""The layer order of hakmem's boxes (see ARCHITECTURE.md), lowest first.
+
+A box is visible only to the boxes above it, to the public targets in //hakmem, and
+to tests and benchmarks, so a dependency that points upwards fails at analysis time.
+"""
+
+HAKMEM_LAYERS = [
+    "platform",
+    "config",
+    "stats",
+    "size_class",
+    "registry",
+    "superslab",
+    "remote_queue",
+    "heap",
+    "tiny_tls",
+    "pool_tls",
+    "free_dispatch",
+    "core",
+    "wrappers",
+]
+
+def visible_above(box):
+    """Visibility of `box`: every box above it, plus tests and benchmarks."""
+    index = HAKMEM_LAYERS.index(box)
+    return ["//hakmem/%s:__pkg__" % above for above in HAKMEM_LAYERS[index + 1:]] + [
+        "//hakmem:__pkg__",
+        "//hakmem/tests:__pkg__",
+        "//benchmarks:__subpackages__",
+    ]

@@ -1,0 +1,195 @@
+#include "hakmem/platform/platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+namespace hakmem::platform {
+namespace {
+
+std::atomic<uint64_t> g_syscalls[static_cast<int>(Syscall::kCount)];
+
+void Count(Syscall call) {
+  g_syscalls[static_cast<int>(call)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void* RawMmap(size_t size) {
+  Count(Syscall::k_mmap);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+// The thread id counter starts at 1 so that 0 can mean "not yet assigned".
+std::atomic<uint32_t> g_next_thread_id{1};
+ABSL_CONST_INIT thread_local uint32_t tls_thread_id
+    __attribute__((tls_model("initial-exec"))) = 0;
+
+}  // namespace
+
+uint64_t SyscallCount(Syscall call) {
+  return g_syscalls[static_cast<int>(call)].load(std::memory_order_relaxed);
+}
+
+const char* SyscallName(Syscall call) {
+  static const char* const kNames[] = {
+#define HAKMEM_SYSCALL_NAME(name) #name,
+      HAKMEM_SYSCALL_LIST(HAKMEM_SYSCALL_NAME)
+#undef HAKMEM_SYSCALL_NAME
+  };
+  return kNames[static_cast<int>(call)];
+}
+
+void* Reserve(size_t size, size_t alignment) {
+  if (alignment < kPageSize || (alignment & (alignment - 1)) != 0 ||
+      size == 0 || size % kPageSize != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (alignment == kPageSize) return RawMmap(size);
+  // Over-reserve and trim both ends: the kernel gives page alignment only.
+  const size_t padded = size + alignment - kPageSize;
+  if (padded < size) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  char* raw = static_cast<char*>(RawMmap(padded));
+  if (raw == nullptr) return nullptr;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + alignment - 1) & ~(uintptr_t{alignment} - 1);
+  const size_t head = aligned - start;
+  const size_t tail = padded - head - size;
+  if (head != 0) Release(raw, head);
+  if (tail != 0) Release(reinterpret_cast<char*>(aligned) + size, tail);
+  return reinterpret_cast<void*>(aligned);
+}
+
+bool Release(void* ptr, size_t size) {
+  Count(Syscall::k_munmap);
+  return munmap(ptr, size) == 0;
+}
+
+bool Decommit(void* ptr, size_t size) {
+  Count(Syscall::k_madvise);
+  return madvise(ptr, size, MADV_DONTNEED) == 0;
+}
+
+bool Populate(void* ptr, size_t size) {
+  Count(Syscall::k_madvise);
+  const bool ok = madvise(ptr, size, MADV_WILLNEED) == 0;
+  // Anonymous memory ignores WILLNEED; touching one byte per page backs it.
+  volatile char* bytes = static_cast<volatile char*>(ptr);
+  for (size_t offset = 0; offset < size; offset += kPageSize) bytes[offset] = 0;
+  return ok;
+}
+
+bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
+  Count(Syscall::k_mremap);
+  void* moved = mremap(old_ptr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED,
+                       new_ptr);
+  return moved == new_ptr;
+}
+
+uint32_t ThreadId() {
+  uint32_t id = tls_thread_id;
+  if (ABSL_PREDICT_FALSE(id == 0)) {
+    id = g_next_thread_id.fetch_add(1, std::memory_order_relaxed);
+    tls_thread_id = id;
+  }
+  return id;
+}
+
+uint64_t NowNanos() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u +
+         static_cast<uint64_t>(ts.tv_nsec);
+}
+
+const char* GetEnv(const char* name) { return getenv(name); }
+
+long ReadSmallFile(const char* path, char* buffer, size_t size) {
+  if (size == 0) return -1;
+  Count(Syscall::k_open);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t length = 0;
+  while (length + 1 < size) {
+    Count(Syscall::k_read);
+    const ssize_t n = read(fd, buffer + length, size - 1 - length);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    length += static_cast<size_t>(n);
+  }
+  close(fd);
+  buffer[length] = '\0';
+  return static_cast<long>(length);
+}
+
+DiagLine& DiagLine::Str(const char* text) {
+  while (*text != '\0' && length_ + 1 < sizeof(buffer_)) buffer_[length_++] = *text++;
+  return *this;
+}
+
+DiagLine& DiagLine::Dec(uint64_t value) {
+  char digits[24];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  while (n > 0 && length_ + 1 < sizeof(buffer_)) buffer_[length_++] = digits[--n];
+  return *this;
+}
+
+DiagLine& DiagLine::SignedDec(int64_t value) {
+  if (value < 0) {
+    Str("-");
+    return Dec(static_cast<uint64_t>(-(value + 1)) + 1);
+  }
+  return Dec(static_cast<uint64_t>(value));
+}
+
+DiagLine& DiagLine::Hex(uintptr_t value) {
+  static const char kDigits[] = "0123456789abcdef";
+  char digits[20];
+  int n = 0;
+  do {
+    digits[n++] = kDigits[value & 15];
+    value >>= 4;
+  } while (value != 0);
+  Str("0x");
+  while (n > 0 && length_ + 1 < sizeof(buffer_)) buffer_[length_++] = digits[--n];
+  return *this;
+}
+
+DiagLine& DiagLine::Pad(size_t width) {
+  while (length_ < width && length_ + 1 < sizeof(buffer_)) buffer_[length_++] = ' ';
+  return *this;
+}
+
+void DiagLine::Write(int fd) {
+  buffer_[length_++] = '\n';
+  size_t done = 0;
+  while (done < length_) {
+    Count(Syscall::k_write);
+    const ssize_t n = write(fd, buffer_ + done, length_ - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  length_ = 0;
+}
+
+void Fatal(const char* message) {
+  DiagLine().Str("hakmem: fatal: ").Str(message).Write();
+  abort();
+}
+
+}  // namespace hakmem::platform

@@ -1,0 +1,104 @@
+// platform: the only code in hakmem that talks to the operating system.
+//
+// Owns: reservation of aligned address ranges and their commit/decommit/release
+// (mmap, madvise, munmap, mremap), the page size, a small thread id kept in TLS, the
+// monotonic clock, the environment, and diagnostics written to stderr without
+// calling malloc. Every syscall made here is counted; stats prints the counts.
+// Thread-safety: every function may be called from any thread at any time,
+// including before main, inside a fork child and during thread exit. Nothing here
+// allocates. Called by: config, stats, registry, superslab, heap, wrappers.
+#ifndef HAKMEM_PLATFORM_PLATFORM_H_
+#define HAKMEM_PLATFORM_PLATFORM_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+
+namespace hakmem::platform {
+
+// The allocator's page: the unit of its address arithmetic. The OS page may be
+// smaller (never larger on the targets we build for; checked at first use).
+inline constexpr size_t kPageSize = 4096;
+
+// The syscalls hakmem makes, counted as they happen.
+#define HAKMEM_SYSCALL_LIST(X) \
+  X(mmap)                      \
+  X(munmap)                    \
+  X(madvise)                   \
+  X(mremap)                    \
+  X(mprotect)                  \
+  X(write)                     \
+  X(open)                      \
+  X(read)
+
+enum class Syscall : int {
+#define HAKMEM_SYSCALL_ENUM(name) k_##name,
+  HAKMEM_SYSCALL_LIST(HAKMEM_SYSCALL_ENUM)
+#undef HAKMEM_SYSCALL_ENUM
+      kCount
+};
+
+// Number of times `call` was made by this process so far (all threads).
+uint64_t SyscallCount(Syscall call);
+const char* SyscallName(Syscall call);
+
+// Reserves `size` bytes of address space aligned to `alignment` (a power of two,
+// at least kPageSize), readable and writable, backed lazily by the OS. Returns
+// nullptr with errno set when the OS refuses; it never aborts.
+void* Reserve(size_t size, size_t alignment);
+
+// Gives a range back to the OS. `ptr` and `size` are page-aligned.
+bool Release(void* ptr, size_t size);
+
+// Drops the physical pages of a range; the range stays reserved and reads as zero
+// afterwards. `ptr` and `size` are page-aligned.
+bool Decommit(void* ptr, size_t size);
+
+// Asks the OS to back a range now (prefault builds).
+bool Populate(void* ptr, size_t size);
+
+// Moves the pages of [old_ptr, old_ptr + old_size) to new_ptr, a reserved range of
+// new_size >= old_size bytes, without copying (mremap with MREMAP_FIXED). The old
+// range is unmapped. Returns false (nothing moved) if the OS refuses.
+bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size);
+
+// A small dense id for the calling thread, read from TLS (no gettid()).
+uint32_t ThreadId();
+
+// Monotonic time in nanoseconds (vDSO clock, no syscall in practice).
+uint64_t NowNanos();
+
+// The value of an environment variable, or nullptr. Does not allocate.
+const char* GetEnv(const char* name);
+
+// Reads up to `size - 1` bytes of a file into `buffer` and NUL-terminates it.
+// Returns the number of bytes read, or -1. Does not allocate.
+long ReadSmallFile(const char* path, char* buffer, size_t size);
+
+// A line of diagnostics assembled in a fixed buffer and written to stderr with
+// one write(2). Never allocates; text beyond the buffer is cut.
+class DiagLine {
+ public:
+  DiagLine& Str(const char* text);
+  DiagLine& Dec(uint64_t value);
+  DiagLine& SignedDec(int64_t value);
+  DiagLine& Hex(uintptr_t value);
+  DiagLine& Pad(size_t width);  // spaces up to `width` characters into the line
+  // Writes the line (adding '\n') to file descriptor `fd` and clears it.
+  void Write(int fd = 2);
+  const char* text() const { return buffer_; }
+  size_t size() const { return length_; }
+
+ private:
+  char buffer_[512] = {};
+  size_t length_ = 0;
+};
+
+// Writes `message` and aborts the process. For invariant violations only.
+[[noreturn]] ABSL_ATTRIBUTE_NOINLINE void Fatal(const char* message);
+
+}  // namespace hakmem::platform
+
+#endif  // HAKMEM_PLATFORM_PLATFORM_H_
