@@ -1,0 +1,58 @@
+// platform/spin_lock: the lock of hakmem's rare global paths (reservations, the
+// superslab cache, the heap lists, registry leaves). A test-and-test-and-set lock
+// that yields the CPU after a short spin; it never calls futex and never allocates,
+// so it works before main, in signal-free fork handlers and during thread exit.
+// Never taken on the malloc/free fast paths.
+// Thread-safety: it is the lock. Called by: stats, registry, superslab, heap, core.
+#ifndef HAKMEM_PLATFORM_SPIN_LOCK_H_
+#define HAKMEM_PLATFORM_SPIN_LOCK_H_
+
+#include <sched.h>
+
+#include <atomic>
+
+#include "absl/base/attributes.h"
+
+namespace hakmem::platform {
+
+class SpinLock {
+ public:
+  constexpr SpinLock() = default;
+  SpinLock(const SpinLock&) = delete;
+  SpinLock& operator=(const SpinLock&) = delete;
+
+  void Lock() {
+    for (int spins = 0;; ++spins) {
+      if (!locked_.load(std::memory_order_relaxed) &&
+          !locked_.exchange(true, std::memory_order_acquire)) {
+        return;
+      }
+      if (spins < 64) {
+        __builtin_ia32_pause();
+      } else {
+        sched_yield();  // contended: let the holder run (2-core machines)
+      }
+    }
+  }
+  void Unlock() { locked_.store(false, std::memory_order_release); }
+  // After fork() the child has one thread: whatever a dead thread held is free.
+  void ResetAfterFork() { locked_.store(false, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+class SpinLockHolder {
+ public:
+  explicit SpinLockHolder(SpinLock* lock) : lock_(lock) { lock_->Lock(); }
+  ~SpinLockHolder() { lock_->Unlock(); }
+  SpinLockHolder(const SpinLockHolder&) = delete;
+  SpinLockHolder& operator=(const SpinLockHolder&) = delete;
+
+ private:
+  SpinLock* lock_;
+};
+
+}  // namespace hakmem::platform
+
+#endif  // HAKMEM_PLATFORM_SPIN_LOCK_H_

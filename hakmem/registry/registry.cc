@@ -1,0 +1,72 @@
+#include "hakmem/registry/registry.h"
+
+#include "hakmem/platform/platform.h"
+#include "hakmem/platform/spin_lock.h"
+
+namespace hakmem::registry {
+
+ABSL_CONST_INIT std::atomic<Leaf*> g_root[size_t{1} << kRootBits] = {};
+
+namespace {
+
+ABSL_CONST_INIT platform::SpinLock g_lock;  // serialises leaf creation
+ABSL_CONST_INIT std::atomic<size_t> g_leaf_bytes{0};
+
+constexpr uintptr_t kLeafMask = (uintptr_t{1} << kLeafBits) - 1;
+
+Leaf* LeafFor(uintptr_t chunk) {
+  std::atomic<Leaf*>& slot = g_root[chunk >> kLeafBits];
+  Leaf* leaf = slot.load(std::memory_order_acquire);
+  if (leaf != nullptr) return leaf;
+  platform::SpinLockHolder hold(&g_lock);
+  leaf = slot.load(std::memory_order_acquire);
+  if (leaf == nullptr) {
+    // Fresh anonymous memory reads as zero: every entry starts as nullptr.
+    leaf = static_cast<Leaf*>(platform::Reserve(sizeof(Leaf), platform::kPageSize));
+    if (leaf == nullptr) return nullptr;
+    g_leaf_bytes.fetch_add(sizeof(Leaf), std::memory_order_relaxed);
+    slot.store(leaf, std::memory_order_release);
+  }
+  return leaf;
+}
+
+bool ValidRange(const void* base, size_t size) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(base);
+  return start % kChunkSize == 0 && size != 0 &&
+         ((start + size - 1) >> kAddressBits) == 0;
+}
+
+}  // namespace
+
+bool Register(const void* base, size_t size, void* header) {
+  if (!ValidRange(base, size)) return false;
+  const uintptr_t first = reinterpret_cast<uintptr_t>(base) >> kChunkShift;
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(base) + size - 1) >> kChunkShift;
+  // Map every leaf first, so that failure leaves nothing half-registered.
+  for (uintptr_t chunk = first; chunk <= last; chunk = (chunk | kLeafMask) + 1) {
+    if (LeafFor(chunk) == nullptr) return false;
+  }
+  for (uintptr_t chunk = first; chunk <= last; ++chunk) {
+    Leaf* leaf = g_root[chunk >> kLeafBits].load(std::memory_order_relaxed);
+    leaf->entry[chunk & kLeafMask].store(header, std::memory_order_release);
+  }
+  return true;
+}
+
+void Unregister(const void* base, size_t size) {
+  if (!ValidRange(base, size)) return;
+  const uintptr_t first = reinterpret_cast<uintptr_t>(base) >> kChunkShift;
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(base) + size - 1) >> kChunkShift;
+  for (uintptr_t chunk = first; chunk <= last; ++chunk) {
+    Leaf* leaf = g_root[chunk >> kLeafBits].load(std::memory_order_relaxed);
+    if (leaf != nullptr) leaf->entry[chunk & kLeafMask].store(nullptr, std::memory_order_release);
+  }
+}
+
+size_t LeafBytes() { return g_leaf_bytes.load(std::memory_order_relaxed); }
+
+void PrepareFork() { g_lock.Lock(); }
+void ParentAfterFork() { g_lock.Unlock(); }
+void ChildAfterFork() { g_lock.ResetAfterFork(); }
+
+}  // namespace hakmem::registry

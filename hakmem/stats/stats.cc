@@ -1,0 +1,124 @@
+#include "hakmem/stats/stats.h"
+
+#include <cstring>
+
+#include "hakmem/platform/spin_lock.h"
+
+namespace hakmem::stats {
+
+ABSL_CONST_INIT thread_local ThreadCounters tls_counters
+    __attribute__((tls_model("initial-exec"))) = {};
+
+ABSL_CONST_INIT std::atomic<uint64_t> g_counters[kNumCounters] = {};
+ABSL_CONST_INIT std::atomic<uint64_t> g_lane_allocs[kNumLanes] = {};
+ABSL_CONST_INIT std::atomic<uint64_t> g_lane_bytes[kNumLanes] = {};
+ABSL_CONST_INIT bool g_size_hist_enabled = false;
+
+namespace {
+
+ABSL_CONST_INIT platform::SpinLock g_lock;
+ABSL_CONST_INIT ThreadCounters* g_live = nullptr;  // under g_lock
+// Counters of exited threads (under g_lock).
+ABSL_CONST_INIT uint64_t g_retired_class_allocs[kNumClasses] = {};
+ABSL_CONST_INIT uint64_t g_retired_frees_local = 0;
+ABSL_CONST_INIT uint64_t g_retired_size_hist[kNumHist] = {};
+
+constexpr const char* kNames[] = {
+#define HAKMEM_STATS_NAME(field, help) #field,
+    HAKMEM_STATS_COUNTERS(HAKMEM_STATS_NAME)
+#undef HAKMEM_STATS_NAME
+};
+constexpr const char* kHelps[] = {
+#define HAKMEM_STATS_HELP(field, help) help,
+    HAKMEM_STATS_COUNTERS(HAKMEM_STATS_HELP)
+#undef HAKMEM_STATS_HELP
+};
+
+void Unlink(ThreadCounters* t) {
+  if (t->prev != nullptr) {
+    t->prev->next = t->next;
+  } else {
+    g_live = t->next;
+  }
+  if (t->next != nullptr) t->next->prev = t->prev;
+  t->next = t->prev = nullptr;
+  t->attached = false;
+}
+
+// Moves `t`'s counts into the retired totals and zeroes them (under g_lock).
+void Retire(ThreadCounters* t) {
+  for (int c = 0; c < kNumClasses; ++c) g_retired_class_allocs[c] += t->class_allocs[c];
+  for (int b = 0; b < kNumHist; ++b) g_retired_size_hist[b] += t->size_hist[b];
+  g_retired_frees_local += t->frees_local;
+  memset(t->class_allocs, 0, sizeof(t->class_allocs));
+  memset(t->size_hist, 0, sizeof(t->size_hist));
+  t->frees_local = 0;
+}
+
+}  // namespace
+
+const char* CounterName(Counter counter) { return kNames[static_cast<int>(counter)]; }
+const char* CounterHelp(Counter counter) { return kHelps[static_cast<int>(counter)]; }
+
+void AttachThread() {
+  ThreadCounters* t = &tls_counters;
+  if (t->attached) return;
+  platform::SpinLockHolder hold(&g_lock);
+  t->prev = nullptr;
+  t->next = g_live;
+  if (g_live != nullptr) g_live->prev = t;
+  g_live = t;
+  t->attached = true;
+}
+
+void DetachThread() {
+  ThreadCounters* t = &tls_counters;
+  platform::SpinLockHolder hold(&g_lock);
+  Retire(t);
+  if (t->attached) Unlink(t);
+}
+
+void Collect(Snapshot* out) {
+  memset(out, 0, sizeof(*out));
+  for (int i = 0; i < kNumCounters; ++i) out->counters[i] = g_counters[i].load(std::memory_order_relaxed);
+  for (int l = 0; l < kNumLanes; ++l) {
+    out->lane_allocs[l] = g_lane_allocs[l].load(std::memory_order_relaxed);
+    out->lane_bytes[l] = g_lane_bytes[l].load(std::memory_order_relaxed);
+  }
+  platform::SpinLockHolder hold(&g_lock);
+  uint64_t frees_local = g_retired_frees_local;
+  for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] = g_retired_class_allocs[c];
+  for (int b = 0; b < kNumHist; ++b) out->size_hist[b] = g_retired_size_hist[b];
+  // Other threads' counters are read while they run: a snapshot, not a barrier.
+  for (const ThreadCounters* t = g_live; t != nullptr; t = t->next) {
+    const volatile ThreadCounters* v = t;
+    for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += v->class_allocs[c];
+    for (int b = 0; b < kNumHist; ++b) out->size_hist[b] += v->size_hist[b];
+    frees_local += v->frees_local;
+  }
+  if (!tls_counters.attached) {  // the caller may not be listed (no heap yet)
+    for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += tls_counters.class_allocs[c];
+    for (int b = 0; b < kNumHist; ++b) out->size_hist[b] += tls_counters.size_hist[b];
+    frees_local += tls_counters.frees_local;
+  }
+  out->counters[static_cast<int>(Counter::k_frees_local)] += frees_local;
+}
+
+void PrepareFork() { g_lock.Lock(); }
+void ParentAfterFork() { g_lock.Unlock(); }
+
+void ChildAfterFork() {
+  ThreadCounters* self = &tls_counters;
+  ThreadCounters* t = g_live;
+  while (t != nullptr) {
+    ThreadCounters* next = t->next;
+    if (t != self) {
+      Retire(t);
+      Unlink(t);
+    }
+    t = next;
+  }
+  g_lock.ResetAfterFork();
+}
+
+}  // namespace hakmem::stats

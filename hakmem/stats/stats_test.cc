@@ -1,0 +1,75 @@
+#include "hakmem/stats/stats.h"
+
+#include <thread>
+
+#include "gtest/gtest.h"
+
+namespace hakmem::stats {
+namespace {
+
+uint64_t ClassAllocs(int cls) {
+  Snapshot s;
+  Collect(&s);
+  return s.class_allocs[cls];
+}
+
+TEST(StatsTest, CountsOfLiveAndExitedThreadsAreMerged) {
+  if constexpr (!config::kStats) GTEST_SKIP() << "stats compiled out";
+  const uint64_t before = ClassAllocs(5);
+  std::thread live_thread;
+  std::atomic<bool> counted{false}, release{false};
+  live_thread = std::thread([&] {
+    AttachThread();
+    for (int i = 0; i < 7; ++i) CountClassAlloc(5);
+    counted = true;
+    while (!release) std::this_thread::yield();
+    DetachThread();
+  });
+  while (!counted) std::this_thread::yield();
+  EXPECT_EQ(ClassAllocs(5), before + 7);  // read while the thread still runs
+  release = true;
+  live_thread.join();
+  EXPECT_EQ(ClassAllocs(5), before + 7);  // kept after it exited
+  std::thread([] {
+    AttachThread();
+    CountClassAlloc(5);
+    CountLocalFree();
+    DetachThread();
+  }).join();
+  EXPECT_EQ(ClassAllocs(5), before + 8);
+}
+
+TEST(StatsTest, GlobalCountersAndLanes) {
+  if constexpr (!config::kStats) GTEST_SKIP() << "stats compiled out";
+  Snapshot a, b;
+  Collect(&a);
+  Count(Counter::k_superslabs_mapped, 3);
+  CountLaneAlloc(3, 5000);
+  Collect(&b);
+  const int mapped = static_cast<int>(Counter::k_superslabs_mapped);
+  EXPECT_EQ(b.counters[mapped], a.counters[mapped] + 3);
+  EXPECT_EQ(b.lane_allocs[3], a.lane_allocs[3] + 1);
+  EXPECT_EQ(b.lane_bytes[3], a.lane_bytes[3] + 5000);
+  EXPECT_STREQ(CounterName(Counter::k_superslabs_mapped), "superslabs_mapped");
+  EXPECT_NE(CounterHelp(Counter::k_frees_remote)[0], '\0');
+}
+
+TEST(StatsTest, HistogramBuckets) {
+  EXPECT_EQ(HistBucket(0), 0);
+  EXPECT_EQ(HistBucket(1), 1);
+  EXPECT_EQ(HistBucket(2), 2);
+  EXPECT_EQ(HistBucket(3), 2);
+  EXPECT_EQ(HistBucket(1024), 11);
+  EXPECT_EQ(HistBucket(~size_t{0}), kNumHist - 1);
+  if constexpr (!config::kStats) return;
+  g_size_hist_enabled = true;
+  Snapshot a, b;
+  Collect(&a);
+  RecordSize(1000);
+  Collect(&b);
+  g_size_hist_enabled = false;
+  EXPECT_EQ(b.size_hist[10], a.size_hist[10] + 1);
+}
+
+}  // namespace
+}  // namespace hakmem::stats

@@ -1,0 +1,382 @@
+#include "hakmem/superslab/superslab.h"
+
+#include <errno.h>
+
+#include <cstring>
+
+#include "hakmem/config/build_config.h"
+#include "hakmem/config/options.h"
+#include "hakmem/platform/platform.h"
+#include "hakmem/platform/spin_lock.h"
+#include "hakmem/stats/stats.h"
+
+namespace hakmem {
+namespace {
+
+using stats::Count;
+using stats::Counter;
+
+// An intrusive list with a head (newest) and a tail (oldest).
+template <typename T>
+struct AgeList {
+  T* head = nullptr;
+  T* tail = nullptr;
+  uint64_t count = 0;
+
+  void PushFront(T* item) {
+    item->prev = nullptr;
+    item->next = head;
+    if (head != nullptr) head->prev = item;
+    head = item;
+    if (tail == nullptr) tail = item;
+    ++count;
+  }
+  void Remove(T* item) {
+    if (item->prev != nullptr) item->prev->next = item->next; else head = item->next;
+    if (item->next != nullptr) item->next->prev = item->prev; else tail = item->prev;
+    item->next = item->prev = nullptr;
+    --count;
+  }
+};
+
+ABSL_CONST_INIT platform::SpinLock g_lock;
+// Everything below is under g_lock.
+ABSL_CONST_INIT char* g_reserve_cursor = nullptr;
+ABSL_CONST_INIT char* g_reserve_end = nullptr;
+ABSL_CONST_INIT AgeList<SuperSlab> g_warm;  // empty, committed
+ABSL_CONST_INIT AgeList<SuperSlab> g_cold;  // empty, decommitted
+ABSL_CONST_INIT AgeList<HugeHeader> g_huge_cache;
+ABSL_CONST_INIT uint64_t g_huge_cached_bytes = 0;
+
+ABSL_CONST_INIT std::atomic<uint64_t> g_superslab_bytes{0};
+ABSL_CONST_INIT std::atomic<uint64_t> g_huge_bytes{0};
+// Earliest time a cached item becomes due for purging (UINT64_MAX: nothing cached).
+ABSL_CONST_INIT std::atomic<uint64_t> g_next_purge_ns{UINT64_MAX};
+
+constexpr uint64_t kMillisecond = 1000000;
+
+uint64_t PurgeDelayNs() { return config::GetOptions().purge_delay_ms * kMillisecond; }
+uint64_t RetainBytes() { return config::GetOptions().retain_mb << 20; }
+
+constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
+
+using UnitMask = unsigned __int128;
+
+UnitMask Load(const uint64_t words[2]) {
+  return (static_cast<UnitMask>(words[1]) << 64) | words[0];
+}
+void Store(uint64_t words[2], UnitMask mask) {
+  words[0] = static_cast<uint64_t>(mask);
+  words[1] = static_cast<uint64_t>(mask >> 64);
+}
+UnitMask RunMask(size_t first, size_t units) {
+  const UnitMask ones = units >= 128 ? ~UnitMask{0} : ((UnitMask{1} << units) - 1);
+  return ones << first;
+}
+
+void DecommitLocked(SuperSlab* ss) {
+  platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize);
+  Store(ss->dirty_units, 1);  // only the header unit stays touched
+  ss->decommitted = true;
+  Count(Counter::k_superslabs_purged);
+  if constexpr (config::kDebugLog) {
+    platform::DiagLine().Str("hakmem: purged superslab ").Hex(reinterpret_cast<uintptr_t>(ss)).Write();
+  }
+}
+
+void ReleaseHugeLocked(HugeHeader* h) {
+  g_huge_cache.Remove(h);
+  g_huge_cached_bytes -= h->map_len;
+  g_huge_bytes.fetch_sub(h->map_len, std::memory_order_relaxed);
+  char* base = h->map_base;
+  const size_t len = h->map_len;
+  registry::Unregister(base, len);
+  platform::Release(base, len);
+  Count(Counter::k_huge_released);
+}
+
+// Keeps the committed empty memory under HAKMEM_RETAIN_MB: oldest huge mappings
+// go first, then the oldest warm superslabs are decommitted.
+void EnforceRetainCapLocked() {
+  const uint64_t cap = RetainBytes();
+  while (g_huge_cache.tail != nullptr &&
+         g_huge_cached_bytes + g_warm.count * kSuperSlabSize > cap) {
+    ReleaseHugeLocked(g_huge_cache.tail);
+  }
+  while (g_warm.tail != nullptr && g_warm.count * kSuperSlabSize > cap) {
+    SuperSlab* ss = g_warm.tail;
+    g_warm.Remove(ss);
+    DecommitLocked(ss);
+    g_cold.PushFront(ss);
+  }
+}
+
+void UpdateNextPurgeLocked() {
+  uint64_t oldest = UINT64_MAX;
+  if (g_warm.tail != nullptr) oldest = g_warm.tail->cached_at_ns;
+  if (g_huge_cache.tail != nullptr && g_huge_cache.tail->cached_at_ns < oldest) {
+    oldest = g_huge_cache.tail->cached_at_ns;
+  }
+  g_next_purge_ns.store(oldest == UINT64_MAX ? UINT64_MAX : oldest + PurgeDelayNs(),
+                        std::memory_order_relaxed);
+}
+
+void InitFreshHeader(SuperSlab* ss) {
+  // Fresh reservation memory reads as zero: only non-zero fields are written.
+  ss->magic = kSuperSlabMagic;
+  Store(ss->free_units, ~UnitMask{1});
+  Store(ss->dirty_units, 1);
+  for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
+}
+
+}  // namespace
+
+SuperSlab* AcquireSuperSlab(void* owner) {
+  SuperSlab* ss = nullptr;
+  bool fresh = false;
+  {
+    platform::SpinLockHolder hold(&g_lock);
+    if (g_warm.head != nullptr) {
+      ss = g_warm.head;
+      g_warm.Remove(ss);
+    } else if (g_cold.head != nullptr) {
+      ss = g_cold.head;
+      g_cold.Remove(ss);
+      ss->decommitted = false;
+    }
+    if (ss != nullptr) {
+      Count(Counter::k_superslabs_reused);
+      UpdateNextPurgeLocked();
+    } else {
+      if (g_reserve_cursor == g_reserve_end) {
+        char* r = static_cast<char*>(platform::Reserve(kReservationSize, kSuperSlabSize));
+        if (r == nullptr) return nullptr;
+        Count(Counter::k_reservations);
+        g_reserve_cursor = r;
+        g_reserve_end = r + kReservationSize;
+      }
+      ss = reinterpret_cast<SuperSlab*>(g_reserve_cursor);
+      g_reserve_cursor += kSuperSlabSize;
+      fresh = true;
+    }
+  }
+  if (fresh) {
+    InitFreshHeader(ss);
+    if (!registry::Register(ss, kSuperSlabSize, ss)) {
+      errno = ENOMEM;
+      return nullptr;  // the 2 MiB stays reserved and unused
+    }
+    g_superslab_bytes.fetch_add(kSuperSlabSize, std::memory_order_relaxed);
+    Count(Counter::k_superslabs_mapped);
+    if constexpr (config::kDebugLog) {
+      platform::DiagLine().Str("hakmem: new superslab ").Hex(reinterpret_cast<uintptr_t>(ss)).Write();
+    }
+  }
+  ss->next = ss->prev = nullptr;
+  ss->owner.store(owner, std::memory_order_release);
+  return ss;
+}
+
+void ReleaseSuperSlab(SuperSlab* ss) {
+  ss->owner.store(nullptr, std::memory_order_release);
+  const uint64_t now = platform::NowNanos();
+  platform::SpinLockHolder hold(&g_lock);
+  ss->cached_at_ns = now;
+  if (ss->decommitted) {
+    g_cold.PushFront(ss);
+  } else {
+    g_warm.PushFront(ss);
+  }
+  Count(Counter::k_superslabs_cached);
+  EnforceRetainCapLocked();
+  UpdateNextPurgeLocked();
+}
+
+SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh) {
+  const UnitMask free_units = Load(ss->free_units);
+  const size_t step = align_units == 0 ? 1 : align_units;
+  for (size_t first = step; first + units <= kUnitsPerSuperSlab; first += step) {
+    const UnitMask mask = RunMask(first, units);
+    if ((free_units & mask) != mask) continue;
+    Store(ss->free_units, free_units & ~mask);
+    const UnitMask dirty = Load(ss->dirty_units);
+    *fresh = (dirty & mask) == 0;
+    Store(ss->dirty_units, dirty | mask);
+    ss->used_units += static_cast<uint32_t>(units);
+    for (size_t u = first; u < first + units; ++u) ss->unit_slab[u] = static_cast<uint8_t>(first);
+    SlabMeta* slab = &ss->slabs[first];
+    slab->start = reinterpret_cast<char*>(ss) + first * kUnitSize;
+    slab->units = static_cast<uint16_t>(units);
+    if constexpr (config::kPrefault) {
+      if (*fresh) platform::Populate(slab->start, units * kUnitSize);
+    }
+    return slab;
+  }
+  return nullptr;
+}
+
+void FreeRun(SuperSlab* ss, SlabMeta* slab) {
+  const size_t first = static_cast<size_t>(slab - ss->slabs);
+  Store(ss->free_units, Load(ss->free_units) | RunMask(first, slab->units));
+  ss->used_units -= slab->units;
+  for (size_t u = first; u < first + slab->units; ++u) ss->unit_slab[u] = 0;
+  *slab = SlabMeta{};
+  slab->cls = kNoClass;
+  slab->state = SlabState::kFree;
+}
+
+void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
+  slab->block_size = block_size;
+  slab->capacity = static_cast<uint32_t>(slab->units * kUnitSize / block_size);
+  slab->bump = slab->start;
+  slab->end = slab->start + size_t{slab->capacity} * block_size;
+  slab->free_list = nullptr;
+  slab->used = 0;
+  slab->div_magic = ((uint64_t{1} << 40) + block_size - 1) / block_size;
+  slab->next = slab->prev = nullptr;
+}
+
+void PurgeCaches(bool force) {
+  const uint64_t now = platform::NowNanos();
+  const uint64_t delay = PurgeDelayNs();
+  platform::SpinLockHolder hold(&g_lock);
+  while (g_huge_cache.tail != nullptr &&
+         (force || now - g_huge_cache.tail->cached_at_ns >= delay)) {
+    ReleaseHugeLocked(g_huge_cache.tail);
+  }
+  while (g_warm.tail != nullptr && (force || now - g_warm.tail->cached_at_ns >= delay)) {
+    SuperSlab* ss = g_warm.tail;
+    g_warm.Remove(ss);
+    DecommitLocked(ss);
+    g_cold.PushFront(ss);
+  }
+  UpdateNextPurgeLocked();
+}
+
+void MaybePurge() {
+  const uint64_t due = g_next_purge_ns.load(std::memory_order_relaxed);
+  if (ABSL_PREDICT_TRUE(due == UINT64_MAX)) return;
+  if (platform::NowNanos() >= due) PurgeCaches(false);
+}
+
+void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
+  const size_t offset = alignment > kHugeHeaderSize ? alignment : kHugeHeaderSize;
+  if (size > (size_t{1} << 46) || alignment > (size_t{1} << 40)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  const size_t needed = RoundUp(offset + size, kSuperSlabSize);
+  if (offset == kHugeHeaderSize) {
+    platform::SpinLockHolder hold(&g_lock);
+    for (HugeHeader* h = g_huge_cache.head; h != nullptr; h = h->next) {
+      if (h->map_len >= needed && h->map_len <= 2 * needed) {
+        g_huge_cache.Remove(h);
+        g_huge_cached_bytes -= h->map_len;
+        UpdateNextPurgeLocked();
+        h->cached = false;
+        h->size = size;
+        Count(Counter::k_huge_reused);
+        *zeroed = false;
+        return h->user;
+      }
+    }
+  }
+  const size_t reserve_alignment = alignment > kSuperSlabSize ? alignment : kSuperSlabSize;
+  char* base = static_cast<char*>(platform::Reserve(needed, reserve_alignment));
+  if (base == nullptr) {
+    PurgeCaches(true);  // give back what is cached and try once more
+    base = static_cast<char*>(platform::Reserve(needed, reserve_alignment));
+    if (base == nullptr) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+  }
+  char* user = base + offset;
+  HugeHeader* h = HugeHeaderOf(user);
+  h->magic = kHugeMagic;
+  h->map_base = base;
+  h->map_len = needed;
+  h->user = user;
+  h->size = size;
+  if (!registry::Register(base, needed, h)) {
+    platform::Release(base, needed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  g_huge_bytes.fetch_add(needed, std::memory_order_relaxed);
+  Count(Counter::k_huge_mapped);
+  *zeroed = true;
+  return user;
+}
+
+void HugeFree(HugeHeader* h) {
+  const uint64_t now = platform::NowNanos();
+  platform::SpinLockHolder hold(&g_lock);
+  h->cached = true;
+  h->cached_at_ns = now;
+  g_huge_cache.PushFront(h);
+  g_huge_cached_bytes += h->map_len;
+  EnforceRetainCapLocked();
+  UpdateNextPurgeLocked();
+}
+
+size_t HugeUsableSize(const HugeHeader* h) {
+  return static_cast<size_t>(h->map_base + h->map_len - h->user);
+}
+
+void* HugeRealloc(HugeHeader* h, size_t new_size) {
+  const size_t offset = static_cast<size_t>(h->user - h->map_base);
+  if (new_size > (size_t{1} << 46)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (offset + new_size <= h->map_len) {
+    h->size = new_size;
+    return h->user;
+  }
+  const size_t needed = RoundUp(offset + new_size, kSuperSlabSize);
+  char* new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
+  if (new_base == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  char* old_base = h->map_base;
+  const size_t old_len = h->map_len;
+  HugeHeader* moved = reinterpret_cast<HugeHeader*>(new_base + (reinterpret_cast<char*>(h) - old_base));
+  // Register first: on failure nothing has moved and the old block is intact.
+  if (!registry::Register(new_base, needed, moved)) {
+    platform::Release(new_base, needed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (!platform::MovePages(old_base, old_len, new_base, needed)) {
+    registry::Unregister(new_base, needed);
+    platform::Release(new_base, needed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  registry::Unregister(old_base, old_len);
+  moved->map_base = new_base;
+  moved->map_len = needed;
+  moved->user = new_base + offset;
+  moved->size = new_size;
+  g_huge_bytes.fetch_add(needed - old_len, std::memory_order_relaxed);
+  Count(Counter::k_huge_remapped);
+  return moved->user;
+}
+
+SuperSlabStats GetSuperSlabStats() {
+  SuperSlabStats s;
+  s.superslab_bytes = g_superslab_bytes.load(std::memory_order_relaxed);
+  s.huge_bytes = g_huge_bytes.load(std::memory_order_relaxed);
+  platform::SpinLockHolder hold(&g_lock);
+  s.cached_superslabs = g_warm.count + g_cold.count;
+  s.cached_huge = g_huge_cache.count;
+  return s;
+}
+
+void PrepareFork() { g_lock.Lock(); }
+void ParentAfterFork() { g_lock.Unlock(); }
+void ChildAfterFork() { g_lock.ResetAfterFork(); }
+
+}  // namespace hakmem

@@ -1,0 +1,164 @@
+// superslab: hakmem's units of memory and everything that maps them.
+//
+// Owns:
+//  - SuperSlab: a 2 MiB naturally aligned region of 128 units of 16 KiB. Unit 0 is
+//    the header: owner heap, unit bitmaps, the unit -> slab map and one SlabMeta
+//    per possible slab. Slabs (blocks of one class) and large runs (one block)
+//    are runs of units. Superslabs are carved from 64 MiB reservations (one mmap
+//    each), registered in the registry once, and never unmapped: an empty one goes
+//    to the cache, is reused warm, and is decommitted (MADV_DONTNEED on units
+//    1..127) after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB.
+//  - Huge mappings (> 1 MiB): one 2 MiB-aligned mapping each with a header page
+//    before the user block, cached on free, unmapped after the delay or beyond
+//    the cap, grown by remapping pages instead of copying.
+// Thread-safety: a superslab's units, slabs and SlabMetas are touched only by the
+// thread of its owner heap; `owner` is read by any thread (relaxed). The cache,
+// the reservations and the huge cache are under one spin lock, off the fast path.
+// Called by: heap (superslabs, runs), free_dispatch and core (huge, lookups).
+#ifndef HAKMEM_SUPERSLAB_SUPERSLAB_H_
+#define HAKMEM_SUPERSLAB_SUPERSLAB_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+#include "hakmem/registry/registry.h"
+#include "hakmem/size_class/size_class.h"
+
+namespace hakmem {
+
+inline constexpr uint32_t kSuperSlabMagic = 0x534c4142;  // "SLAB"
+inline constexpr uint32_t kHugeMagic = 0x48554745;       // "HUGE"
+inline constexpr size_t kReservationSize = size_t{64} << 20;
+
+// What the registry points to: the first bytes of a superslab or huge header.
+struct ChunkHeader {
+  uint32_t magic;
+  // The heap that owns a superslab; always nullptr for a huge mapping, so the
+  // free fast path's "owner == my heap" test sends huge blocks to the slow path.
+  std::atomic<void*> owner;
+};
+
+inline constexpr uint8_t kNoClass = 0xFF;     // unit not in a slab
+inline constexpr uint8_t kLargeClass = 0xFE;  // a large run (one block)
+
+enum class SlabState : uint8_t { kFree, kCurrent, kPartial, kFull, kLarge };
+
+// One slab (or large run), indexed by its first unit. Owner thread only.
+struct SlabMeta {
+  void* free_list;     // freed blocks of this slab
+  char* bump;          // next never-used block
+  char* end;           // end of the last whole block
+  char* start;         // first block
+  uint64_t div_magic;  // ceil(2^40 / block_size): index = offset * magic >> 40
+  uint32_t block_size;
+  uint32_t used;       // blocks out: in use, in a thread cache or in a remote queue
+  uint32_t capacity;   // blocks in the slab
+  uint16_t units;
+  uint8_t cls;         // size class, kLargeClass or kNoClass
+  SlabState state;
+  SlabMeta* next;      // the heap's partial list of this class
+  SlabMeta* prev;
+};
+
+struct SuperSlab : ChunkHeader {
+  uint64_t free_units[2];   // bit set: unit free (unit 0, the header, never is)
+  uint64_t dirty_units[2];  // bit set: unit touched since mapped or decommitted
+  uint32_t used_units;
+  bool decommitted;
+  uint64_t cached_at_ns;
+  SuperSlab* next;  // in the owner heap's list, or in the cache
+  SuperSlab* prev;
+  uint8_t unit_slab[kUnitsPerSuperSlab];  // first unit of the slab holding a unit
+  SlabMeta slabs[kUnitsPerSuperSlab];     // by first unit; slabs[0] stays kNoClass
+};
+static_assert(sizeof(SuperSlab) <= kUnitSize, "the header fits unit 0");
+static_assert(kSuperSlabSize == registry::kChunkSize, "one registry chunk each");
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline SuperSlab* SuperSlabOf(const void* p) {
+  return reinterpret_cast<SuperSlab*>(reinterpret_cast<uintptr_t>(p) & ~(kSuperSlabSize - 1));
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* p) {
+  const size_t unit = (reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(ss)) / kUnitSize;
+  return &ss->slabs[ss->unit_slab[unit]];
+}
+
+// Whether `p` is the first byte of a block of `slab` (not an interior pointer).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsBlockStart(const SlabMeta* slab, const void* p) {
+  const uint64_t offset = static_cast<uint64_t>(static_cast<const char*>(p) - slab->start);
+  const uint64_t index = (offset * slab->div_magic) >> 40;
+  return index * slab->block_size == offset && index < slab->capacity;
+}
+
+// Takes an empty superslab for `owner`: warm from the cache, then decommitted from
+// the cache, then carved from a reservation. nullptr when the OS refuses memory.
+SuperSlab* AcquireSuperSlab(void* owner);
+
+// Gives back an empty superslab (no unit in use) to the cache.
+void ReleaseSuperSlab(SuperSlab* ss);
+
+// Allocates a run of `units` units whose first unit index is a multiple of
+// `align_units`, and returns its SlabMeta with start/units/unit map set (state
+// kFree, the caller sets the rest). `*fresh` says whether every unit of the run is
+// untouched since mapped or decommitted (reads as zero). nullptr if no room.
+SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh);
+
+// Returns the units of `slab` to its superslab.
+void FreeRun(SuperSlab* ss, SlabMeta* slab);
+
+// Sets up `slab` (just returned by AllocRun) to hold blocks of `block_size`.
+void InitSlabBlocks(SlabMeta* slab, uint32_t block_size);
+
+// Decommits cached superslabs and unmaps cached huge mappings older than the
+// purge delay, or all of them with `force`. Cheap when nothing is due.
+void PurgeCaches(bool force);
+// Called from refill slow paths: purges when the next purge time has passed.
+void MaybePurge();
+
+// ---- huge mappings ----
+
+inline constexpr size_t kHugeHeaderSize = 4096;  // the page before the user block
+
+struct HugeHeader : ChunkHeader {
+  char* map_base;
+  size_t map_len;
+  char* user;
+  size_t size;  // requested bytes
+  bool cached;
+  uint64_t cached_at_ns;
+  HugeHeader* next;  // in the huge cache
+  HugeHeader* prev;
+};
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline HugeHeader* HugeHeaderOf(const void* user) {
+  return reinterpret_cast<HugeHeader*>(const_cast<char*>(static_cast<const char*>(user)) - kHugeHeaderSize);
+}
+
+// Maps (or takes from the cache) a huge block of `size` bytes aligned to
+// `alignment` (a power of two). `*zeroed` tells whether it reads as zero.
+// nullptr with errno ENOMEM when the OS refuses.
+void* HugeAlloc(size_t size, size_t alignment, bool* zeroed);
+void HugeFree(HugeHeader* h);
+size_t HugeUsableSize(const HugeHeader* h);
+// Resizes in place or by moving pages; returns the new user pointer, or nullptr
+// (the old block intact) when the OS refuses.
+void* HugeRealloc(HugeHeader* h, size_t new_size);
+
+struct SuperSlabStats {
+  uint64_t superslab_bytes;     // carved from reservations
+  uint64_t cached_superslabs;   // in the cache now (warm or decommitted)
+  uint64_t huge_bytes;          // huge mappings, live or cached
+  uint64_t cached_huge;         // in the huge cache now
+};
+SuperSlabStats GetSuperSlabStats();
+
+void PrepareFork();
+void ParentAfterFork();
+void ChildAfterFork();
+
+}  // namespace hakmem
+
+#endif  // HAKMEM_SUPERSLAB_SUPERSLAB_H_

@@ -1,0 +1,201 @@
+#include "hakmem/superslab/superslab.h"
+
+#include <stdlib.h>
+
+#include <cstring>
+
+#include "gtest/gtest.h"
+#include "hakmem/config/options.h"
+#include "hakmem/platform/platform.h"
+#include "hakmem/registry/registry.h"
+
+namespace hakmem {
+namespace {
+
+int g_owner;  // stands for a heap
+
+TEST(SuperSlabTest, AcquiredSuperSlabIsAlignedRegisteredAndOwned) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  ASSERT_NE(ss, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(ss) % kSuperSlabSize, 0u);
+  EXPECT_EQ(ss->magic, kSuperSlabMagic);
+  EXPECT_EQ(ss->owner.load(), &g_owner);
+  EXPECT_EQ(registry::Lookup(reinterpret_cast<char*>(ss) + 12345), ss);
+  EXPECT_EQ(ss->used_units, 0u);
+  EXPECT_EQ(ss->slabs[0].cls, kNoClass);
+  ReleaseSuperSlab(ss);
+  EXPECT_EQ(ss->owner.load(), nullptr);
+  EXPECT_EQ(registry::Lookup(ss), ss);  // stays registered while cached
+}
+
+TEST(SuperSlabTest, RunsAreDisjointAlignedAndTracked) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  ASSERT_NE(ss, nullptr);
+  bool fresh = false;
+  SlabMeta* a = AllocRun(ss, 4, 1, &fresh);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->start, reinterpret_cast<char*>(ss) + kUnitSize);  // unit 0 is the header
+  SlabMeta* b = AllocRun(ss, 8, 8, &fresh);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ((b->start - reinterpret_cast<char*>(ss)) % (8 * kUnitSize), 0);
+  EXPECT_GE(b->start, a->start + 4 * kUnitSize);
+  EXPECT_EQ(SlabOf(ss, a->start + 3 * kUnitSize + 5), a);
+  EXPECT_EQ(SlabOf(ss, b->start + 7 * kUnitSize), b);
+  EXPECT_EQ(ss->used_units, 12u);
+  // The rest fills up; a run that does not fit is refused.
+  EXPECT_EQ(AllocRun(ss, kUnitsPerSuperSlab, 1, &fresh), nullptr);
+  char* a_start = a->start;
+  FreeRun(ss, a);
+  EXPECT_EQ(SlabOf(ss, a_start)->cls, kNoClass);
+  EXPECT_EQ(SlabOf(ss, a_start), &ss->slabs[0]);
+  EXPECT_EQ(ss->used_units, 8u);
+  FreeRun(ss, b);
+  EXPECT_EQ(ss->used_units, 0u);
+  ReleaseSuperSlab(ss);
+}
+
+TEST(SuperSlabTest, FreshRunsReadZeroAndReusedRunsAreMarkedDirty) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  ASSERT_NE(ss, nullptr);
+  bool fresh = false;
+  SlabMeta* run = AllocRun(ss, 2, 1, &fresh);
+  ASSERT_NE(run, nullptr);
+  char* start = run->start;
+  if (fresh) {
+    for (size_t i = 0; i < 2 * kUnitSize; i += 64) ASSERT_EQ(start[i], 0);
+  }
+  memset(start, 0x5a, 2 * kUnitSize);
+  FreeRun(ss, run);
+  run = AllocRun(ss, 2, 1, &fresh);
+  EXPECT_EQ(run->start, start);
+  EXPECT_FALSE(fresh);
+  FreeRun(ss, run);
+  ReleaseSuperSlab(ss);
+}
+
+TEST(SuperSlabTest, BlockStartsAreRecognised) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  ASSERT_NE(ss, nullptr);
+  for (uint32_t size : {16u, 48u, 1024u, 1152u, 14336u, 131072u}) {
+    bool fresh;
+    const size_t units = (size_t{size} * 4 + kUnitSize - 1) / kUnitSize;
+    SlabMeta* slab = AllocRun(ss, units, 1, &fresh);
+    ASSERT_NE(slab, nullptr);
+    InitSlabBlocks(slab, size);
+    EXPECT_EQ(slab->capacity, units * kUnitSize / size);
+    for (uint32_t i = 0; i < slab->capacity; ++i) {
+      ASSERT_TRUE(IsBlockStart(slab, slab->start + size_t{i} * size)) << size << " " << i;
+      ASSERT_FALSE(IsBlockStart(slab, slab->start + size_t{i} * size + 8)) << size;
+      ASSERT_FALSE(IsBlockStart(slab, slab->start + size_t{i} * size + size - 1)) << size;
+    }
+    EXPECT_FALSE(IsBlockStart(slab, slab->end));  // past the last block
+    FreeRun(ss, slab);
+  }
+  ReleaseSuperSlab(ss);
+}
+
+TEST(SuperSlabTest, PurgeDecommitsAndReuseStillWorks) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  ASSERT_NE(ss, nullptr);
+  bool fresh;
+  SlabMeta* run = AllocRun(ss, 1, 1, &fresh);
+  memset(run->start, 1, kUnitSize);
+  FreeRun(ss, run);
+  ReleaseSuperSlab(ss);
+  const uint64_t madvises = platform::SyscallCount(platform::Syscall::k_madvise);
+  PurgeCaches(/*force=*/true);
+  EXPECT_GT(platform::SyscallCount(platform::Syscall::k_madvise), madvises);
+  // Whatever superslab comes back next is usable, and a decommitted one reads zero.
+  SuperSlab* again = AcquireSuperSlab(&g_owner);
+  ASSERT_NE(again, nullptr);
+  run = AllocRun(again, 1, 1, &fresh);
+  ASSERT_NE(run, nullptr);
+  EXPECT_TRUE(fresh);
+  EXPECT_EQ(run->start[0], 0);
+  FreeRun(again, run);
+  ReleaseSuperSlab(again);
+}
+
+TEST(HugeTest, MapsRegistersCachesAndReuses) {
+  bool zeroed = false;
+  const size_t size = (size_t{3} << 20) + 123;
+  char* p = static_cast<char*>(HugeAlloc(size, 16, &zeroed));
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(zeroed);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 4096, 0u);
+  HugeHeader* h = HugeHeaderOf(p);
+  EXPECT_EQ(registry::Lookup(p), h);
+  EXPECT_EQ(registry::Lookup(p + size - 1), h);
+  EXPECT_EQ(h->magic, kHugeMagic);
+  EXPECT_EQ(h->owner.load(), nullptr);
+  EXPECT_GE(HugeUsableSize(h), size);
+  memset(p, 7, size);
+  HugeFree(h);
+  EXPECT_TRUE(h->cached);
+  char* q = static_cast<char*>(HugeAlloc(size - 1000, 16, &zeroed));
+  EXPECT_EQ(q, p);  // reused from the cache
+  EXPECT_FALSE(zeroed);
+  HugeFree(HugeHeaderOf(q));
+  PurgeCaches(true);
+  EXPECT_EQ(registry::Lookup(p), nullptr);  // unmapped and unregistered
+}
+
+TEST(HugeTest, HonoursLargeAlignments) {
+  for (size_t alignment : {size_t{8192}, size_t{1} << 20, size_t{2} << 20, size_t{4} << 20, size_t{16} << 20}) {
+    bool zeroed;
+    char* p = static_cast<char*>(HugeAlloc(size_t{2} << 20, alignment, &zeroed));
+    ASSERT_NE(p, nullptr) << alignment;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % alignment, 0u) << alignment;
+    EXPECT_EQ(registry::Lookup(p), HugeHeaderOf(p));
+    p[(size_t{2} << 20) - 1] = 1;
+    HugeFree(HugeHeaderOf(p));
+  }
+  PurgeCaches(true);
+}
+
+TEST(HugeTest, ReallocGrowsInPlaceThenByMovingPages) {
+  bool zeroed;
+  const size_t size = size_t{3} << 20;
+  char* p = static_cast<char*>(HugeAlloc(size, 16, &zeroed));
+  ASSERT_NE(p, nullptr);
+  for (size_t i = 0; i < size; i += 4096) p[i] = static_cast<char>(i >> 12);
+  HugeHeader* h = HugeHeaderOf(p);
+  const size_t in_place = HugeUsableSize(h);
+  EXPECT_EQ(HugeRealloc(h, in_place), p);
+  const uint64_t remaps = platform::SyscallCount(platform::Syscall::k_mremap);
+  char* q = static_cast<char*>(HugeRealloc(h, size_t{64} << 20));
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(platform::SyscallCount(platform::Syscall::k_mremap), remaps + 1);
+  for (size_t i = 0; i < size; i += 4096) ASSERT_EQ(q[i], static_cast<char>(i >> 12)) << i;
+  q[(size_t{64} << 20) - 1] = 9;
+  EXPECT_EQ(registry::Lookup(q), HugeHeaderOf(q));
+  if (q != p) {
+    EXPECT_NE(registry::Lookup(p), HugeHeaderOf(q));
+  }
+  HugeFree(HugeHeaderOf(q));
+  PurgeCaches(true);
+}
+
+TEST(HugeTest, RefusedMappingReportsENOMEM) {
+  bool zeroed;
+  errno = 0;
+  EXPECT_EQ(HugeAlloc(size_t{1} << 47, 16, &zeroed), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST(HugeTest, RetainCapReleasesAtOnce) {
+  setenv("HAKMEM_RETAIN_MB", "0", 1);
+  config::ReloadOptionsForTesting();
+  bool zeroed;
+  char* p = static_cast<char*>(HugeAlloc(size_t{4} << 20, 16, &zeroed));
+  ASSERT_NE(p, nullptr);
+  const uint64_t munmaps = platform::SyscallCount(platform::Syscall::k_munmap);
+  HugeFree(HugeHeaderOf(p));
+  EXPECT_EQ(platform::SyscallCount(platform::Syscall::k_munmap), munmaps + 1);
+  EXPECT_EQ(GetSuperSlabStats().cached_huge, 0u);
+  unsetenv("HAKMEM_RETAIN_MB");
+  config::ReloadOptionsForTesting();
+}
+
+}  // namespace
+}  // namespace hakmem
