@@ -31,7 +31,11 @@ HAKMEM_COPTS = _WARNINGS + [
 
 HAKMEM_TEST_COPTS = _WARNINGS + [
     "-Wno-sign-compare",
+    "-Wno-dangling-else",  # gtest ASSERT_* inside an unbraced if
     # Tests call malloc/free with sizes and pointers the compiler can see through;
     # they must reach the allocator, not be folded away.
     "-fno-builtin",
 ]
+
+# wrappers defines operator new, which must be able to throw std::bad_alloc.
+HAKMEM_WRAPPER_COPTS = [flag for flag in HAKMEM_COPTS if flag != "-fno-exceptions"]

@@ -187,6 +187,11 @@ void DiagLine::Write(int fd) {
   length_ = 0;
 }
 
+int DuplicateFd(int fd) {
+  Count(Syscall::k_fcntl);
+  return fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
 void Fatal(const char* message) {
   DiagLine().Str("hakmem: fatal: ").Str(message).Write();
   abort();

@@ -31,7 +31,8 @@ inline constexpr size_t kPageSize = 4096;
   X(mprotect)                  \
   X(write)                     \
   X(open)                      \
-  X(read)
+  X(read)                      \
+  X(fcntl)
 
 enum class Syscall : int {
 #define HAKMEM_SYSCALL_ENUM(name) k_##name,
@@ -95,6 +96,10 @@ class DiagLine {
   char buffer_[512] = {};
   size_t length_ = 0;
 };
+
+// A duplicate of `fd` at a number >= 3, closed on exec; -1 on failure. Used to
+// keep stderr for the at-exit report of programs that close fd 2 before exit.
+int DuplicateFd(int fd);
 
 // Writes `message` and aborts the process. For invariant violations only.
 [[noreturn]] ABSL_ATTRIBUTE_NOINLINE void Fatal(const char* message);

@@ -36,7 +36,7 @@
 
 #define HAKMEM_STATS_NUM_LANES 4       /* tiny, pool, large, huge */
 #define HAKMEM_STATS_NUM_CLASSES 88    /* size classes, see size_class.h */
-#define HAKMEM_STATS_NUM_SYSCALLS 8    /* see platform.h HAKMEM_SYSCALL_LIST */
+#define HAKMEM_STATS_NUM_SYSCALLS 9    /* see platform.h HAKMEM_SYSCALL_LIST */
 #define HAKMEM_STATS_NUM_HIST 41       /* requested sizes: [2^(i-1), 2^i) */
 
 #endif /* HAKMEM_STATS_STATS_FIELDS_H_ */

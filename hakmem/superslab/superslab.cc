@@ -375,8 +375,8 @@ SuperSlabStats GetSuperSlabStats() {
   return s;
 }
 
-void PrepareFork() { g_lock.Lock(); }
-void ParentAfterFork() { g_lock.Unlock(); }
-void ChildAfterFork() { g_lock.ResetAfterFork(); }
+void PrepareForkSuperSlabs() { g_lock.Lock(); }
+void ParentAfterForkSuperSlabs() { g_lock.Unlock(); }
+void ChildAfterForkSuperSlabs() { g_lock.ResetAfterFork(); }
 
 }  // namespace hakmem

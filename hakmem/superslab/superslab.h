@@ -155,9 +155,9 @@ struct SuperSlabStats {
 };
 SuperSlabStats GetSuperSlabStats();
 
-void PrepareFork();
-void ParentAfterFork();
-void ChildAfterFork();
+void PrepareForkSuperSlabs();
+void ParentAfterForkSuperSlabs();
+void ChildAfterForkSuperSlabs();
 
 }  // namespace hakmem
 

@@ -1,0 +1,269 @@
+#include "hakmem/core/core.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "hakmem/config/options.h"
+#include "hakmem/heap/heap.h"
+#include "hakmem/platform/platform.h"
+#include "hakmem/registry/registry.h"
+#include "hakmem/superslab/superslab.h"
+
+extern "C" void* __libc_realloc(void* ptr, size_t size);  // glibc
+
+namespace hakmem::core {
+namespace {
+
+using stats::Count;
+using stats::Counter;
+
+// 0: nothing done, 1: a thread is initialising, 2: ready.
+ABSL_CONST_INIT std::atomic<int> g_init_state{0};
+ABSL_CONST_INIT std::atomic<uint32_t> g_init_thread{0};
+ABSL_CONST_INIT pthread_key_t g_thread_key = 0;
+ABSL_CONST_INIT int g_report_fd = 2;
+
+// Thread exit (pthread key destructor): caches back to the slabs, heap handed on.
+// A later destructor that allocates attaches a heap again and sets the key again,
+// so this runs again in the next destructor round.
+void ThreadExit(void*) {
+  if (!HasHeap()) return;
+  Heap* heap = tls_heap;
+  tiny_tls::FlushAll(heap);
+  pool_tls::FlushAll(heap);
+  AbandonHeap();
+  MaybePurge();
+}
+
+void PrepareFork() {
+  PrepareForkHeaps();
+  PrepareForkSuperSlabs();
+  registry::PrepareFork();
+  stats::PrepareFork();
+}
+
+void ParentAfterFork() {
+  stats::ParentAfterFork();
+  registry::ParentAfterFork();
+  ParentAfterForkSuperSlabs();
+  ParentAfterForkHeaps();
+}
+
+void ChildAfterFork() {
+  stats::ChildAfterFork();
+  registry::ChildAfterFork();
+  ChildAfterForkSuperSlabs();
+  ChildAfterForkHeaps();
+}
+
+ABSL_ATTRIBUTE_NOINLINE void GlobalInit() {
+  int expected = 0;
+  if (!g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acquire)) {
+    // Another thread initialises; the same thread re-entering (an allocation
+    // made by pthread_atfork, say) goes on, the state it needs is ready.
+    if (g_init_thread.load(std::memory_order_relaxed) == platform::ThreadId()) return;
+    while (g_init_state.load(std::memory_order_acquire) != 2) sched_yield();
+    return;
+  }
+  g_init_thread.store(platform::ThreadId(), std::memory_order_relaxed);
+  const config::Options& options = config::GetOptions();
+  stats::g_size_hist_enabled = options.size_hist;
+  if (options.stats || options.size_hist) {
+    const int fd = platform::DuplicateFd(2);
+    if (fd >= 0) g_report_fd = fd;
+  }
+  if (pthread_key_create(&g_thread_key, ThreadExit) != 0) {
+    platform::Fatal("pthread_key_create failed: cannot hand back thread caches");
+  }
+  pthread_atfork(PrepareFork, ParentAfterFork, ChildAfterFork);
+  g_init_state.store(2, std::memory_order_release);
+}
+
+// The calling thread's heap, attaching one on first use. nullptr: out of memory.
+ABSL_ATTRIBUTE_NOINLINE Heap* AttachThread() {
+  if (g_init_state.load(std::memory_order_acquire) != 2) GlobalInit();
+  if (HasHeap()) return tls_heap;  // attached while initialising
+  Heap* heap = AttachHeap();
+  if (heap == nullptr) return nullptr;
+  pthread_setspecific(g_thread_key, heap);
+  pool_tls::Prewarm(heap);
+  return heap;
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline Heap* CurrentHeap() {
+  return ABSL_PREDICT_TRUE(HasHeap()) ? tls_heap : AttachThread();
+}
+
+void* Fail() {
+  Count(Counter::k_alloc_failures);
+  errno = ENOMEM;
+  return nullptr;
+}
+
+// One block of size class `cls` through its thread cache.
+void* AllocClass(Heap* heap, int cls) {
+  void* p;
+  if (cls < kNumTinyClasses) {
+    p = tiny_tls::TryAlloc(cls);
+    if (p == nullptr) p = tiny_tls::Refill(heap, cls);
+  } else {
+    p = pool_tls::TryAlloc(cls);
+    if (p == nullptr) p = pool_tls::Refill(heap, cls);
+  }
+  if (p == nullptr) return Fail();
+  stats::CountClassAlloc(cls);
+  return p;
+}
+
+// Any size, aligned to `alignment` (a power of two <= 1 MiB for the slab lanes).
+// `*zeroed` tells whether the block is known to read as zero.
+void* Allocate(size_t size, size_t alignment, bool* zeroed) {
+  *zeroed = false;
+  if (size > kHugeThreshold || alignment > kHugeThreshold) {
+    void* p = HugeAlloc(size, alignment, zeroed);
+    if (p == nullptr) return Fail();
+    stats::CountLaneAlloc(static_cast<int>(Lane::kHuge), size);
+    return p;
+  }
+  Heap* heap = CurrentHeap();
+  if (heap == nullptr) return Fail();
+  if (size <= kPoolMax && alignment <= platform::kPageSize) {
+    // Slabs start on unit boundaries, so a class whose size is a multiple of the
+    // alignment has only aligned blocks; powers of two are classes, so one exists.
+    int cls = SizeClass(size);
+    while (ClassSize(cls) % alignment != 0) ++cls;
+    return AllocClass(heap, cls);
+  }
+  void* p = AllocLarge(heap, size, alignment, zeroed);
+  if (p == nullptr) return Fail();
+  stats::CountLaneAlloc(static_cast<int>(Lane::kLarge), LargeUnits(size) * kUnitSize);
+  return p;
+}
+
+constexpr bool MulOverflows(size_t a, size_t b, size_t* out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+
+}  // namespace
+
+void* MallocSlow(size_t size) {
+  if (size <= kPoolMax) {
+    Heap* heap = CurrentHeap();
+    if (heap == nullptr) return Fail();
+    return AllocClass(heap, SizeClass(size));
+  }
+  bool zeroed;
+  return Allocate(size, alignof(max_align_t), &zeroed);
+}
+
+void* Calloc(size_t count, size_t size) {
+  size_t total;
+  if (MulOverflows(count, size, &total)) return Fail();
+  stats::RecordSize(total);
+  bool zeroed;
+  void* p = Allocate(total, alignof(max_align_t), &zeroed);
+  if (p != nullptr && !zeroed) memset(p, 0, total);
+  return p;
+}
+
+void* Realloc(void* ptr, size_t size) {
+  if (ptr == nullptr) return Malloc(size);
+  if (size == 0) {  // glibc: frees and returns nullptr
+    Free(ptr);
+    return nullptr;
+  }
+  const free_dispatch::Found found = free_dispatch::Find(ptr, free_dispatch::Call::kRealloc);
+  switch (found.kind) {
+    case free_dispatch::Kind::kInvalid:
+      errno = EINVAL;
+      return nullptr;
+    case free_dispatch::Kind::kForeign:
+      return __libc_realloc(ptr, size);  // stays the C library's
+    case free_dispatch::Kind::kHuge:
+      if (size > kHugeThreshold) {
+        void* moved = HugeRealloc(HugeHeaderOf(ptr), size);
+        if (moved == nullptr) return Fail();
+        if (moved == ptr) Count(Counter::k_realloc_in_place);
+        return moved;
+      }
+      break;
+    case free_dispatch::Kind::kBlock:
+    case free_dispatch::Kind::kLarge:
+      // In place while it fits and wastes no more than half the block.
+      if (size <= found.usable && size >= found.usable / 2) {
+        Count(Counter::k_realloc_in_place);
+        return ptr;
+      }
+      break;
+  }
+  void* fresh = Malloc(size);
+  if (fresh == nullptr) return nullptr;  // errno set; the old block is intact
+  memcpy(fresh, ptr, size < found.usable ? size : found.usable);
+  Free(ptr);
+  return fresh;
+}
+
+void* ReallocArray(void* ptr, size_t count, size_t size) {
+  size_t total;
+  if (MulOverflows(count, size, &total)) return Fail();
+  return Realloc(ptr, total);
+}
+
+void* AlignedAlloc(size_t alignment, size_t size) {
+  if (alignment <= alignof(max_align_t)) return Malloc(size);
+  stats::RecordSize(size);
+  bool zeroed;
+  return Allocate(size, alignment, &zeroed);
+}
+
+int PosixMemalign(void** out, size_t alignment, size_t size) {
+  if (alignment < sizeof(void*) || (alignment & (alignment - 1)) != 0) return EINVAL;
+  const int saved = errno;
+  void* p = AlignedAlloc(alignment, size);
+  if (p == nullptr) {
+    errno = saved;  // posix_memalign reports through its result only
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+void* Memalign(size_t alignment, size_t size) {
+  // glibc: an alignment below 16 is raised; one that is not a power of two is
+  // raised to the next power of two.
+  if (alignment > (size_t{1} << 62)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  size_t a = alignment < alignof(max_align_t) ? alignof(max_align_t) : alignment;
+  if ((a & (a - 1)) != 0) a = size_t{1} << (64 - __builtin_clzll(a));
+  return AlignedAlloc(a, size);
+}
+
+void* AlignedAllocC11(size_t alignment, size_t size) {
+  // glibc 2.36 accepts any power of two (including 1) and rejects the rest.
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return AlignedAlloc(alignment, size);
+}
+
+void* Valloc(size_t size) { return AlignedAlloc(static_cast<size_t>(getpagesize()), size); }
+
+void* Pvalloc(size_t size) {
+  const size_t page = static_cast<size_t>(getpagesize());
+  if (size > SIZE_MAX - page) return Fail();
+  const size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
+  return AlignedAlloc(page, rounded);
+}
+
+void Purge() { PurgeCaches(/*force=*/true); }
+
+int ReportFd() { return g_report_fd; }
+
+}  // namespace hakmem::core

@@ -1,0 +1,75 @@
+// core: hakmem's allocation routing and lifecycle, under the C API.
+//
+// Owns: size -> lane routing for malloc, calloc, realloc and the aligned
+// allocators (tiny and pool through their thread caches, large runs through the
+// heap, huge mappings through superslab); lazy initialisation (options, the
+// thread-exit key, fork handlers) that is safe before main, inside dlsym, during
+// thread exit and in a fork child; the thread-exit hand-back of caches and heap;
+// Errors follow POSIX/glibc: ENOMEM, EINVAL, a failed realloc
+// leaves the old block intact.
+// Thread-safety: any thread, any time. Called by: //hakmem:hakmem (hak_* API) and
+// wrappers (malloc & co), which inline the fast paths below.
+#ifndef HAKMEM_CORE_CORE_H_
+#define HAKMEM_CORE_CORE_H_
+
+#include <cstddef>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+#include "hakmem/free_dispatch/free_dispatch.h"
+#include "hakmem/pool_tls/pool_tls.h"
+#include "hakmem/size_class/size_class.h"
+#include "hakmem/stats/stats.h"
+#include "hakmem/tiny_tls/tiny_tls.h"
+
+namespace hakmem::core {
+
+// Everything the inline fast path does not serve: first use of a thread, empty
+// caches, large and huge sizes. Sets errno = ENOMEM on failure.
+ABSL_ATTRIBUTE_NOINLINE void* MallocSlow(size_t size);
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Malloc(size_t size) {
+  stats::RecordSize(size);
+  if (ABSL_PREDICT_TRUE(size <= kTinyMax)) {
+    const int cls = TinyClass(size);
+    if (void* p = tiny_tls::TryAlloc(cls); ABSL_PREDICT_TRUE(p != nullptr)) {
+      stats::CountClassAlloc(cls);
+      return p;
+    }
+  } else if (size <= kPoolMax) {
+    const int cls = PoolClass(size);
+    if (void* p = pool_tls::TryAlloc(cls); ABSL_PREDICT_TRUE(p != nullptr)) {
+      stats::CountClassAlloc(cls);
+      return p;
+    }
+  }
+  return MallocSlow(size);
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr) {
+  if (ABSL_PREDICT_FALSE(ptr == nullptr)) return;
+  free_dispatch::Free(ptr, free_dispatch::Call::kFree);
+}
+
+void* Calloc(size_t count, size_t size);
+void* Realloc(void* ptr, size_t size);
+void* ReallocArray(void* ptr, size_t count, size_t size);
+// `alignment` is a power of two; nullptr with errno ENOMEM when out of memory.
+void* AlignedAlloc(size_t alignment, size_t size);
+int PosixMemalign(void** out, size_t alignment, size_t size);
+void* Memalign(size_t alignment, size_t size);      // glibc memalign semantics
+void* AlignedAllocC11(size_t alignment, size_t size);  // C11 aligned_alloc
+void* Valloc(size_t size);
+void* Pvalloc(size_t size);
+
+// Gives back every empty cached superslab and huge mapping now.
+void Purge();
+
+// Where the at-exit report goes: a copy of stderr taken at initialisation when
+// HAKMEM_STATS or HAKMEM_SIZE_HIST is set (programs such as coreutils close fd 2
+// before exit), else 2.
+int ReportFd();
+
+}  // namespace hakmem::core
+
+#endif  // HAKMEM_CORE_CORE_H_

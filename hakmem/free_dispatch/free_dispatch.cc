@@ -1,0 +1,188 @@
+#include "hakmem/free_dispatch/free_dispatch.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include <atomic>
+
+#include "hakmem/config/options.h"
+#include "hakmem/platform/platform.h"
+
+extern "C" {
+void __libc_free(void* ptr);  // glibc: the C library's own free
+extern void* __libc_stack_end;  // ld.so: the main thread's stack top at start
+}
+
+namespace hakmem::free_dispatch {
+namespace {
+
+using stats::Count;
+using stats::Counter;
+
+ABSL_ATTRIBUTE_NOINLINE void ReportInvalid(const void* ptr, Call call, const char* reason) {
+  Count(Counter::k_frees_invalid);
+  platform::DiagLine()
+      .Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(ptr))
+      .Str(" (").Str(reason).Str(") in ").Str(CallName(call)).Str("()")
+      .Write();
+  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+}
+
+// Whether `ptr` lies in the live part of the calling thread's stack: between the
+// stack pointer and the top of the stack (a thread's descriptor sits just above
+// its stack; the main thread's top is __libc_stack_end plus its environment).
+bool OnCurrentStack(const void* ptr) {
+  const uintptr_t sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  const uintptr_t self = static_cast<uintptr_t>(pthread_self());
+  const uintptr_t top = self > sp ? self : reinterpret_cast<uintptr_t>(__libc_stack_end) + (256 << 10);
+  const uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  return p >= sp && p < top;
+}
+
+// A pointer the registry does not know: the C library's, unless plainly wrong.
+void FreeForeign(void* ptr, Call call) {
+  if (reinterpret_cast<uintptr_t>(ptr) % alignof(max_align_t) != 0) {
+    return ReportInvalid(ptr, call, "misaligned: not from any allocator");
+  }
+  if (OnCurrentStack(ptr)) return ReportInvalid(ptr, call, "stack address");
+  Count(Counter::k_frees_foreign);
+  __libc_free(ptr);
+}
+
+// A slab block freed by the thread that owns it, after the fast path declined.
+void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
+  const int cls = slab->cls;
+  const bool tiny = cls < kNumTinyClasses;
+  const bool cached = tiny ? tiny_tls::IsCached(cls, ptr) : pool_tls::IsCached(cls, ptr);
+  if (cached || (config::kHardened && SlabFreeListContains(slab, ptr))) {
+    return ReportInvalid(ptr, call, "double free");
+  }
+  stats::CountLocalFree();
+  Heap* heap = tls_heap;
+  if (tiny) {
+    if (!tiny_tls::TryFree(cls, ptr)) tiny_tls::Flush(heap, cls, ptr);
+  } else {
+    if (!pool_tls::TryFree(cls, ptr)) pool_tls::Flush(heap, cls, ptr);
+  }
+}
+
+using UsableSizeFn = size_t (*)(void*);
+ABSL_CONST_INIT std::atomic<UsableSizeFn> g_libc_usable_size{nullptr};
+
+size_t LibcUsableSize(const void* ptr) {
+  UsableSizeFn fn = g_libc_usable_size.load(std::memory_order_acquire);
+  if (fn == nullptr) {
+    // The next definition after ours: the C library's (resolved once).
+    fn = reinterpret_cast<UsableSizeFn>(dlsym(RTLD_NEXT, "malloc_usable_size"));
+    if (fn == nullptr) return 0;
+    g_libc_usable_size.store(fn, std::memory_order_release);
+  }
+  return fn(const_cast<void*>(ptr));
+}
+
+}  // namespace
+
+const char* CallName(Call call) {
+  switch (call) {
+    case Call::kFree:
+      return "free";
+    case Call::kRealloc:
+      return "realloc";
+    case Call::kUsableSize:
+      return "malloc_usable_size";
+    case Call::kDelete:
+      return "operator delete";
+  }
+  return "?";
+}
+
+Found Find(const void* ptr, Call call) {
+  void* header = registry::Lookup(ptr);
+  if (header == nullptr) {
+    if (reinterpret_cast<uintptr_t>(ptr) % alignof(max_align_t) != 0) {
+      ReportInvalid(ptr, call, "misaligned: not from any allocator");
+      return {Kind::kInvalid, 0};
+    }
+    if (OnCurrentStack(ptr)) {
+      ReportInvalid(ptr, call, "stack address");
+      return {Kind::kInvalid, 0};
+    }
+    return {Kind::kForeign, 0};
+  }
+  const ChunkHeader* chunk = static_cast<const ChunkHeader*>(header);
+  if (chunk->magic == kHugeMagic) {
+    const HugeHeader* h = static_cast<const HugeHeader*>(chunk);
+    if (ptr != h->user) {
+      ReportInvalid(ptr, call, "interior pointer of a huge block");
+      return {Kind::kInvalid, 0};
+    }
+    if (h->cached) {
+      ReportInvalid(ptr, call, "double free of a huge block");
+      return {Kind::kInvalid, 0};
+    }
+    return {Kind::kHuge, HugeUsableSize(h)};
+  }
+  SuperSlab* ss = static_cast<SuperSlab*>(header);
+  const SlabMeta* slab = SlabOf(ss, ptr);
+  if (slab->cls == kNoClass || ss->owner.load(std::memory_order_acquire) == nullptr) {
+    ReportInvalid(ptr, call, "not an allocated block");
+    return {Kind::kInvalid, 0};
+  }
+  if (slab->cls == kLargeClass) {
+    if (ptr != slab->start) {
+      ReportInvalid(ptr, call, "interior pointer of a large block");
+      return {Kind::kInvalid, 0};
+    }
+    return {Kind::kLarge, slab->block_size};
+  }
+  if (!IsBlockStart(slab, ptr)) {
+    ReportInvalid(ptr, call, "interior pointer");
+    return {Kind::kInvalid, 0};
+  }
+  return {Kind::kBlock, slab->block_size};
+}
+
+void FreeSlow(void* ptr, void* header, Call call) {
+  if (header == nullptr) return FreeForeign(ptr, call);
+  const Found found = Find(ptr, call);
+  switch (found.kind) {
+    case Kind::kInvalid:
+    case Kind::kForeign:
+      return;
+    case Kind::kHuge:
+      return HugeFree(static_cast<HugeHeader*>(header));
+    case Kind::kLarge:
+    case Kind::kBlock:
+      break;
+  }
+  SuperSlab* ss = static_cast<SuperSlab*>(header);
+  SlabMeta* slab = SlabOf(ss, ptr);
+  if (ss->owner.load(std::memory_order_relaxed) != tls_heap) return PushRemote(ss, ptr);
+  if (found.kind == Kind::kLarge) {
+    stats::CountLocalFree();
+    return FreeLarge(tls_heap, ss, slab);
+  }
+  FreeOwnBlock(ss, slab, ptr, call);
+}
+
+size_t UsableSize(const void* ptr) {
+  if (ptr == nullptr) return 0;
+  const Found found = Find(ptr, Call::kUsableSize);
+  if (found.kind == Kind::kForeign) return LibcUsableSize(ptr);
+  return found.usable;
+}
+
+bool Owns(const void* ptr) {
+  void* header = registry::Lookup(ptr);
+  if (header == nullptr) return false;
+  const ChunkHeader* chunk = static_cast<const ChunkHeader*>(header);
+  if (chunk->magic == kHugeMagic) return ptr == static_cast<const HugeHeader*>(chunk)->user;
+  SuperSlab* ss = static_cast<SuperSlab*>(header);
+  const SlabMeta* slab = SlabOf(ss, ptr);
+  if (slab->cls == kNoClass) return false;
+  if (slab->cls == kLargeClass) return ptr == slab->start;
+  return IsBlockStart(slab, ptr);
+}
+
+}  // namespace hakmem::free_dispatch

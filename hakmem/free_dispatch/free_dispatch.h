@@ -1,0 +1,87 @@
+// free_dispatch: takes any pointer to its owner.
+//
+// Owns: the free() routing and the validation of pointers handed to free,
+// realloc and malloc_usable_size. Registry -> superslab -> slab -> a push on the
+// caller's thread cache when the caller owns the slab (no atomics), a push on the
+// owner heap's remote queue otherwise; huge mappings go to the huge cache;
+// pointers the registry does not know are the C library's (handed back with
+// __libc_free) unless they are plainly wrong. What is invalid — an interior
+// pointer, a block freed twice (when it is still at the head of the cache or on
+// its slab's free list), a stack address, a misaligned or never-allocated address
+// — gets one line on stderr naming the address, the reason and the call, then
+// abort() (HAKMEM_INVALID_FREE=warn: the line, and the call returns).
+// Thread-safety: any thread; it touches only the caller's TLS, slabs its heap owns,
+// and lock-free remote queues. Called by: core, wrappers (through core).
+#ifndef HAKMEM_FREE_DISPATCH_FREE_DISPATCH_H_
+#define HAKMEM_FREE_DISPATCH_FREE_DISPATCH_H_
+
+#include <cstddef>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+#include "hakmem/config/build_config.h"
+#include "hakmem/heap/heap.h"
+#include "hakmem/pool_tls/pool_tls.h"
+#include "hakmem/registry/registry.h"
+#include "hakmem/stats/stats.h"
+#include "hakmem/superslab/superslab.h"
+#include "hakmem/tiny_tls/tiny_tls.h"
+
+namespace hakmem::free_dispatch {
+
+// The API call a pointer came through, for diagnostics.
+enum class Call : uint8_t { kFree, kRealloc, kUsableSize, kDelete };
+const char* CallName(Call call);
+
+// Every case other than "a valid block of a slab this thread owns".
+ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
+
+// Frees `ptr` (not nullptr).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
+  void* header = registry::Lookup(ptr);
+  if (ABSL_PREDICT_TRUE(header != nullptr)) {
+    // Read through the common prefix: a huge header's owner is nullptr and the
+    // sentinel heap owns nothing, so only the owner's own blocks pass.
+    SuperSlab* ss = static_cast<SuperSlab*>(header);
+    if (ABSL_PREDICT_TRUE(ss->owner.load(std::memory_order_relaxed) == tls_heap)) {
+      SlabMeta* slab = SlabOf(ss, ptr);
+      const int cls = slab->cls;
+      if (ABSL_PREDICT_TRUE(cls < kNumTinyClasses)) {
+        if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && tiny_tls::tls_tiny.Head(cls) != ptr &&
+                              !config::kHardened)) {
+          stats::CountLocalFree();
+          if (ABSL_PREDICT_FALSE(!tiny_tls::TryFree(cls, ptr))) tiny_tls::Flush(tls_heap, cls, ptr);
+          return;
+        }
+      } else if (cls < kNumClasses && config::kPoolTls && !config::kHardened) {
+        if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && pool_tls::tls_pool.Head(cls) != ptr)) {
+          stats::CountLocalFree();
+          if (ABSL_PREDICT_FALSE(!pool_tls::TryFree(cls, ptr))) pool_tls::Flush(tls_heap, cls, ptr);
+          return;
+        }
+      }
+    }
+  }
+  FreeSlow(ptr, header, call);
+}
+
+enum class Kind : uint8_t { kForeign, kBlock, kLarge, kHuge, kInvalid };
+
+struct Found {
+  Kind kind;
+  size_t usable;  // bytes the caller may use (0 for kForeign and kInvalid)
+};
+
+// Validates `ptr` (not nullptr) as the start of a live block. Reports an invalid
+// pointer as Free would (and aborts unless HAKMEM_INVALID_FREE=warn).
+Found Find(const void* ptr, Call call);
+
+// malloc_usable_size: hakmem's blocks, the C library's pointers, 0 for nullptr.
+size_t UsableSize(const void* ptr);
+
+// Whether `ptr` is the start of a hakmem block (live or cached). Never reports.
+bool Owns(const void* ptr);
+
+}  // namespace hakmem::free_dispatch
+
+#endif  // HAKMEM_FREE_DISPATCH_FREE_DISPATCH_H_

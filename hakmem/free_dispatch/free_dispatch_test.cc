@@ -1,0 +1,142 @@
+#include "hakmem/free_dispatch/free_dispatch.h"
+
+#include <stdlib.h>
+
+#include <cstring>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "hakmem/config/options.h"
+
+extern "C" void* __libc_malloc(size_t size);
+
+namespace hakmem::free_dispatch {
+namespace {
+
+Heap* MyHeap() { return HasHeap() ? tls_heap : AttachHeap(); }
+
+void* TinyBlock(size_t size) {
+  const int cls = TinyClass(size);
+  void* p = tiny_tls::TryAlloc(cls);
+  return p != nullptr ? p : tiny_tls::Refill(MyHeap(), cls);
+}
+
+void* PoolBlock(size_t size) {
+  const int cls = PoolClass(size);
+  void* p = pool_tls::TryAlloc(cls);
+  return p != nullptr ? p : pool_tls::Refill(MyHeap(), cls);
+}
+
+uint64_t Counter(stats::Counter c) {
+  stats::Snapshot s;
+  stats::Collect(&s);
+  return s.counters[static_cast<int>(c)];
+}
+
+TEST(FreeDispatchTest, LocalFreeGoesToTheThreadCache) {
+  void* p = TinyBlock(64);
+  ASSERT_NE(p, nullptr);
+  Free(p, Call::kFree);
+  EXPECT_EQ(tiny_tls::tls_tiny.Head(TinyClass(64)), p);
+  void* q = PoolBlock(5000);
+  ASSERT_NE(q, nullptr);
+  Free(q, Call::kFree);
+  if constexpr (config::kPoolTls) {
+    EXPECT_EQ(pool_tls::tls_pool.Head(PoolClass(5000)), q);
+  }
+}
+
+TEST(FreeDispatchTest, FreeFromAnotherThreadIsRemote) {
+  void* p = TinyBlock(128);
+  const uint64_t remote = Counter(stats::Counter::k_frees_remote);
+  std::thread([p] { Free(p, Call::kFree); }).join();
+  if constexpr (config::kStats) EXPECT_EQ(Counter(stats::Counter::k_frees_remote), remote + 1);
+  EXPECT_TRUE(MyHeap()->remote.MaybeNonEmpty());
+  DrainRemote(MyHeap());
+}
+
+TEST(FreeDispatchTest, FindReportsKindAndUsableSize) {
+  void* tiny = TinyBlock(100);
+  Found f = Find(tiny, Call::kUsableSize);
+  EXPECT_EQ(f.kind, Kind::kBlock);
+  EXPECT_EQ(f.usable, ClassSize(TinyClass(100)));
+  EXPECT_EQ(UsableSize(tiny), f.usable);
+  EXPECT_TRUE(Owns(tiny));
+  EXPECT_FALSE(Owns(static_cast<char*>(tiny) + 16));
+  Free(tiny, Call::kFree);
+
+  bool zeroed;
+  void* large = AllocLarge(MyHeap(), 300000, 16, &zeroed);
+  f = Find(large, Call::kUsableSize);
+  EXPECT_EQ(f.kind, Kind::kLarge);
+  EXPECT_GE(f.usable, 300000u);
+  Free(large, Call::kFree);
+
+  void* huge = HugeAlloc(5 << 20, 16, &zeroed);
+  f = Find(huge, Call::kUsableSize);
+  EXPECT_EQ(f.kind, Kind::kHuge);
+  EXPECT_GE(f.usable, size_t{5} << 20);
+  Free(huge, Call::kFree);
+  EXPECT_TRUE(HugeHeaderOf(huge)->cached);
+}
+
+TEST(FreeDispatchTest, ForeignPointersGoBackToTheCLibrary) {
+  void* small = __libc_malloc(100);
+  void* big = __libc_malloc(1 << 20);  // mmapped by glibc
+  EXPECT_EQ(Find(small, Call::kUsableSize).kind, Kind::kForeign);
+  EXPECT_GE(UsableSize(small), 100u);
+  EXPECT_FALSE(Owns(small));
+  const uint64_t foreign = Counter(stats::Counter::k_frees_foreign);
+  Free(small, Call::kFree);
+  Free(big, Call::kFree);
+  std::thread([] { Free(__libc_malloc(64), Call::kFree); }).join();
+  if constexpr (config::kStats) EXPECT_EQ(Counter(stats::Counter::k_frees_foreign), foreign + 3);
+}
+
+TEST(FreeDispatchDeathTest, InvalidFreesAreReportedAndAbort) {
+  EXPECT_DEATH(
+      {
+        char* p = static_cast<char*>(TinyBlock(64));
+        Free(p + 16, Call::kFree);
+      },
+      "hakmem: invalid free of 0x[0-9a-f]+ \\(interior pointer\\) in free\\(\\)");
+  EXPECT_DEATH(
+      {
+        void* p = TinyBlock(48);
+        Free(p, Call::kFree);
+        Free(p, Call::kDelete);
+      },
+      "hakmem: invalid free of 0x[0-9a-f]+ \\(double free\\) in operator delete\\(\\)");
+  EXPECT_DEATH(
+      {
+        alignas(16) char on_stack[64];
+        Free(on_stack, Call::kFree);
+      },
+      "\\(stack address\\) in free\\(\\)");
+  EXPECT_DEATH(Free(reinterpret_cast<void*>(0x1003), Call::kRealloc),
+               "\\(misaligned: not from any allocator\\) in realloc\\(\\)");
+  EXPECT_DEATH(
+      {
+        bool zeroed;
+        char* huge = static_cast<char*>(HugeAlloc(3 << 20, 16, &zeroed));
+        Free(huge, Call::kFree);
+        Free(huge, Call::kFree);
+      },
+      "double free of a huge block");
+}
+
+TEST(FreeDispatchTest, WarnPolicyReportsAndGoesOn) {
+  setenv("HAKMEM_INVALID_FREE", "warn", 1);
+  config::ReloadOptionsForTesting();
+  char* p = static_cast<char*>(TinyBlock(64));
+  testing::internal::CaptureStderr();
+  Free(p + 16, Call::kFree);
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find("(interior pointer) in free()"), std::string::npos) << err;
+  Free(p, Call::kFree);  // the block itself is still fine
+  unsetenv("HAKMEM_INVALID_FREE");
+  config::ReloadOptionsForTesting();
+}
+
+}  // namespace
+}  // namespace hakmem::free_dispatch

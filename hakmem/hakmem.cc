@@ -1,0 +1,134 @@
+// The C API of hakmem.h: forwards to core, plus the statistics report.
+#include "hakmem/hakmem.h"
+
+#include <unistd.h>
+
+#include "hakmem/config/options.h"
+#include "hakmem/core/core.h"
+#include "hakmem/heap/heap.h"
+#include "hakmem/platform/platform.h"
+#include "hakmem/registry/registry.h"
+#include "hakmem/stats/stats.h"
+#include "hakmem/superslab/superslab.h"
+
+static_assert(HAKMEM_STATS_NUM_CLASSES == hakmem::kNumClasses);
+static_assert(HAKMEM_STATS_NUM_SYSCALLS ==
+              static_cast<int>(hakmem::platform::Syscall::kCount));
+
+using hakmem::core::Free;
+using hakmem::core::Malloc;
+
+extern "C" {
+
+void* hak_malloc(size_t size) { return Malloc(size); }
+void hak_free(void* ptr) { Free(ptr); }
+void* hak_calloc(size_t count, size_t size) { return hakmem::core::Calloc(count, size); }
+void* hak_realloc(void* ptr, size_t size) { return hakmem::core::Realloc(ptr, size); }
+void* hak_reallocarray(void* ptr, size_t count, size_t size) {
+  return hakmem::core::ReallocArray(ptr, count, size);
+}
+int hak_posix_memalign(void** out, size_t alignment, size_t size) {
+  return hakmem::core::PosixMemalign(out, alignment, size);
+}
+void* hak_aligned_alloc(size_t alignment, size_t size) {
+  return hakmem::core::AlignedAllocC11(alignment, size);
+}
+void* hak_memalign(size_t alignment, size_t size) {
+  return hakmem::core::Memalign(alignment, size);
+}
+void* hak_valloc(size_t size) { return hakmem::core::Valloc(size); }
+void* hak_pvalloc(size_t size) { return hakmem::core::Pvalloc(size); }
+size_t hak_malloc_usable_size(const void* ptr) {
+  return hakmem::free_dispatch::UsableSize(ptr);
+}
+void hak_free_sized(void* ptr, size_t) { Free(ptr); }
+int hak_owns(const void* ptr) { return ptr != nullptr && hakmem::free_dispatch::Owns(ptr); }
+void hak_purge(void) { hakmem::core::Purge(); }
+
+void hak_get_stats(hak_stats* out) {
+  using hakmem::kSizeClasses;
+  hakmem::stats::Snapshot s;
+  hakmem::stats::Collect(&s);
+  *out = hak_stats{};
+#define HAK_STATS_COPY(field, help) \
+  out->field = s.counters[static_cast<int>(hakmem::stats::Counter::k_##field)];
+  HAKMEM_STATS_COUNTERS(HAK_STATS_COPY)
+#undef HAK_STATS_COPY
+  for (int c = 0; c < hakmem::kNumClasses; ++c) {
+    const int lane = static_cast<int>(hakmem::LaneOf(kSizeClasses[c].size));
+    out->class_allocs[c] = s.class_allocs[c];
+    out->lane_allocs[lane] += s.class_allocs[c];
+    out->lane_bytes[lane] += s.class_allocs[c] * kSizeClasses[c].size;
+  }
+  for (int lane = 0; lane < HAKMEM_STATS_NUM_LANES; ++lane) {
+    out->lane_allocs[lane] += s.lane_allocs[lane];
+    out->lane_bytes[lane] += s.lane_bytes[lane];
+  }
+  for (int i = 0; i < HAKMEM_STATS_NUM_SYSCALLS; ++i) {
+    out->syscalls[i] = hakmem::platform::SyscallCount(static_cast<hakmem::platform::Syscall>(i));
+  }
+  for (int b = 0; b < HAKMEM_STATS_NUM_HIST; ++b) out->size_hist[b] = s.size_hist[b];
+  const hakmem::SuperSlabStats ss = hakmem::GetSuperSlabStats();
+  out->bytes_in_superslabs = ss.superslab_bytes;
+  out->bytes_in_huge = ss.huge_bytes;
+}
+
+const char* hak_syscall_name(int index) {
+  if (index < 0 || index >= HAKMEM_STATS_NUM_SYSCALLS) return "?";
+  return hakmem::platform::SyscallName(static_cast<hakmem::platform::Syscall>(index));
+}
+
+void hak_print_stats(int fd) {
+  using hakmem::platform::DiagLine;
+  hak_stats s;
+  hak_get_stats(&s);
+  DiagLine().Str("hakmem stats (pid ").Dec(static_cast<uint64_t>(getpid())).Str(")").Write(fd);
+  DiagLine().Str("  lane").Pad(10).Str("allocs").Pad(26).Str("bytes").Write(fd);
+  for (int lane = 0; lane < HAKMEM_STATS_NUM_LANES; ++lane) {
+    DiagLine().Str("  ").Str(hakmem::LaneName(static_cast<hakmem::Lane>(lane))).Pad(10)
+        .Dec(s.lane_allocs[lane]).Pad(26).Dec(s.lane_bytes[lane]).Write(fd);
+  }
+  DiagLine().Str("  class").Pad(10).Str("size").Pad(18).Str("allocs").Write(fd);
+  for (int c = 0; c < hakmem::kNumClasses; ++c) {
+    if (s.class_allocs[c] == 0) continue;
+    DiagLine().Str("  ").Dec(c).Pad(10).Dec(hakmem::kSizeClasses[c].size).Pad(18)
+        .Dec(s.class_allocs[c]).Write(fd);
+  }
+#define HAK_STATS_PRINT(field, help) \
+  DiagLine().Str("  " #field).Pad(28).Dec(s.field).Pad(44).Str(help).Write(fd);
+  HAKMEM_STATS_COUNTERS(HAK_STATS_PRINT)
+#undef HAK_STATS_PRINT
+  DiagLine line;
+  line.Str("  syscalls:");
+  for (int i = 0; i < HAKMEM_STATS_NUM_SYSCALLS; ++i) {
+    line.Str(" ").Str(hak_syscall_name(i)).Str("=").Dec(s.syscalls[i]);
+  }
+  line.Write(fd);
+  DiagLine().Str("  superslab bytes mapped ").Dec(s.bytes_in_superslabs)
+      .Str(", huge bytes mapped ").Dec(s.bytes_in_huge)
+      .Str(", registry leaf bytes ").Dec(hakmem::registry::LeafBytes()).Write(fd);
+  if (!hakmem::config::GetOptions().size_hist) return;
+  DiagLine().Str("hakmem size histogram (requested bytes)").Write(fd);
+  for (int b = 0; b < HAKMEM_STATS_NUM_HIST; ++b) {
+    if (s.size_hist[b] == 0) continue;
+    DiagLine line_hist;
+    if (b == 0) {
+      line_hist.Str("  0");
+    } else {
+      line_hist.Str("  ").Dec(uint64_t{1} << (b - 1)).Str(" .. ").Dec((uint64_t{1} << b) - 1);
+    }
+    line_hist.Pad(36).Dec(s.size_hist[b]).Write(fd);
+  }
+}
+
+}  // extern "C"
+
+namespace {
+
+// At exit, without allocating: the report HAKMEM_STATS=1 / HAKMEM_SIZE_HIST=1 ask for.
+__attribute__((destructor)) void PrintStatsAtExit() {
+  const hakmem::config::Options& options = hakmem::config::GetOptions();
+  if (options.stats || options.size_hist) hak_print_stats(hakmem::core::ReportFd());
+}
+
+}  // namespace

@@ -1,0 +1,327 @@
+#include "hakmem/heap/heap.h"
+
+#include <new>
+
+#include "hakmem/config/build_config.h"
+#include "hakmem/platform/platform.h"
+#include "hakmem/platform/spin_lock.h"
+
+namespace hakmem {
+
+ABSL_CONST_INIT Heap g_sentinel_heap;
+ABSL_CONST_INIT thread_local Heap* tls_heap __attribute__((tls_model("initial-exec"))) =
+    &g_sentinel_heap;
+
+namespace {
+
+using stats::Count;
+using stats::Counter;
+
+ABSL_CONST_INIT platform::SpinLock g_heaps_lock;
+// Under g_heaps_lock:
+ABSL_CONST_INIT Heap* g_all_heaps = nullptr;
+ABSL_CONST_INIT Heap* g_abandoned = nullptr;
+ABSL_CONST_INIT uint64_t g_heap_count = 0;
+ABSL_CONST_INIT uint64_t g_abandoned_count = 0;
+ABSL_CONST_INIT char* g_arena_cursor = nullptr;  // metadata arena for Heap objects
+ABSL_CONST_INIT char* g_arena_end = nullptr;
+
+constexpr size_t kArenaChunk = size_t{1} << 20;
+constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
+
+// A zeroed Heap from the metadata arena (under g_heaps_lock).
+Heap* NewHeapLocked() {
+  if (g_arena_end - g_arena_cursor < static_cast<ptrdiff_t>(kHeapBytes)) {
+    char* chunk = static_cast<char*>(platform::Reserve(kArenaChunk, platform::kPageSize));
+    if (chunk == nullptr) return nullptr;
+    g_arena_cursor = chunk;
+    g_arena_end = chunk + kArenaChunk;
+  }
+  Heap* heap = new (g_arena_cursor) Heap();
+  g_arena_cursor += kHeapBytes;
+  heap->next_all = g_all_heaps;
+  g_all_heaps = heap;
+  ++g_heap_count;
+  return heap;
+}
+
+void LinkSuperSlab(Heap* heap, SuperSlab* ss) {
+  ss->prev = nullptr;
+  ss->next = heap->superslabs;
+  if (heap->superslabs != nullptr) heap->superslabs->prev = ss;
+  heap->superslabs = ss;
+}
+
+void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
+  if (ss->prev != nullptr) ss->prev->next = ss->next; else heap->superslabs = ss->next;
+  if (ss->next != nullptr) ss->next->prev = ss->prev;
+  ss->next = ss->prev = nullptr;
+}
+
+void PushPartial(Heap* heap, SlabMeta* slab) {
+  SlabMeta*& head = heap->partial[slab->cls];
+  slab->state = SlabState::kPartial;
+  slab->prev = nullptr;
+  slab->next = head;
+  if (head != nullptr) head->prev = slab;
+  head = slab;
+}
+
+void RemovePartial(Heap* heap, SlabMeta* slab) {
+  if (slab->prev != nullptr) slab->prev->next = slab->next; else heap->partial[slab->cls] = slab->next;
+  if (slab->next != nullptr) slab->next->prev = slab->prev;
+  slab->next = slab->prev = nullptr;
+}
+
+// A run of `units` from the heap's superslabs, or from a newly acquired one.
+SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, bool* fresh) {
+  for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+    if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
+    const bool was_empty = ss->used_units == 0;
+    if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh)) {
+      if (was_empty) --heap->empty_superslabs;
+      return slab;
+    }
+  }
+  SuperSlab* ss = AcquireSuperSlab(heap);
+  if (ss == nullptr) return nullptr;
+  LinkSuperSlab(heap, ss);
+  return AllocRun(ss, units, align_units, fresh);
+}
+
+// `slab` has no block out: its units go back to the superslab; a superslab left
+// empty is kept (one per heap, against churn) or given back to the cache.
+void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
+  FreeRun(ss, slab);
+  Count(Counter::k_slabs_released);
+  if (ss->used_units != 0) return;
+  if (heap->empty_superslabs == 0) {
+    heap->empty_superslabs = 1;
+    return;
+  }
+  UnlinkSuperSlab(heap, ss);
+  ReleaseSuperSlab(ss);
+}
+
+SlabMeta* NewSlab(Heap* heap, int cls) {
+  MaybePurge();
+  bool fresh;
+  SlabMeta* slab = AllocRunInHeap(heap, kSizeClasses[cls].slab_units, 1, &fresh);
+  if (slab == nullptr) return nullptr;
+  InitSlabBlocks(slab, kSizeClasses[cls].size);
+  slab->cls = static_cast<uint8_t>(cls);
+  slab->state = SlabState::kCurrent;
+  Count(Counter::k_slabs_created);
+  return slab;
+}
+
+// The next slab to carve `cls` from: remote frees first, then partial slabs, then
+// a new slab.
+SlabMeta* NextSlab(Heap* heap, int cls) {
+  if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
+  if (SlabMeta* slab = heap->partial[cls]) {
+    RemovePartial(heap, slab);
+    slab->state = SlabState::kCurrent;
+    return slab;
+  }
+  return NewSlab(heap, cls);
+}
+
+bool SlabHasFree(const SlabMeta* slab) {
+  return slab->free_list != nullptr || slab->bump < slab->end;
+}
+
+}  // namespace
+
+Heap* AttachHeap() {
+  Heap* heap;
+  {
+    platform::SpinLockHolder hold(&g_heaps_lock);
+    heap = g_abandoned;
+    if (heap != nullptr) {
+      g_abandoned = heap->next_abandoned;
+      heap->next_abandoned = nullptr;
+      --g_abandoned_count;
+    } else {
+      heap = NewHeapLocked();
+      if (heap == nullptr) return nullptr;
+    }
+    heap->live = true;
+  }
+  if (heap->superslabs != nullptr || heap->remote.MaybeNonEmpty()) {
+    Count(Counter::k_heaps_adopted);
+  } else {
+    Count(Counter::k_heaps_created);
+  }
+  heap->thread_id = platform::ThreadId();
+  tls_heap = heap;
+  stats::AttachThread();
+  if constexpr (config::kDebugLog) {
+    platform::DiagLine().Str("hakmem: thread ").Dec(heap->thread_id).Str(" attached heap ")
+        .Hex(reinterpret_cast<uintptr_t>(heap)).Write();
+  }
+  return heap;
+}
+
+void AbandonHeap() {
+  Heap* heap = tls_heap;
+  if (heap == &g_sentinel_heap) return;
+  DrainRemote(heap);
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    SlabMeta* slab = heap->current[cls];
+    if (slab == nullptr) continue;
+    heap->current[cls] = nullptr;
+    if (slab->used == 0) {
+      ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
+    } else if (SlabHasFree(slab)) {
+      PushPartial(heap, slab);
+    } else {
+      slab->state = SlabState::kFull;
+    }
+  }
+  // Empty superslabs go to the shared cache, where any thread can reuse them.
+  for (SuperSlab* ss = heap->superslabs; ss != nullptr;) {
+    SuperSlab* next = ss->next;
+    if (ss->used_units == 0) {
+      UnlinkSuperSlab(heap, ss);
+      ReleaseSuperSlab(ss);
+    }
+    ss = next;
+  }
+  heap->empty_superslabs = 0;
+  tls_heap = &g_sentinel_heap;
+  stats::DetachThread();
+  Count(Counter::k_heaps_abandoned);
+  platform::SpinLockHolder hold(&g_heaps_lock);
+  heap->live = false;
+  heap->next_abandoned = g_abandoned;
+  g_abandoned = heap;
+  ++g_abandoned_count;
+}
+
+int AllocBatch(Heap* heap, int cls, int max, void** head) {
+  const uint32_t size = kSizeClasses[cls].size;
+  void* first = nullptr;
+  void** tail = &first;
+  int got = 0;
+  SlabMeta* slab = heap->current[cls];
+  while (got < max) {
+    if (slab == nullptr) {
+      slab = NextSlab(heap, cls);
+      if (slab == nullptr) break;
+    }
+    int taken = 0;
+    while (got + taken < max && slab->free_list != nullptr) {
+      void* block = slab->free_list;
+      slab->free_list = *static_cast<void**>(block);
+      *tail = block;
+      tail = static_cast<void**>(block);
+      ++taken;
+    }
+    while (got + taken < max && slab->bump < slab->end) {
+      void* block = slab->bump;
+      slab->bump += size;
+      *tail = block;
+      tail = static_cast<void**>(block);
+      ++taken;
+    }
+    slab->used += taken;
+    got += taken;
+    if (!SlabHasFree(slab)) {
+      slab->state = SlabState::kFull;
+      slab = nullptr;
+    }
+  }
+  *tail = nullptr;
+  heap->current[cls] = slab;
+  *head = first;
+  return got;
+}
+
+void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
+  *static_cast<void**>(block) = slab->free_list;
+  slab->free_list = block;
+  --slab->used;
+  if (slab->state == SlabState::kCurrent) return;
+  if (slab->used == 0) {
+    if (slab->state == SlabState::kPartial) RemovePartial(heap, slab);
+    ReleaseSlab(heap, ss, slab);
+  } else if (slab->state == SlabState::kFull) {
+    PushPartial(heap, slab);
+  }
+}
+
+void FreeBlockList(Heap* heap, void* head) {
+  while (head != nullptr) {
+    void* next = *static_cast<void**>(head);
+    SuperSlab* ss = SuperSlabOf(head);
+    FreeBlock(heap, ss, SlabOf(ss, head), head);
+    head = next;
+  }
+}
+
+void DrainRemote(Heap* heap) {
+  uint64_t drained = 0;
+  for (void* block = heap->remote.TakeAll(); block != nullptr; ++drained) {
+    void* next = *static_cast<void**>(block);
+    SuperSlab* ss = SuperSlabOf(block);
+    SlabMeta* slab = SlabOf(ss, block);
+    if (slab->cls == kLargeClass) {
+      ReleaseSlab(heap, ss, slab);
+    } else {
+      FreeBlock(heap, ss, slab, block);
+    }
+    block = next;
+  }
+  if (drained != 0) Count(Counter::k_remote_drained, drained);
+}
+
+void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
+  MaybePurge();
+  if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
+  const size_t units = LargeUnits(size);
+  const size_t align_units = alignment > kUnitSize ? alignment / kUnitSize : 1;
+  SlabMeta* run = AllocRunInHeap(heap, units, align_units, zeroed);
+  if (run == nullptr) return nullptr;
+  InitSlabBlocks(run, static_cast<uint32_t>(units * kUnitSize));
+  run->cls = kLargeClass;
+  run->state = SlabState::kLarge;
+  run->used = 1;
+  run->bump = run->end;
+  Count(Counter::k_large_runs);
+  return run->start;
+}
+
+void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab) { ReleaseSlab(heap, ss, slab); }
+
+bool SlabFreeListContains(const SlabMeta* slab, const void* block) {
+  for (void* p = slab->free_list; p != nullptr; p = *static_cast<void**>(p)) {
+    if (p == block) return true;
+  }
+  return false;
+}
+
+HeapCounts GetHeapCounts() {
+  platform::SpinLockHolder hold(&g_heaps_lock);
+  return HeapCounts{g_heap_count, g_abandoned_count};
+}
+
+void PrepareForkHeaps() { g_heaps_lock.Lock(); }
+void ParentAfterForkHeaps() { g_heaps_lock.Unlock(); }
+
+void ChildAfterForkHeaps() {
+  for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
+    heap->remote.ResetAfterFork();
+    if (heap->live && heap != tls_heap) {
+      // Its thread did not survive the fork; what its thread cache held is lost
+      // in the child, the rest of its slabs is adopted by the child's next thread.
+      heap->live = false;
+      heap->next_abandoned = g_abandoned;
+      g_abandoned = heap;
+      ++g_abandoned_count;
+    }
+  }
+  g_heaps_lock.ResetAfterFork();
+}
+
+}  // namespace hakmem

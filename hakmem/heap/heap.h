@@ -1,0 +1,181 @@
+// heap: one thread's memory: its superslabs, its slabs per class, its large runs
+// and the remote queue other threads free into.
+//
+// Owns: Heap (in a metadata arena mapped by platform, never by malloc; a heap is
+// never freed, it is handed to the next thread when its thread exits), the slab
+// state machine (current -> full -> partial -> released), batch carving for the
+// thread caches, the remote-queue drain, and the list of abandoned heaps that new
+// threads adopt. Also the thread-cache template both tiny_tls and pool_tls use.
+// Thread-safety: everything taking a Heap* runs on the thread that owns the heap
+// (tls_heap), except RemoteQueue pushes; attach/abandon take the heaps lock.
+// Called by: tiny_tls, pool_tls, free_dispatch, core.
+#ifndef HAKMEM_HEAP_HEAP_H_
+#define HAKMEM_HEAP_HEAP_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+#include "hakmem/remote_queue/remote_queue.h"
+#include "hakmem/size_class/size_class.h"
+#include "hakmem/stats/stats.h"
+#include "hakmem/superslab/superslab.h"
+
+namespace hakmem {
+
+struct Heap {
+  RemoteQueue remote;  // written by other threads: on its own cache line
+  alignas(64) SlabMeta* current[kNumClasses];
+  SlabMeta* partial[kNumClasses];  // slabs with free blocks, not current
+  SuperSlab* superslabs;           // owned superslabs
+  uint32_t empty_superslabs;       // owned superslabs with no unit in use
+  bool live;                       // a thread runs on it
+  uint32_t thread_id;
+  Heap* next_all;                  // every heap ever made (under the heaps lock)
+  Heap* next_abandoned;            // heaps waiting for a thread
+};
+
+// The calling thread's heap. It starts at a sentinel that owns nothing, so the
+// free fast path's owner test fails without an init branch and the first
+// allocation takes the slow path, which attaches a real heap. Initial-exec TLS.
+extern thread_local Heap* tls_heap __attribute__((tls_model("initial-exec")));
+extern Heap g_sentinel_heap;
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_sentinel_heap; }
+
+// Gives the calling thread a heap: an abandoned one (adopting its slabs and its
+// pending remote frees) or a new one. nullptr if no metadata memory is left.
+Heap* AttachHeap();
+// Hands the calling thread's heap back (its thread caches must be flushed first):
+// drains remote frees, releases empty slabs and superslabs, and puts the heap on
+// the abandoned list.
+void AbandonHeap();
+
+// Carves up to `max` blocks of `cls` into a list linked through first words
+// (*head, ending in nullptr). Returns how many; 0 only when memory runs out.
+int AllocBatch(Heap* heap, int cls, int max, void** head);
+
+// Returns one block of `slab` (owned by `heap`) to its slab.
+void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block);
+// Returns a list of blocks (linked through first words, nullptr-terminated) to
+// their slabs; the blocks may belong to different slabs of `heap`.
+void FreeBlockList(Heap* heap, void* head);
+
+// Takes the blocks other threads freed into `heap` back into their slabs.
+void DrainRemote(Heap* heap);
+
+// A large run of `size` bytes (kPoolMax < size, or smaller with alignment)
+// aligned to `alignment` (<= 1 MiB). `*zeroed` tells whether it reads as zero.
+void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed);
+void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab);
+
+// Frees `block` of superslab `ss` from a thread that does not own it.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) {
+  static_cast<Heap*>(ss->owner.load(std::memory_order_acquire))->remote.Push(block);
+  stats::Count(stats::Counter::k_frees_remote);
+}
+
+// Per-class free lists of a thread cache for classes [kFirst, kFirst + kCount).
+// Constant-initialised to empty lists: an empty list sends the caller to its
+// refill path, so the fast paths need no init branch.
+struct FreeList {
+  void* head;
+  uint32_t count;
+};
+
+template <int kFirst, int kCount>
+struct ClassCaches {
+  FreeList lists[kCount];
+
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Pop(int cls) {
+    FreeList& list = lists[cls - kFirst];
+    void* block = list.head;
+    if (ABSL_PREDICT_TRUE(block != nullptr)) {
+      list.head = *static_cast<void**>(block);
+      --list.count;
+    }
+    return block;
+  }
+
+  // false when the list is full (the caller flushes).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Push(int cls, void* block) {
+    FreeList& list = lists[cls - kFirst];
+    if (ABSL_PREDICT_FALSE(list.count >= kSizeClasses[cls].cache_max)) return false;
+    *static_cast<void**>(block) = list.head;
+    list.head = block;
+    ++list.count;
+    return true;
+  }
+
+  // The head of the list (a double free of it is detectable in one compare).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const { return lists[cls - kFirst].head; }
+
+  // Refills an empty list with one batch and returns one block (nullptr: OOM).
+  ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls) {
+    void* head = nullptr;
+    const int got = AllocBatch(heap, cls, kSizeClasses[cls].batch, &head);
+    if (got == 0) return nullptr;
+    stats::Count(stats::Counter::k_cache_refills);
+    FreeList& list = lists[cls - kFirst];
+    list.head = *static_cast<void**>(head);
+    list.count = static_cast<uint32_t>(got - 1);
+    return head;
+  }
+
+  // The list is full: gives one batch back to the slabs, then keeps `block`.
+  ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
+    FreeList& list = lists[cls - kFirst];
+    void* head = list.head;
+    void* last = head;
+    uint32_t returned = 1;
+    while (returned < kSizeClasses[cls].batch && *static_cast<void**>(last) != nullptr) {
+      last = *static_cast<void**>(last);
+      ++returned;
+    }
+    void* rest = *static_cast<void**>(last);
+    *static_cast<void**>(last) = nullptr;
+    FreeBlockList(heap, head);
+    stats::Count(stats::Counter::k_cache_flushes);
+    *static_cast<void**>(block) = rest;
+    list.head = block;
+    list.count = list.count - returned + 1;
+  }
+
+  // Gives every cached block back to the slabs (thread exit).
+  void FlushAll(Heap* heap) {
+    for (FreeList& list : lists) {
+      if (list.head != nullptr) FreeBlockList(heap, list.head);
+      list.head = nullptr;
+      list.count = 0;
+    }
+  }
+
+  // Whether `block` is on the list of `cls` (hardened builds' double-free search).
+  bool Contains(int cls, const void* block) const {
+    for (void* p = lists[cls - kFirst].head; p != nullptr; p = *static_cast<void**>(p)) {
+      if (p == block) return true;
+    }
+    return false;
+  }
+};
+
+// Whether `block` is on its slab's free list (hardened double-free search; owner).
+bool SlabFreeListContains(const SlabMeta* slab, const void* block);
+
+// Heaps that live threads or abandoned lists hold (for stats and tests).
+struct HeapCounts {
+  uint64_t heaps;
+  uint64_t abandoned;
+};
+HeapCounts GetHeapCounts();
+
+void PrepareForkHeaps();
+void ParentAfterForkHeaps();
+// The child keeps the forking thread's heap; the heaps of the threads that did not
+// survive the fork go to the abandoned list for adoption.
+void ChildAfterForkHeaps();
+
+}  // namespace hakmem
+
+#endif  // HAKMEM_HEAP_HEAP_H_

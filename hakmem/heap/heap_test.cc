@@ -1,0 +1,148 @@
+#include "hakmem/heap/heap.h"
+
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "hakmem/registry/registry.h"
+
+namespace hakmem {
+namespace {
+
+std::vector<void*> ListToVector(void* head) {
+  std::vector<void*> out;
+  for (void* p = head; p != nullptr; p = *static_cast<void**>(p)) out.push_back(p);
+  return out;
+}
+
+// Each test runs in its own thread so that it gets (and abandons) its own heap.
+template <typename F>
+void OnNewThread(F f) {
+  std::thread([&] {
+    Heap* heap = AttachHeap();
+    ASSERT_NE(heap, nullptr);
+    f(heap);
+    AbandonHeap();
+  }).join();
+}
+
+TEST(HeapTest, ThreadStartsAtTheSentinel) {
+  std::thread([] { EXPECT_FALSE(HasHeap()); }).join();
+}
+
+TEST(HeapTest, BatchesAreDistinctAlignedBlocksOfTheClass) {
+  OnNewThread([](Heap* heap) {
+    for (int cls : {0, 7, 31, 32, 60, kNumClasses - 1}) {
+      const int want = 3 * kSizeClasses[cls].blocks / 2 + 1;  // spans two slabs
+      void* head = nullptr;
+      ASSERT_EQ(AllocBatch(heap, cls, want, &head), want) << cls;
+      std::vector<void*> blocks = ListToVector(head);
+      ASSERT_EQ(blocks.size(), static_cast<size_t>(want));
+      std::set<void*> unique(blocks.begin(), blocks.end());
+      EXPECT_EQ(unique.size(), blocks.size());
+      for (void* p : blocks) {
+        ASSERT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u);
+        SuperSlab* ss = SuperSlabOf(p);
+        ASSERT_EQ(registry::Lookup(p), ss);
+        ASSERT_EQ(ss->owner.load(), heap);
+        SlabMeta* slab = SlabOf(ss, p);
+        ASSERT_EQ(slab->cls, cls);
+        ASSERT_TRUE(IsBlockStart(slab, p));
+        memset(p, 0xcd, kSizeClasses[cls].size);
+      }
+      // All back: the slabs empty out and are released (but one superslab stays).
+      for (void* p : blocks) {
+        SuperSlab* ss = SuperSlabOf(p);
+        FreeBlock(heap, ss, SlabOf(ss, p), p);
+      }
+    }
+  });
+}
+
+TEST(HeapTest, FreedBlocksAreReusedBeforeNewMemory) {
+  OnNewThread([](Heap* heap) {
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(heap, 4, 8, &head), 8);
+    std::vector<void*> first = ListToVector(head);
+    FreeBlockList(heap, head);
+    ASSERT_EQ(AllocBatch(heap, 4, 8, &head), 8);
+    std::vector<void*> second = ListToVector(head);
+    EXPECT_EQ(std::set<void*>(first.begin(), first.end()),
+              std::set<void*>(second.begin(), second.end()));
+    FreeBlockList(heap, head);
+  });
+}
+
+TEST(HeapTest, RemoteFreesAreDrainedByTheOwner) {
+  OnNewThread([](Heap* heap) {
+    const int cls = 10;
+    const int n = kSizeClasses[cls].blocks;  // exactly one slab
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
+    std::vector<void*> blocks = ListToVector(head);
+    SlabMeta* slab = SlabOf(SuperSlabOf(blocks[0]), blocks[0]);
+    EXPECT_EQ(slab->used, static_cast<uint32_t>(n));
+    std::thread([&] {
+      for (void* p : blocks) PushRemote(SuperSlabOf(p), p);
+    }).join();
+    EXPECT_TRUE(heap->remote.MaybeNonEmpty());
+    DrainRemote(heap);
+    EXPECT_FALSE(heap->remote.MaybeNonEmpty());
+    // The next batch reuses the drained blocks.
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
+    std::vector<void*> again = ListToVector(head);
+    EXPECT_EQ(std::set<void*>(blocks.begin(), blocks.end()),
+              std::set<void*>(again.begin(), again.end()));
+    FreeBlockList(heap, head);
+  });
+}
+
+TEST(HeapTest, LargeRunsAreAlignedAndReturned) {
+  OnNewThread([](Heap* heap) {
+    for (size_t alignment : {size_t{16}, size_t{64} << 10, size_t{1} << 20}) {
+      bool zeroed = false;
+      const size_t size = (size_t{1} << 20) - (alignment == 16 ? 5 : 0);
+      char* p = static_cast<char*>(AllocLarge(heap, size, alignment, &zeroed));
+      ASSERT_NE(p, nullptr) << alignment;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % alignment, 0u);
+      SuperSlab* ss = SuperSlabOf(p);
+      SlabMeta* run = SlabOf(ss, p);
+      EXPECT_EQ(run->cls, kLargeClass);
+      EXPECT_GE(run->block_size, size);
+      if (zeroed) EXPECT_EQ(p[size - 1], 0);
+      memset(p, 1, size);
+      FreeLarge(heap, ss, run);
+    }
+  });
+}
+
+TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
+  Heap* first = nullptr;
+  std::vector<void*> blocks;
+  std::thread([&] {
+    first = AttachHeap();
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(first, 3, 20, &head), 20);
+    blocks = ListToVector(head);
+    AbandonHeap();  // the blocks are still out
+  }).join();
+  // Freed after their thread exited: they wait in the abandoned heap's queue.
+  for (void* p : blocks) PushRemote(SuperSlabOf(p), p);
+  const HeapCounts before = GetHeapCounts();
+  EXPECT_GE(before.abandoned, 1u);
+  std::thread([&] {
+    Heap* adopted = AttachHeap();
+    EXPECT_EQ(GetHeapCounts().heaps, before.heaps);  // no new heap was made
+    if (adopted == first) {
+      SlabMeta* slab = SlabOf(SuperSlabOf(blocks[0]), blocks[0]);
+      EXPECT_EQ(slab->used, 20u);
+      DrainRemote(adopted);
+    }
+    AbandonHeap();
+  }).join();
+}
+
+}  // namespace
+}  // namespace hakmem

@@ -1,0 +1,43 @@
+#include "hakmem/pool_tls/pool_tls.h"
+
+#include "hakmem/stats/stats.h"
+
+namespace hakmem::pool_tls {
+
+ABSL_CONST_INIT thread_local PoolCaches tls_pool __attribute__((tls_model("initial-exec"))) = {};
+
+void* Refill(Heap* heap, int cls) {
+  if constexpr (config::kPoolTls) return tls_pool.Refill(heap, cls);
+  stats::Count(stats::Counter::k_fallback_pool_uncached);
+  void* block = nullptr;
+  return AllocBatch(heap, cls, 1, &block) == 1 ? block : nullptr;
+}
+
+void Flush(Heap* heap, int cls, void* block) {
+  if constexpr (config::kPoolTls) {
+    tls_pool.Flush(heap, cls, block);
+  } else {
+    SuperSlab* ss = SuperSlabOf(block);
+    FreeBlock(heap, ss, SlabOf(ss, block), block);
+  }
+}
+
+bool IsCached(int cls, const void* block) {
+  if constexpr (!config::kPoolTls) return false;
+  if constexpr (config::kHardened) return tls_pool.Contains(cls, block);
+  return tls_pool.Head(cls) == block;
+}
+
+void Prewarm(Heap* heap) {
+  if constexpr (!config::kPoolTls || !config::kPrewarm) return;
+  for (int cls = kFirstPoolClass; cls < kNumClasses && kSizeClasses[cls].size <= 8192; ++cls) {
+    if (tls_pool.Head(cls) != nullptr) continue;
+    void* block = tls_pool.Refill(heap, cls);
+    if (block == nullptr) return;
+    tls_pool.Push(cls, block);
+  }
+}
+
+void FlushAll(Heap* heap) { tls_pool.FlushAll(heap); }
+
+}  // namespace hakmem::pool_tls

@@ -1,0 +1,19 @@
+"""hakmem_shared_library: the LD_PRELOAD shared object.
+
+Bazel 4.2.3 has no cc_shared_library; cc_binary(linkshared = True) builds a shared
+object that works with LD_PRELOAD. Where a newer Bazel provides
+native.cc_shared_library the same macro could use it; the cc_binary form is kept
+for both because it needs no exports list to carry every malloc symbol.
+"""
+
+def hakmem_shared_library(name, deps, visibility = None):
+    native.cc_binary(
+        name = name,
+        linkshared = True,
+        linkstatic = True,
+        # Every allocation function must be exported and bound to our own
+        # definitions, also for calls from inside the object.
+        linkopts = ["-Wl,-Bsymbolic-functions", "-Wl,-z,nodelete"],
+        deps = deps,
+        visibility = visibility,
+    )

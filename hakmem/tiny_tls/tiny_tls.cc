@@ -1,0 +1,20 @@
+#include "hakmem/tiny_tls/tiny_tls.h"
+
+#include "hakmem/config/build_config.h"
+
+namespace hakmem::tiny_tls {
+
+ABSL_CONST_INIT thread_local TinyCaches tls_tiny __attribute__((tls_model("initial-exec"))) = {};
+
+void* Refill(Heap* heap, int cls) { return tls_tiny.Refill(heap, cls); }
+
+void Flush(Heap* heap, int cls, void* block) { tls_tiny.Flush(heap, cls, block); }
+
+bool IsCached(int cls, const void* block) {
+  if constexpr (config::kHardened) return tls_tiny.Contains(cls, block);
+  return tls_tiny.Head(cls) == block;
+}
+
+void FlushAll(Heap* heap) { tls_tiny.FlushAll(heap); }
+
+}  // namespace hakmem::tiny_tls

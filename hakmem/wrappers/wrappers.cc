@@ -1,0 +1,112 @@
+// wrappers: the only code in hakmem that defines the C library's allocation
+// functions and C++'s operator new/delete. Each is a thin forwarder to core, whose
+// fast paths inline here. Thread-safety and initialisation: those of core (lazy,
+// safe before main, inside dlsym, during thread exit and after fork).
+// Linked by: //hakmem:malloc (cc_binary malloc attribute) and libhakmem.so.
+#include <errno.h>
+#include <stddef.h>
+
+#include <new>
+
+#include "hakmem/core/core.h"
+#include "hakmem/free_dispatch/free_dispatch.h"
+
+namespace {
+
+using hakmem::core::Free;
+using hakmem::core::Malloc;
+
+// operator new's failure path: the new-handler loop of [new.delete.single].
+ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t alignment, bool nothrow) {
+  for (;;) {
+    void* p = alignment == 0 ? Malloc(size) : hakmem::core::AlignedAlloc(alignment, size);
+    if (p != nullptr) return p;
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) {
+      if (nothrow) return nullptr;
+      throw std::bad_alloc();
+    }
+    if (nothrow) {
+      try {
+        handler();
+      } catch (const std::bad_alloc&) {
+        return nullptr;
+      }
+    } else {
+      handler();
+    }
+  }
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* New(size_t size) {
+  void* p = Malloc(size);
+  return ABSL_PREDICT_TRUE(p != nullptr) ? p : NewSlow(size, 0, false);
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* NewAligned(size_t size, std::align_val_t alignment) {
+  void* p = hakmem::core::AlignedAlloc(static_cast<size_t>(alignment), size);
+  return ABSL_PREDICT_TRUE(p != nullptr) ? p : NewSlow(size, static_cast<size_t>(alignment), false);
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Delete(void* ptr) {
+  if (ABSL_PREDICT_FALSE(ptr == nullptr)) return;
+  hakmem::free_dispatch::Free(ptr, hakmem::free_dispatch::Call::kDelete);
+}
+
+}  // namespace
+
+extern "C" {
+
+void* malloc(size_t size) { return Malloc(size); }
+void free(void* ptr) { Free(ptr); }
+void* calloc(size_t count, size_t size) { return hakmem::core::Calloc(count, size); }
+void* realloc(void* ptr, size_t size) { return hakmem::core::Realloc(ptr, size); }
+void* reallocarray(void* ptr, size_t count, size_t size) {
+  return hakmem::core::ReallocArray(ptr, count, size);
+}
+int posix_memalign(void** out, size_t alignment, size_t size) {
+  return hakmem::core::PosixMemalign(out, alignment, size);
+}
+void* aligned_alloc(size_t alignment, size_t size) {
+  return hakmem::core::AlignedAllocC11(alignment, size);
+}
+void* memalign(size_t alignment, size_t size) { return hakmem::core::Memalign(alignment, size); }
+void* valloc(size_t size) { return hakmem::core::Valloc(size); }
+void* pvalloc(size_t size) { return hakmem::core::Pvalloc(size); }
+size_t malloc_usable_size(void* ptr) { return hakmem::free_dispatch::UsableSize(ptr); }
+
+}  // extern "C"
+
+void* operator new(size_t size) { return New(size); }
+void* operator new[](size_t size) { return New(size); }
+void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  void* p = Malloc(size);
+  return p != nullptr ? p : NewSlow(size, 0, true);
+}
+void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+  void* p = Malloc(size);
+  return p != nullptr ? p : NewSlow(size, 0, true);
+}
+void* operator new(size_t size, std::align_val_t alignment) { return NewAligned(size, alignment); }
+void* operator new[](size_t size, std::align_val_t alignment) { return NewAligned(size, alignment); }
+void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  void* p = hakmem::core::AlignedAlloc(static_cast<size_t>(alignment), size);
+  return p != nullptr ? p : NewSlow(size, static_cast<size_t>(alignment), true);
+}
+void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  void* p = hakmem::core::AlignedAlloc(static_cast<size_t>(alignment), size);
+  return p != nullptr ? p : NewSlow(size, static_cast<size_t>(alignment), true);
+}
+
+void operator delete(void* ptr) noexcept { Delete(ptr); }
+void operator delete[](void* ptr) noexcept { Delete(ptr); }
+void operator delete(void* ptr, const std::nothrow_t&) noexcept { Delete(ptr); }
+void operator delete[](void* ptr, const std::nothrow_t&) noexcept { Delete(ptr); }
+void operator delete(void* ptr, size_t) noexcept { Delete(ptr); }
+void operator delete[](void* ptr, size_t) noexcept { Delete(ptr); }
+void operator delete(void* ptr, std::align_val_t) noexcept { Delete(ptr); }
+void operator delete[](void* ptr, std::align_val_t) noexcept { Delete(ptr); }
+void operator delete(void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { Delete(ptr); }
+void operator delete[](void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { Delete(ptr); }
+void operator delete(void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
+void operator delete[](void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
