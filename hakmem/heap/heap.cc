@@ -9,7 +9,7 @@
 namespace hakmem {
 
 ABSL_CONST_INIT Heap g_sentinel_heap;
-ABSL_CONST_INIT thread_local Heap* tls_heap __attribute__((tls_model("initial-exec"))) =
+ABSL_CONST_INIT __thread Heap* tls_heap __attribute__((tls_model("initial-exec"))) =
     &g_sentinel_heap;
 
 namespace {

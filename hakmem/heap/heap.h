@@ -38,8 +38,9 @@ struct Heap {
 
 // The calling thread's heap. It starts at a sentinel that owns nothing, so the
 // free fast path's owner test fails without an init branch and the first
-// allocation takes the slow path, which attaches a real heap. Initial-exec TLS.
-extern thread_local Heap* tls_heap __attribute__((tls_model("initial-exec")));
+// allocation takes the slow path, which attaches a real heap. Initial-exec TLS,
+// declared __thread (not thread_local) so no TLS init wrapper is called on access.
+extern __thread Heap* tls_heap __attribute__((tls_model("initial-exec")));
 extern Heap g_sentinel_heap;
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_sentinel_heap; }
@@ -82,11 +83,19 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) 
 struct FreeList {
   void* head;
   uint32_t count;
+  uint32_t max;  // kSizeClasses[cls].cache_max, kept beside count (no table load)
 };
 
 template <int kFirst, int kCount>
 struct ClassCaches {
   FreeList lists[kCount];
+
+  // Empty lists with their bounds: a constant initialiser for TLS.
+  static constexpr ClassCaches Empty() {
+    ClassCaches caches{};
+    for (int i = 0; i < kCount; ++i) caches.lists[i].max = kSizeClasses[kFirst + i].cache_max;
+    return caches;
+  }
 
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Pop(int cls) {
     FreeList& list = lists[cls - kFirst];
@@ -101,7 +110,7 @@ struct ClassCaches {
   // false when the list is full (the caller flushes).
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool Push(int cls, void* block) {
     FreeList& list = lists[cls - kFirst];
-    if (ABSL_PREDICT_FALSE(list.count >= kSizeClasses[cls].cache_max)) return false;
+    if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
     *static_cast<void**>(block) = list.head;
     list.head = block;
     ++list.count;

@@ -4,7 +4,8 @@
 
 namespace hakmem::pool_tls {
 
-ABSL_CONST_INIT thread_local PoolCaches tls_pool __attribute__((tls_model("initial-exec"))) = {};
+ABSL_CONST_INIT __thread PoolCaches tls_pool __attribute__((tls_model("initial-exec"))) =
+    PoolCaches::Empty();
 
 void* Refill(Heap* heap, int cls) {
   if constexpr (config::kPoolTls) return tls_pool.Refill(heap, cls);

@@ -23,7 +23,8 @@ namespace hakmem::pool_tls {
 using PoolCaches = ClassCaches<kFirstPoolClass, kNumPoolClasses>;
 
 // Starts as empty lists: the first allocation of each class takes Refill.
-extern thread_local PoolCaches tls_pool __attribute__((tls_model("initial-exec")));
+// __thread rather than thread_local: no TLS init wrapper on access.
+extern __thread PoolCaches tls_pool __attribute__((tls_model("initial-exec")));
 
 // A cached block of pool class `cls`, or nullptr (then call Refill).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) {

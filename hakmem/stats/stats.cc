@@ -6,7 +6,7 @@
 
 namespace hakmem::stats {
 
-ABSL_CONST_INIT thread_local ThreadCounters tls_counters
+ABSL_CONST_INIT __thread ThreadCounters tls_counters
     __attribute__((tls_model("initial-exec"))) = {};
 
 ABSL_CONST_INIT std::atomic<uint64_t> g_counters[kNumCounters] = {};

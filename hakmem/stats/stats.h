@@ -48,8 +48,8 @@ struct ThreadCounters {
 };
 
 // Constant-initialised to zero so counting needs no init branch; initial-exec so
-// the fast path addresses it %fs-relative.
-extern thread_local ThreadCounters tls_counters
+// the fast path addresses it %fs-relative; __thread: no TLS init wrapper.
+extern __thread ThreadCounters tls_counters
     __attribute__((tls_model("initial-exec")));
 
 extern std::atomic<uint64_t> g_counters[kNumCounters];

@@ -52,7 +52,7 @@ struct SlabMeta {
   char* bump;          // next never-used block
   char* end;           // end of the last whole block
   char* start;         // first block
-  uint64_t div_magic;  // ceil(2^40 / block_size): index = offset * magic >> 40
+  uint64_t div_magic;  // ceil(2^40 / block_size), see IsBlockStart
   uint32_t block_size;
   uint32_t used;       // blocks out: in use, in a thread cache or in a remote queue
   uint32_t capacity;   // blocks in the slab
@@ -86,12 +86,19 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* 
   return &ss->slabs[ss->unit_slab[unit]];
 }
 
-// Whether `p` is the first byte of a block of `slab` (not an interior pointer).
+// Whether `p` (an address inside `slab`'s units) is the first byte of one of its
+// blocks, not an interior pointer nor the tail past the last block. Divisibility
+// by the block size with one multiply (Lemire, Kaser, Kurz 2019): for offsets
+// below 2^21 and block sizes up to 2^17, offset % size == 0 exactly when
+// (offset * ceil(2^40 / size)) mod 2^40 < ceil(2^40 / size). Slab classes only;
+// large runs compare with their start.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsBlockStart(const SlabMeta* slab, const void* p) {
   const uint64_t offset = static_cast<uint64_t>(static_cast<const char*>(p) - slab->start);
-  const uint64_t index = (offset * slab->div_magic) >> 40;
-  return index * slab->block_size == offset && index < slab->capacity;
+  constexpr uint64_t kMask = (uint64_t{1} << 40) - 1;
+  return ((offset * slab->div_magic) & kMask) < slab->div_magic && p < slab->end;
 }
+static_assert(kPoolMax <= (size_t{1} << 17) && kSuperSlabSize <= (size_t{1} << 21),
+              "IsBlockStart's one-multiply test needs offsets < 2^21, sizes <= 2^17");
 
 // Takes an empty superslab for `owner`: warm from the cache, then decommitted from
 // the cache, then carved from a reservation. nullptr when the OS refuses memory.

@@ -199,3 +199,25 @@ TEST(HugeTest, RetainCapReleasesAtOnce) {
 
 }  // namespace
 }  // namespace hakmem
+
+namespace hakmem {
+namespace {
+
+// The one-multiply divisibility test against plain division, for every class
+// size and every offset a superslab can hold.
+TEST(SuperSlabTest, BlockStartTestIsExactForEveryClassAndOffset) {
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    SlabMeta slab{};
+    slab.units = kSizeClasses[cls].slab_units;
+    slab.start = reinterpret_cast<char*>(uintptr_t{1} << 30);
+    InitSlabBlocks(&slab, kSizeClasses[cls].size);
+    const uint32_t size = kSizeClasses[cls].size;
+    for (uint64_t offset = 0; offset < kSuperSlabSize; ++offset) {
+      const bool expected = offset % size == 0 && offset < uint64_t{slab.capacity} * size;
+      ASSERT_EQ(IsBlockStart(&slab, slab.start + offset), expected) << size << " " << offset;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hakmem
