@@ -269,7 +269,9 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
   if (offset == kHugeHeaderSize) {
     platform::SpinLockHolder hold(&g_lock);
     for (HugeHeader* h = g_huge_cache.head; h != nullptr; h = h->next) {
-      if (h->map_len >= needed && h->map_len <= 2 * needed) {
+      // Any cached mapping with room for `size` past its user pointer (an
+      // aligned one's pointer sits further in), wasting at most half of itself.
+      if (HugeUsableSize(h) >= size && h->map_len <= 2 * needed) {
         g_huge_cache.Remove(h);
         g_huge_cached_bytes -= h->map_len;
         UpdateNextPurgeLocked();

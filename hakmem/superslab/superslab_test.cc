@@ -221,3 +221,25 @@ TEST(SuperSlabTest, BlockStartTestIsExactForEveryClassAndOffset) {
 
 }  // namespace
 }  // namespace hakmem
+
+namespace hakmem {
+namespace {
+
+// A cached mapping whose user block sits far in (an aligned one) is reused only
+// where it still has room for the new request.
+TEST(HugeTest, CachedAlignedMappingIsNotReusedTooSmall) {
+  bool zeroed;
+  void* aligned = HugeAlloc(200, size_t{4} << 20, &zeroed);
+  ASSERT_NE(aligned, nullptr);
+  HugeFree(HugeHeaderOf(aligned));
+  const size_t size = size_t{3} << 20;
+  char* p = static_cast<char*>(HugeAlloc(size, 16, &zeroed));
+  ASSERT_NE(p, nullptr);
+  EXPECT_GE(HugeUsableSize(HugeHeaderOf(p)), size);
+  memset(p, 1, size);
+  HugeFree(HugeHeaderOf(p));
+  PurgeCaches(true);
+}
+
+}  // namespace
+}  // namespace hakmem
