@@ -35,7 +35,8 @@ void hak_free_sized(void* ptr, size_t size);
 /* 1 if `ptr` is the start of a live or cached hakmem block, else 0. Never faults. */
 int hak_owns(const void* ptr);
 
-/* Gives every empty cached superslab and huge mapping back to the OS now. */
+/* Flushes the calling thread's caches and gives every empty superslab and cached
+ * huge mapping back to the OS now (malloc_trim does the same under hakmem). */
 void hak_purge(void);
 
 typedef struct hak_stats {

@@ -262,7 +262,16 @@ void* Pvalloc(size_t size) {
   return AlignedAlloc(page, rounded);
 }
 
-void Purge() { PurgeCaches(/*force=*/true); }
+bool Purge() {
+  if (HasHeap()) {  // the caller's cached blocks and spare superslab go first
+    Heap* heap = tls_heap;
+    tiny_tls::FlushAll(heap);
+    pool_tls::FlushAll(heap);
+    DrainRemote(heap);
+    ReleaseEmptySuperSlabs(heap);
+  }
+  return PurgeCaches(/*force=*/true);
+}
 
 int ReportFd() { return g_report_fd; }
 

@@ -62,8 +62,9 @@ void* AlignedAllocC11(size_t alignment, size_t size);  // C11 aligned_alloc
 void* Valloc(size_t size);
 void* Pvalloc(size_t size);
 
-// Gives back every empty cached superslab and huge mapping now.
-void Purge();
+// Flushes the caller's thread caches and gives back every empty superslab and
+// cached huge mapping now (malloc_trim, hak_purge); true if anything went back.
+bool Purge();
 
 // Where the at-exit report goes: a copy of stderr taken at initialisation when
 // HAKMEM_STATS or HAKMEM_SIZE_HIST is set (programs such as coreutils close fd 2

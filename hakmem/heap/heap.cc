@@ -94,6 +94,10 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, bool* fre
 void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   FreeRun(ss, slab);
   Count(Counter::k_slabs_released);
+  // Its units are free and dirty now: start the decay clock if it is not running.
+  const uint64_t now = platform::NowNanos();
+  ss->last_free_ns = now;
+  if (heap->next_decay_ns == 0) heap->next_decay_ns = now + PurgeDelayNanos();
   if (ss->used_units != 0) return;
   if (heap->empty_superslabs == 0) {
     heap->empty_superslabs = 1;
@@ -104,7 +108,6 @@ void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
 }
 
 SlabMeta* NewSlab(Heap* heap, int cls) {
-  MaybePurge();
   bool fresh;
   SlabMeta* slab = AllocRunInHeap(heap, kSizeClasses[cls].slab_units, 1, &fresh);
   if (slab == nullptr) return nullptr;
@@ -180,6 +183,28 @@ void AbandonHeap() {
     }
   }
   // Empty superslabs go to the shared cache, where any thread can reuse them.
+  ReleaseEmptySuperSlabs(heap);
+  tls_heap = &g_sentinel_heap;
+  stats::DetachThread();
+  Count(Counter::k_heaps_abandoned);
+  platform::SpinLockHolder hold(&g_heaps_lock);
+  heap->live = false;
+  heap->next_abandoned = g_abandoned;
+  g_abandoned = heap;
+  ++g_abandoned_count;
+}
+
+void DecayHeap(Heap* heap) {
+  const uint64_t now = platform::NowNanos();
+  const uint64_t delay = PurgeDelayNanos();
+  bool dirty_left = false;
+  for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+    dirty_left |= DecayFreeUnits(ss, now, delay);
+  }
+  heap->next_decay_ns = dirty_left ? now + delay : 0;
+}
+
+void ReleaseEmptySuperSlabs(Heap* heap) {
   for (SuperSlab* ss = heap->superslabs; ss != nullptr;) {
     SuperSlab* next = ss->next;
     if (ss->used_units == 0) {
@@ -189,14 +214,6 @@ void AbandonHeap() {
     ss = next;
   }
   heap->empty_superslabs = 0;
-  tls_heap = &g_sentinel_heap;
-  stats::DetachThread();
-  Count(Counter::k_heaps_abandoned);
-  platform::SpinLockHolder hold(&g_heaps_lock);
-  heap->live = false;
-  heap->next_abandoned = g_abandoned;
-  g_abandoned = heap;
-  ++g_abandoned_count;
 }
 
 int AllocBatch(Heap* heap, int cls, int max, void** head) {
@@ -277,7 +294,7 @@ void DrainRemote(Heap* heap) {
 }
 
 void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
-  MaybePurge();
+  MaybeDecay(heap);
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   const size_t units = LargeUnits(size);
   const size_t align_units = alignment > kUnitSize ? alignment / kUnitSize : 1;

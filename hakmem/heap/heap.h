@@ -17,6 +17,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/platform/platform.h"
 #include "hakmem/remote_queue/remote_queue.h"
 #include "hakmem/size_class/size_class.h"
 #include "hakmem/stats/stats.h"
@@ -30,6 +31,7 @@ struct Heap {
   SlabMeta* partial[kNumClasses];  // slabs with free blocks, not current
   SuperSlab* superslabs;           // owned superslabs
   uint32_t empty_superslabs;       // owned superslabs with no unit in use
+  uint64_t next_decay_ns;          // next decay tick of free units; 0: none dirty
   bool live;                       // a thread runs on it
   uint32_t thread_id;
   Heap* next_all;                  // every heap ever made (under the heaps lock)
@@ -52,6 +54,19 @@ Heap* AttachHeap();
 // drains remote frees, releases empty slabs and superslabs, and puts the heap on
 // the abandoned list.
 void AbandonHeap();
+
+// One decay tick over the heap's superslabs (see DecayFreeUnits).
+ABSL_ATTRIBUTE_NOINLINE void DecayHeap(Heap* heap);
+
+// The decay clock, ticked on slow paths only: the shared caches' purge, and this
+// heap's free units. Reads the clock only while something is waiting for it.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MaybeDecay(Heap* heap) {
+  MaybePurge();
+  if (heap->next_decay_ns != 0 && platform::NowNanos() >= heap->next_decay_ns) DecayHeap(heap);
+}
+
+// Gives the heap's empty superslabs (kept against churn) to the shared cache.
+void ReleaseEmptySuperSlabs(Heap* heap);
 
 // Carves up to `max` blocks of `cls` into a list linked through first words
 // (*head, ending in nullptr). Returns how many; 0 only when memory runs out.
@@ -122,6 +137,7 @@ struct ClassCaches {
 
   // Refills an empty list with one batch and returns one block (nullptr: OOM).
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls) {
+    MaybeDecay(heap);  // the decay clock ticks on the slow paths only
     void* head = nullptr;
     const int got = AllocBatch(heap, cls, kSizeClasses[cls].batch, &head);
     if (got == 0) return nullptr;
@@ -134,6 +150,7 @@ struct ClassCaches {
 
   // The list is full: gives one batch back to the slabs, then keeps `block`.
   ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
+    MaybeDecay(heap);
     FreeList& list = lists[cls - kFirst];
     void* head = list.head;
     void* last = head;

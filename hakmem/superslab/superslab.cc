@@ -225,6 +225,26 @@ void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   slab->state = SlabState::kFree;
 }
 
+bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
+  const UnitMask free_dirty = Load(ss->free_units) & Load(ss->dirty_units);
+  if (free_dirty == 0) return false;
+  if (now_ns - ss->last_free_ns < delay_ns) return true;
+  // Decommit each maximal run of free dirty units with one madvise.
+  for (size_t unit = 1; unit < kUnitsPerSuperSlab;) {
+    if (((free_dirty >> unit) & 1) == 0) {
+      ++unit;
+      continue;
+    }
+    size_t end = unit;
+    while (end < kUnitsPerSuperSlab && ((free_dirty >> end) & 1) != 0) ++end;
+    platform::Decommit(reinterpret_cast<char*>(ss) + unit * kUnitSize, (end - unit) * kUnitSize);
+    Count(Counter::k_units_purged, end - unit);
+    unit = end;
+  }
+  Store(ss->dirty_units, Load(ss->dirty_units) & ~free_dirty);
+  return false;
+}
+
 void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
   slab->block_size = block_size;
   slab->capacity = static_cast<uint32_t>(slab->units * kUnitSize / block_size);
@@ -236,22 +256,28 @@ void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
   slab->next = slab->prev = nullptr;
 }
 
-void PurgeCaches(bool force) {
+bool PurgeCaches(bool force) {
   const uint64_t now = platform::NowNanos();
   const uint64_t delay = PurgeDelayNs();
+  bool purged = false;
   platform::SpinLockHolder hold(&g_lock);
   while (g_huge_cache.tail != nullptr &&
          (force || now - g_huge_cache.tail->cached_at_ns >= delay)) {
     ReleaseHugeLocked(g_huge_cache.tail);
+    purged = true;
   }
   while (g_warm.tail != nullptr && (force || now - g_warm.tail->cached_at_ns >= delay)) {
     SuperSlab* ss = g_warm.tail;
     g_warm.Remove(ss);
     DecommitLocked(ss);
     g_cold.PushFront(ss);
+    purged = true;
   }
   UpdateNextPurgeLocked();
+  return purged;
 }
+
+uint64_t PurgeDelayNanos() { return PurgeDelayNs(); }
 
 void MaybePurge() {
   const uint64_t due = g_next_purge_ns.load(std::memory_order_relaxed);

@@ -66,6 +66,7 @@ struct SlabMeta {
 struct SuperSlab : ChunkHeader {
   uint64_t free_units[2];   // bit set: unit free (unit 0, the header, never is)
   uint64_t dirty_units[2];  // bit set: unit touched since mapped or decommitted
+  uint64_t last_free_ns;     // when a run of this superslab was last freed
   uint32_t used_units;
   bool decommitted;
   uint64_t cached_at_ns;
@@ -116,14 +117,23 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
 // Returns the units of `slab` to its superslab.
 void FreeRun(SuperSlab* ss, SlabMeta* slab);
 
+// One decay tick of an owned superslab (owner thread): once no run of it has been
+// freed for `delay_ns`, every free unit has been free that long, and its dirty
+// free units are decommitted. Returns whether dirty free units are left waiting
+// (so the caller keeps ticking).
+bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns);
+
 // Sets up `slab` (just returned by AllocRun) to hold blocks of `block_size`.
 void InitSlabBlocks(SlabMeta* slab, uint32_t block_size);
 
 // Decommits cached superslabs and unmaps cached huge mappings older than the
-// purge delay, or all of them with `force`. Cheap when nothing is due.
-void PurgeCaches(bool force);
+// purge delay, or all of them with `force`. Cheap when nothing is due. Returns
+// whether anything was given back.
+bool PurgeCaches(bool force);
 // Called from refill slow paths: purges when the next purge time has passed.
 void MaybePurge();
+// HAKMEM_PURGE_DELAY_MS in nanoseconds.
+uint64_t PurgeDelayNanos();
 
 // ---- huge mappings ----
 

@@ -11,7 +11,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 namespace hakmem_test {
 
@@ -91,6 +93,17 @@ inline size_t FirstByteNot(const void* p, size_t size, unsigned char value) {
     if (b[i] != value) return i;
   }
   return size;
+}
+
+// Resident set size of this process, from /proc/self/statm.
+inline size_t ResidentBytes() {
+  FILE* f = fopen("/proc/self/statm", "re");
+  if (f == nullptr) return 0;
+  unsigned long size_pages = 0, resident_pages = 0;
+  const int n = fscanf(f, "%lu %lu", &size_pages, &resident_pages);
+  fclose(f);
+  if (n != 2) return 0;
+  return static_cast<size_t>(resident_pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace hakmem_test

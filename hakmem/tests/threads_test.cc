@@ -34,6 +34,7 @@ using hakmem_test::FirstPatternMismatch;
 using hakmem_test::Mix;
 using hakmem_test::Opaque;
 using hakmem_test::PatternKey;
+using hakmem_test::ResidentBytes;
 
 constexpr size_t kKiB = size_t{1} << 10;
 constexpr size_t kMiB = size_t{1} << 20;
@@ -56,17 +57,6 @@ Block Allocate(size_t size, uint64_t seed) {
 }
 
 bool Intact(const Block& b) { return FirstPatternMismatch(b.p, b.size, b.key) == b.size; }
-
-// Resident set size of this process, from /proc/self/statm (no allocation).
-size_t ResidentBytes() {
-  FILE* f = fopen("/proc/self/statm", "re");
-  if (f == nullptr) return 0;
-  unsigned long size_pages = 0, resident_pages = 0;
-  const int n = fscanf(f, "%lu %lu", &size_pages, &resident_pages);
-  fclose(f);
-  if (n != 2) return 0;
-  return static_cast<size_t>(resident_pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
-}
 
 // A size in [lo, hi], log-uniform.
 size_t LogUniform(uint64_t r, size_t lo, size_t hi) {

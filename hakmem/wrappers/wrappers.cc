@@ -75,6 +75,10 @@ void* valloc(size_t size) { return hakmem::core::Valloc(size); }
 void* pvalloc(size_t size) { return hakmem::core::Pvalloc(size); }
 size_t malloc_usable_size(void* ptr) { return hakmem::free_dispatch::UsableSize(ptr); }
 
+// glibc's malloc_trim would trim only the C library's own arena: ours gives every
+// empty cached superslab and huge mapping back to the OS. Returns 1 if it did.
+int malloc_trim(size_t) { return hakmem::core::Purge() ? 1 : 0; }
+
 }  // extern "C"
 
 void* operator new(size_t size) { return New(size); }

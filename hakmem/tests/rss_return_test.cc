@@ -1,0 +1,74 @@
+// After a workload frees everything, RSS comes back: at once with malloc_trim
+// (hak_purge), and by itself once the purge delay has passed and the allocator is
+// used again. Runs with HAKMEM_PURGE_DELAY_MS=50 (see BUILD.bazel).
+#include <malloc.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "hakmem/tests/test_util.h"
+
+namespace {
+
+using hakmem_test::ResidentBytes;
+
+constexpr size_t kMiB = size_t{1} << 20;
+
+// About 200 MiB across every lane, touched, then freed in a scrambled order.
+void AllocateTouchAndFreeEverything() {
+  std::vector<void*> blocks;
+  blocks.reserve(100000);
+  auto add = [&](size_t size, int count) {
+    for (int i = 0; i < count; ++i) {
+      void* p = malloc(size);
+      ASSERT_NE(p, nullptr);
+      memset(p, 0x5a, size);
+      blocks.push_back(p);
+    }
+  };
+  add(48, 400000 / 8);       // tiny, ~2.4 MiB
+  add(900, 20000);           // tiny, ~18 MiB
+  add(24 << 10, 2000);       // pool, ~48 MiB
+  add(100 << 10, 500);       // pool, ~50 MiB
+  add(600 << 10, 60);        // large, ~36 MiB
+  add(3 * kMiB, 15);         // huge, ~45 MiB
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    std::swap(blocks[i], blocks[(i * 7919) % blocks.size()]);
+  }
+  for (void* p : blocks) free(p);
+}
+
+TEST(RssReturnTest, MallocTrimGivesMemoryBackAtOnce) {
+  const size_t start = ResidentBytes();
+  ASSERT_GT(start, 0u);
+  AllocateTouchAndFreeEverything();
+  const size_t after_free = ResidentBytes();
+  malloc_trim(0);
+  const size_t trimmed = ResidentBytes();
+  EXPECT_LT(trimmed, start + 16 * kMiB)
+      << "start " << start / kMiB << " MiB, after free " << after_free / kMiB
+      << " MiB, after malloc_trim " << trimmed / kMiB << " MiB";
+}
+
+TEST(RssReturnTest, DecayGivesMemoryBackAfterThePurgeDelay) {
+  const size_t start = ResidentBytes();
+  AllocateTouchAndFreeEverything();
+  const size_t after_free = ResidentBytes();
+  const timespec pause = {0, 200 * 1000 * 1000};  // 4x the purge delay
+  nanosleep(&pause, nullptr);
+  // Ordinary use afterwards: the slow paths it takes run the decay clock.
+  for (int round = 0; round < 64; ++round) {
+    std::vector<void*> few;
+    for (size_t size = 16; size <= (256 << 10); size *= 2) few.push_back(malloc(size));
+    for (void* p : few) free(p);
+  }
+  const size_t settled = ResidentBytes();
+  EXPECT_LT(settled, start + 24 * kMiB)
+      << "start " << start / kMiB << " MiB, after free " << after_free / kMiB
+      << " MiB, after the delay " << settled / kMiB << " MiB";
+}
+
+}  // namespace
