@@ -38,28 +38,38 @@ ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
 
 // Frees `ptr` (not nullptr).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
-  void* header = registry::Lookup(ptr);
-  if (ABSL_PREDICT_TRUE(header != nullptr)) {
+  const uintptr_t chunk = reinterpret_cast<uintptr_t>(ptr) >> registry::kChunkShift;
+  void* header;
+  SuperSlab* ss;
+  if (ABSL_PREDICT_TRUE(chunk == tls_owned_chunk)) {
+    // A superslab this thread owns: no registry lookup, no owner test.
+    ss = reinterpret_cast<SuperSlab*>(chunk << registry::kChunkShift);
+    header = ss;
+  } else {
+    header = registry::Lookup(ptr);
     // Read through the common prefix: a huge header's owner is nullptr and the
     // sentinel heap owns nothing, so only the owner's own blocks pass.
-    SuperSlab* ss = static_cast<SuperSlab*>(header);
-    if (ABSL_PREDICT_TRUE(ss->owner.load(std::memory_order_relaxed) == tls_heap)) {
-      SlabMeta* slab = SlabOf(ss, ptr);
-      const int cls = slab->cls;
-      if (ABSL_PREDICT_TRUE(cls < kNumTinyClasses)) {
-        if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && tiny_tls::tls_tiny.Head(cls) != ptr &&
-                              !config::kHardened)) {
-          stats::CountLocalFree();
-          if (ABSL_PREDICT_FALSE(!tiny_tls::TryFree(cls, ptr))) tiny_tls::Flush(tls_heap, cls, ptr);
-          return;
-        }
-      } else if (cls < kNumClasses && config::kPoolTls && !config::kHardened) {
-        if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && pool_tls::tls_pool.Head(cls) != ptr)) {
-          stats::CountLocalFree();
-          if (ABSL_PREDICT_FALSE(!pool_tls::TryFree(cls, ptr))) pool_tls::Flush(tls_heap, cls, ptr);
-          return;
-        }
-      }
+    ss = static_cast<SuperSlab*>(header);
+    if (ABSL_PREDICT_FALSE(header == nullptr ||
+                           ss->owner.load(std::memory_order_relaxed) != tls_heap)) {
+      return FreeSlow(ptr, header, call);
+    }
+    tls_owned_chunk = chunk;
+  }
+  SlabMeta* slab = SlabOf(ss, ptr);
+  const int cls = slab->cls;
+  if (ABSL_PREDICT_TRUE(cls < kNumTinyClasses)) {
+    if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && tiny_tls::tls_tiny.Head(cls) != ptr &&
+                          !config::kHardened)) {
+      stats::CountLocalFree();
+      if (ABSL_PREDICT_FALSE(!tiny_tls::TryFree(cls, ptr))) tiny_tls::Flush(tls_heap, cls, ptr);
+      return;
+    }
+  } else if (cls < kNumClasses && config::kPoolTls && !config::kHardened) {
+    if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && pool_tls::tls_pool.Head(cls) != ptr)) {
+      stats::CountLocalFree();
+      if (ABSL_PREDICT_FALSE(!pool_tls::TryFree(cls, ptr))) pool_tls::Flush(tls_heap, cls, ptr);
+      return;
     }
   }
   FreeSlow(ptr, header, call);

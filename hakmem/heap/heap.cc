@@ -5,12 +5,15 @@
 #include "hakmem/config/build_config.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/platform/spin_lock.h"
+#include "hakmem/registry/registry.h"
 
 namespace hakmem {
 
 ABSL_CONST_INIT Heap g_sentinel_heap;
 ABSL_CONST_INIT __thread Heap* tls_heap __attribute__((tls_model("initial-exec"))) =
     &g_sentinel_heap;
+ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk __attribute__((tls_model("initial-exec"))) =
+    kNoOwnedChunk;
 
 namespace {
 
@@ -53,6 +56,9 @@ void LinkSuperSlab(Heap* heap, SuperSlab* ss) {
 }
 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
+  if (tls_owned_chunk == reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift) {
+    tls_owned_chunk = kNoOwnedChunk;  // leaving the heap: no longer proof of ownership
+  }
   if (ss->prev != nullptr) ss->prev->next = ss->next; else heap->superslabs = ss->next;
   if (ss->next != nullptr) ss->next->prev = ss->prev;
   ss->next = ss->prev = nullptr;
@@ -185,6 +191,7 @@ void AbandonHeap() {
   // Empty superslabs go to the shared cache, where any thread can reuse them.
   ReleaseEmptySuperSlabs(heap);
   tls_heap = &g_sentinel_heap;
+  tls_owned_chunk = kNoOwnedChunk;
   stats::DetachThread();
   Count(Counter::k_heaps_abandoned);
   platform::SpinLockHolder hold(&g_heaps_lock);

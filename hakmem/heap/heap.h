@@ -45,6 +45,13 @@ struct Heap {
 extern __thread Heap* tls_heap __attribute__((tls_model("initial-exec")));
 extern Heap g_sentinel_heap;
 
+// A 2 MiB chunk (address >> 21) holding a superslab the calling thread's heap
+// owns, or kNoOwnedChunk (no address maps to it): the free fast path's shortcut past the registry and the owner
+// test. Only the owner thread sets it (after a local free) and clears it (when
+// the superslab leaves the heap), so a match proves ownership.
+inline constexpr uintptr_t kNoOwnedChunk = ~uintptr_t{0};
+extern __thread uintptr_t tls_owned_chunk __attribute__((tls_model("initial-exec")));
+
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_sentinel_heap; }
 
 // Gives the calling thread a heap: an abandoned one (adopting its slabs and its

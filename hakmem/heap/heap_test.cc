@@ -146,3 +146,31 @@ TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
 
 }  // namespace
 }  // namespace hakmem
+
+namespace hakmem {
+namespace {
+
+// The free fast path trusts tls_owned_chunk as proof of ownership: it must be
+// cleared whenever that superslab leaves the heap, and when the heap does.
+TEST(HeapTest, OwnedChunkShortcutIsClearedWhenTheSuperSlabLeaves) {
+  std::thread([] {
+    EXPECT_EQ(tls_owned_chunk, kNoOwnedChunk);
+    Heap* heap = AttachHeap();
+    bool zeroed;
+    void* run = AllocLarge(heap, 500000, 16, &zeroed);
+    ASSERT_NE(run, nullptr);
+    SuperSlab* ss = SuperSlabOf(run);
+    tls_owned_chunk = reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift;
+    FreeLarge(heap, ss, SlabOf(ss, run));
+    // Empty now; kept as the heap's spare until released.
+    EXPECT_EQ(tls_owned_chunk, reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift);
+    ReleaseEmptySuperSlabs(heap);
+    EXPECT_EQ(tls_owned_chunk, kNoOwnedChunk);
+    tls_owned_chunk = 12345;
+    AbandonHeap();
+    EXPECT_EQ(tls_owned_chunk, kNoOwnedChunk);
+  }).join();
+}
+
+}  // namespace
+}  // namespace hakmem
