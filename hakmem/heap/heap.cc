@@ -95,15 +95,22 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, bool* fre
   return AllocRun(ss, units, align_units, fresh);
 }
 
+bool IsOnlyPartial(const Heap* heap, const SlabMeta* slab) {
+  return heap->partial[slab->cls] == slab && slab->next == nullptr;
+}
+
+void StartDecayClock(Heap* heap) {
+  if (heap->next_decay_ns == 0) heap->next_decay_ns = platform::NowNanos() + PurgeDelayNanos();
+}
+
 // `slab` has no block out: its units go back to the superslab; a superslab left
 // empty is kept (one per heap, against churn) or given back to the cache.
 void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   FreeRun(ss, slab);
   Count(Counter::k_slabs_released);
   // Its units are free and dirty now: start the decay clock if it is not running.
-  const uint64_t now = platform::NowNanos();
-  ss->last_free_ns = now;
-  if (heap->next_decay_ns == 0) heap->next_decay_ns = now + PurgeDelayNanos();
+  ss->last_free_ns = platform::NowNanos();
+  StartDecayClock(heap);
   if (ss->used_units != 0) return;
   if (heap->empty_superslabs == 0) {
     heap->empty_superslabs = 1;
@@ -111,6 +118,17 @@ void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   }
   UnlinkSuperSlab(heap, ss);
   ReleaseSuperSlab(ss);
+}
+
+// Releases the empty slabs FreeBlock kept on the partial lists.
+void ReleaseKeptEmptySlabs(Heap* heap) {
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    SlabMeta* slab = heap->partial[cls];
+    if (slab != nullptr && slab->used == 0) {
+      RemovePartial(heap, slab);
+      ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
+    }
+  }
 }
 
 SlabMeta* NewSlab(Heap* heap, int cls) {
@@ -188,6 +206,7 @@ void AbandonHeap() {
       slab->state = SlabState::kFull;
     }
   }
+  ReleaseKeptEmptySlabs(heap);
   // Empty superslabs go to the shared cache, where any thread can reuse them.
   ReleaseEmptySuperSlabs(heap);
   tls_heap = &g_sentinel_heap;
@@ -202,6 +221,7 @@ void AbandonHeap() {
 }
 
 void DecayHeap(Heap* heap) {
+  ReleaseKeptEmptySlabs(heap);
   const uint64_t now = platform::NowNanos();
   const uint64_t delay = PurgeDelayNanos();
   bool dirty_left = false;
@@ -267,12 +287,16 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
   slab->free_list = block;
   --slab->used;
   if (slab->state == SlabState::kCurrent) return;
-  if (slab->used == 0) {
-    if (slab->state == SlabState::kPartial) RemovePartial(heap, slab);
-    ReleaseSlab(heap, ss, slab);
-  } else if (slab->state == SlabState::kFull) {
-    PushPartial(heap, slab);
+  if (slab->state == SlabState::kFull) PushPartial(heap, slab);
+  if (slab->used != 0) return;
+  if (IsOnlyPartial(heap, slab)) {
+    // Kept although empty: the next refill of its class reuses it instead of
+    // carving a new slab (churn). Decay or thread exit releases it.
+    StartDecayClock(heap);
+    return;
   }
+  RemovePartial(heap, slab);
+  ReleaseSlab(heap, ss, slab);
 }
 
 void FreeBlockList(Heap* heap, void* head) {

@@ -31,7 +31,8 @@ struct Heap {
   SlabMeta* partial[kNumClasses];  // slabs with free blocks, not current
   SuperSlab* superslabs;           // owned superslabs
   uint32_t empty_superslabs;       // owned superslabs with no unit in use
-  uint64_t next_decay_ns;          // next decay tick of free units; 0: none dirty
+  uint64_t next_decay_ns;          // next decay tick; 0: nothing waits for one
+  int32_t decay_countdown;         // slow-path calls until the clock is read again
   bool live;                       // a thread runs on it
   uint32_t thread_id;
   Heap* next_all;                  // every heap ever made (under the heaps lock)
@@ -62,12 +63,17 @@ Heap* AttachHeap();
 // the abandoned list.
 void AbandonHeap();
 
-// One decay tick over the heap's superslabs (see DecayFreeUnits).
+// One decay tick: releases kept empty slabs and decommits the free units of the
+// heap's superslabs that have been free for the purge delay (DecayFreeUnits).
 ABSL_ATTRIBUTE_NOINLINE void DecayHeap(Heap* heap);
 
-// The decay clock, ticked on slow paths only: the shared caches' purge, and this
-// heap's free units. Reads the clock only while something is waiting for it.
+// The decay clock, ticked on slow paths only (every kDecayCheckInterval-th): the
+// shared caches' purge, and this heap's free units and kept empty slabs. Reads
+// the clock only while something is waiting for it.
+inline constexpr int32_t kDecayCheckInterval = 16;
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MaybeDecay(Heap* heap) {
+  if (ABSL_PREDICT_TRUE(--heap->decay_countdown > 0)) return;
+  heap->decay_countdown = kDecayCheckInterval;
   MaybePurge();
   if (heap->next_decay_ns != 0 && platform::NowNanos() >= heap->next_decay_ns) DecayHeap(heap);
 }

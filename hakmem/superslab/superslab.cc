@@ -195,9 +195,17 @@ void ReleaseSuperSlab(SuperSlab* ss) {
 SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh) {
   const UnitMask free_units = Load(ss->free_units);
   const size_t step = align_units == 0 ? 1 : align_units;
-  for (size_t first = step; first + units <= kUnitsPerSuperSlab; first += step) {
+  for (size_t first = step; first + units <= kUnitsPerSuperSlab;) {
     const UnitMask mask = RunMask(first, units);
-    if ((free_units & mask) != mask) continue;
+    const UnitMask blocked = mask & ~free_units;
+    if (blocked != 0) {
+      // Skip past the highest unit in use inside the window, keeping alignment.
+      const size_t high = 127 - static_cast<size_t>(
+          (blocked >> 64) != 0 ? __builtin_clzll(static_cast<uint64_t>(blocked >> 64))
+                               : 64 + __builtin_clzll(static_cast<uint64_t>(blocked)));
+      first = (high + step) / step * step;
+      continue;
+    }
     Store(ss->free_units, free_units & ~mask);
     const UnitMask dirty = Load(ss->dirty_units);
     *fresh = (dirty & mask) == 0;
