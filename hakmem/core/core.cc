@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "hakmem/config/options.h"
@@ -193,8 +194,9 @@ void* Realloc(void* ptr, size_t size) {
       break;
     case free_dispatch::Kind::kBlock:
     case free_dispatch::Kind::kLarge:
-      // In place while it fits and wastes no more than half the block.
-      if (size <= found.usable && size >= found.usable / 2) {
+      // In place while it fits and leaves no more than half the block (or 128
+      // bytes, whichever is more) unused.
+      if (size <= found.usable && found.usable - size <= std::max<size_t>(found.usable / 2, 128)) {
         Count(Counter::k_realloc_in_place);
         return ptr;
       }
