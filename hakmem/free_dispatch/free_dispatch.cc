@@ -97,8 +97,9 @@ const char* CallName(Call call) {
   return "?";
 }
 
-Found Find(const void* ptr, Call call) {
-  void* header = registry::Lookup(ptr);
+Found Find(const void* ptr, Call call) { return FindIn(ptr, registry::Lookup(ptr), call); }
+
+Found FindIn(const void* ptr, void* header, Call call) {
   if (header == nullptr) {
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(max_align_t) != 0) {
       ReportInvalid(ptr, call, "misaligned: not from any allocator");
@@ -145,7 +146,7 @@ Found Find(const void* ptr, Call call) {
 
 void FreeSlow(void* ptr, void* header, Call call) {
   if (header == nullptr) return FreeForeign(ptr, call);
-  const Found found = Find(ptr, call);
+  const Found found = FindIn(ptr, header, call);
   switch (found.kind) {
     case Kind::kInvalid:
     case Kind::kForeign:

@@ -85,6 +85,8 @@ struct Found {
 // Validates `ptr` (not nullptr) as the start of a live block. Reports an invalid
 // pointer as Free would (and aborts unless HAKMEM_INVALID_FREE=warn).
 Found Find(const void* ptr, Call call);
+// The same, with the registry's answer for `ptr` already in hand.
+Found FindIn(const void* ptr, void* header, Call call);
 
 // malloc_usable_size: hakmem's blocks, the C library's pointers, 0 for nullptr.
 size_t UsableSize(const void* ptr);
