@@ -270,7 +270,7 @@ bool Purge() {
     tiny_tls::FlushAll(heap);
     pool_tls::FlushAll(heap);
     DrainRemote(heap);
-    ReleaseEmptySuperSlabs(heap);
+    TrimHeap(heap);
   }
   return PurgeCaches(/*force=*/true);
 }

@@ -161,6 +161,7 @@ void FreeSlow(void* ptr, void* header, Call call) {
   SlabMeta* slab = SlabOf(ss, ptr);
   if (ss->owner.load(std::memory_order_relaxed) != tls_heap) return PushRemote(ss, ptr);
   if (found.kind == Kind::kLarge) {
+    if (slab->used == 0) return ReportInvalid(ptr, call, "double free of a large block");
     stats::CountLocalFree();
     return FreeLarge(tls_heap, ss, slab);
   }

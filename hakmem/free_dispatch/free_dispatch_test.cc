@@ -113,6 +113,14 @@ TEST(FreeDispatchDeathTest, InvalidFreesAreReportedAndAbort) {
         Free(on_stack, Call::kFree);
       },
       "\\(stack address\\) in free\\(\\)");
+  EXPECT_DEATH(
+      {
+        bool zeroed;
+        void* large = AllocLarge(MyHeap(), 300000, 16, &zeroed);
+        Free(large, Call::kFree);
+        Free(large, Call::kFree);
+      },
+      "\\(double free of a large block\\) in free\\(\\)");
   EXPECT_DEATH(Free(reinterpret_cast<void*>(0x1003), Call::kRealloc),
                "\\(misaligned: not from any allocator\\) in realloc\\(\\)");
   EXPECT_DEATH(

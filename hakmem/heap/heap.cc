@@ -1,8 +1,11 @@
 #include "hakmem/heap/heap.h"
 
+#include <stdlib.h>
+
 #include <new>
 
 #include "hakmem/config/build_config.h"
+#include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/platform/spin_lock.h"
 #include "hakmem/registry/registry.h"
@@ -100,7 +103,7 @@ bool IsOnlyPartial(const Heap* heap, const SlabMeta* slab) {
 }
 
 void StartDecayClock(Heap* heap) {
-  if (heap->next_decay_ns == 0) heap->next_decay_ns = platform::NowNanos() + PurgeDelayNanos();
+  if (heap->next_decay_ns == 0) heap->next_decay_ns = heap->clock_ns + PurgeDelayNanos();
 }
 
 // `slab` has no block out: its units go back to the superslab; a superslab left
@@ -109,7 +112,7 @@ void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   FreeRun(ss, slab);
   Count(Counter::k_slabs_released);
   // Its units are free and dirty now: start the decay clock if it is not running.
-  ss->last_free_ns = platform::NowNanos();
+  ss->last_free_ns = heap->clock_ns;
   StartDecayClock(heap);
   if (ss->used_units != 0) return;
   if (heap->empty_superslabs == 0) {
@@ -118,6 +121,14 @@ void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   }
   UnlinkSuperSlab(heap, ss);
   ReleaseSuperSlab(ss);
+}
+
+void ReleaseCachedLargeRuns(Heap* heap) {
+  while (heap->large_cache_count != 0) {
+    SlabMeta* run = heap->large_cache[--heap->large_cache_count];
+    heap->large_cache_units -= run->units;
+    ReleaseSlab(heap, SuperSlabOf(run->start), run);
+  }
 }
 
 // Releases the empty slabs FreeBlock kept on the partial lists.
@@ -154,6 +165,17 @@ SlabMeta* NextSlab(Heap* heap, int cls) {
   return NewSlab(heap, cls);
 }
 
+// A large run freed twice, the second time by another thread: found only when its
+// owner drains the remote queue. Reported like free_dispatch reports.
+ABSL_ATTRIBUTE_NOINLINE void ReportRemoteDoubleFree(const void* block) {
+  Count(Counter::k_frees_invalid);
+  platform::DiagLine()
+      .Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(block))
+      .Str(" (double free of a large block, from another thread) in free()")
+      .Write();
+  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+}
+
 bool SlabHasFree(const SlabMeta* slab) {
   return slab->free_list != nullptr || slab->bump < slab->end;
 }
@@ -181,6 +203,7 @@ Heap* AttachHeap() {
     Count(Counter::k_heaps_created);
   }
   heap->thread_id = platform::ThreadId();
+  heap->clock_ns = platform::NowNanos();
   tls_heap = heap;
   stats::AttachThread();
   if constexpr (config::kDebugLog) {
@@ -206,9 +229,9 @@ void AbandonHeap() {
       slab->state = SlabState::kFull;
     }
   }
-  ReleaseKeptEmptySlabs(heap);
-  // Empty superslabs go to the shared cache, where any thread can reuse them.
-  ReleaseEmptySuperSlabs(heap);
+  // Kept slabs and runs go back; empty superslabs go to the shared cache, where
+  // any thread can reuse them.
+  TrimHeap(heap);
   tls_heap = &g_sentinel_heap;
   tls_owned_chunk = kNoOwnedChunk;
   stats::DetachThread();
@@ -222,7 +245,9 @@ void AbandonHeap() {
 
 void DecayHeap(Heap* heap) {
   ReleaseKeptEmptySlabs(heap);
+  ReleaseCachedLargeRuns(heap);
   const uint64_t now = platform::NowNanos();
+  heap->clock_ns = now;
   const uint64_t delay = PurgeDelayNanos();
   bool dirty_left = false;
   for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
@@ -231,6 +256,7 @@ void DecayHeap(Heap* heap) {
   heap->next_decay_ns = dirty_left ? now + delay : 0;
 }
 
+// The heap's empty superslabs (one is kept against churn) to the shared cache.
 void ReleaseEmptySuperSlabs(Heap* heap) {
   for (SuperSlab* ss = heap->superslabs; ss != nullptr;) {
     SuperSlab* next = ss->next;
@@ -242,6 +268,13 @@ void ReleaseEmptySuperSlabs(Heap* heap) {
   }
   heap->empty_superslabs = 0;
 }
+
+void TrimHeap(Heap* heap) {
+  ReleaseKeptEmptySlabs(heap);
+  ReleaseCachedLargeRuns(heap);
+  ReleaseEmptySuperSlabs(heap);
+}
+
 
 int AllocBatch(Heap* heap, int cls, int max, void** head) {
   const uint32_t size = kSizeClasses[cls].size;
@@ -315,7 +348,11 @@ void DrainRemote(Heap* heap) {
     SuperSlab* ss = SuperSlabOf(block);
     SlabMeta* slab = SlabOf(ss, block);
     if (slab->cls == kLargeClass) {
-      ReleaseSlab(heap, ss, slab);
+      if (slab->used == 0) {
+        ReportRemoteDoubleFree(block);  // already freed and cached
+      } else {
+        FreeLarge(heap, ss, slab);
+      }
     } else {
       FreeBlock(heap, ss, slab, block);
     }
@@ -329,6 +366,19 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   const size_t units = LargeUnits(size);
   const size_t align_units = alignment > kUnitSize ? alignment / kUnitSize : 1;
+  if (align_units == 1) {
+    // A cached run of the same length, or up to 1/8 longer.
+    for (uint32_t i = 0; i < heap->large_cache_count; ++i) {
+      SlabMeta* run = heap->large_cache[i];
+      if (run->units < units || run->units > units + units / 8) continue;
+      heap->large_cache[i] = heap->large_cache[--heap->large_cache_count];
+      heap->large_cache_units -= run->units;
+      run->used = 1;
+      *zeroed = false;
+      Count(Counter::k_large_runs);
+      return run->start;
+    }
+  }
   SlabMeta* run = AllocRunInHeap(heap, units, align_units, zeroed);
   if (run == nullptr) return nullptr;
   InitSlabBlocks(run, static_cast<uint32_t>(units * kUnitSize));
@@ -340,7 +390,17 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
   return run->start;
 }
 
-void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab) { ReleaseSlab(heap, ss, slab); }
+void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
+  if (heap->large_cache_count < sizeof(heap->large_cache) / sizeof(heap->large_cache[0]) &&
+      heap->large_cache_units + slab->units <= kLargeCacheUnits) {
+    slab->used = 0;  // cached: a second free of it is a double free
+    heap->large_cache[heap->large_cache_count++] = slab;
+    heap->large_cache_units += slab->units;
+    StartDecayClock(heap);
+    return;
+  }
+  ReleaseSlab(heap, ss, slab);
+}
 
 bool SlabFreeListContains(const SlabMeta* slab, const void* block) {
   for (void* p = slab->free_list; p != nullptr; p = *static_cast<void**>(p)) {

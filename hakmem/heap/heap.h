@@ -31,7 +31,12 @@ struct Heap {
   SlabMeta* partial[kNumClasses];  // slabs with free blocks, not current
   SuperSlab* superslabs;           // owned superslabs
   uint32_t empty_superslabs;       // owned superslabs with no unit in use
+  // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
+  SlabMeta* large_cache[8];
+  uint32_t large_cache_count;
+  uint32_t large_cache_units;
   uint64_t next_decay_ns;          // next decay tick; 0: nothing waits for one
+  uint64_t clock_ns;               // the clock as last read by MaybeDecay
   int32_t decay_countdown;         // slow-path calls until the clock is read again
   bool live;                       // a thread runs on it
   uint32_t thread_id;
@@ -67,19 +72,22 @@ void AbandonHeap();
 // heap's superslabs that have been free for the purge delay (DecayFreeUnits).
 ABSL_ATTRIBUTE_NOINLINE void DecayHeap(Heap* heap);
 
-// The decay clock, ticked on slow paths only (every kDecayCheckInterval-th): the
-// shared caches' purge, and this heap's free units and kept empty slabs. Reads
-// the clock only while something is waiting for it.
+// The decay clock, ticked on slow paths only: every kDecayCheckInterval-th call
+// reads the clock into heap->clock_ns (what slab releases are stamped with, so a
+// release needs no clock read) and runs the shared caches' purge and this heap's
+// decay when due.
 inline constexpr int32_t kDecayCheckInterval = 16;
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MaybeDecay(Heap* heap) {
   if (ABSL_PREDICT_TRUE(--heap->decay_countdown > 0)) return;
   heap->decay_countdown = kDecayCheckInterval;
+  heap->clock_ns = platform::NowNanos();
   MaybePurge();
-  if (heap->next_decay_ns != 0 && platform::NowNanos() >= heap->next_decay_ns) DecayHeap(heap);
+  if (heap->next_decay_ns != 0 && heap->clock_ns >= heap->next_decay_ns) DecayHeap(heap);
 }
 
-// Gives the heap's empty superslabs (kept against churn) to the shared cache.
-void ReleaseEmptySuperSlabs(Heap* heap);
+// Gives back what the heap keeps against churn: empty slabs, cached large runs,
+// and empty superslabs (to the shared cache).
+void TrimHeap(Heap* heap);
 
 // Carves up to `max` blocks of `cls` into a list linked through first words
 // (*head, ending in nullptr). Returns how many; 0 only when memory runs out.
@@ -95,9 +103,13 @@ void FreeBlockList(Heap* heap, void* head);
 void DrainRemote(Heap* heap);
 
 // A large run of `size` bytes (kPoolMax < size, or smaller with alignment)
-// aligned to `alignment` (<= 1 MiB). `*zeroed` tells whether it reads as zero.
+// aligned to `alignment` (<= 1 MiB). `*zeroed` tells whether it reads as zero. A
+// recently freed run of about the same length is reused first.
 void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed);
+// Frees a large run of the calling thread's heap: kept whole in the heap's large
+// cache (used = 0) when it fits there, else its units go back to the superslab.
 void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab);
+inline constexpr uint32_t kLargeCacheUnits = 256;  // 4 MiB
 
 // Frees `block` of superslab `ss` from a thread that does not own it.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) {

@@ -164,7 +164,7 @@ TEST(HeapTest, OwnedChunkShortcutIsClearedWhenTheSuperSlabLeaves) {
     FreeLarge(heap, ss, SlabOf(ss, run));
     // Empty now; kept as the heap's spare until released.
     EXPECT_EQ(tls_owned_chunk, reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift);
-    ReleaseEmptySuperSlabs(heap);
+    TrimHeap(heap);
     EXPECT_EQ(tls_owned_chunk, kNoOwnedChunk);
     tls_owned_chunk = 12345;
     AbandonHeap();
