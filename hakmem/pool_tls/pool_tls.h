@@ -2,8 +2,8 @@
 // 1 KiB .. 128 KiB).
 //
 // Owns: the calling thread's cache of free pool blocks, one list per class, in
-// constant-initialised initial-exec TLS; batch carving from the heap's slabs (2 to
-// 32 blocks a batch, up to 64 KiB cached per class) and, in prewarm builds, one
+// constant-initialised initial-exec TLS; batch carving from the heap's slabs (half
+// a cache per batch, up to 256 KiB cached per class) and, in prewarm builds, one
 // batch of each common class carved when a thread attaches its heap.
 // On by default. With --define hakmem_pool_tls=off there is no cache: every pool
 // allocation and free goes straight to the heap's slabs (A/B runs only; counted
