@@ -25,7 +25,7 @@ enum class InvalidFreePolicy : uint8_t { kAbort, kWarn };
     "abort (default): report an invalid free and abort; warn: report and go on")     \
   X(PURGE_DELAY_MS, purge_delay_ms, uint64_t, 1000,                                  \
     "milliseconds an empty superslab or huge mapping stays committed before purge")  \
-  X(RETAIN_MB, retain_mb, uint64_t, 64,                                              \
+  X(RETAIN_MB, retain_mb, uint64_t, 256,                                             \
     "MiB of empty memory kept committed for reuse; beyond it, purge at once")
 
 struct Options {

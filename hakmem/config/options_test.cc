@@ -27,7 +27,7 @@ TEST_F(OptionsTest, DefaultsWithEmptyEnvironment) {
   EXPECT_FALSE(o.size_hist);
   EXPECT_EQ(o.invalid_free, InvalidFreePolicy::kAbort);
   EXPECT_EQ(o.purge_delay_ms, 1000u);
-  EXPECT_EQ(o.retain_mb, 64u);
+  EXPECT_EQ(o.retain_mb, 256u);
 }
 
 TEST_F(OptionsTest, ParsesEveryType) {
@@ -57,7 +57,7 @@ TEST_F(OptionsTest, BadValuesAreReportedAndKeepTheDefault) {
   EXPECT_FALSE(o.stats);
   EXPECT_EQ(o.invalid_free, InvalidFreePolicy::kAbort);
   EXPECT_EQ(o.purge_delay_ms, 1000u);
-  EXPECT_EQ(o.retain_mb, 64u);
+  EXPECT_EQ(o.retain_mb, 256u);
   EXPECT_NE(err.find("HAKMEM_STATS=maybe: expected 1 or 0"), std::string::npos) << err;
   EXPECT_NE(err.find("HAKMEM_INVALID_FREE=ignore: expected abort or warn"), std::string::npos);
   EXPECT_NE(err.find("HAKMEM_PURGE_DELAY_MS=12ms"), std::string::npos);

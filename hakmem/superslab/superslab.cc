@@ -301,20 +301,27 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
   }
   const size_t needed = RoundUp(offset + size, kSuperSlabSize);
   if (offset == kHugeHeaderSize) {
+    // Best fit among the cached mappings with room for `size` past their user
+    // pointer (an aligned one's sits further in), at most 4x the length needed:
+    // a warm mapping beats fresh page faults, and a roomy one lets a growing
+    // block realloc in place.
     platform::SpinLockHolder hold(&g_lock);
+    HugeHeader* best = nullptr;
     for (HugeHeader* h = g_huge_cache.head; h != nullptr; h = h->next) {
-      // Any cached mapping with room for `size` past its user pointer (an
-      // aligned one's pointer sits further in), wasting at most half of itself.
-      if (HugeUsableSize(h) >= size && h->map_len <= 2 * needed) {
-        g_huge_cache.Remove(h);
-        g_huge_cached_bytes -= h->map_len;
-        UpdateNextPurgeLocked();
-        h->cached = false;
-        h->size = size;
-        Count(Counter::k_huge_reused);
-        *zeroed = false;
-        return h->user;
+      if (HugeUsableSize(h) >= size && h->map_len <= 4 * needed &&
+          (best == nullptr || h->map_len < best->map_len)) {
+        best = h;
       }
+    }
+    if (best != nullptr) {
+      g_huge_cache.Remove(best);
+      g_huge_cached_bytes -= best->map_len;
+      UpdateNextPurgeLocked();
+      best->cached = false;
+      best->size = size;
+      Count(Counter::k_huge_reused);
+      *zeroed = false;
+      return best->user;
     }
   }
   const size_t reserve_alignment = alignment > kSuperSlabSize ? alignment : kSuperSlabSize;
