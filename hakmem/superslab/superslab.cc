@@ -194,40 +194,45 @@ void ReleaseSuperSlab(SuperSlab* ss) {
 
 SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh) {
   const UnitMask free_units = Load(ss->free_units);
-  const size_t step = align_units == 0 ? 1 : align_units;
-  for (size_t first = step; first + units <= kUnitsPerSuperSlab;) {
-    const UnitMask mask = RunMask(first, units);
-    const UnitMask blocked = mask & ~free_units;
-    if (blocked != 0) {
-      // Skip past the highest unit in use inside the window, keeping alignment.
-      const size_t high = 127 - static_cast<size_t>(
-          (blocked >> 64) != 0 ? __builtin_clzll(static_cast<uint64_t>(blocked >> 64))
-                               : 64 + __builtin_clzll(static_cast<uint64_t>(blocked)));
-      first = (high + step) / step * step;
-      continue;
-    }
-    Store(ss->free_units, free_units & ~mask);
-    const UnitMask dirty = Load(ss->dirty_units);
-    *fresh = (dirty & mask) == 0;
-    Store(ss->dirty_units, dirty | mask);
-    ss->used_units += static_cast<uint32_t>(units);
-    for (size_t u = first; u < first + units; ++u) ss->unit_slab[u] = static_cast<uint8_t>(first);
-    SlabMeta* slab = &ss->slabs[first];
-    slab->start = reinterpret_cast<char*>(ss) + first * kUnitSize;
-    slab->units = static_cast<uint16_t>(units);
-    if constexpr (config::kPrefault) {
-      if (*fresh) platform::Populate(slab->start, units * kUnitSize);
-    }
-    return slab;
+  // starts: bit i set iff units i .. i + units - 1 are all free, by and-ing the
+  // free mask with itself shifted (doubling the run length each step).
+  UnitMask starts = free_units;
+  size_t length = 1;
+  while (length * 2 <= units) {
+    starts &= starts >> length;
+    length *= 2;
   }
-  return nullptr;
+  if (length < units) starts &= starts >> (units - length);
+  if (align_units > 1) {
+    UnitMask aligned = 0;
+    for (size_t u = align_units; u < kUnitsPerSuperSlab; u += align_units) aligned |= UnitMask{1} << u;
+    starts &= aligned;
+  }
+  if (starts == 0) return nullptr;
+  const uint64_t low = static_cast<uint64_t>(starts);
+  const size_t first = low != 0 ? static_cast<size_t>(__builtin_ctzll(low))
+                                : 64 + static_cast<size_t>(__builtin_ctzll(static_cast<uint64_t>(starts >> 64)));
+  const UnitMask mask = RunMask(first, units);
+  Store(ss->free_units, free_units & ~mask);
+  const UnitMask dirty = Load(ss->dirty_units);
+  *fresh = (dirty & mask) == 0;
+  Store(ss->dirty_units, dirty | mask);
+  ss->used_units += static_cast<uint32_t>(units);
+  memset(&ss->unit_slab[first], static_cast<int>(first), units);
+  SlabMeta* slab = &ss->slabs[first];
+  slab->start = reinterpret_cast<char*>(ss) + first * kUnitSize;
+  slab->units = static_cast<uint16_t>(units);
+  if constexpr (config::kPrefault) {
+    if (*fresh) platform::Populate(slab->start, units * kUnitSize);
+  }
+  return slab;
 }
 
 void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   const size_t first = static_cast<size_t>(slab - ss->slabs);
   Store(ss->free_units, Load(ss->free_units) | RunMask(first, slab->units));
   ss->used_units -= slab->units;
-  for (size_t u = first; u < first + slab->units; ++u) ss->unit_slab[u] = 0;
+  memset(&ss->unit_slab[first], 0, slab->units);
   *slab = SlabMeta{};
   slab->cls = kNoClass;
   slab->state = SlabState::kFree;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <cstring>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "hakmem/config/options.h"
@@ -239,6 +240,60 @@ TEST(HugeTest, CachedAlignedMappingIsNotReusedTooSmall) {
   memset(p, 1, size);
   HugeFree(HugeHeaderOf(p));
   PurgeCaches(true);
+}
+
+}  // namespace
+}  // namespace hakmem
+
+namespace hakmem {
+namespace {
+
+// AllocRun against a reference search, over random fragmentation patterns.
+TEST(SuperSlabTest, RunSearchFindsTheFirstFitLikeALinearScan) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  ASSERT_NE(ss, nullptr);
+  uint32_t r = 12345;
+  auto next = [&r] {
+    r ^= r << 13;
+    r ^= r >> 17;
+    r ^= r << 5;
+    return r;
+  };
+  std::vector<SlabMeta*> live;
+  for (int round = 0; round < 4000; ++round) {
+    if (!live.empty() && next() % 3 == 0) {
+      const size_t i = next() % live.size();
+      FreeRun(ss, live[i]);
+      live[i] = live.back();
+      live.pop_back();
+      continue;
+    }
+    const size_t units = 1 + next() % 40;
+    const size_t align = size_t{1} << (next() % 4);
+    // The reference: the lowest aligned start with `units` free units.
+    size_t expected = 0;
+    for (size_t first = align; first + units <= kUnitsPerSuperSlab && expected == 0; first += align) {
+      bool all_free = true;
+      for (size_t u = first; u < first + units; ++u) {
+        all_free &= ((u < 64 ? ss->free_units[0] >> u : ss->free_units[1] >> (u - 64)) & 1) != 0;
+      }
+      if (all_free) expected = first;
+    }
+    bool fresh;
+    SlabMeta* run = AllocRun(ss, units, align, &fresh);
+    if (expected == 0) {
+      ASSERT_EQ(run, nullptr) << units << " " << align;
+      continue;
+    }
+    ASSERT_NE(run, nullptr) << units << " " << align;
+    ASSERT_EQ(run, &ss->slabs[expected]) << units << " " << align;
+    ASSERT_EQ(run->units, units);
+    for (size_t u = expected; u < expected + units; ++u) ASSERT_EQ(ss->unit_slab[u], expected);
+    live.push_back(run);
+  }
+  for (SlabMeta* run : live) FreeRun(ss, run);
+  EXPECT_EQ(ss->used_units, 0u);
+  ReleaseSuperSlab(ss);
 }
 
 }  // namespace
