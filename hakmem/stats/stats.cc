@@ -20,7 +20,7 @@ ABSL_CONST_INIT platform::SpinLock g_lock;
 ABSL_CONST_INIT ThreadCounters* g_live = nullptr;  // under g_lock
 // Counters of exited threads (under g_lock).
 ABSL_CONST_INIT uint64_t g_retired_class_allocs[kNumClasses] = {};
-ABSL_CONST_INIT uint64_t g_retired_frees_local = 0;
+ABSL_CONST_INIT uint64_t g_retired_counters[kNumCounters] = {};
 ABSL_CONST_INIT uint64_t g_retired_size_hist[kNumHist] = {};
 
 constexpr const char* kNames[] = {
@@ -47,12 +47,12 @@ void Unlink(ThreadCounters* t) {
 
 // Moves `t`'s counts into the retired totals and zeroes them (under g_lock).
 void Retire(ThreadCounters* t) {
+  for (int i = 0; i < kNumCounters; ++i) g_retired_counters[i] += t->counters[i];
   for (int c = 0; c < kNumClasses; ++c) g_retired_class_allocs[c] += t->class_allocs[c];
   for (int b = 0; b < kNumHist; ++b) g_retired_size_hist[b] += t->size_hist[b];
-  g_retired_frees_local += t->frees_local;
+  memset(t->counters, 0, sizeof(t->counters));
   memset(t->class_allocs, 0, sizeof(t->class_allocs));
   memset(t->size_hist, 0, sizeof(t->size_hist));
-  t->frees_local = 0;
 }
 
 }  // namespace
@@ -86,22 +86,18 @@ void Collect(Snapshot* out) {
     out->lane_bytes[l] = g_lane_bytes[l].load(std::memory_order_relaxed);
   }
   platform::SpinLockHolder hold(&g_lock);
-  uint64_t frees_local = g_retired_frees_local;
+  auto add = [out](const ThreadCounters* t) {
+    const volatile ThreadCounters* v = t;
+    for (int i = 0; i < kNumCounters; ++i) out->counters[i] += v->counters[i];
+    for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += v->class_allocs[c];
+    for (int b = 0; b < kNumHist; ++b) out->size_hist[b] += v->size_hist[b];
+  };
+  for (int i = 0; i < kNumCounters; ++i) out->counters[i] += g_retired_counters[i];
   for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] = g_retired_class_allocs[c];
   for (int b = 0; b < kNumHist; ++b) out->size_hist[b] = g_retired_size_hist[b];
   // Other threads' counters are read while they run: a snapshot, not a barrier.
-  for (const ThreadCounters* t = g_live; t != nullptr; t = t->next) {
-    const volatile ThreadCounters* v = t;
-    for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += v->class_allocs[c];
-    for (int b = 0; b < kNumHist; ++b) out->size_hist[b] += v->size_hist[b];
-    frees_local += v->frees_local;
-  }
-  if (!tls_counters.attached) {  // the caller may not be listed (no heap yet)
-    for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += tls_counters.class_allocs[c];
-    for (int b = 0; b < kNumHist; ++b) out->size_hist[b] += tls_counters.size_hist[b];
-    frees_local += tls_counters.frees_local;
-  }
-  out->counters[static_cast<int>(Counter::k_frees_local)] += frees_local;
+  for (const ThreadCounters* t = g_live; t != nullptr; t = t->next) add(t);
+  if (!tls_counters.attached) add(&tls_counters);  // the caller may not be listed
 }
 
 void PrepareFork() { g_lock.Lock(); }

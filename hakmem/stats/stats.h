@@ -36,10 +36,12 @@ inline constexpr int kNumHist = HAKMEM_STATS_NUM_HIST;
 const char* CounterName(Counter counter);
 const char* CounterHelp(Counter counter);
 
-// The hot-path counters of one thread.
+// The counters of one thread. While `attached` (the thread has a heap) every
+// counter is counted here, without atomics: no cache line is shared between
+// threads on any path; otherwise Count() falls back to the global atomics.
 struct ThreadCounters {
+  uint64_t counters[kNumCounters];
   uint64_t class_allocs[kNumClasses];
-  uint64_t frees_local;
   uint64_t size_hist[kNumHist];
   // Live list links (under the stats lock).
   ThreadCounters* next;
@@ -58,7 +60,11 @@ extern std::atomic<uint64_t> g_lane_bytes[kNumLanes];
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Count(Counter counter, uint64_t n = 1) {
   if constexpr (config::kStats) {
-    g_counters[static_cast<int>(counter)].fetch_add(n, std::memory_order_relaxed);
+    if (ABSL_PREDICT_TRUE(tls_counters.attached)) {
+      tls_counters.counters[static_cast<int>(counter)] += n;
+    } else {
+      g_counters[static_cast<int>(counter)].fetch_add(n, std::memory_order_relaxed);
+    }
   }
 }
 
@@ -74,8 +80,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(int cls) {
   if constexpr (config::kStats) ++tls_counters.class_allocs[cls];
 }
 
+// The fast path's local free: its thread always has a heap, so it is attached.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree() {
-  if constexpr (config::kStats) ++tls_counters.frees_local;
+  if constexpr (config::kStats) ++tls_counters.counters[static_cast<int>(Counter::k_frees_local)];
 }
 
 // Histogram bucket of a requested size: [2^(i-1), 2^i), bucket 0 for size 0.
