@@ -153,10 +153,9 @@ SlabMeta* NewSlab(Heap* heap, int cls) {
   return slab;
 }
 
-// The next slab to carve `cls` from: remote frees first, then partial slabs, then
-// a new slab.
+// The next slab to carve `cls` from: a partial slab (remote frees were drained at
+// the start of the batch), then a new slab.
 SlabMeta* NextSlab(Heap* heap, int cls) {
-  if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   if (SlabMeta* slab = heap->partial[cls]) {
     RemovePartial(heap, slab);
     slab->state = SlabState::kCurrent;
@@ -277,6 +276,9 @@ void TrimHeap(Heap* heap) {
 
 
 int AllocBatch(Heap* heap, int cls, int max, void** head) {
+  // Blocks other threads freed come back before anything new is carved, so a
+  // producer/consumer pair reuses memory instead of growing.
+  if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   const uint32_t size = kSizeClasses[cls].size;
   void* first = nullptr;
   void** tail = &first;
