@@ -108,16 +108,19 @@ void hak_print_stats(int fd) {
       .Str(", huge bytes mapped ").Dec(s.bytes_in_huge)
       .Str(", registry leaf bytes ").Dec(hakmem::registry::LeafBytes()).Write(fd);
   if (!hakmem::config::GetOptions().size_hist) return;
+  // Up to 128 KiB the classes are the buckets (a class takes the sizes above the
+  // one below it); above, powers of two.
   DiagLine().Str("hakmem size histogram (requested bytes)").Write(fd);
+  for (int c = 0; c < hakmem::kNumClasses; ++c) {
+    if (s.class_allocs[c] == 0) continue;
+    const uint64_t low = c == 0 ? 0 : hakmem::kSizeClasses[c - 1].size + 1;
+    DiagLine().Str("  ").Dec(low).Str(" .. ").Dec(hakmem::kSizeClasses[c].size).Pad(36)
+        .Dec(s.class_allocs[c]).Write(fd);
+  }
   for (int b = 0; b < HAKMEM_STATS_NUM_HIST; ++b) {
     if (s.size_hist[b] == 0) continue;
-    DiagLine line_hist;
-    if (b == 0) {
-      line_hist.Str("  0");
-    } else {
-      line_hist.Str("  ").Dec(uint64_t{1} << (b - 1)).Str(" .. ").Dec((uint64_t{1} << b) - 1);
-    }
-    line_hist.Pad(36).Dec(s.size_hist[b]).Write(fd);
+    DiagLine().Str("  ").Dec(uint64_t{1} << (b - 1)).Str(" .. ").Dec((uint64_t{1} << b) - 1)
+        .Pad(36).Dec(s.size_hist[b]).Write(fd);
   }
 }
 

@@ -47,7 +47,7 @@ typedef struct hak_stats {
   uint64_t lane_bytes[HAKMEM_STATS_NUM_LANES];    /* bytes of blocks handed out */
   uint64_t class_allocs[HAKMEM_STATS_NUM_CLASSES];
   uint64_t syscalls[HAKMEM_STATS_NUM_SYSCALLS];   /* names: hak_syscall_name(i) */
-  uint64_t size_hist[HAKMEM_STATS_NUM_HIST];      /* only with HAKMEM_SIZE_HIST=1 */
+  uint64_t size_hist[HAKMEM_STATS_NUM_HIST];      /* requests > 128 KiB: [2^(i-1), 2^i) */
   uint64_t bytes_in_superslabs;                   /* mapped, in use or cached */
   uint64_t bytes_in_huge;                         /* huge mappings, live or cached */
 } hak_stats;

@@ -20,7 +20,7 @@ enum class InvalidFreePolicy : uint8_t { kAbort, kWarn };
   X(STATS, stats, bool, false,                                                       \
     "1: print allocation, lane, class and syscall statistics to stderr at exit")     \
   X(SIZE_HIST, size_hist, bool, false,                                               \
-    "1: record requested sizes and print a power-of-two histogram at exit")          \
+    "1: print a histogram of requested sizes at exit (by class, then powers of two)")\
   X(INVALID_FREE, invalid_free, InvalidFreePolicy, InvalidFreePolicy::kAbort,        \
     "abort (default): report an invalid free and abort; warn: report and go on")     \
   X(PURGE_DELAY_MS, purge_delay_ms, uint64_t, 1000,                                  \

@@ -72,7 +72,6 @@ ABSL_ATTRIBUTE_NOINLINE void GlobalInit() {
   }
   g_init_thread.store(platform::ThreadId(), std::memory_order_relaxed);
   const config::Options& options = config::GetOptions();
-  stats::g_size_hist_enabled = options.size_hist;
   if (options.stats || options.size_hist) {
     const int fd = platform::DuplicateFd(2);
     if (fd >= 0) g_report_fd = fd;
@@ -124,6 +123,7 @@ void* AllocClass(Heap* heap, int cls) {
 // `*zeroed` tells whether the block is known to read as zero.
 void* Allocate(size_t size, size_t alignment, bool* zeroed) {
   *zeroed = false;
+  if (size > kPoolMax) stats::RecordLargeSize(size);
   if (size > kHugeThreshold || alignment > kHugeThreshold) {
     void* p = HugeAlloc(size, alignment, zeroed);
     if (p == nullptr) return Fail();
@@ -164,7 +164,6 @@ void* MallocSlow(size_t size) {
 void* Calloc(size_t count, size_t size) {
   size_t total;
   if (MulOverflows(count, size, &total)) return Fail();
-  stats::RecordSize(total);
   bool zeroed;
   void* p = Allocate(total, alignof(max_align_t), &zeroed);
   if (p != nullptr && !zeroed) memset(p, 0, total);
@@ -217,7 +216,6 @@ void* ReallocArray(void* ptr, size_t count, size_t size) {
 
 void* AlignedAlloc(size_t alignment, size_t size) {
   if (alignment <= alignof(max_align_t)) return Malloc(size);
-  stats::RecordSize(size);
   bool zeroed;
   return Allocate(size, alignment, &zeroed);
 }

@@ -29,7 +29,6 @@ namespace hakmem::core {
 ABSL_ATTRIBUTE_NOINLINE void* MallocSlow(size_t size);
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Malloc(size_t size) {
-  stats::RecordSize(size);
   if (ABSL_PREDICT_TRUE(size <= kTinyMax)) {
     const int cls = TinyClass(size);
     if (void* p = tiny_tls::TryAlloc(cls); ABSL_PREDICT_TRUE(p != nullptr)) {

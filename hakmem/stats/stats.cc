@@ -12,7 +12,7 @@ ABSL_CONST_INIT __thread ThreadCounters tls_counters
 ABSL_CONST_INIT std::atomic<uint64_t> g_counters[kNumCounters] = {};
 ABSL_CONST_INIT std::atomic<uint64_t> g_lane_allocs[kNumLanes] = {};
 ABSL_CONST_INIT std::atomic<uint64_t> g_lane_bytes[kNumLanes] = {};
-ABSL_CONST_INIT bool g_size_hist_enabled = false;
+ABSL_CONST_INIT std::atomic<uint64_t> g_size_hist[kNumHist] = {};
 
 namespace {
 
@@ -21,7 +21,6 @@ ABSL_CONST_INIT ThreadCounters* g_live = nullptr;  // under g_lock
 // Counters of exited threads (under g_lock).
 ABSL_CONST_INIT uint64_t g_retired_class_allocs[kNumClasses] = {};
 ABSL_CONST_INIT uint64_t g_retired_counters[kNumCounters] = {};
-ABSL_CONST_INIT uint64_t g_retired_size_hist[kNumHist] = {};
 
 constexpr const char* kNames[] = {
 #define HAKMEM_STATS_NAME(field, help) #field,
@@ -49,10 +48,8 @@ void Unlink(ThreadCounters* t) {
 void Retire(ThreadCounters* t) {
   for (int i = 0; i < kNumCounters; ++i) g_retired_counters[i] += t->counters[i];
   for (int c = 0; c < kNumClasses; ++c) g_retired_class_allocs[c] += t->class_allocs[c];
-  for (int b = 0; b < kNumHist; ++b) g_retired_size_hist[b] += t->size_hist[b];
   memset(t->counters, 0, sizeof(t->counters));
   memset(t->class_allocs, 0, sizeof(t->class_allocs));
-  memset(t->size_hist, 0, sizeof(t->size_hist));
 }
 
 }  // namespace
@@ -90,11 +87,10 @@ void Collect(Snapshot* out) {
     const volatile ThreadCounters* v = t;
     for (int i = 0; i < kNumCounters; ++i) out->counters[i] += v->counters[i];
     for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += v->class_allocs[c];
-    for (int b = 0; b < kNumHist; ++b) out->size_hist[b] += v->size_hist[b];
   };
   for (int i = 0; i < kNumCounters; ++i) out->counters[i] += g_retired_counters[i];
   for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] = g_retired_class_allocs[c];
-  for (int b = 0; b < kNumHist; ++b) out->size_hist[b] = g_retired_size_hist[b];
+  for (int b = 0; b < kNumHist; ++b) out->size_hist[b] = g_size_hist[b].load(std::memory_order_relaxed);
   // Other threads' counters are read while they run: a snapshot, not a barrier.
   for (const ThreadCounters* t = g_live; t != nullptr; t = t->next) add(t);
   if (!tls_counters.attached) add(&tls_counters);  // the caller may not be listed

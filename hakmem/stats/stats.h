@@ -42,7 +42,6 @@ const char* CounterHelp(Counter counter);
 struct ThreadCounters {
   uint64_t counters[kNumCounters];
   uint64_t class_allocs[kNumClasses];
-  uint64_t size_hist[kNumHist];
   // Live list links (under the stats lock).
   ThreadCounters* next;
   ThreadCounters* prev;
@@ -92,12 +91,14 @@ inline int HistBucket(size_t size) {
   return bucket < kNumHist ? bucket : kNumHist - 1;
 }
 
-// Whether HAKMEM_SIZE_HIST=1 (set once by core at initialisation).
-extern bool g_size_hist_enabled;
+extern std::atomic<uint64_t> g_size_hist[kNumHist];
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void RecordSize(size_t size) {
+// Requested sizes of the large and huge lanes (slow paths only; the tiny and
+// pool lanes' sizes are known from their class counts, at no cost to the fast
+// path).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void RecordLargeSize(size_t size) {
   if constexpr (config::kStats) {
-    if (ABSL_PREDICT_FALSE(g_size_hist_enabled)) ++tls_counters.size_hist[HistBucket(size)];
+    g_size_hist[HistBucket(size)].fetch_add(1, std::memory_order_relaxed);
   }
 }
 
@@ -111,7 +112,7 @@ struct Snapshot {
   uint64_t lane_allocs[kNumLanes];  // large and huge only; tiny/pool come from classes
   uint64_t lane_bytes[kNumLanes];
   uint64_t class_allocs[kNumClasses];
-  uint64_t size_hist[kNumHist];
+  uint64_t size_hist[kNumHist];  // requests above kPoolMax, by power of two
 };
 
 // Totals of exited threads plus the current counters of live ones.

@@ -62,13 +62,11 @@ TEST(StatsTest, HistogramBuckets) {
   EXPECT_EQ(HistBucket(1024), 11);
   EXPECT_EQ(HistBucket(~size_t{0}), kNumHist - 1);
   if constexpr (!config::kStats) return;
-  g_size_hist_enabled = true;
   Snapshot a, b;
   Collect(&a);
-  RecordSize(1000);
+  RecordLargeSize(300000);  // [2^18, 2^19)
   Collect(&b);
-  g_size_hist_enabled = false;
-  EXPECT_EQ(b.size_hist[10], a.size_hist[10] + 1);
+  EXPECT_EQ(b.size_hist[19], a.size_hist[19] + 1);
 }
 
 }  // namespace
