@@ -127,7 +127,7 @@ void* Allocate(size_t size, size_t alignment, bool* zeroed) {
   if (size > kHugeThreshold || alignment > kHugeThreshold) {
     void* p = HugeAlloc(size, alignment, zeroed);
     if (p == nullptr) return Fail();
-    stats::CountLaneAlloc(static_cast<int>(Lane::kHuge), size);
+    stats::CountLaneAlloc(static_cast<int>(Lane::kHuge), RoundedSize(size));
     return p;
   }
   Heap* heap = CurrentHeap();

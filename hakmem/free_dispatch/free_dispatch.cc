@@ -40,14 +40,10 @@ bool OnCurrentStack(const void* ptr) {
   return p >= sp && p < top;
 }
 
-// A pointer the registry does not know: the C library's, unless plainly wrong.
-void FreeForeign(void* ptr, Call call) {
-  if (reinterpret_cast<uintptr_t>(ptr) % alignof(max_align_t) != 0) {
-    return ReportInvalid(ptr, call, "misaligned: not from any allocator");
-  }
-  if (OnCurrentStack(ptr)) return ReportInvalid(ptr, call, "stack address");
-  Count(Counter::k_frees_foreign);
-  __libc_free(ptr);
+// ReportInvalid, as FindIn's answer.
+Found Invalid(const void* ptr, Call call, const char* reason) {
+  ReportInvalid(ptr, call, reason);
+  return {Kind::kInvalid, 0};
 }
 
 // A slab block freed by the thread that owns it, after the fast path declined.
@@ -101,56 +97,41 @@ Found Find(const void* ptr, Call call) { return FindIn(ptr, registry::Lookup(ptr
 
 Found FindIn(const void* ptr, void* header, Call call) {
   if (header == nullptr) {
+    // Not ours: the C library's pointer, unless plainly wrong.
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(max_align_t) != 0) {
-      ReportInvalid(ptr, call, "misaligned: not from any allocator");
-      return {Kind::kInvalid, 0};
+      return Invalid(ptr, call, "misaligned: not from any allocator");
     }
-    if (OnCurrentStack(ptr)) {
-      ReportInvalid(ptr, call, "stack address");
-      return {Kind::kInvalid, 0};
-    }
+    if (OnCurrentStack(ptr)) return Invalid(ptr, call, "stack address");
     return {Kind::kForeign, 0};
   }
   const ChunkHeader* chunk = static_cast<const ChunkHeader*>(header);
   if (chunk->magic == kHugeMagic) {
     const HugeHeader* h = static_cast<const HugeHeader*>(chunk);
-    if (ptr != h->user) {
-      ReportInvalid(ptr, call, "interior pointer of a huge block");
-      return {Kind::kInvalid, 0};
-    }
-    if (h->cached) {
-      ReportInvalid(ptr, call, "double free of a huge block");
-      return {Kind::kInvalid, 0};
-    }
+    if (ptr != h->user) return Invalid(ptr, call, "interior pointer of a huge block");
+    if (h->cached) return Invalid(ptr, call, "double free of a huge block");
     return {Kind::kHuge, HugeUsableSize(h)};
   }
   SuperSlab* ss = static_cast<SuperSlab*>(header);
   const SlabMeta* slab = SlabOf(ss, ptr);
   if (slab->cls == kNoClass || ss->owner.load(std::memory_order_acquire) == nullptr) {
-    ReportInvalid(ptr, call, "not an allocated block");
-    return {Kind::kInvalid, 0};
+    return Invalid(ptr, call, "not an allocated block");
   }
   if (slab->cls == kLargeClass) {
-    if (ptr != slab->start) {
-      ReportInvalid(ptr, call, "interior pointer of a large block");
-      return {Kind::kInvalid, 0};
-    }
+    if (ptr != slab->start) return Invalid(ptr, call, "interior pointer of a large block");
     return {Kind::kLarge, slab->block_size};
   }
-  if (!IsBlockStart(slab, ptr)) {
-    ReportInvalid(ptr, call, "interior pointer");
-    return {Kind::kInvalid, 0};
-  }
+  if (!IsBlockStart(slab, ptr)) return Invalid(ptr, call, "interior pointer");
   return {Kind::kBlock, slab->block_size};
 }
 
 void FreeSlow(void* ptr, void* header, Call call) {
-  if (header == nullptr) return FreeForeign(ptr, call);
   const Found found = FindIn(ptr, header, call);
   switch (found.kind) {
     case Kind::kInvalid:
-    case Kind::kForeign:
       return;
+    case Kind::kForeign:
+      Count(Counter::k_frees_foreign);
+      return __libc_free(ptr);
     case Kind::kHuge:
       return HugeFree(static_cast<HugeHeader*>(header));
     case Kind::kLarge:
