@@ -27,6 +27,9 @@ HAKMEM_COPTS = _WARNINGS + [
     "-ftls-model=initial-exec",
     "-fno-plt",
     "-fno-semantic-interposition",
+    # Only malloc & co and the hak_* API are exported (HAKMEM_EXPORT, HAK_API):
+    # internal tables and globals are reached PC-relative, not through the GOT.
+    "-fvisibility=hidden",
 ]
 
 HAKMEM_TEST_COPTS = _WARNINGS + [

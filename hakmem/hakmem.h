@@ -13,31 +13,34 @@
 
 #include "hakmem/stats/stats_fields.h"
 
+/* hakmem builds with hidden symbols; what this header declares is exported. */
+#define HAK_API __attribute__((visibility("default")))
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-void* hak_malloc(size_t size);
-void hak_free(void* ptr);
-void* hak_calloc(size_t count, size_t size);
-void* hak_realloc(void* ptr, size_t size);
-void* hak_reallocarray(void* ptr, size_t count, size_t size);
-int hak_posix_memalign(void** out, size_t alignment, size_t size);
-void* hak_aligned_alloc(size_t alignment, size_t size);
-void* hak_memalign(size_t alignment, size_t size);
-void* hak_valloc(size_t size);
-void* hak_pvalloc(size_t size);
-size_t hak_malloc_usable_size(const void* ptr);
+HAK_API void* hak_malloc(size_t size);
+HAK_API void hak_free(void* ptr);
+HAK_API void* hak_calloc(size_t count, size_t size);
+HAK_API void* hak_realloc(void* ptr, size_t size);
+HAK_API void* hak_reallocarray(void* ptr, size_t count, size_t size);
+HAK_API int hak_posix_memalign(void** out, size_t alignment, size_t size);
+HAK_API void* hak_aligned_alloc(size_t alignment, size_t size);
+HAK_API void* hak_memalign(size_t alignment, size_t size);
+HAK_API void* hak_valloc(size_t size);
+HAK_API void* hak_pvalloc(size_t size);
+HAK_API size_t hak_malloc_usable_size(const void* ptr);
 
 /* Frees `ptr`, which the caller allocated with `size` bytes (C++ sized delete). */
-void hak_free_sized(void* ptr, size_t size);
+HAK_API void hak_free_sized(void* ptr, size_t size);
 
 /* 1 if `ptr` is the start of a live or cached hakmem block, else 0. Never faults. */
-int hak_owns(const void* ptr);
+HAK_API int hak_owns(const void* ptr);
 
 /* Flushes the calling thread's caches and gives every empty superslab and cached
  * huge mapping back to the OS now (malloc_trim does the same under hakmem). */
-void hak_purge(void);
+HAK_API void hak_purge(void);
 
 typedef struct hak_stats {
 #define HAK_STATS_FIELD(field, help) uint64_t field;
@@ -53,12 +56,12 @@ typedef struct hak_stats {
 } hak_stats;
 
 /* Fills `out` with the counters of every thread so far (live threads included). */
-void hak_get_stats(hak_stats* out);
+HAK_API void hak_get_stats(hak_stats* out);
 
 /* Writes the HAKMEM_STATS=1 report to file descriptor `fd`, without allocating. */
-void hak_print_stats(int fd);
+HAK_API void hak_print_stats(int fd);
 
-const char* hak_syscall_name(int index);
+HAK_API const char* hak_syscall_name(int index);
 
 #ifdef __cplusplus
 }

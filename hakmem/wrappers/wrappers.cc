@@ -11,6 +11,9 @@
 #include "hakmem/core/core.h"
 #include "hakmem/free_dispatch/free_dispatch.h"
 
+// hakmem builds with -fvisibility=hidden: these are the symbols it exports.
+#define HAKMEM_EXPORT __attribute__((visibility("default")))
+
 namespace {
 
 using hakmem::core::Free;
@@ -57,60 +60,60 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Delete(void* ptr) {
 
 extern "C" {
 
-void* malloc(size_t size) { return Malloc(size); }
-void free(void* ptr) { Free(ptr); }
-void* calloc(size_t count, size_t size) { return hakmem::core::Calloc(count, size); }
-void* realloc(void* ptr, size_t size) { return hakmem::core::Realloc(ptr, size); }
-void* reallocarray(void* ptr, size_t count, size_t size) {
+HAKMEM_EXPORT void* malloc(size_t size) { return Malloc(size); }
+HAKMEM_EXPORT void free(void* ptr) { Free(ptr); }
+HAKMEM_EXPORT void* calloc(size_t count, size_t size) { return hakmem::core::Calloc(count, size); }
+HAKMEM_EXPORT void* realloc(void* ptr, size_t size) { return hakmem::core::Realloc(ptr, size); }
+HAKMEM_EXPORT void* reallocarray(void* ptr, size_t count, size_t size) {
   return hakmem::core::ReallocArray(ptr, count, size);
 }
-int posix_memalign(void** out, size_t alignment, size_t size) {
+HAKMEM_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
   return hakmem::core::PosixMemalign(out, alignment, size);
 }
-void* aligned_alloc(size_t alignment, size_t size) {
+HAKMEM_EXPORT void* aligned_alloc(size_t alignment, size_t size) {
   return hakmem::core::AlignedAllocC11(alignment, size);
 }
-void* memalign(size_t alignment, size_t size) { return hakmem::core::Memalign(alignment, size); }
-void* valloc(size_t size) { return hakmem::core::Valloc(size); }
-void* pvalloc(size_t size) { return hakmem::core::Pvalloc(size); }
-size_t malloc_usable_size(void* ptr) { return hakmem::free_dispatch::UsableSize(ptr); }
+HAKMEM_EXPORT void* memalign(size_t alignment, size_t size) { return hakmem::core::Memalign(alignment, size); }
+HAKMEM_EXPORT void* valloc(size_t size) { return hakmem::core::Valloc(size); }
+HAKMEM_EXPORT void* pvalloc(size_t size) { return hakmem::core::Pvalloc(size); }
+HAKMEM_EXPORT size_t malloc_usable_size(void* ptr) { return hakmem::free_dispatch::UsableSize(ptr); }
 
 // glibc's malloc_trim would trim only the C library's own arena: ours gives every
 // empty cached superslab and huge mapping back to the OS. Returns 1 if it did.
-int malloc_trim(size_t) { return hakmem::core::Purge() ? 1 : 0; }
+HAKMEM_EXPORT int malloc_trim(size_t) { return hakmem::core::Purge() ? 1 : 0; }
 
 }  // extern "C"
 
-void* operator new(size_t size) { return New(size); }
-void* operator new[](size_t size) { return New(size); }
-void* operator new(size_t size, const std::nothrow_t&) noexcept {
+HAKMEM_EXPORT void* operator new(size_t size) { return New(size); }
+HAKMEM_EXPORT void* operator new[](size_t size) { return New(size); }
+HAKMEM_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept {
   void* p = Malloc(size);
   return p != nullptr ? p : NewSlow(size, 0, true);
 }
-void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+HAKMEM_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept {
   void* p = Malloc(size);
   return p != nullptr ? p : NewSlow(size, 0, true);
 }
-void* operator new(size_t size, std::align_val_t alignment) { return NewAligned(size, alignment); }
-void* operator new[](size_t size, std::align_val_t alignment) { return NewAligned(size, alignment); }
-void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+HAKMEM_EXPORT void* operator new(size_t size, std::align_val_t alignment) { return NewAligned(size, alignment); }
+HAKMEM_EXPORT void* operator new[](size_t size, std::align_val_t alignment) { return NewAligned(size, alignment); }
+HAKMEM_EXPORT void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
   void* p = hakmem::core::AlignedAlloc(static_cast<size_t>(alignment), size);
   return p != nullptr ? p : NewSlow(size, static_cast<size_t>(alignment), true);
 }
-void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+HAKMEM_EXPORT void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
   void* p = hakmem::core::AlignedAlloc(static_cast<size_t>(alignment), size);
   return p != nullptr ? p : NewSlow(size, static_cast<size_t>(alignment), true);
 }
 
-void operator delete(void* ptr) noexcept { Delete(ptr); }
-void operator delete[](void* ptr) noexcept { Delete(ptr); }
-void operator delete(void* ptr, const std::nothrow_t&) noexcept { Delete(ptr); }
-void operator delete[](void* ptr, const std::nothrow_t&) noexcept { Delete(ptr); }
-void operator delete(void* ptr, size_t) noexcept { Delete(ptr); }
-void operator delete[](void* ptr, size_t) noexcept { Delete(ptr); }
-void operator delete(void* ptr, std::align_val_t) noexcept { Delete(ptr); }
-void operator delete[](void* ptr, std::align_val_t) noexcept { Delete(ptr); }
-void operator delete(void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { Delete(ptr); }
-void operator delete[](void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { Delete(ptr); }
-void operator delete(void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
-void operator delete[](void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete(void* ptr) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete[](void* ptr) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete(void* ptr, const std::nothrow_t&) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete[](void* ptr, const std::nothrow_t&) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete(void* ptr, size_t) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete[](void* ptr, size_t) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete(void* ptr, std::align_val_t) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete[](void* ptr, std::align_val_t) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete(void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete[](void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete(void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete[](void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
