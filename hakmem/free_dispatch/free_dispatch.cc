@@ -69,8 +69,11 @@ ABSL_CONST_INIT std::atomic<UsableSizeFn> g_libc_usable_size{nullptr};
 size_t LibcUsableSize(const void* ptr) {
   UsableSizeFn fn = g_libc_usable_size.load(std::memory_order_acquire);
   if (fn == nullptr) {
-    // The next definition after ours: the C library's (resolved once).
-    fn = reinterpret_cast<UsableSizeFn>(dlsym(RTLD_NEXT, "malloc_usable_size"));
+    // The C library's own definition, asked of libc.so.6 itself (resolved once):
+    // RTLD_NEXT could find another interposer first, a sanitizer's say.
+    void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    fn = reinterpret_cast<UsableSizeFn>(libc != nullptr ? dlsym(libc, "malloc_usable_size")
+                                                        : dlsym(RTLD_NEXT, "malloc_usable_size"));
     if (fn == nullptr) return 0;
     g_libc_usable_size.store(fn, std::memory_order_release);
   }
