@@ -13,9 +13,9 @@
 namespace hakmem {
 
 ABSL_CONST_INIT Heap g_sentinel_heap;
-ABSL_CONST_INIT __thread Heap* tls_heap __attribute__((tls_model("initial-exec"))) =
+ABSL_CONST_INIT __thread Heap* tls_heap HAKMEM_TLS =
     &g_sentinel_heap;
-ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk __attribute__((tls_model("initial-exec"))) =
+ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk HAKMEM_TLS =
     kNoOwnedChunk;
 
 namespace {

@@ -48,7 +48,7 @@ struct Heap {
 // free fast path's owner test fails without an init branch and the first
 // allocation takes the slow path, which attaches a real heap. Initial-exec TLS,
 // declared __thread (not thread_local) so no TLS init wrapper is called on access.
-extern __thread Heap* tls_heap __attribute__((tls_model("initial-exec")));
+extern __thread Heap* tls_heap HAKMEM_TLS;
 extern Heap g_sentinel_heap;
 
 // A 2 MiB chunk (address >> 21) holding a superslab the calling thread's heap
@@ -56,7 +56,7 @@ extern Heap g_sentinel_heap;
 // test. Only the owner thread sets it (after a local free) and clears it (when
 // the superslab leaves the heap), so a match proves ownership.
 inline constexpr uintptr_t kNoOwnedChunk = ~uintptr_t{0};
-extern __thread uintptr_t tls_owned_chunk __attribute__((tls_model("initial-exec")));
+extern __thread uintptr_t tls_owned_chunk HAKMEM_TLS;
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_sentinel_heap; }
 

@@ -29,7 +29,7 @@ void* RawMmap(size_t size) {
 // The thread id counter starts at 1 so that 0 can mean "not yet assigned".
 std::atomic<uint32_t> g_next_thread_id{1};
 ABSL_CONST_INIT __thread uint32_t tls_thread_id
-    __attribute__((tls_model("initial-exec"))) = 0;
+    HAKMEM_TLS = 0;
 
 }  // namespace
 

@@ -16,6 +16,12 @@
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 
+// The attributes of every hakmem thread-local: initial-exec, so the fast paths
+// address it %fs-relative (also in the LD_PRELOAD object), and hidden, so every
+// translation unit that inlines a fast path (tests included) agrees on how it is
+// reached.
+#define HAKMEM_TLS __attribute__((tls_model("initial-exec"), visibility("hidden")))
+
 namespace hakmem::platform {
 
 // The allocator's page: the unit of its address arithmetic. The OS page may be

@@ -4,7 +4,7 @@
 
 namespace hakmem::pool_tls {
 
-ABSL_CONST_INIT __thread PoolCaches tls_pool __attribute__((tls_model("initial-exec"))) =
+ABSL_CONST_INIT __thread PoolCaches tls_pool HAKMEM_TLS =
     PoolCaches::Empty();
 
 void* Refill(Heap* heap, int cls) {

@@ -24,7 +24,7 @@ using PoolCaches = ClassCaches<kFirstPoolClass, kNumPoolClasses>;
 
 // Starts as empty lists: the first allocation of each class takes Refill.
 // __thread rather than thread_local: no TLS init wrapper on access.
-extern __thread PoolCaches tls_pool __attribute__((tls_model("initial-exec")));
+extern __thread PoolCaches tls_pool HAKMEM_TLS;
 
 // A cached block of pool class `cls`, or nullptr (then call Refill).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) {

@@ -7,7 +7,7 @@
 namespace hakmem::stats {
 
 ABSL_CONST_INIT __thread ThreadCounters tls_counters
-    __attribute__((tls_model("initial-exec"))) = {};
+    HAKMEM_TLS = {};
 
 ABSL_CONST_INIT std::atomic<uint64_t> g_counters[kNumCounters] = {};
 ABSL_CONST_INIT std::atomic<uint64_t> g_lane_allocs[kNumLanes] = {};

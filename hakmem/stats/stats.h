@@ -18,6 +18,7 @@
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "hakmem/config/build_config.h"
+#include "hakmem/platform/platform.h"
 #include "hakmem/stats/stats_fields.h"
 
 namespace hakmem::stats {
@@ -51,7 +52,7 @@ struct ThreadCounters {
 // Constant-initialised to zero so counting needs no init branch; initial-exec so
 // the fast path addresses it %fs-relative; __thread: no TLS init wrapper.
 extern __thread ThreadCounters tls_counters
-    __attribute__((tls_model("initial-exec")));
+    HAKMEM_TLS;
 
 extern std::atomic<uint64_t> g_counters[kNumCounters];
 extern std::atomic<uint64_t> g_lane_allocs[kNumLanes];

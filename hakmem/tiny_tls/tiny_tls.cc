@@ -4,7 +4,7 @@
 
 namespace hakmem::tiny_tls {
 
-ABSL_CONST_INIT __thread TinyCaches tls_tiny __attribute__((tls_model("initial-exec"))) =
+ABSL_CONST_INIT __thread TinyCaches tls_tiny HAKMEM_TLS =
     TinyCaches::Empty();
 
 void* Refill(Heap* heap, int cls) { return tls_tiny.Refill(heap, cls); }

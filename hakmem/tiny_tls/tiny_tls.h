@@ -21,7 +21,7 @@ using TinyCaches = ClassCaches<0, kNumTinyClasses>;
 // Starts as empty lists (the sentinel state): the first allocation of each class
 // takes the refill path, which is where a thread's heap is attached. __thread
 // rather than thread_local: the compiler then calls no TLS init wrapper.
-extern __thread TinyCaches tls_tiny __attribute__((tls_model("initial-exec")));
+extern __thread TinyCaches tls_tiny HAKMEM_TLS;
 
 // A cached block of `cls`, or nullptr (then call Refill).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) { return tls_tiny.Pop(cls); }
