@@ -43,7 +43,7 @@ inline constexpr bool kPrewarm = HAKMEM_BUILD_PREWARM == 1;
 inline constexpr bool kPrefault = HAKMEM_BUILD_PREFAULT == 1;
 // --define hakmem_stats=on|off: counters compiled in.
 inline constexpr bool kStats = HAKMEM_BUILD_STATS == 1;
-// --define hakmem_hardened=off|on: extra checks on free lists and double frees.
+// --define hakmem_hardened=off|on: every free searches for a double free.
 inline constexpr bool kHardened = HAKMEM_BUILD_HARDENED == 1;
 // --define hakmem_debug_log=off|on: slow-path events written to stderr.
 inline constexpr bool kDebugLog = HAKMEM_BUILD_DEBUG_LOG == 1;

@@ -6,9 +6,9 @@
 // owner heap's remote queue otherwise; huge mappings go to the huge cache;
 // pointers the registry does not know are the C library's (handed back with
 // __libc_free) unless they are plainly wrong. What is invalid — an interior
-// pointer, a block freed twice (when it is still at the head of the cache or on
-// its slab's free list), a stack address, a misaligned or never-allocated address
-// — gets one line on stderr naming the address, the reason and the call, then
+// pointer, a block freed twice (at the head of the thread cache; anywhere in the
+// cache or its slab's free list in hardened builds), a stack address, a misaligned
+// or never-allocated address — gets one line on stderr naming the address, the reason and the call, then
 // abort() (HAKMEM_INVALID_FREE=warn: the line, and the call returns).
 // Thread-safety: any thread; it touches only the caller's TLS, slabs its heap owns,
 // and lock-free remote queues. Called by: core, wrappers (through core).
