@@ -391,19 +391,24 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   char* old_base = h->map_base;
   const size_t old_len = h->map_len;
   HugeHeader* moved = reinterpret_cast<HugeHeader*>(new_base + (reinterpret_cast<char*>(h) - old_base));
-  // Register first: on failure nothing has moved and the old block is intact.
+  // Register the new range first: on failure nothing has moved and the old block
+  // is intact.
   if (!registry::Register(new_base, needed, moved)) {
     platform::Release(new_base, needed);
     errno = ENOMEM;
     return nullptr;
   }
+  // Unregister the old range while it is still mapped: once mremap has moved the
+  // pages, another thread's mmap may get that range and register it, and a late
+  // Unregister would erase that thread's entries.
+  registry::Unregister(old_base, old_len);
   if (!platform::MovePages(old_base, old_len, new_base, needed)) {
+    registry::Register(old_base, old_len, h);  // leaves exist: cannot fail
     registry::Unregister(new_base, needed);
     platform::Release(new_base, needed);
     errno = ENOMEM;
     return nullptr;
   }
-  registry::Unregister(old_base, old_len);
   moved->map_base = new_base;
   moved->map_len = needed;
   moved->user = new_base + offset;
