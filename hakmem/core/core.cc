@@ -28,14 +28,18 @@ ABSL_CONST_INIT std::atomic<uint32_t> g_init_thread{0};
 ABSL_CONST_INIT pthread_key_t g_thread_key = 0;
 ABSL_CONST_INIT int g_report_fd = 2;
 
+// Gives the calling thread's cached blocks back to their slabs.
+void FlushThreadCaches(Heap* heap) {
+  tiny_tls::FlushAll(heap);
+  pool_tls::FlushAll(heap);
+}
+
 // Thread exit (pthread key destructor): caches back to the slabs, heap handed on.
 // A later destructor that allocates attaches a heap again and sets the key again,
 // so this runs again in the next destructor round.
 void ThreadExit(void*) {
   if (!HasHeap()) return;
-  Heap* heap = tls_heap;
-  tiny_tls::FlushAll(heap);
-  pool_tls::FlushAll(heap);
+  FlushThreadCaches(tls_heap);
   AbandonHeap();
   MaybePurge();
 }
@@ -265,8 +269,7 @@ void* Pvalloc(size_t size) {
 bool Purge() {
   if (HasHeap()) {  // the caller's cached blocks and spare superslab go first
     Heap* heap = tls_heap;
-    tiny_tls::FlushAll(heap);
-    pool_tls::FlushAll(heap);
+    FlushThreadCaches(heap);
     DrainRemote(heap);
     TrimHeap(heap);
   }

@@ -54,13 +54,7 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   if (cached || (config::kHardened && SlabFreeListContains(slab, ptr))) {
     return ReportInvalid(ptr, call, "double free");
   }
-  stats::CountLocalFree();
-  Heap* heap = tls_heap;
-  if (tiny) {
-    if (!tiny_tls::TryFree(cls, ptr)) tiny_tls::Flush(heap, cls, ptr);
-  } else {
-    if (!pool_tls::TryFree(cls, ptr)) pool_tls::Flush(heap, cls, ptr);
-  }
+  CacheOwnBlock(cls, ptr);
 }
 
 using UsableSizeFn = size_t (*)(void*);

@@ -36,6 +36,16 @@ const char* CallName(Call call);
 // Every case other than "a valid block of a slab this thread owns".
 ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
 
+// Caches a valid block of `cls` that the calling thread's heap owns.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(int cls, void* ptr) {
+  stats::CountLocalFree();
+  if (cls < kNumTinyClasses) {
+    if (ABSL_PREDICT_FALSE(!tiny_tls::TryFree(cls, ptr))) tiny_tls::Flush(tls_heap, cls, ptr);
+  } else if (ABSL_PREDICT_FALSE(!pool_tls::TryFree(cls, ptr))) {
+    pool_tls::Flush(tls_heap, cls, ptr);
+  }
+}
+
 // Frees `ptr` (not nullptr).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
   const uintptr_t chunk = reinterpret_cast<uintptr_t>(ptr) >> registry::kChunkShift;
@@ -61,15 +71,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
   if (ABSL_PREDICT_TRUE(cls < kNumTinyClasses)) {
     if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && tiny_tls::tls_tiny.Head(cls) != ptr &&
                           !config::kHardened)) {
-      stats::CountLocalFree();
-      if (ABSL_PREDICT_FALSE(!tiny_tls::TryFree(cls, ptr))) tiny_tls::Flush(tls_heap, cls, ptr);
-      return;
+      return CacheOwnBlock(cls, ptr);
     }
   } else if (cls < kNumClasses && config::kPoolTls && !config::kHardened) {
     if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && pool_tls::tls_pool.Head(cls) != ptr)) {
-      stats::CountLocalFree();
-      if (ABSL_PREDICT_FALSE(!pool_tls::TryFree(cls, ptr))) pool_tls::Flush(tls_heap, cls, ptr);
-      return;
+      return CacheOwnBlock(cls, ptr);
     }
   }
   FreeSlow(ptr, header, call);
