@@ -127,6 +127,7 @@ void* AllocClass(Heap* heap, int cls) {
 // `*zeroed` tells whether the block is known to read as zero.
 void* Allocate(size_t size, size_t alignment, bool* zeroed) {
   *zeroed = false;
+  if (size == 0) size = 1;  // a minimal block on every lane, aligned ones included
   if (size > kPoolMax) stats::RecordLargeSize(size);
   if (size > kHugeThreshold || alignment > kHugeThreshold) {
     void* p = HugeAlloc(size, alignment, zeroed);

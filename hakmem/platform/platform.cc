@@ -46,9 +46,9 @@ const char* SyscallName(Syscall call) {
   return kNames[static_cast<int>(call)];
 }
 
-void* Reserve(size_t size, size_t alignment) {
+void* Reserve(size_t size, size_t alignment, size_t offset) {
   if (alignment < kPageSize || (alignment & (alignment - 1)) != 0 ||
-      size == 0 || size % kPageSize != 0) {
+      size == 0 || size % kPageSize != 0 || offset % kPageSize != 0 || offset >= size) {
     errno = EINVAL;
     return nullptr;
   }
@@ -62,7 +62,8 @@ void* Reserve(size_t size, size_t alignment) {
   char* raw = static_cast<char*>(RawMmap(padded));
   if (raw == nullptr) return nullptr;
   const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
-  const uintptr_t aligned = (start + alignment - 1) & ~(uintptr_t{alignment} - 1);
+  const uintptr_t aligned =
+      ((start + offset + alignment - 1) & ~(uintptr_t{alignment} - 1)) - offset;
   const size_t head = aligned - start;
   const size_t tail = padded - head - size;
   if (head != 0) Release(raw, head);

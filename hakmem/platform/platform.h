@@ -51,10 +51,13 @@ enum class Syscall : int {
 uint64_t SyscallCount(Syscall call);
 const char* SyscallName(Syscall call);
 
-// Reserves `size` bytes of address space aligned to `alignment` (a power of two,
-// at least kPageSize), readable and writable, backed lazily by the OS. Returns
-// nullptr with errno set when the OS refuses; it never aborts.
-void* Reserve(size_t size, size_t alignment);
+// Reserves `size` bytes of address space, readable and writable, backed lazily by
+// the OS, placed so that `base + offset` is aligned to `alignment` (a power of two,
+// at least kPageSize; `offset` a multiple of kPageSize below `size`). Only `size`
+// bytes stay reserved whatever the alignment: the padding taken to find an aligned
+// spot is given back at once. Returns nullptr with errno set when the OS refuses;
+// it never aborts.
+void* Reserve(size_t size, size_t alignment, size_t offset = 0);
 
 // Gives a range back to the OS. `ptr` and `size` are page-aligned.
 bool Release(void* ptr, size_t size);

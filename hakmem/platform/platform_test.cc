@@ -25,6 +25,21 @@ TEST(PlatformTest, ReserveHonoursAlignmentAndIsWritable) {
   }
 }
 
+// base + offset is aligned; an offset outside the range is refused.
+TEST(PlatformTest, ReserveWithOffsetAlignsThePointInside) {
+  const size_t alignment = size_t{64} << 20;
+  const size_t offset = size_t{2} << 20;
+  const size_t size = size_t{4} << 20;
+  char* p = static_cast<char*>(Reserve(size, alignment, offset));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p + offset) % alignment, 0u);
+  memset(p, 1, size);
+  EXPECT_TRUE(Release(p, size));
+  errno = 0;
+  EXPECT_EQ(Reserve(size, alignment, size), nullptr);  // offset must lie inside
+  EXPECT_EQ(errno, EINVAL);
+}
+
 TEST(PlatformTest, RefusedReservationReturnsErrorInsteadOfAborting) {
   errno = 0;
   // 2^62 bytes: more address space than any x86-64 process has.

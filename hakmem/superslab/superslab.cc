@@ -299,11 +299,17 @@ void MaybePurge() {
 }
 
 void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
-  const size_t offset = alignment > kHugeHeaderSize ? alignment : kHugeHeaderSize;
-  if (size > (size_t{1} << 46) || alignment > (size_t{1} << 40)) {
+  if (size > kMaxHugeSize || alignment > kMaxAlignment) {
     errno = ENOMEM;
     return nullptr;
   }
+  if (size == 0) size = 1;  // a minimal block, never a pointer one past the mapping
+  // The user block starts `offset` bytes into the mapping: after the header page,
+  // at the alignment when it is below a superslab, else one superslab in (the
+  // header page at its end), so the mapping stays size + 2 MiB whatever the
+  // alignment.
+  size_t offset = kHugeHeaderSize;
+  if (alignment > kHugeHeaderSize) offset = alignment < kSuperSlabSize ? alignment : kSuperSlabSize;
   const size_t needed = RoundUp(offset + size, kSuperSlabSize);
   if (offset == kHugeHeaderSize) {
     // Best fit among the cached mappings with room for `size` past their user
@@ -329,11 +335,14 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
       return best->user;
     }
   }
+  // base is superslab-aligned (one registry chunk each) and base + offset is
+  // aligned to `alignment`.
   const size_t reserve_alignment = alignment > kSuperSlabSize ? alignment : kSuperSlabSize;
-  char* base = static_cast<char*>(platform::Reserve(needed, reserve_alignment));
+  const size_t reserve_offset = alignment > kSuperSlabSize ? offset : 0;
+  char* base = static_cast<char*>(platform::Reserve(needed, reserve_alignment, reserve_offset));
   if (base == nullptr) {
     PurgeCaches(true);  // give back what is cached and try once more
-    base = static_cast<char*>(platform::Reserve(needed, reserve_alignment));
+    base = static_cast<char*>(platform::Reserve(needed, reserve_alignment, reserve_offset));
     if (base == nullptr) {
       errno = ENOMEM;
       return nullptr;
@@ -374,7 +383,7 @@ size_t HugeUsableSize(const HugeHeader* h) {
 
 void* HugeRealloc(HugeHeader* h, size_t new_size) {
   const size_t offset = static_cast<size_t>(h->user - h->map_base);
-  if (new_size > (size_t{1} << 46)) {
+  if (new_size > kMaxHugeSize) {
     errno = ENOMEM;
     return nullptr;
   }

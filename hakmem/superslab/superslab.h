@@ -138,6 +138,11 @@ uint64_t PurgeDelayNanos();
 // ---- huge mappings ----
 
 inline constexpr size_t kHugeHeaderSize = 4096;  // the page before the user block
+// Beyond these a request fails with ENOMEM (as glibc's does when the OS refuses):
+// 64 TiB is half the user address space, and an alignment above 1 TiB would need
+// a transient reservation of more than that.
+inline constexpr size_t kMaxHugeSize = size_t{1} << 46;
+inline constexpr size_t kMaxAlignment = size_t{1} << 40;
 
 struct HugeHeader : ChunkHeader {
   char* map_base;

@@ -603,6 +603,96 @@ TEST(AlignedTest, PvallocRoundsUpToWholePages) {
   }
 }
 
+// Size 0 with every alignment through every aligned entry point: a minimal
+// block that is aligned, freeable and has a usable size (hakmem used to divide by
+// zero for 8 KiB..1 MiB, and return a pointer one past its mapping from 2 MiB).
+TEST(AlignedTest, ZeroSizeWithEveryAlignmentThroughEveryEntryPoint) {
+  for (size_t alignment = sizeof(void*); alignment <= 8 * kMiB; alignment *= 2) {
+    const std::align_val_t al{alignment};
+    void* p = nullptr;
+    ASSERT_EQ(posix_memalign(&p, Opaque(alignment), Opaque(size_t{0})), 0) << alignment;
+    void* blocks[] = {
+        p,
+        aligned_alloc(Opaque(alignment), Opaque(size_t{0})),
+        memalign(Opaque(alignment), Opaque(size_t{0})),
+        ::operator new(Opaque(size_t{0}), al),
+        ::operator new[](Opaque(size_t{0}), al),
+        ::operator new(Opaque(size_t{0}), al, std::nothrow),
+    };
+    for (void* b : blocks) {
+      ASSERT_NE(b, nullptr) << "alignment " << alignment;
+      EXPECT_TRUE(IsAligned(b, alignment)) << "alignment " << alignment << " p=" << b;
+      malloc_usable_size(b);  // must not report or crash
+    }
+    void* after = malloc(Opaque(size_t{100}));  // the heap still works
+    memset(after, 1, 100);
+    free(blocks[0]);
+    free(blocks[1]);
+    free(blocks[2]);
+    ::operator delete(blocks[3], al);
+    ::operator delete[](blocks[4], al);
+    ::operator delete(blocks[5], al, std::nothrow);
+    free(after);
+  }
+}
+
+// Every power of two +-1 and +-16 (which covers every class and lane boundary)
+// with alignments from 16 bytes to 4 MiB: aligned, usable, writable, freeable.
+TEST(AlignedTest, BoundarySizesWithEveryAlignment) {
+  std::vector<size_t> sizes = {0, 1, 15, 17};
+  for (size_t p2 = 16; p2 <= 4 * kMiB; p2 *= 2) {
+    for (size_t n : {p2 - 16, p2 - 1, p2, p2 + 1, p2 + 16}) sizes.push_back(n);
+  }
+  for (size_t alignment = 16; alignment <= 4 * kMiB; alignment *= 4) {
+    std::vector<void*> live;
+    for (size_t n : sizes) {
+      void* p = nullptr;
+      ASSERT_EQ(posix_memalign(&p, Opaque(alignment), Opaque(n)), 0) << alignment << " " << n;
+      CheckBlock(p, n, alignment, "posix_memalign(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
+      live.push_back(p);
+      if (live.size() > 16) {
+        free(live.front());
+        live.erase(live.begin());
+      }
+    }
+    for (void* p : live) free(p);
+  }
+}
+
+// An alignment no mapping can honour (2^46: a reservation of 64 TiB)
+// fails with ENOMEM, as glibc's does; nothing is written to *out.
+TEST(AlignedTest, AlignmentBeyondWhatCanBeReservedIsEnomem) {
+  void* sentinel = reinterpret_cast<void*>(0xdeadbeef);
+  void* out = sentinel;
+  EXPECT_EQ(posix_memalign(&out, Opaque(size_t{1} << 46), 1), ENOMEM);
+  EXPECT_EQ(out, sentinel);
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(Opaque(size_t{1} << 46), 1), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+#if HAKMEM_TEST_LINKS_HAKMEM
+// A very large alignment costs address space for the block only, not for the
+// alignment: 64 blocks aligned to 1 TiB used to keep 64 TiB reserved.
+TEST(AlignedTest, LargeAlignmentsKeepOnlyTheBlockReserved) {
+  const size_t before = hakmem_test::VirtualBytes();
+  std::vector<void*> live;
+  for (int i = 0; i < 64; ++i) {
+    void* p = nullptr;
+    ASSERT_EQ(posix_memalign(&p, Opaque(size_t{1} << 40), 1), 0) << i;
+    EXPECT_TRUE(IsAligned(p, size_t{1} << 40));
+    *static_cast<char*>(p) = 1;
+    live.push_back(p);
+  }
+  const size_t grown = hakmem_test::VirtualBytes() - before;
+  EXPECT_LT(grown, size_t{1} << 30) << "64 blocks aligned to 1 TiB reserved " << grown << " bytes";
+  for (void* p : live) {
+    EXPECT_GE(malloc_usable_size(p), 1u);
+    free(p);
+  }
+}
+#endif
+
 // ---------------------------------------------------------------------------
 // C++ operators new and delete
 

@@ -106,6 +106,17 @@ inline size_t ResidentBytes() {
   return static_cast<size_t>(resident_pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
+// Address space of this process (VmSize), from /proc/self/statm.
+inline size_t VirtualBytes() {
+  FILE* f = fopen("/proc/self/statm", "re");
+  if (f == nullptr) return 0;
+  unsigned long size_pages = 0;
+  const int n = fscanf(f, "%lu", &size_pages);
+  fclose(f);
+  if (n != 1) return 0;
+  return static_cast<size_t>(size_pages) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
 }  // namespace hakmem_test
 
 #endif  // HAKMEM_TESTS_TEST_UTIL_H_
