@@ -34,14 +34,30 @@ void FlushThreadCaches(Heap* heap) {
   pool_tls::FlushAll(heap);
 }
 
+// Set once the thread's exit has begun (its key destructor ran): from then on a
+// heap attached by a later destructor's allocation is handed back right after that
+// allocation, since no destructor round may be left to hand it back (glibc runs
+// PTHREAD_DESTRUCTOR_ITERATIONS rounds). Constant-initialised, so reading it needs
+// no init branch; it is read on the slow paths only.
+ABSL_CONST_INIT __thread bool tls_thread_exiting HAKMEM_TLS = false;
+
 // Thread exit (pthread key destructor): caches back to the slabs, heap handed on.
-// A later destructor that allocates attaches a heap again and sets the key again,
-// so this runs again in the next destructor round.
 void ThreadExit(void*) {
+  tls_thread_exiting = true;
   if (!HasHeap()) return;
   FlushThreadCaches(tls_heap);
   AbandonHeap();
   MaybePurge();
+}
+
+// An allocation made after the thread's exit began: its heap goes back at once
+// (thread caches flushed first), so nothing stays attached to a dead thread.
+ABSL_ATTRIBUTE_NOINLINE void* HandBackExitingHeap(void* p) {
+  if (HasHeap()) {
+    FlushThreadCaches(tls_heap);
+    AbandonHeap();
+  }
+  return p;
 }
 
 void PrepareFork() {
@@ -93,6 +109,7 @@ ABSL_ATTRIBUTE_NOINLINE Heap* AttachThread() {
   if (HasHeap()) return tls_heap;  // attached while initialising
   Heap* heap = AttachHeap();
   if (heap == nullptr) return nullptr;
+  if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return heap;  // handed back after this call
   pthread_setspecific(g_thread_key, heap);
   pool_tls::Prewarm(heap);
   return heap;
@@ -137,16 +154,19 @@ void* Allocate(size_t size, size_t alignment, bool* zeroed) {
   }
   Heap* heap = CurrentHeap();
   if (heap == nullptr) return Fail();
+  void* p;
   if (size <= kPoolMax && alignment <= platform::kPageSize) {
     // Slabs start on unit boundaries, so a class whose size is a multiple of the
     // alignment has only aligned blocks; powers of two are classes, so one exists.
     int cls = SizeClass(size);
     while (ClassSize(cls) % alignment != 0) ++cls;
-    return AllocClass(heap, cls);
+    p = AllocClass(heap, cls);
+  } else {
+    p = AllocLarge(heap, size, alignment, zeroed);
+    if (p == nullptr) return Fail();
+    stats::CountLaneAlloc(static_cast<int>(Lane::kLarge), LargeUnits(size) * kUnitSize);
   }
-  void* p = AllocLarge(heap, size, alignment, zeroed);
-  if (p == nullptr) return Fail();
-  stats::CountLaneAlloc(static_cast<int>(Lane::kLarge), LargeUnits(size) * kUnitSize);
+  if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return HandBackExitingHeap(p);
   return p;
 }
 
@@ -160,7 +180,9 @@ void* MallocSlow(size_t size) {
   if (size <= kPoolMax) {
     Heap* heap = CurrentHeap();
     if (heap == nullptr) return Fail();
-    return AllocClass(heap, SizeClass(size));
+    void* p = AllocClass(heap, SizeClass(size));
+    if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return HandBackExitingHeap(p);
+    return p;
   }
   bool zeroed;
   return Allocate(size, alignof(max_align_t), &zeroed);
