@@ -99,6 +99,9 @@ Found FindIn(const void* ptr, void* header, Call call) {
       return Invalid(ptr, call, "misaligned: not from any allocator");
     }
     if (OnCurrentStack(ptr)) return Invalid(ptr, call, "stack address");
+    // A huge block's user pointer is page-aligned, which the C library's blocks
+    // handed out through malloc never are: no pointer of its can match.
+    if (WasReleasedHuge(ptr)) return Invalid(ptr, call, "double free of a released huge block");
     return {Kind::kForeign, 0};
   }
   const ChunkHeader* chunk = static_cast<const ChunkHeader*>(header);

@@ -84,7 +84,17 @@ void DecommitLocked(SuperSlab* ss) {
   }
 }
 
+// The user pointers of the last huge blocks whose mappings went back to the OS:
+// a stale free of one finds no registry entry, and would otherwise be taken for
+// the C library's pointer and handed to its free (a crash there). Written under
+// g_lock, read without it (relaxed: a pointer is either recorded or not).
+constexpr int kReleasedHugeSlots = 64;
+ABSL_CONST_INIT std::atomic<uintptr_t> g_released_huge[kReleasedHugeSlots] = {};
+ABSL_CONST_INIT uint32_t g_released_huge_next = 0;
+
 void ReleaseHugeLocked(HugeHeader* h) {
+  g_released_huge[g_released_huge_next++ % kReleasedHugeSlots].store(
+      reinterpret_cast<uintptr_t>(h->user), std::memory_order_relaxed);
   g_huge_cache.Remove(h);
   g_huge_cached_bytes -= h->map_len;
   g_huge_bytes.fetch_sub(h->map_len, std::memory_order_relaxed);
@@ -375,6 +385,14 @@ void HugeFree(HugeHeader* h) {
   g_huge_cached_bytes += h->map_len;
   EnforceRetainCapLocked();
   UpdateNextPurgeLocked();
+}
+
+bool WasReleasedHuge(const void* ptr) {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  for (const std::atomic<uintptr_t>& slot : g_released_huge) {
+    if (slot.load(std::memory_order_relaxed) == p) return true;
+  }
+  return false;
 }
 
 size_t HugeUsableSize(const HugeHeader* h) {

@@ -164,6 +164,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline HugeHeader* HugeHeaderOf(const void* user) {
 // nullptr with errno ENOMEM when the OS refuses.
 void* HugeAlloc(size_t size, size_t alignment, bool* zeroed);
 void HugeFree(HugeHeader* h);
+// Whether `ptr` (which the registry does not know) was the user pointer of one
+// of the last 64 huge blocks whose mappings went back to the OS: a stale free.
+// Lock-free; for the foreign-pointer path only.
+bool WasReleasedHuge(const void* ptr);
 size_t HugeUsableSize(const HugeHeader* h);
 // Resizes in place or by moving pages; returns the new user pointer, or nullptr
 // (the old block intact) when the OS refuses.

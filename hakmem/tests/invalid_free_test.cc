@@ -150,6 +150,19 @@ TEST(InvalidFreeDeathTest, ImmediateDoubleFreeOfTinyBlockAborts) {
   free(block);  // freed once, in the parent
 }
 
+// A huge block freed again after its mapping went back to the OS (malloc_trim
+// releases the cached mapping): the registry no longer knows it, and it used to be
+// handed to the C library's free, which crashed on it.
+TEST(InvalidFreeDeathTest, StaleFreeOfAReleasedHugeBlockIsReported) {
+  void* block = malloc(Opaque(size_t{4} << 20));
+  ASSERT_NE(block, nullptr);
+  memset(block, 1, size_t{4} << 20);
+  free(block);
+  malloc_trim(0);
+  EXPECT_DEATH(free(Opaque(block)), ReportRegex(block) + ".*released huge block");
+  EXPECT_DEATH(malloc_usable_size(Opaque(block)), ReportRegex(block));
+}
+
 // ---------------------------------------------------------------------------
 // HAKMEM_INVALID_FREE=warn: report and go on. Each case runs in a fresh process.
 
