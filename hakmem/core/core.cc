@@ -163,8 +163,15 @@ void* Allocate(size_t size, size_t alignment, bool* zeroed) {
     p = AllocClass(heap, cls);
   } else {
     p = AllocLarge(heap, size, alignment, zeroed);
-    if (p == nullptr) return Fail();
-    stats::CountLaneAlloc(static_cast<int>(Lane::kLarge), LargeUnits(size) * kUnitSize);
+    if (p != nullptr) {
+      stats::CountLaneAlloc(static_cast<int>(Lane::kLarge), LargeUnits(size) * kUnitSize);
+    } else {
+      // No superslab has the run and no new one can be had (an address space
+      // limit): a mapping of its own needs only the block's pages.
+      p = HugeAlloc(size, alignment, zeroed);
+      if (p == nullptr) return Fail();
+      stats::CountLaneAlloc(static_cast<int>(Lane::kHuge), RoundedSize(size));
+    }
   }
   if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return HandBackExitingHeap(p);
   return p;
@@ -212,10 +219,11 @@ void* Realloc(void* ptr, size_t size) {
       return __libc_realloc(ptr, size);  // stays the C library's
     case free_dispatch::Kind::kHuge:
       if (size > kHugeThreshold) {
-        void* moved = HugeRealloc(HugeHeaderOf(ptr), size);
-        if (moved == nullptr) return Fail();
-        if (moved == ptr) Count(Counter::k_realloc_in_place);
-        return moved;
+        // nullptr: the pages could not be moved; a copy (below) may still succeed.
+        if (void* moved = HugeRealloc(HugeHeaderOf(ptr), size)) {
+          if (moved == ptr) Count(Counter::k_realloc_in_place);
+          return moved;
+        }
       }
       break;
     case free_dispatch::Kind::kBlock:

@@ -93,6 +93,10 @@ const char* CallName(Call call) {
 Found Find(const void* ptr, Call call) { return FindIn(ptr, registry::Lookup(ptr), call); }
 
 Found FindIn(const void* ptr, void* header, Call call) {
+  if (header != nullptr && static_cast<const ChunkHeader*>(header)->magic == kHugeMagic &&
+      !InHugeMapping(static_cast<const HugeHeader*>(header), ptr)) {
+    header = nullptr;  // past the huge mapping's last page: someone else's memory
+  }
   if (header == nullptr) {
     // Not ours: the C library's pointer, unless plainly wrong.
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(max_align_t) != 0) {

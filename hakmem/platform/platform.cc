@@ -19,11 +19,22 @@ void Count(Syscall call) {
   g_syscalls[static_cast<int>(call)].fetch_add(1, std::memory_order_relaxed);
 }
 
+// A refusal can be transient (another thread's munmap is in flight, an injected
+// fault, the kernel short of a VMA for a moment): each call is tried this many
+// times before the caller hears ENOMEM. A real exhaustion costs two more syscalls
+// on a path that is failing anyway.
+constexpr int kSyscallAttempts = 3;
+
+bool Transient(int error) { return error == ENOMEM || error == EAGAIN || error == EINTR; }
+
 void* RawMmap(size_t size) {
-  Count(Syscall::k_mmap);
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? nullptr : p;
+  for (int attempt = 1;; ++attempt) {
+    Count(Syscall::k_mmap);
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p != MAP_FAILED) return p;
+    if (attempt == kSyscallAttempts || !Transient(errno)) return nullptr;
+  }
 }
 
 // The thread id counter starts at 1 so that 0 can mean "not yet assigned".
@@ -46,6 +57,42 @@ const char* SyscallName(Syscall call) {
   return kNames[static_cast<int>(call)];
 }
 
+namespace {
+
+// The last aligned reservation: the kernel places new mappings top-down, so the
+// address space just below it is usually free.
+ABSL_CONST_INIT std::atomic<uintptr_t> g_last_aligned{0};
+
+// An aligned reservation without the padding, for when the padded one is refused
+// (an address space limit leaves room for the range but not for range + alignment):
+// asks for the aligned spot below the last aligned reservation, and keeps what the
+// kernel gives only if it is there.
+void* ReserveAtHint(size_t size, size_t alignment, size_t offset) {
+  const int error = errno;
+  const uintptr_t last = g_last_aligned.load(std::memory_order_relaxed);
+  if (last < size + alignment) {
+    errno = error;
+    return nullptr;
+  }
+  const uintptr_t hint = ((last - size + offset) & ~(uintptr_t{alignment} - 1)) - offset;
+  Count(Syscall::k_mmap);
+  void* p = mmap(reinterpret_cast<void*>(hint), size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    errno = error;
+    return nullptr;
+  }
+  if (reinterpret_cast<uintptr_t>(p) != hint) {
+    Release(p, size);
+    errno = error;
+    return nullptr;
+  }
+  g_last_aligned.store(hint, std::memory_order_relaxed);
+  return p;
+}
+
+}  // namespace
+
 void* Reserve(size_t size, size_t alignment, size_t offset) {
   if (alignment < kPageSize || (alignment & (alignment - 1)) != 0 ||
       size == 0 || size % kPageSize != 0 || offset % kPageSize != 0 || offset >= size) {
@@ -60,7 +107,7 @@ void* Reserve(size_t size, size_t alignment, size_t offset) {
     return nullptr;
   }
   char* raw = static_cast<char*>(RawMmap(padded));
-  if (raw == nullptr) return nullptr;
+  if (raw == nullptr) return ReserveAtHint(size, alignment, offset);
   const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t aligned =
       ((start + offset + alignment - 1) & ~(uintptr_t{alignment} - 1)) - offset;
@@ -68,17 +115,24 @@ void* Reserve(size_t size, size_t alignment, size_t offset) {
   const size_t tail = padded - head - size;
   if (head != 0) Release(raw, head);
   if (tail != 0) Release(reinterpret_cast<char*>(aligned) + size, tail);
+  g_last_aligned.store(aligned, std::memory_order_relaxed);
   return reinterpret_cast<void*>(aligned);
 }
 
 bool Release(void* ptr, size_t size) {
-  Count(Syscall::k_munmap);
-  return munmap(ptr, size) == 0;
+  for (int attempt = 1;; ++attempt) {
+    Count(Syscall::k_munmap);
+    if (munmap(ptr, size) == 0) return true;
+    if (attempt == kSyscallAttempts || !Transient(errno)) return false;
+  }
 }
 
 bool Decommit(void* ptr, size_t size) {
-  Count(Syscall::k_madvise);
-  return madvise(ptr, size, MADV_DONTNEED) == 0;
+  for (int attempt = 1;; ++attempt) {
+    Count(Syscall::k_madvise);
+    if (madvise(ptr, size, MADV_DONTNEED) == 0) return true;
+    if (attempt == kSyscallAttempts || !Transient(errno)) return false;
+  }
 }
 
 bool Populate(void* ptr, size_t size) {
@@ -91,10 +145,13 @@ bool Populate(void* ptr, size_t size) {
 }
 
 bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
-  Count(Syscall::k_mremap);
-  void* moved = mremap(old_ptr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED,
-                       new_ptr);
-  return moved == new_ptr;
+  for (int attempt = 1;; ++attempt) {
+    Count(Syscall::k_mremap);
+    void* moved = mremap(old_ptr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED,
+                         new_ptr);
+    if (moved == new_ptr) return true;
+    if (moved != MAP_FAILED || attempt == kSyscallAttempts || !Transient(errno)) return false;
+  }
 }
 
 uint32_t ThreadId() {

@@ -75,7 +75,9 @@ UnitMask RunMask(size_t first, size_t units) {
 }
 
 void DecommitLocked(SuperSlab* ss) {
-  platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize);
+  // Units are marked clean (reading as zero, so calloc skips its memset) only
+  // when the OS really dropped them.
+  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize)) return;
   Store(ss->dirty_units, 1);  // only the header unit stays touched
   ss->decommitted = true;
   Count(Counter::k_superslabs_purged);
@@ -139,6 +141,41 @@ void InitFreshHeader(SuperSlab* ss) {
   for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
 }
 
+bool PurgeCachesLocked(bool force, uint64_t now);
+
+// A new reservation for superslabs: 64 MiB, or when the OS refuses (an address
+// space limit, a fragmented address space) the cached huge mappings are given
+// back and ever smaller ones are tried, down to one superslab, before ENOMEM.
+bool NewReservationLocked() {
+  for (int round = 0; round < 2; ++round) {
+    for (size_t length = kReservationSize; length >= kSuperSlabSize; length /= 2) {
+      char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
+      if (r == nullptr) continue;
+      Count(Counter::k_reservations);
+      g_reserve_cursor = r;
+      g_reserve_end = r + length;
+      return true;
+    }
+    if (round == 0 && !PurgeCachesLocked(/*force=*/true, platform::NowNanos())) break;
+  }
+  errno = ENOMEM;
+  return false;
+}
+
+// When the OS refuses a new mapping (an address space limit), the part of the
+// superslab reservation not carved yet is address space like any other: a huge
+// mapping takes `len` bytes of it from the cursor (superslab-aligned), and the
+// slack up to the next superslab goes back to the OS at once.
+char* TakeFromReservation(size_t len) {
+  platform::SpinLockHolder hold(&g_lock);
+  const size_t whole = RoundUp(len, kSuperSlabSize);
+  if (static_cast<size_t>(g_reserve_end - g_reserve_cursor) < whole) return nullptr;
+  char* base = g_reserve_cursor;
+  g_reserve_cursor += whole;
+  if (whole != len) platform::Release(base + len, whole - len);
+  return base;
+}
+
 }  // namespace
 
 SuperSlab* AcquireSuperSlab(void* owner) {
@@ -158,13 +195,7 @@ SuperSlab* AcquireSuperSlab(void* owner) {
       Count(Counter::k_superslabs_reused);
       UpdateNextPurgeLocked();
     } else {
-      if (g_reserve_cursor == g_reserve_end) {
-        char* r = static_cast<char*>(platform::Reserve(kReservationSize, kSuperSlabSize));
-        if (r == nullptr) return nullptr;
-        Count(Counter::k_reservations);
-        g_reserve_cursor = r;
-        g_reserve_end = r + kReservationSize;
-      }
+      if (g_reserve_cursor == g_reserve_end && !NewReservationLocked()) return nullptr;
       ss = reinterpret_cast<SuperSlab*>(g_reserve_cursor);
       g_reserve_cursor += kSuperSlabSize;
       fresh = true;
@@ -173,8 +204,13 @@ SuperSlab* AcquireSuperSlab(void* owner) {
   if (fresh) {
     InitFreshHeader(ss);
     if (!registry::Register(ss, kSuperSlabSize, ss)) {
+      // No memory for a registry leaf. The superslab goes back to the
+      // reservation when it is the last one carved (the usual case); its header
+      // is written again, identically, when it is carved next time.
+      platform::SpinLockHolder hold(&g_lock);
+      if (g_reserve_cursor == reinterpret_cast<char*>(ss) + kSuperSlabSize) g_reserve_cursor -= kSuperSlabSize;
       errno = ENOMEM;
-      return nullptr;  // the 2 MiB stays reserved and unused
+      return nullptr;
     }
     g_superslab_bytes.fetch_add(kSuperSlabSize, std::memory_order_relaxed);
     Count(Counter::k_superslabs_mapped);
@@ -260,11 +296,13 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
     }
     size_t end = unit;
     while (end < kUnitsPerSuperSlab && ((free_dirty >> end) & 1) != 0) ++end;
-    platform::Decommit(reinterpret_cast<char*>(ss) + unit * kUnitSize, (end - unit) * kUnitSize);
-    Count(Counter::k_units_purged, end - unit);
+    if (platform::Decommit(reinterpret_cast<char*>(ss) + unit * kUnitSize, (end - unit) * kUnitSize)) {
+      // Clean (reads as zero) only when the OS really dropped the pages.
+      Store(ss->dirty_units, Load(ss->dirty_units) & ~(RunMask(unit, end - unit)));
+      Count(Counter::k_units_purged, end - unit);
+    }
     unit = end;
   }
-  Store(ss->dirty_units, Load(ss->dirty_units) & ~free_dirty);
   return false;
 }
 
@@ -281,9 +319,15 @@ void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
 
 bool PurgeCaches(bool force) {
   const uint64_t now = platform::NowNanos();
+  platform::SpinLockHolder hold(&g_lock);
+  return PurgeCachesLocked(force, now);
+}
+
+namespace {
+
+bool PurgeCachesLocked(bool force, uint64_t now) {
   const uint64_t delay = PurgeDelayNs();
   bool purged = false;
-  platform::SpinLockHolder hold(&g_lock);
   while (g_huge_cache.tail != nullptr &&
          (force || now - g_huge_cache.tail->cached_at_ns >= delay)) {
     ReleaseHugeLocked(g_huge_cache.tail);
@@ -299,6 +343,8 @@ bool PurgeCaches(bool force) {
   UpdateNextPurgeLocked();
   return purged;
 }
+
+}  // namespace
 
 uint64_t PurgeDelayNanos() { return PurgeDelayNs(); }
 
@@ -320,7 +366,10 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
   // alignment.
   size_t offset = kHugeHeaderSize;
   if (alignment > kHugeHeaderSize) offset = alignment < kSuperSlabSize ? alignment : kSuperSlabSize;
-  const size_t needed = RoundUp(offset + size, kSuperSlabSize);
+  // Whole pages, not whole superslabs: address space is what an RLIMIT_AS counts.
+  // The mapping starts superslab-aligned; the rest of its last registry chunk may
+  // hold a foreign mapping, which FindIn tells apart by the range.
+  const size_t needed = RoundUp(offset + size, platform::kPageSize);
   if (offset == kHugeHeaderSize) {
     // Best fit among the cached mappings with room for `size` past their user
     // pointer (an aligned one's sits further in), at most 4x the length needed:
@@ -353,10 +402,11 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
   if (base == nullptr) {
     PurgeCaches(true);  // give back what is cached and try once more
     base = static_cast<char*>(platform::Reserve(needed, reserve_alignment, reserve_offset));
-    if (base == nullptr) {
-      errno = ENOMEM;
-      return nullptr;
-    }
+  }
+  if (base == nullptr && reserve_alignment == kSuperSlabSize) base = TakeFromReservation(needed);
+  if (base == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
   }
   char* user = base + offset;
   HugeHeader* h = HugeHeaderOf(user);
@@ -409,7 +459,7 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
     h->size = new_size;
     return h->user;
   }
-  const size_t needed = RoundUp(offset + new_size, kSuperSlabSize);
+  const size_t needed = RoundUp(offset + new_size, platform::kPageSize);
   char* new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
   if (new_base == nullptr) {
     errno = ENOMEM;

@@ -155,6 +155,14 @@ struct HugeHeader : ChunkHeader {
   HugeHeader* prev;
 };
 
+// Whether `p` lies in h's mapping. The registry maps whole 2 MiB chunks and a
+// huge mapping ends on a page, so the chunk of its last page may also hold a
+// foreign mapping, whose pointers read h's header.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool InHugeMapping(const HugeHeader* h, const void* p) {
+  const char* c = static_cast<const char*>(p);
+  return c >= h->map_base && c < h->map_base + h->map_len;
+}
+
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline HugeHeader* HugeHeaderOf(const void* user) {
   return reinterpret_cast<HugeHeader*>(const_cast<char*>(static_cast<const char*>(user)) - kHugeHeaderSize);
 }
