@@ -378,7 +378,7 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
     platform::SpinLockHolder hold(&g_lock);
     HugeHeader* best = nullptr;
     for (HugeHeader* h = g_huge_cache.head; h != nullptr; h = h->next) {
-      if (HugeUsableSize(h) >= size && h->map_len <= 4 * needed &&
+      if (HugeUsableSize(h) >= size && h->map_len <= 4 * RoundUp(needed, kSuperSlabSize) &&
           (best == nullptr || h->map_len < best->map_len)) {
         best = h;
       }
@@ -459,8 +459,15 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
     h->size = new_size;
     return h->user;
   }
-  const size_t needed = RoundUp(offset + new_size, platform::kPageSize);
+  // A block that grows by realloc tends to grow again: the new mapping runs to
+  // the end of its last superslab, so the next steps stay in place (whole pages
+  // only when the address space is short).
+  size_t needed = RoundUp(offset + new_size, kSuperSlabSize);
   char* new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
+  if (new_base == nullptr) {
+    needed = RoundUp(offset + new_size, platform::kPageSize);
+    new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
+  }
   if (new_base == nullptr) {
     errno = ENOMEM;
     return nullptr;
