@@ -49,10 +49,11 @@ Found Invalid(const void* ptr, Call call, const char* reason) {
 // A slab block freed by the thread that owns it, after the fast path declined.
 void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   const int cls = slab->cls;
-  const bool tiny = cls < kNumTinyClasses;
-  const bool cached = tiny ? tiny_tls::IsCached(cls, ptr) : pool_tls::IsCached(cls, ptr);
-  if (cached || (config::kHardened && SlabFreeListContains(slab, ptr))) {
-    return ReportInvalid(ptr, call, "double free");
+  if (config::kHardened || LooksFree(ptr)) {
+    // Tagged as free: confirmed by finding it in the thread cache, the slab's free
+    // list or the remote queue (else the program wrote the tag itself).
+    const bool cached = cls < kNumTinyClasses ? tiny_tls::IsCached(cls, ptr) : pool_tls::IsCached(cls, ptr);
+    if (cached || IsFreeInSlab(tls_heap, slab, ptr)) return ReportInvalid(ptr, call, "double free");
   }
   CacheOwnBlock(cls, ptr);
 }
@@ -144,7 +145,14 @@ void FreeSlow(void* ptr, void* header, Call call) {
   }
   SuperSlab* ss = static_cast<SuperSlab*>(header);
   SlabMeta* slab = SlabOf(ss, ptr);
-  if (ss->owner.load(std::memory_order_relaxed) != tls_heap) return PushRemote(ss, ptr);
+  if (ss->owner.load(std::memory_order_relaxed) != tls_heap) {
+    // Only the owner may search its lists: a tagged block is reported here, before
+    // a second push could loop the queue and hand the block out twice.
+    if (found.kind == Kind::kBlock && LooksFree(ptr)) {
+      return ReportInvalid(ptr, call, "double free, from another thread");
+    }
+    return PushRemote(ss, ptr);
+  }
   if (found.kind == Kind::kLarge) {
     if (slab->used == 0) return ReportInvalid(ptr, call, "double free of a large block");
     stats::CountLocalFree();

@@ -1,6 +1,7 @@
 #include "hakmem/heap/heap.h"
 
 #include <stdlib.h>
+#include <sys/auxv.h>
 
 #include <new>
 
@@ -13,6 +14,7 @@
 namespace hakmem {
 
 ABSL_CONST_INIT Heap g_sentinel_heap;
+ABSL_CONST_INIT std::atomic<uint64_t> g_free_tag{0};
 ABSL_CONST_INIT __thread Heap* tls_heap HAKMEM_TLS =
     &g_sentinel_heap;
 ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk HAKMEM_TLS =
@@ -35,8 +37,23 @@ ABSL_CONST_INIT char* g_arena_end = nullptr;
 constexpr size_t kArenaChunk = size_t{1} << 20;
 constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
 
+// A per-process random value for g_free_tag: the kernel's 16 random bytes for
+// this process (AT_RANDOM; glibc uses the first 8 for its stack and pointer
+// guards), mixed with an address (ASLR). No syscall, no allocation. Never 0.
+uint64_t RandomTag() {
+  uint64_t bits = reinterpret_cast<uintptr_t>(&g_free_tag) * 0x9E3779B97F4A7C15ull;
+  if (const auto* random = reinterpret_cast<const uint64_t*>(getauxval(AT_RANDOM))) bits ^= random[1];
+  bits ^= bits >> 31;
+  bits *= 0xBF58476D1CE4E5B9ull;
+  bits ^= bits >> 29;
+  return bits | 1;
+}
+
 // A zeroed Heap from the metadata arena (under g_heaps_lock).
 Heap* NewHeapLocked() {
+  if (g_free_tag.load(std::memory_order_relaxed) == 0) {
+    g_free_tag.store(RandomTag(), std::memory_order_relaxed);  // before any block exists
+  }
   if (g_arena_end - g_arena_cursor < static_cast<ptrdiff_t>(kHeapBytes)) {
     char* chunk = static_cast<char*>(platform::Reserve(kArenaChunk, platform::kPageSize));
     if (chunk == nullptr) return nullptr;
@@ -318,6 +335,7 @@ int AllocBatch(Heap* heap, int cls, int max, void** head) {
 }
 
 void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
+  MarkFree(block);
   *static_cast<void**>(block) = slab->free_list;
   slab->free_list = block;
   --slab->used;
@@ -404,7 +422,8 @@ void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   ReleaseSlab(heap, ss, slab);
 }
 
-bool SlabFreeListContains(const SlabMeta* slab, const void* block) {
+bool IsFreeInSlab(Heap* heap, const SlabMeta* slab, const void* block) {
+  if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   for (void* p = slab->free_list; p != nullptr; p = *static_cast<void**>(p)) {
     if (p == block) return true;
   }

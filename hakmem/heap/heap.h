@@ -60,6 +60,25 @@ extern __thread uintptr_t tls_owned_chunk HAKMEM_TLS;
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_sentinel_heap; }
 
+// The freed-block tag (as glibc's tcache key): word 1 of every free slab block (in
+// a thread cache, a slab's free list or a remote queue) holds this per-process
+// random value, and a block is handed out with word 1 cleared. So a free of a
+// block whose word 1 holds the tag is almost surely a double free: the owner
+// confirms it by searching its lists, another thread reports it at once (a live
+// block holds the tag only if the program wrote that secret value there itself).
+// Set, never 0, when the first heap is made, before any block exists; read
+// relaxed (a plain load) on the fast paths.
+extern std::atomic<uint64_t> g_free_tag;
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkFree(void* block) {
+  static_cast<uint64_t*>(block)[1] = g_free_tag.load(std::memory_order_relaxed);
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkInUse(void* block) { static_cast<uint64_t*>(block)[1] = 0; }
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool LooksFree(const void* block) {
+  return static_cast<const uint64_t*>(block)[1] == g_free_tag.load(std::memory_order_relaxed);
+}
+static_assert(kSizeClasses[0].size >= 2 * sizeof(uint64_t), "every slab block has a word 1");
+
 // Gives the calling thread a heap: an abandoned one (adopting its slabs and its
 // pending remote frees) or a new one. nullptr if no metadata memory is left.
 Heap* AttachHeap();
@@ -113,6 +132,7 @@ inline constexpr uint32_t kLargeCacheUnits = 256;  // 4 MiB
 
 // Frees `block` of superslab `ss` from a thread that does not own it.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) {
+  if (SlabOf(ss, block)->cls != kLargeClass) MarkFree(block);
   static_cast<Heap*>(ss->owner.load(std::memory_order_acquire))->remote.Push(block);
   stats::Count(stats::Counter::k_frees_remote);
 }
@@ -143,6 +163,7 @@ struct ClassCaches {
     if (ABSL_PREDICT_TRUE(block != nullptr)) {
       list.head = *static_cast<void**>(block);
       --list.count;
+      MarkInUse(block);
     }
     return block;
   }
@@ -151,6 +172,7 @@ struct ClassCaches {
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool Push(int cls, void* block) {
     FreeList& list = lists[cls - kFirst];
     if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
+    MarkFree(block);
     *static_cast<void**>(block) = list.head;
     list.head = block;
     ++list.count;
@@ -170,6 +192,7 @@ struct ClassCaches {
     FreeList& list = lists[cls - kFirst];
     list.head = *static_cast<void**>(head);
     list.count = static_cast<uint32_t>(got - 1);
+    MarkInUse(head);
     return head;
   }
 
@@ -188,6 +211,7 @@ struct ClassCaches {
     *static_cast<void**>(last) = nullptr;
     FreeBlockList(heap, head);
     stats::Count(stats::Counter::k_cache_flushes);
+    MarkFree(block);
     *static_cast<void**>(block) = rest;
     list.head = block;
     list.count = list.count - returned + 1;
@@ -202,7 +226,7 @@ struct ClassCaches {
     }
   }
 
-  // Whether `block` is on the list of `cls` (hardened builds' double-free search).
+  // Whether `block` is on the list of `cls` (the double-free search).
   bool Contains(int cls, const void* block) const {
     for (void* p = lists[cls - kFirst].head; p != nullptr; p = *static_cast<void**>(p)) {
       if (p == block) return true;
@@ -211,8 +235,10 @@ struct ClassCaches {
   }
 };
 
-// Whether `block` is on its slab's free list (hardened double-free search; owner).
-bool SlabFreeListContains(const SlabMeta* slab, const void* block);
+// Whether `block`, a block of `slab` owned by the calling thread's `heap`, is free
+// on its slab's list or in the heap's remote queue (drained first): the owner's
+// double-free search past its thread cache.
+bool IsFreeInSlab(Heap* heap, const SlabMeta* slab, const void* block);
 
 // Heaps that live threads or abandoned lists hold (for stats and tests).
 struct HeapCounts {

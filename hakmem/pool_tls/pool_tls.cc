@@ -11,7 +11,9 @@ void* Refill(Heap* heap, int cls) {
   if constexpr (config::kPoolTls) return tls_pool.Refill(heap, cls);
   stats::Count(stats::Counter::k_fallback_pool_uncached);
   void* block = nullptr;
-  return AllocBatch(heap, cls, 1, &block) == 1 ? block : nullptr;
+  if (AllocBatch(heap, cls, 1, &block) != 1) return nullptr;
+  MarkInUse(block);
+  return block;
 }
 
 void Flush(Heap* heap, int cls, void* block) {
@@ -25,8 +27,7 @@ void Flush(Heap* heap, int cls, void* block) {
 
 bool IsCached(int cls, const void* block) {
   if constexpr (!config::kPoolTls) return false;
-  if constexpr (config::kHardened) return tls_pool.Contains(cls, block);
-  return tls_pool.Head(cls) == block;
+  return tls_pool.Contains(cls, block);
 }
 
 void Prewarm(Heap* heap) {

@@ -45,7 +45,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {
 // returns `block` itself to its slab).
 ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block);
 
-// Whether `block` is cached now (the head only, or the whole list when hardened).
+// Whether `block` is cached now (a search of the class's list: slow path only).
 bool IsCached(int cls, const void* block);
 
 // A new thread's caches get one batch of each class up to 8 KiB (prewarm builds).

@@ -150,6 +150,87 @@ TEST(InvalidFreeDeathTest, ImmediateDoubleFreeOfTinyBlockAborts) {
   free(block);  // freed once, in the parent
 }
 
+// The report of a double free in the death-test child (whose addresses the
+// parent does not know).
+constexpr char kDoubleFreeReport[] = "hakmem: invalid free of 0x[0-9a-f]+ \\(double free\\) in free\\(\\)";
+
+// free a, free b, free a: the second free of a finds it below the head of the
+// thread cache. It used to be accepted, and a was then handed out twice.
+void DoubleFreeBelowTheHead(size_t size) {
+  void* a = malloc(Opaque(size));
+  void* b = malloc(Opaque(size));
+  free(Opaque(a));
+  free(Opaque(b));
+  free(Opaque(a));
+}
+
+TEST(InvalidFreeDeathTest, DoubleFreeBelowTheCacheHeadAborts) {
+  for (size_t size : {size_t{32}, size_t{1000}, size_t{5000}, size_t{100000}}) {
+    EXPECT_DEATH(DoubleFreeBelowTheHead(size), kDoubleFreeReport) << size;
+  }
+}
+
+// A block on its slab's free list (the cache flushed), freed again.
+TEST(InvalidFreeDeathTest, DoubleFreeOfABlockBackOnItsSlabAborts) {
+  EXPECT_DEATH(
+      {
+        std::vector<void*> blocks;
+        for (int i = 0; i < 4000; ++i) blocks.push_back(malloc(Opaque(size_t{48})));
+        void* victim = blocks[10];
+        for (void* p : blocks) free(p);  // the thread cache overflows: flushed to slabs
+        free(Opaque(victim));
+      },
+      "hakmem: invalid free[^\n]*double free");
+}
+
+// Another thread frees a block twice: the second free finds the block tagged as
+// free. It used to push it again (a self-loop in the owner's remote queue, a
+// wrong slab count, a live block handed out twice).
+TEST(InvalidFreeDeathTest, DoubleFreeFromAnotherThreadAborts) {
+  EXPECT_DEATH(
+      {
+        void* block = malloc(Opaque(size_t{64}));
+        std::thread([block] {
+          free(Opaque(block));
+          free(Opaque(block));
+        }).join();
+      },
+      "hakmem: invalid free of 0x[0-9a-f]+ \\(double free, from another thread\\)");
+}
+
+// Another thread frees a block, then its owner frees it again: the owner finds
+// it in its remote queue.
+TEST(InvalidFreeDeathTest, OwnerFreesABlockAnotherThreadFreedAborts) {
+  EXPECT_DEATH(
+      {
+        void* block = malloc(Opaque(size_t{64}));
+        std::thread([block] { free(Opaque(block)); }).join();
+        free(Opaque(block));
+      },
+      kDoubleFreeReport);
+}
+
+// A live block whose word 1 happens to hold what a free block holds there is
+// still a live block: its owner's free searches, finds nothing, and frees it.
+TEST(InvalidFreeTest, WordOneOfALiveBlockIsTheProgramsOwn) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 64; ++i) blocks.push_back(malloc(Opaque(size_t{32})));
+  uint64_t tag;
+  free(blocks[0]);
+  memcpy(&tag, static_cast<char*>(blocks[0]) + 8, sizeof(tag));  // read after free: the tag
+  void* again = malloc(Opaque(size_t{32}));
+  ASSERT_EQ(again, blocks[0]);
+  uint64_t cleared;
+  memcpy(&cleared, static_cast<char*>(again) + 8, sizeof(cleared));
+  EXPECT_NE(cleared, tag) << "a block handed out still carries the freed-block tag";
+  memcpy(static_cast<char*>(blocks[5]) + 8, &tag, sizeof(tag));  // the program writes it
+  free(blocks[5]);  // not reported: found in no list
+  for (size_t i = 1; i < blocks.size(); ++i) {
+    if (i != 5) free(blocks[i]);
+  }
+  free(again);
+}
+
 // A huge block freed again after its mapping went back to the OS (malloc_trim
 // releases the cached mapping): the registry no longer knows it, and it used to be
 // handed to the C library's free, which crashed on it.

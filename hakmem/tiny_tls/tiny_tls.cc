@@ -11,10 +11,7 @@ void* Refill(Heap* heap, int cls) { return tls_tiny.Refill(heap, cls); }
 
 void Flush(Heap* heap, int cls, void* block) { tls_tiny.Flush(heap, cls, block); }
 
-bool IsCached(int cls, const void* block) {
-  if constexpr (config::kHardened) return tls_tiny.Contains(cls, block);
-  return tls_tiny.Head(cls) == block;
-}
+bool IsCached(int cls, const void* block) { return tls_tiny.Contains(cls, block); }
 
 void FlushAll(Heap* heap) { tls_tiny.FlushAll(heap); }
 

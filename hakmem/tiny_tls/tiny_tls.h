@@ -37,7 +37,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {
 // The list of `cls` is full: gives a batch back to `heap`'s slabs, keeps `block`.
 ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block);
 
-// Whether `block` is cached now (the head only, or the whole list when hardened).
+// Whether `block` is cached now (a search of the class's list: slow path only).
 bool IsCached(int cls, const void* block);
 
 // Thread exit: every cached block goes back to the slabs.
