@@ -1,7 +1,6 @@
 #include "hakmem/heap/heap.h"
 
 #include <stdlib.h>
-#include <sys/auxv.h>
 
 #include <new>
 
@@ -14,7 +13,6 @@
 namespace hakmem {
 
 ABSL_CONST_INIT Heap g_sentinel_heap;
-ABSL_CONST_INIT std::atomic<uint64_t> g_free_tag{0};
 ABSL_CONST_INIT __thread Heap* tls_heap HAKMEM_TLS =
     &g_sentinel_heap;
 ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk HAKMEM_TLS =
@@ -37,23 +35,9 @@ ABSL_CONST_INIT char* g_arena_end = nullptr;
 constexpr size_t kArenaChunk = size_t{1} << 20;
 constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
 
-// A per-process random value for g_free_tag: the kernel's 16 random bytes for
-// this process (AT_RANDOM; glibc uses the first 8 for its stack and pointer
-// guards), mixed with an address (ASLR). No syscall, no allocation. Never 0.
-uint64_t RandomTag() {
-  uint64_t bits = reinterpret_cast<uintptr_t>(&g_free_tag) * 0x9E3779B97F4A7C15ull;
-  if (const auto* random = reinterpret_cast<const uint64_t*>(getauxval(AT_RANDOM))) bits ^= random[1];
-  bits ^= bits >> 31;
-  bits *= 0xBF58476D1CE4E5B9ull;
-  bits ^= bits >> 29;
-  return bits | 1;
-}
-
 // A zeroed Heap from the metadata arena (under g_heaps_lock).
 Heap* NewHeapLocked() {
-  if (g_free_tag.load(std::memory_order_relaxed) == 0) {
-    g_free_tag.store(RandomTag(), std::memory_order_relaxed);  // before any block exists
-  }
+  InitBlockSecrets();  // before the first block exists
   if (g_arena_end - g_arena_cursor < static_cast<ptrdiff_t>(kHeapBytes)) {
     char* chunk = static_cast<char*>(platform::Reserve(kArenaChunk, platform::kPageSize));
     if (chunk == nullptr) return nullptr;
@@ -298,7 +282,11 @@ int AllocBatch(Heap* heap, int cls, int max, void** head) {
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   const uint32_t size = kSizeClasses[cls].size;
   void* first = nullptr;
-  void** tail = &first;
+  void* last = nullptr;  // the list is built in order: each block links to the next
+  auto append = [&](void* block) {
+    if (last != nullptr) StoreLink(last, block); else first = block;
+    last = block;
+  };
   int got = 0;
   SlabMeta* slab = heap->current[cls];
   while (got < max) {
@@ -309,16 +297,19 @@ int AllocBatch(Heap* heap, int cls, int max, void** head) {
     int taken = 0;
     while (got + taken < max && slab->free_list != nullptr) {
       void* block = slab->free_list;
-      slab->free_list = *static_cast<void**>(block);
-      *tail = block;
-      tail = static_cast<void**>(block);
+      void* next = LoadLink(block);
+      // A slab's list links blocks of that slab only.
+      if (next != nullptr && !(next >= slab->start && IsBlockStart(slab, next))) {
+        next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+      }
+      slab->free_list = next;
+      append(block);
       ++taken;
     }
     while (got + taken < max && slab->bump < slab->end) {
       void* block = slab->bump;
       slab->bump += size;
-      *tail = block;
-      tail = static_cast<void**>(block);
+      append(block);
       ++taken;
     }
     slab->used += taken;
@@ -328,7 +319,7 @@ int AllocBatch(Heap* heap, int cls, int max, void** head) {
       slab = nullptr;
     }
   }
-  *tail = nullptr;
+  if (last != nullptr) StoreLink(last, nullptr);
   heap->current[cls] = slab;
   *head = first;
   return got;
@@ -336,7 +327,7 @@ int AllocBatch(Heap* heap, int cls, int max, void** head) {
 
 void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
   MarkFree(block);
-  *static_cast<void**>(block) = slab->free_list;
+  StoreLink(block, slab->free_list);
   slab->free_list = block;
   --slab->used;
   if (slab->state == SlabState::kCurrent) return;
@@ -354,7 +345,7 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
 
 void FreeBlockList(Heap* heap, void* head) {
   while (head != nullptr) {
-    void* next = *static_cast<void**>(head);
+    void* next = LoadLink(head);
     SuperSlab* ss = SuperSlabOf(head);
     FreeBlock(heap, ss, SlabOf(ss, head), head);
     head = next;
@@ -364,7 +355,7 @@ void FreeBlockList(Heap* heap, void* head) {
 void DrainRemote(Heap* heap) {
   uint64_t drained = 0;
   for (void* block = heap->remote.TakeAll(); block != nullptr; ++drained) {
-    void* next = *static_cast<void**>(block);
+    void* next = LoadLink(block);
     SuperSlab* ss = SuperSlabOf(block);
     SlabMeta* slab = SlabOf(ss, block);
     if (slab->cls == kLargeClass) {
@@ -424,7 +415,7 @@ void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
 
 bool IsFreeInSlab(Heap* heap, const SlabMeta* slab, const void* block) {
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
-  for (void* p = slab->free_list; p != nullptr; p = *static_cast<void**>(p)) {
+  for (void* p = slab->free_list; p != nullptr; p = LoadLink(p)) {
     if (p == block) return true;
   }
   return false;

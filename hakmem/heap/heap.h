@@ -17,10 +17,13 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/config/build_config.h"
 #include "hakmem/platform/platform.h"
+#include "hakmem/registry/registry.h"
 #include "hakmem/remote_queue/remote_queue.h"
 #include "hakmem/size_class/size_class.h"
 #include "hakmem/stats/stats.h"
+#include "hakmem/superslab/free_link.h"
 #include "hakmem/superslab/superslab.h"
 
 namespace hakmem {
@@ -60,24 +63,17 @@ extern __thread uintptr_t tls_owned_chunk HAKMEM_TLS;
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_sentinel_heap; }
 
-// The freed-block tag (as glibc's tcache key): word 1 of every free slab block (in
-// a thread cache, a slab's free list or a remote queue) holds this per-process
-// random value, and a block is handed out with word 1 cleared. So a free of a
-// block whose word 1 holds the tag is almost surely a double free: the owner
-// confirms it by searching its lists, another thread reports it at once (a live
-// block holds the tag only if the program wrote that secret value there itself).
-// Set, never 0, when the first heap is made, before any block exists; read
-// relaxed (a plain load) on the fast paths.
-extern std::atomic<uint64_t> g_free_tag;
-
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkFree(void* block) {
-  static_cast<uint64_t*>(block)[1] = g_free_tag.load(std::memory_order_relaxed);
-}
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkInUse(void* block) { static_cast<uint64_t*>(block)[1] = 0; }
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool LooksFree(const void* block) {
-  return static_cast<const uint64_t*>(block)[1] == g_free_tag.load(std::memory_order_relaxed);
-}
 static_assert(kSizeClasses[0].size >= 2 * sizeof(uint64_t), "every slab block has a word 1");
+
+// Whether `p` is the start of a block of class `cls` in a slab of the calling
+// thread's heap: hardened builds check every block a thread cache is about to hand
+// out, so a forged link can never make malloc return an address of its choosing.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsOwnBlockOfClass(const void* p, int cls) {
+  SuperSlab* ss = SuperSlabOf(p);
+  if (registry::Lookup(p) != ss || ss->owner.load(std::memory_order_relaxed) != tls_heap) return false;
+  const SlabMeta* slab = SlabOf(ss, p);
+  return slab->cls == cls && p >= slab->start && IsBlockStart(slab, p);
+}
 
 // Gives the calling thread a heap: an abandoned one (adopting its slabs and its
 // pending remote frees) or a new one. nullptr if no metadata memory is left.
@@ -161,7 +157,13 @@ struct ClassCaches {
     FreeList& list = lists[cls - kFirst];
     void* block = list.head;
     if (ABSL_PREDICT_TRUE(block != nullptr)) {
-      list.head = *static_cast<void**>(block);
+      void* next = LoadLinkOrEnd(block);
+      if constexpr (config::kHardened) {
+        if (next != nullptr && !IsOwnBlockOfClass(next, cls)) {
+          next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+        }
+      }
+      list.head = next;
       --list.count;
       MarkInUse(block);
     }
@@ -173,7 +175,7 @@ struct ClassCaches {
     FreeList& list = lists[cls - kFirst];
     if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
     MarkFree(block);
-    *static_cast<void**>(block) = list.head;
+    StoreLink(block, list.head);
     list.head = block;
     ++list.count;
     return true;
@@ -184,13 +186,18 @@ struct ClassCaches {
 
   // Refills an empty list with one batch and returns one block (nullptr: OOM).
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls) {
+    FreeList& empty = lists[cls - kFirst];
+    if (ABSL_PREDICT_FALSE(empty.count != 0)) {  // Pop ended the list at a bad link
+      ReportCorruptList(cls, empty.count);
+      empty.count = 0;  // those blocks are leaked, never handed out
+    }
     MaybeDecay(heap);  // the decay clock ticks on the slow paths only
     void* head = nullptr;
     const int got = AllocBatch(heap, cls, kSizeClasses[cls].batch, &head);
     if (got == 0) return nullptr;
     stats::Count(stats::Counter::k_cache_refills);
     FreeList& list = lists[cls - kFirst];
-    list.head = *static_cast<void**>(head);
+    list.head = LoadLink(head);
     list.count = static_cast<uint32_t>(got - 1);
     MarkInUse(head);
     return head;
@@ -203,16 +210,17 @@ struct ClassCaches {
     void* head = list.head;
     void* last = head;
     uint32_t returned = 1;
-    while (returned < kSizeClasses[cls].batch && *static_cast<void**>(last) != nullptr) {
-      last = *static_cast<void**>(last);
+    void* rest = LoadLink(last);
+    while (returned < kSizeClasses[cls].batch && rest != nullptr) {
+      last = rest;
+      rest = LoadLink(last);
       ++returned;
     }
-    void* rest = *static_cast<void**>(last);
-    *static_cast<void**>(last) = nullptr;
+    StoreLink(last, nullptr);
     FreeBlockList(heap, head);
     stats::Count(stats::Counter::k_cache_flushes);
     MarkFree(block);
-    *static_cast<void**>(block) = rest;
+    StoreLink(block, rest);
     list.head = block;
     list.count = list.count - returned + 1;
   }
@@ -228,7 +236,7 @@ struct ClassCaches {
 
   // Whether `block` is on the list of `cls` (the double-free search).
   bool Contains(int cls, const void* block) const {
-    for (void* p = lists[cls - kFirst].head; p != nullptr; p = *static_cast<void**>(p)) {
+    for (void* p = lists[cls - kFirst].head; p != nullptr; p = LoadLink(p)) {
       if (p == block) return true;
     }
     return false;

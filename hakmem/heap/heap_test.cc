@@ -13,7 +13,7 @@ namespace {
 
 std::vector<void*> ListToVector(void* head) {
   std::vector<void*> out;
-  for (void* p = head; p != nullptr; p = *static_cast<void**>(p)) out.push_back(p);
+  for (void* p = head; p != nullptr; p = LoadLink(p)) out.push_back(p);
   return out;
 }
 

@@ -1,7 +1,7 @@
 // remote_queue: the list of blocks other threads freed into a heap.
 //
 // Owns: a multi-producer, single-consumer intrusive stack. Push links the block
-// through its first word and publishes it with one compare-and-swap (release);
+// through its first word (encoded, free_link.h) and publishes it with one compare-and-swap (release);
 // the owner takes the whole list with one exchange (acquire) and returns the
 // blocks to their slabs in a batch. There is no ABA problem: the only consumer
 // takes everything, and never pops single nodes.
@@ -18,6 +18,7 @@
 
 #include "absl/base/attributes.h"
 #include "hakmem/config/build_config.h"
+#include "hakmem/superslab/free_link.h"
 
 namespace hakmem {
 
@@ -31,19 +32,20 @@ class RemoteQueue {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Push(void* block) {
     if constexpr (config::kRemoteQueueMutex) {
       pthread_mutex_lock(&mutex_);
-      *static_cast<void**>(block) = head_.load(std::memory_order_relaxed);
+      StoreLink(block, head_.load(std::memory_order_relaxed));
       head_.store(block, std::memory_order_relaxed);
       pthread_mutex_unlock(&mutex_);
     } else {
       void* old_head = head_.load(std::memory_order_relaxed);
       do {
-        *static_cast<void**>(block) = old_head;
+        StoreLink(block, old_head);
       } while (!head_.compare_exchange_weak(old_head, block, std::memory_order_release,
                                             std::memory_order_relaxed));
     }
   }
 
-  // Takes every block pushed so far, as a list linked through first words.
+  // Takes every block pushed so far, as a list linked through first words
+  // (LoadLink).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TakeAll() {
     if constexpr (config::kRemoteQueueMutex) {
       pthread_mutex_lock(&mutex_);

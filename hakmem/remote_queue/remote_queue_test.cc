@@ -10,7 +10,8 @@
 namespace hakmem {
 namespace {
 
-struct Node {
+// Blocks are 16-byte aligned, as the link check expects.
+struct alignas(16) Node {
   void* next;
   int producer;
   int sequence;
@@ -24,7 +25,7 @@ TEST(RemoteQueueTest, TakeAllReturnsEverythingOnce) {
   for (Node& n : nodes) queue.Push(&n);
   EXPECT_TRUE(queue.MaybeNonEmpty());
   std::set<void*> seen;
-  for (void* p = queue.TakeAll(); p != nullptr; p = *static_cast<void**>(p)) seen.insert(p);
+  for (void* p = queue.TakeAll(); p != nullptr; p = LoadLink(p)) seen.insert(p);
   EXPECT_EQ(seen.size(), 3u);
   EXPECT_EQ(queue.TakeAll(), nullptr);
 }
@@ -52,7 +53,7 @@ TEST(RemoteQueueTest, ConcurrentProducersLoseNothing) {
   auto drain = [&] {
     for (void* p = queue.TakeAll(); p != nullptr;) {
       Node* n = static_cast<Node*>(p);
-      p = n->next;
+      p = LoadLink(n);
       ASSERT_FALSE(seen[n->producer][n->sequence]);
       ASSERT_EQ(n, &nodes[n->producer][n->sequence]);
       seen[n->producer][n->sequence] = true;

@@ -231,6 +231,50 @@ TEST(InvalidFreeTest, WordOneOfALiveBlockIsTheProgramsOwn) {
   free(again);
 }
 
+// A use-after-free write of an address over a freed block's link (tcache
+// poisoning): the next mallocs used to return the attacker's address. The link
+// fails its check and the list is reported, in every build.
+char g_attack_target[64] __attribute__((aligned(64)));
+
+void PoisonFreedLink(size_t size) {
+  char* a = static_cast<char*>(malloc(Opaque(size)));
+  free(a);
+  void* target = g_attack_target;
+  memcpy(a, &target, sizeof(target));  // the UAF write
+  void* b = malloc(Opaque(size));      // a again
+  void* c = malloc(Opaque(size));      // what the link says
+  if (c == g_attack_target) {
+    fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
+    _exit(1);
+  }
+  free(b);
+  free(c);
+  _exit(0);
+}
+
+TEST(InvalidFreeDeathTest, UseAfterFreeWriteOfALinkIsReportedNotHandedOut) {
+  for (size_t size : {size_t{64}, size_t{3000}}) {
+    EXPECT_DEATH(PoisonFreedLink(size), "hakmem: corrupted free list") << size;
+  }
+}
+
+// The same through a slab's free list: the cache flushed, then a link in the
+// slab list overwritten; the refill that walks it reports.
+TEST(InvalidFreeDeathTest, UseAfterFreeWriteInASlabListIsReported) {
+  EXPECT_DEATH(
+      {
+        std::vector<char*> blocks;
+        for (int i = 0; i < 4000; ++i) blocks.push_back(static_cast<char*>(malloc(Opaque(size_t{48}))));
+        for (char* p : blocks) free(p);  // overflows the thread cache: most go back to slabs
+        void* target = g_attack_target;
+        for (char* p : blocks) memcpy(p, &target, sizeof(target));
+        for (int i = 0; i < 4000; ++i) {
+          if (malloc(Opaque(size_t{48})) == g_attack_target) _exit(1);
+        }
+      },
+      "hakmem: corrupted free list");
+}
+
 // A huge block freed again after its mapping went back to the OS (malloc_trim
 // releases the cached mapping): the registry no longer knows it, and it used to be
 // handed to the C library's free, which crashed on it.
