@@ -45,6 +45,7 @@ Heap* NewHeapLocked() {
     g_arena_end = chunk + kArenaChunk;
   }
   Heap* heap = new (g_arena_cursor) Heap();
+  heap->seal = HeapSeal(heap);
   g_arena_cursor += kHeapBytes;
   heap->next_all = g_all_heaps;
   g_all_heaps = heap;
@@ -175,6 +176,21 @@ ABSL_ATTRIBUTE_NOINLINE void ReportRemoteDoubleFree(const void* block) {
       .Write();
   if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
 }
+
+}  // namespace
+
+void ReportCorruptOwner(const SuperSlab* ss, const void* block) {
+  Count(Counter::k_frees_invalid);
+  platform::DiagLine()
+      .Str("hakmem: corrupted superslab header at ").Hex(reinterpret_cast<uintptr_t>(ss))
+      .Str(" (its owner heap fails its check: overwritten by an overflow?) freeing ")
+      .Hex(reinterpret_cast<uintptr_t>(block))
+      .Write();
+  // Nothing is written through the forged owner; the block is leaked.
+  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+}
+
+namespace {
 
 bool SlabHasFree(const SlabMeta* slab) {
   return slab->free_list != nullptr || slab->bump < slab->end;

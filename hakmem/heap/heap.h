@@ -41,6 +41,10 @@ struct Heap {
   uint64_t next_decay_ns;          // next decay tick; 0: nothing waits for one
   uint64_t clock_ns;               // the clock as last read by MaybeDecay
   int32_t decay_countdown;         // slow-path calls until the clock is read again
+  // This heap's address ^ the freed-block tag: a superslab's `owner` is written
+  // through (remote frees) only after its seal checks, so an owner forged by an
+  // overflow into a superslab header is reported instead of written to.
+  uintptr_t seal;
   bool live;                       // a thread runs on it
   uint32_t thread_id;
   Heap* next_all;                  // every heap ever made (under the heaps lock)
@@ -127,9 +131,19 @@ void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab);
 inline constexpr uint32_t kLargeCacheUnits = 256;  // 4 MiB
 
 // Frees `block` of superslab `ss` from a thread that does not own it.
+ABSL_ATTRIBUTE_NOINLINE void ReportCorruptOwner(const SuperSlab* ss, const void* block);
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t HeapSeal(const Heap* heap) {
+  return reinterpret_cast<uintptr_t>(heap) ^ g_block_secrets.free_tag;
+}
+
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) {
+  Heap* owner = static_cast<Heap*>(ss->owner.load(std::memory_order_acquire));
+  if (ABSL_PREDICT_FALSE(ss->magic != kSuperSlabMagic || owner->seal != HeapSeal(owner))) {
+    return ReportCorruptOwner(ss, block);
+  }
   if (SlabOf(ss, block)->cls != kLargeClass) MarkFree(block);
-  static_cast<Heap*>(ss->owner.load(std::memory_order_acquire))->remote.Push(block);
+  owner->remote.Push(block);
   stats::Count(stats::Counter::k_frees_remote);
 }
 

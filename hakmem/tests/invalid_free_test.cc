@@ -277,6 +277,48 @@ TEST(InvalidFreeDeathTest, UseAfterFreeWriteInASlabListIsReported) {
       "hakmem: corrupted free list");
 }
 
+// A 16-byte overflow off the last block of a superslab overwrites the next
+// superslab's header (magic kept, owner replaced). A remote free used to write a
+// heap pointer through the forged owner (an arbitrary write); the owner's seal
+// fails now, and nothing is written.
+uintptr_t g_fake_heap[64] __attribute__((aligned(64)));
+
+void OverflowIntoTheNextSuperSlabHeader() {
+  constexpr uintptr_t kSuperSlab = uintptr_t{2} << 20;
+  constexpr int kBlocks = 70000;
+  static char* blocks[kBlocks];
+  for (char*& p : blocks) p = static_cast<char*>(malloc(Opaque(size_t{64})));
+  char* last = nullptr;
+  void* victim = nullptr;
+  for (int i = 0; i < kBlocks && last == nullptr; ++i) {
+    const uintptr_t end = reinterpret_cast<uintptr_t>(blocks[i]) + 64;
+    if (end % kSuperSlab != 0) continue;
+    for (char* p : blocks) {
+      if (reinterpret_cast<uintptr_t>(p) / kSuperSlab == end / kSuperSlab) {
+        last = blocks[i];
+        victim = p;
+        break;
+      }
+    }
+  }
+  if (last == nullptr) {
+    fprintf(stderr, "layout not found\n");
+    _exit(2);
+  }
+  uintptr_t* overflow = reinterpret_cast<uintptr_t*>(last + 64);
+  overflow[1] = reinterpret_cast<uintptr_t>(g_fake_heap);  // the owner field
+  std::thread([victim] { free(victim); }).join();
+  if (g_fake_heap[0] != 0) {
+    fprintf(stderr, "WRITTEN through the forged owner\n");
+    _exit(1);
+  }
+  _exit(0);
+}
+
+TEST(InvalidFreeDeathTest, ForgedOwnerOfASuperSlabIsNeverWrittenThrough) {
+  EXPECT_DEATH(OverflowIntoTheNextSuperSlabHeader(), "hakmem: corrupted superslab header");
+}
+
 // A huge block freed again after its mapping went back to the OS (malloc_trim
 // releases the cached mapping): the registry no longer knows it, and it used to be
 // handed to the C library's free, which crashed on it.
