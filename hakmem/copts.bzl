@@ -1,19 +1,38 @@
 """Compiler flags for hakmem, in one place.
 
-HAKMEM_COPTS      our library code: warnings are errors.
-HAKMEM_TEST_COPTS tests and benchmarks: the same warnings, minus the ones gtest and
-                  benchmark macros trip.
+Every hakmem target carries the flags it needs to compile in its own `copts`, so a
+project that depends on hakmem (README: three WORKSPACE lines) sets no flag of its
+own: a `.bazelrc` does not travel with an external repository, and Bazel 4.2.3
+compiles C++ as `-std=c++0x` unless told otherwise.
+
+Strictness is hakmem's own business: `-Werror` is in hakmem's `.bazelrc` (and so in
+its CI), never here, so a newer compiler's new warning cannot break a consumer.
+
+HAKMEM_COPTS         library code.
+HAKMEM_WRAPPER_COPTS the wrappers (operator new must be able to throw).
+HAKMEM_TEST_COPTS    tests and benchmarks: the same warnings, minus the ones gtest
+                     and benchmark macros trip.
 """
 
+# What the code needs, with gcc 12 and clang 14 alike.
+_LANGUAGE = [
+    # Inline variables, if constexpr, nested namespaces; abseil and GoogleTest from
+    # /usr need C++14 at least.
+    "-std=c++17",
+    # A sized delete reaches operator delete(void*, size_t), as with gcc: clang 14
+    # leaves sized deallocation off by default (and the tests call it by name).
+    "-fsized-deallocation",
+]
+
+# Warnings are shown to everyone; hakmem's .bazelrc turns them into errors.
 _WARNINGS = [
     "-Wall",
     "-Wextra",
-    "-Werror",
     "-Wno-unused-parameter",
     "-Wno-missing-field-initializers",
 ]
 
-HAKMEM_COPTS = _WARNINGS + [
+HAKMEM_COPTS = _LANGUAGE + _WARNINGS + [
     # The allocator runs inside other programs: no exceptions, no RTTI, no
     # calls the compiler might turn back into malloc (e.g. a memset+malloc
     # pattern recognised as calloc inside calloc itself).
@@ -32,7 +51,7 @@ HAKMEM_COPTS = _WARNINGS + [
     "-fvisibility=hidden",
 ]
 
-HAKMEM_TEST_COPTS = _WARNINGS + [
+HAKMEM_TEST_COPTS = _LANGUAGE + _WARNINGS + [
     "-Wno-sign-compare",
     "-Wno-dangling-else",  # gtest ASSERT_* inside an unbraced if
     # Tests call malloc/free with sizes and pointers the compiler can see through;
@@ -40,5 +59,12 @@ HAKMEM_TEST_COPTS = _WARNINGS + [
     "-fno-builtin",
 ]
 
-# wrappers defines operator new, which must be able to throw std::bad_alloc.
-HAKMEM_WRAPPER_COPTS = [flag for flag in HAKMEM_COPTS if flag != "-fno-exceptions"]
+# wrappers defines operator new, which must be able to throw std::bad_alloc. It
+# keeps RTTI too: with -fno-rtti, gcc emits its own weak copies of the typeinfo of
+# std::bad_alloc and std::exception for the throw, and libhakmem.so would export
+# them (hakmem/exported_symbols.txt); with RTTI it uses libstdc++'s.
+HAKMEM_WRAPPER_COPTS = [
+    flag
+    for flag in HAKMEM_COPTS
+    if flag not in ("-fno-exceptions", "-fno-rtti")
+]
