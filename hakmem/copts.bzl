@@ -32,7 +32,19 @@ _WARNINGS = [
     "-Wno-missing-field-initializers",
 ]
 
-HAKMEM_COPTS = _LANGUAGE + _WARNINGS + [
+# Sanitizer flags that depend on the compiler. The sanitizer configs themselves
+# are in hakmem's .bazelrc (--config=asan/tsan/ubsan); a select() here because a
+# .bazelrc cannot tell gcc from clang, and gcc rejects these flags.
+_SANITIZER = select({
+    # clang 14's -fsanitize=undefined adds the function and vptr checks (gcc has
+    # no function check, and no vptr check where RTTI is off, as in hakmem's own
+    # code), whose handlers are in the C++ part of the ubsan runtime, which
+    # clang's C driver (Bazel links with `clang`, not clang++) does not link.
+    "//hakmem/config:clang_ubsan": ["-fno-sanitize=function,vptr"],
+    "//conditions:default": [],
+})
+
+_LIBRARY = [
     # The allocator runs inside other programs: no exceptions, no RTTI, no
     # calls the compiler might turn back into malloc (e.g. a memset+malloc
     # pattern recognised as calloc inside calloc itself).
@@ -49,7 +61,13 @@ HAKMEM_COPTS = _LANGUAGE + _WARNINGS + [
     # Only malloc & co and the hak_* API are exported (HAKMEM_EXPORT, HAK_API):
     # internal tables and globals are reached PC-relative, not through the GOT.
     "-fvisibility=hidden",
+    # Inline member functions too, the library's own (std::bad_alloc's
+    # constructor, say) included: emitted out of line (-O0, sanitizers), they
+    # would otherwise be exported as weak symbols.
+    "-fvisibility-inlines-hidden",
 ]
+
+HAKMEM_COPTS = _LANGUAGE + _WARNINGS + _LIBRARY + _SANITIZER
 
 HAKMEM_TEST_COPTS = _LANGUAGE + _WARNINGS + [
     "-Wno-sign-compare",
@@ -57,14 +75,14 @@ HAKMEM_TEST_COPTS = _LANGUAGE + _WARNINGS + [
     # Tests call malloc/free with sizes and pointers the compiler can see through;
     # they must reach the allocator, not be folded away.
     "-fno-builtin",
-]
+] + _SANITIZER
 
 # wrappers defines operator new, which must be able to throw std::bad_alloc. It
 # keeps RTTI too: with -fno-rtti, gcc emits its own weak copies of the typeinfo of
 # std::bad_alloc and std::exception for the throw, and libhakmem.so would export
 # them (hakmem/exported_symbols.txt); with RTTI it uses libstdc++'s.
-HAKMEM_WRAPPER_COPTS = [
+HAKMEM_WRAPPER_COPTS = _LANGUAGE + _WARNINGS + [
     flag
-    for flag in HAKMEM_COPTS
+    for flag in _LIBRARY
     if flag not in ("-fno-exceptions", "-fno-rtti")
-]
+] + _SANITIZER
