@@ -1,19 +1,50 @@
 """Compiler flags for hakmem, in one place.
 
-HAKMEM_COPTS      our library code: warnings are errors.
-HAKMEM_TEST_COPTS tests and benchmarks: the same warnings, minus the ones gtest and
-                  benchmark macros trip.
+Every hakmem target carries the flags it needs to compile in its own `copts`, so a
+project that depends on hakmem (README: three WORKSPACE lines) sets no flag of its
+own: a `.bazelrc` does not travel with an external repository, and Bazel 4.2.3
+compiles C++ as `-std=c++0x` unless told otherwise.
+
+Strictness is hakmem's own business: `-Werror` is in hakmem's `.bazelrc` (and so in
+its CI), never here, so a newer compiler's new warning cannot break a consumer.
+
+HAKMEM_COPTS         library code.
+HAKMEM_WRAPPER_COPTS the wrappers (operator new must be able to throw).
+HAKMEM_TEST_COPTS    tests and benchmarks: the same warnings, minus the ones gtest
+                     and benchmark macros trip.
 """
 
+# What the code needs, with gcc 12 and clang 14 alike.
+_LANGUAGE = [
+    # Inline variables, if constexpr, nested namespaces; abseil and GoogleTest from
+    # /usr need C++14 at least.
+    "-std=c++17",
+    # A sized delete reaches operator delete(void*, size_t), as with gcc: clang 14
+    # leaves sized deallocation off by default (and the tests call it by name).
+    "-fsized-deallocation",
+]
+
+# Warnings are shown to everyone; hakmem's .bazelrc turns them into errors.
 _WARNINGS = [
     "-Wall",
     "-Wextra",
-    "-Werror",
     "-Wno-unused-parameter",
     "-Wno-missing-field-initializers",
 ]
 
-HAKMEM_COPTS = _WARNINGS + [
+# Sanitizer flags that depend on the compiler. The sanitizer configs themselves
+# are in hakmem's .bazelrc (--config=asan/tsan/ubsan); a select() here because a
+# .bazelrc cannot tell gcc from clang, and gcc rejects these flags.
+_SANITIZER = select({
+    # clang 14's -fsanitize=undefined adds the function and vptr checks (gcc has
+    # no function check, and no vptr check where RTTI is off, as in hakmem's own
+    # code), whose handlers are in the C++ part of the ubsan runtime, which
+    # clang's C driver (Bazel links with `clang`, not clang++) does not link.
+    "//hakmem/config:clang_ubsan": ["-fno-sanitize=function,vptr"],
+    "//conditions:default": [],
+})
+
+_LIBRARY = [
     # The allocator runs inside other programs: no exceptions, no RTTI, no
     # calls the compiler might turn back into malloc (e.g. a memset+malloc
     # pattern recognised as calloc inside calloc itself).
@@ -30,15 +61,28 @@ HAKMEM_COPTS = _WARNINGS + [
     # Only malloc & co and the hak_* API are exported (HAKMEM_EXPORT, HAK_API):
     # internal tables and globals are reached PC-relative, not through the GOT.
     "-fvisibility=hidden",
+    # Inline member functions too, the library's own (std::bad_alloc's
+    # constructor, say) included: emitted out of line (-O0, sanitizers), they
+    # would otherwise be exported as weak symbols.
+    "-fvisibility-inlines-hidden",
 ]
 
-HAKMEM_TEST_COPTS = _WARNINGS + [
+HAKMEM_COPTS = _LANGUAGE + _WARNINGS + _LIBRARY + _SANITIZER
+
+HAKMEM_TEST_COPTS = _LANGUAGE + _WARNINGS + [
     "-Wno-sign-compare",
     "-Wno-dangling-else",  # gtest ASSERT_* inside an unbraced if
     # Tests call malloc/free with sizes and pointers the compiler can see through;
     # they must reach the allocator, not be folded away.
     "-fno-builtin",
-]
+] + _SANITIZER
 
-# wrappers defines operator new, which must be able to throw std::bad_alloc.
-HAKMEM_WRAPPER_COPTS = [flag for flag in HAKMEM_COPTS if flag != "-fno-exceptions"]
+# wrappers defines operator new, which must be able to throw std::bad_alloc. It
+# keeps RTTI too: with -fno-rtti, gcc emits its own weak copies of the typeinfo of
+# std::bad_alloc and std::exception for the throw, and libhakmem.so would export
+# them (hakmem/exported_symbols.txt); with RTTI it uses libstdc++'s.
+HAKMEM_WRAPPER_COPTS = _LANGUAGE + _WARNINGS + [
+    flag
+    for flag in _LIBRARY
+    if flag not in ("-fno-exceptions", "-fno-rtti")
+] + _SANITIZER

@@ -13,7 +13,14 @@ def hakmem_shared_library(name, deps, visibility = None):
         linkstatic = True,
         # Every allocation function must be exported and bound to our own
         # definitions, also for calls from inside the object.
-        linkopts = ["-Wl,-Bsymbolic-functions", "-Wl,-z,nodelete"],
+        # GNU ld (bfd), not the gold Bazel's auto-configured toolchain picks: gold
+        # puts every initial-exec thread-local the object refers to into the
+        # dynamic symbol table (as a local entry its TPOFF relocations name), so
+        # hakmem::tls_heap & co showed up in `nm -D`; bfd resolves them at link
+        # time. bfd has no --start-lib, hence the feature off. The last -fuse-ld
+        # given wins, with gcc and clang alike.
+        linkopts = ["-fuse-ld=bfd", "-Wl,-Bsymbolic-functions", "-Wl,-z,nodelete"],
+        features = ["-supports_start_end_lib"],
         deps = deps,
         visibility = visibility,
     )

@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   bazel-bootstrap g++ git python3 python3-matplotlib strace
+  clang libclang-rt-14-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
 )

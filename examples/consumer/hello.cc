@@ -1,6 +1,8 @@
 // Allocates a few things the usual ways and checks that hakmem served them:
 // hak_owns() is true for each of them (and false for a block of the C library's
-// own malloc). Prints one line; exits 0 when every allocation was hakmem's.
+// own malloc). Prints the compiler that built it and one result line; exits 0 when
+// every allocation was hakmem's. C++11 on purpose: a consumer with no flags of its
+// own compiles as Bazel 4.2.3's default -std=c++0x.
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -14,6 +16,13 @@ extern "C" void* __libc_malloc(size_t size);
 extern "C" void __libc_free(void* ptr);
 
 int main() {
+#if defined(__clang__)
+  printf("hello: compiled by clang %s\n", __clang_version__);
+#elif defined(__GNUC__)
+  printf("hello: compiled by gcc %s\n", __VERSION__);
+#else
+  printf("hello: compiled by another compiler\n");
+#endif
   int total = 0;
   int served = 0;
   auto check = [&](void* p, const char* what) {
@@ -38,7 +47,7 @@ int main() {
   check(aligned, "posix_memalign(4096, 5000)");
   void* grown = realloc(malloc(10), 50000);
   check(grown, "realloc(malloc(10), 50000)");
-  auto numbers = std::make_unique<int[]>(1000);
+  std::unique_ptr<int[]> numbers(new int[1000]);
   check(numbers.get(), "new int[1000]");
   std::string text(1000, 'x');
   check(&text[0], "std::string(1000)");

@@ -12,7 +12,9 @@
 
 namespace hakmem {
 
-ABSL_CONST_INIT Heap g_sentinel_heap;
+// `{}`: aggregate initialisation, a constant expression in C++17 (plain default
+// initialisation leaves members without initialisers, which clang rejects here).
+ABSL_CONST_INIT Heap g_sentinel_heap{};
 ABSL_CONST_INIT __thread Heap* tls_heap HAKMEM_TLS =
     &g_sentinel_heap;
 ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk HAKMEM_TLS =

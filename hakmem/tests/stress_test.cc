@@ -33,9 +33,17 @@ using hakmem_test::Mix;
 using hakmem_test::Opaque;
 using hakmem_test::PatternKey;
 
-#if defined(__SANITIZE_THREAD__)
+// gcc defines __SANITIZE_THREAD__/__SANITIZE_ADDRESS__; clang 14 only the second,
+// and answers __has_feature for both.
+#if defined(__has_feature)
+#define STRESS_HAS_FEATURE(x) __has_feature(x)
+#else
+#define STRESS_HAS_FEATURE(x) 0
+#endif
+
+#if defined(__SANITIZE_THREAD__) || STRESS_HAS_FEATURE(thread_sanitizer)
 constexpr int kScaleDivisor = 40;  // every byte of the fill is instrumented
-#elif defined(__SANITIZE_ADDRESS__)
+#elif defined(__SANITIZE_ADDRESS__) || STRESS_HAS_FEATURE(address_sanitizer)
 constexpr int kScaleDivisor = 10;
 #else
 constexpr int kScaleDivisor = 1;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# exported_symbols_test: libhakmem.so defines exactly the dynamic symbols listed in
+# hakmem/exported_symbols.txt (the allocation API, operator new/delete and hak_*).
+# An internal symbol in the dynamic table (a hakmem:: thread-local, a table, a
+# typeinfo) fails it, and so does a listed function that went missing.
+# Usage: exported_symbols_test.sh LIBHAKMEM_SO EXPECTED_LIST
+set -euo pipefail
+
+so=$1
+expected_list=$2
+
+# Every symbol the dynamic table defines, local ones included: a local entry is not
+# bindable, but it names internals nobody outside should see. Versions (@@V) are
+# dropped. __bss_start, _edata and _end are the linker's section markers (bfd and
+# gold add them, lld does not), not ours.
+symbols=$(nm -D --defined-only "$so" | awk 'NF >= 3 { sub(/@.*/, "", $3); print $2, $3 }' |
+  grep -Ev ' (__bss_start|_edata|_end)$')
+actual=$(awk '{ print $2 }' <<<"$symbols" | LC_ALL=C sort -u)
+# Bindable from outside: global or weak (nm's upper-case types, and u for unique).
+bindable=$(awk '$1 ~ /^[A-Zu]$/ { print $2 }' <<<"$symbols" | LC_ALL=C sort -u)
+expected=$(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$expected_list" | grep -v '^$' | LC_ALL=C sort -u)
+
+unexpected=$(LC_ALL=C comm -23 <(printf '%s\n' "$actual") <(printf '%s\n' "$expected"))
+missing=$(LC_ALL=C comm -13 <(printf '%s\n' "$bindable") <(printf '%s\n' "$expected"))
+
+status=0
+if [[ -n $unexpected ]]; then
+  echo "FAIL: $so exports symbols that $expected_list does not list:" >&2
+  while read -r sym; do
+    printf '  + %-40s %s\n' "$sym" "$(c++filt "$sym" 2>/dev/null || true)" >&2
+  done <<<"$unexpected"
+  echo "  (an internal symbol must be hidden; a new API function gets a line in the list)" >&2
+  status=1
+fi
+if [[ -n $missing ]]; then
+  echo "FAIL: $expected_list lists symbols that $so does not export (global or weak):" >&2
+  while read -r sym; do printf '  - %s\n' "$sym" >&2; done <<<"$missing"
+  status=1
+fi
+if [[ $status -eq 0 ]]; then
+  echo "PASS: $(wc -l <<<"$actual") dynamic symbols, as listed in $expected_list"
+fi
+exit $status
