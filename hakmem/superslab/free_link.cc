@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <sys/auxv.h>
 
+#include <cstring>
+
 #include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/stats/stats.h"
@@ -28,7 +30,11 @@ void InitBlockSecrets() {
   // AT_RANDOM: 16 bytes the kernel drew for this process; glibc uses the first 8
   // for its stack and pointer guards, these use the other 8. ASLR adds an address.
   uint64_t seed = reinterpret_cast<uintptr_t>(&g_block_secrets);
-  if (const auto* random = reinterpret_cast<const uint64_t*>(getauxval(AT_RANDOM))) seed ^= random[1];
+  if (const char* random = reinterpret_cast<const char*>(getauxval(AT_RANDOM))) {
+    uint64_t bytes;
+    memcpy(&bytes, random + 8, sizeof(bytes));  // not necessarily 8-byte aligned
+    seed ^= bytes;
+  }
   // Low 4 bits 0: nullptr and aligned pointers stay aligned when encoded. Top bit
   // 1: a raw address written over a link (any user address has it 0) decodes
   // with it set, so the check always fails.
