@@ -4,12 +4,15 @@
 // safe before main, inside dlsym, during thread exit and after fork).
 // Linked by: //hakmem:malloc (cc_binary malloc attribute) and libhakmem.so.
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <new>
 
 #include "hakmem/core/core.h"
 #include "hakmem/free_dispatch/free_dispatch.h"
+#include "hakmem/hakmem.h"
 
 // hakmem builds with -fvisibility=hidden: these are the symbols it exports.
 #define HAKMEM_EXPORT __attribute__((visibility("default")))
@@ -81,6 +84,14 @@ HAKMEM_EXPORT size_t malloc_usable_size(void* ptr) { return hakmem::free_dispatc
 // glibc's malloc_trim would trim only the C library's own arena: ours gives every
 // empty cached superslab and huge mapping back to the OS. Returns 1 if it did.
 HAKMEM_EXPORT int malloc_trim(size_t) { return hakmem::core::Purge() ? 1 : 0; }
+
+// glibc's introspection would describe the C library's own (unused) arena: these
+// describe hakmem's memory (hakmem/introspection.cc).
+HAKMEM_EXPORT struct mallinfo2 mallinfo2(void) { return hak_mallinfo2(); }
+HAKMEM_EXPORT struct mallinfo mallinfo(void) { return hak_mallinfo(); }
+HAKMEM_EXPORT void malloc_stats(void) { hak_malloc_stats(); }
+HAKMEM_EXPORT int malloc_info(int options, FILE* stream) { return hak_malloc_info(options, stream); }
+HAKMEM_EXPORT int mallopt(int param, int value) { return hak_mallopt(param, value); }
 
 }  // extern "C"
 
