@@ -80,6 +80,11 @@ HAK_API int hak_malloc_info(int options, FILE* stream);
 /* 1 if `param` applies to hakmem and `value` was taken, else 0 (see README). */
 HAK_API int hak_mallopt(int param, int value);
 
+/* Writes the sampled heap profile (HAKMEM_HEAP_PROFILE) to `path` in the
+ * gperftools heap format google-pprof reads. 0 on success; -1 with errno set
+ * (EINVAL: the profiler is off; or the error of open/write). */
+HAK_API int hak_heap_profile_dump(const char* path);
+
 #ifdef __cplusplus
 }
 #endif

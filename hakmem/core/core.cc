@@ -45,6 +45,7 @@ void ThreadExit(void*) {
 }
 
 void PrepareFork() {
+  profiler::PrepareFork();
   PrepareForkHeaps();
   PrepareForkSuperSlabs();
   registry::PrepareFork();
@@ -56,6 +57,7 @@ void ParentAfterFork() {
   registry::ParentAfterFork();
   ParentAfterForkSuperSlabs();
   ParentAfterForkHeaps();
+  profiler::ParentAfterFork();
 }
 
 void ChildAfterFork() {
@@ -63,6 +65,7 @@ void ChildAfterFork() {
   registry::ChildAfterFork();
   ChildAfterForkSuperSlabs();
   ChildAfterForkHeaps();
+  profiler::ChildAfterFork();
 }
 
 ABSL_ATTRIBUTE_NOINLINE void GlobalInit() {
@@ -80,6 +83,7 @@ ABSL_ATTRIBUTE_NOINLINE void GlobalInit() {
     const int fd = platform::DuplicateFd(2);
     if (fd >= 0) g_report_fd = fd;
   }
+  profiler::Init();  // before any thread has a heap, so every one is uncached
   if (pthread_key_create(&g_thread_key, ThreadExit) != 0) {
     platform::Fatal("pthread_key_create failed: cannot hand back thread caches");
   }
@@ -94,7 +98,12 @@ ABSL_ATTRIBUTE_NOINLINE Heap* AttachThread() {
   Heap* heap = AttachHeap();
   if (heap == nullptr) return nullptr;
   pthread_setspecific(g_thread_key, heap);
-  pool_tls::Prewarm(heap);
+  if (ABSL_PREDICT_FALSE(profiler::Enabled())) {
+    tiny_tls::SetUncached();
+    pool_tls::SetUncached();
+  } else {
+    pool_tls::Prewarm(heap);
+  }
   return heap;
 }
 
@@ -125,7 +134,7 @@ void* AllocClass(Heap* heap, int cls) {
 
 // Any size, aligned to `alignment` (a power of two <= 1 MiB for the slab lanes).
 // `*zeroed` tells whether the block is known to read as zero.
-void* Allocate(size_t size, size_t alignment, bool* zeroed) {
+void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
   *zeroed = false;
   if (size > kPoolMax) stats::RecordLargeSize(size);
   if (size > kHugeThreshold || alignment > kHugeThreshold) {
@@ -149,6 +158,13 @@ void* Allocate(size_t size, size_t alignment, bool* zeroed) {
   return p;
 }
 
+// Allocate, seen by the heap profiler when it runs.
+HAKMEM_ALLOC_ENTRY void* Allocate(size_t size, size_t alignment, bool* zeroed) {
+  void* p = AllocateUnsampled(size, alignment, zeroed);
+  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && p != nullptr) profiler::OnAlloc(p, size);
+  return p;
+}
+
 constexpr bool MulOverflows(size_t a, size_t b, size_t* out) {
   return __builtin_mul_overflow(a, b, out);
 }
@@ -159,7 +175,9 @@ void* MallocSlow(size_t size) {
   if (size <= kPoolMax) {
     Heap* heap = CurrentHeap();
     if (heap == nullptr) return Fail();
-    return AllocClass(heap, SizeClass(size));
+    void* p = AllocClass(heap, SizeClass(size));
+    if (ABSL_PREDICT_FALSE(profiler::Enabled()) && p != nullptr) profiler::OnAlloc(p, size);
+    return p;
   }
   bool zeroed;
   return Allocate(size, alignof(max_align_t), &zeroed);
@@ -189,8 +207,10 @@ void* Realloc(void* ptr, size_t size) {
       return __libc_realloc(ptr, size);  // stays the C library's
     case free_dispatch::Kind::kHuge:
       if (size > kHugeThreshold) {
+        if (ABSL_PREDICT_FALSE(profiler::Enabled())) profiler::OnFree(ptr);
         void* moved = HugeRealloc(HugeHeaderOf(ptr), size);
-        if (moved == nullptr) return Fail();
+        if (moved == nullptr) return Fail();  // (a sampled block is forgotten)
+        if (ABSL_PREDICT_FALSE(profiler::Enabled())) profiler::OnAlloc(moved, size);
         if (moved == ptr) Count(Counter::k_realloc_in_place);
         return moved;
       }

@@ -18,6 +18,7 @@
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "hakmem/platform/platform.h"
+#include "hakmem/profiler/profiler.h"
 #include "hakmem/remote_queue/remote_queue.h"
 #include "hakmem/size_class/size_class.h"
 #include "hakmem/stats/stats.h"
@@ -161,22 +162,31 @@ struct ClassCaches {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const { return lists[cls - kFirst].head; }
 
   // Refills an empty list with one batch and returns one block (nullptr: OOM).
+  // Uncached (max 0): one block, the list stays empty.
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls) {
     MaybeDecay(heap);  // the decay clock ticks on the slow paths only
+    FreeList& list = lists[cls - kFirst];
     void* head = nullptr;
-    const int got = AllocBatch(heap, cls, kSizeClasses[cls].batch, &head);
+    const int got = AllocBatch(heap, cls, list.max == 0 ? 1 : kSizeClasses[cls].batch, &head);
     if (got == 0) return nullptr;
     stats::Count(stats::Counter::k_cache_refills);
-    FreeList& list = lists[cls - kFirst];
     list.head = *static_cast<void**>(head);
     list.count = static_cast<uint32_t>(got - 1);
     return head;
   }
 
   // The list is full: gives one batch back to the slabs, then keeps `block`.
+  // Uncached (max 0): `block` goes straight back to its slab.
   ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
     MaybeDecay(heap);
     FreeList& list = lists[cls - kFirst];
+    if (ABSL_PREDICT_FALSE(list.max == 0)) {
+      profiler::OnFree(block);
+      *static_cast<void**>(block) = nullptr;
+      FreeBlockList(heap, block);
+      stats::Count(stats::Counter::k_cache_flushes);
+      return;
+    }
     void* head = list.head;
     void* last = head;
     uint32_t returned = 1;
@@ -191,6 +201,13 @@ struct ClassCaches {
     *static_cast<void**>(block) = rest;
     list.head = block;
     list.count = list.count - returned + 1;
+  }
+
+  // Heap profiling: every list holds nothing from now on, so each allocation
+  // and free of this thread reaches Refill or Flush (and the profiler). Set when
+  // the thread attaches its heap, its lists empty.
+  void SetUncached() {
+    for (FreeList& list : lists) list.max = 0;
   }
 
   // Gives every cached block back to the slabs (thread exit).

@@ -16,6 +16,8 @@ bool IsCached(int cls, const void* block) {
   return tls_tiny.Head(cls) == block;
 }
 
+void SetUncached() { tls_tiny.SetUncached(); }
+
 void FlushAll(Heap* heap) { tls_tiny.FlushAll(heap); }
 
 }  // namespace hakmem::tiny_tls

@@ -13,9 +13,11 @@
 #include "hakmem/core/core.h"
 #include "hakmem/free_dispatch/free_dispatch.h"
 #include "hakmem/hakmem.h"
+#include "hakmem/profiler/profiler.h"
 
-// hakmem builds with -fvisibility=hidden: these are the symbols it exports.
-#define HAKMEM_EXPORT __attribute__((visibility("default")))
+// hakmem builds with -fvisibility=hidden: these are the symbols it exports. They
+// sit in the section the heap profiler's stack walk skips (placement only).
+#define HAKMEM_EXPORT __attribute__((visibility("default"))) HAKMEM_ALLOC_ENTRY
 
 namespace {
 
@@ -23,7 +25,7 @@ using hakmem::core::Free;
 using hakmem::core::Malloc;
 
 // operator new's failure path: the new-handler loop of [new.delete.single].
-ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t alignment, bool nothrow) {
+HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t alignment, bool nothrow) {
   for (;;) {
     void* p = alignment == 0 ? Malloc(size) : hakmem::core::AlignedAlloc(alignment, size);
     if (p != nullptr) return p;
