@@ -117,18 +117,28 @@ void* Fail() {
   return nullptr;
 }
 
-// One block of size class `cls` through its thread cache.
-void* AllocClass(Heap* heap, int cls) {
+// One block of size class `cls` through its thread cache. With the heap profiler
+// on, a block a refill returns is offered to the sampler (at its class size);
+// the blocks the refill left cached were counted as unsampled by it (profiler.h).
+HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls) {
   void* p;
+  bool refilled = false;
   if (cls < kNumTinyClasses) {
     p = tiny_tls::TryAlloc(cls);
-    if (p == nullptr) p = tiny_tls::Refill(heap, cls);
+    if (p == nullptr) {
+      p = tiny_tls::Refill(heap, cls);
+      refilled = true;
+    }
   } else {
     p = pool_tls::TryAlloc(cls);
-    if (p == nullptr) p = pool_tls::Refill(heap, cls);
+    if (p == nullptr) {
+      p = pool_tls::Refill(heap, cls);
+      refilled = true;
+    }
   }
   if (p == nullptr) return Fail();
   stats::CountClassAlloc(cls);
+  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && refilled) profiler::OnAlloc(p, ClassSize(cls));
   return p;
 }
 
@@ -158,10 +168,13 @@ void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
   return p;
 }
 
-// Allocate, seen by the heap profiler when it runs.
+// Allocate, seen by the heap profiler when it runs (the slab classes in AllocClass).
 HAKMEM_ALLOC_ENTRY void* Allocate(size_t size, size_t alignment, bool* zeroed) {
   void* p = AllocateUnsampled(size, alignment, zeroed);
-  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && p != nullptr) profiler::OnAlloc(p, size);
+  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && p != nullptr &&
+      (size > kPoolMax || alignment > platform::kPageSize)) {
+    profiler::OnAlloc(p, size);
+  }
   return p;
 }
 
@@ -175,9 +188,7 @@ void* MallocSlow(size_t size) {
   if (size <= kPoolMax) {
     Heap* heap = CurrentHeap();
     if (heap == nullptr) return Fail();
-    void* p = AllocClass(heap, SizeClass(size));
-    if (ABSL_PREDICT_FALSE(profiler::Enabled()) && p != nullptr) profiler::OnAlloc(p, size);
-    return p;
+    return AllocClass(heap, SizeClass(size));
   }
   bool zeroed;
   return Allocate(size, alignof(max_align_t), &zeroed);

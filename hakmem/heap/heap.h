@@ -162,12 +162,16 @@ struct ClassCaches {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const { return lists[cls - kFirst].head; }
 
   // Refills an empty list with one batch and returns one block (nullptr: OOM).
-  // Uncached (max 0): one block, the list stays empty.
+  // Uncached (max 0): the block returned, and as many more as the heap profiler
+  // counts as unsampled (profiler::UnsampledBlocks).
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls) {
     MaybeDecay(heap);  // the decay clock ticks on the slow paths only
     FreeList& list = lists[cls - kFirst];
+    const int batch = kSizeClasses[cls].batch;
+    const int want =
+        list.max != 0 ? batch : 1 + profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
     void* head = nullptr;
-    const int got = AllocBatch(heap, cls, list.max == 0 ? 1 : kSizeClasses[cls].batch, &head);
+    const int got = AllocBatch(heap, cls, want, &head);
     if (got == 0) return nullptr;
     stats::Count(stats::Counter::k_cache_refills);
     list.head = *static_cast<void**>(head);
@@ -203,9 +207,10 @@ struct ClassCaches {
     list.count = list.count - returned + 1;
   }
 
-  // Heap profiling: every list holds nothing from now on, so each allocation
-  // and free of this thread reaches Refill or Flush (and the profiler). Set when
-  // the thread attaches its heap, its lists empty.
+  // Heap profiling: a list takes no freed block from now on (every free of this
+  // thread reaches Flush, and the profiler), and holds only what a refill left
+  // for allocations the sampler has already passed over. Set when the thread
+  // attaches its heap, its lists empty.
   void SetUncached() {
     for (FreeList& list : lists) list.max = 0;
   }

@@ -397,6 +397,17 @@ void OnAlloc(void* ptr, size_t size) {
   s->busy = false;
 }
 
+int UnsampledBlocks(size_t size, int max) {
+  Sampler* s = &tls_sampler;
+  if (ABSL_PREDICT_FALSE(!s->seeded)) Seed(s);
+  if (max <= 0 || size == 0 || s->bytes_until <= static_cast<int64_t>(size)) return 0;
+  // Strictly before the sample: the countdown stays >= 1.
+  int64_t n = (s->bytes_until - 1) / static_cast<int64_t>(size);
+  if (n > max) n = max;
+  s->bytes_until -= n * static_cast<int64_t>(size);
+  return static_cast<int>(n);
+}
+
 void OnFree(const void* ptr) {
   const uintptr_t addr = reinterpret_cast<uintptr_t>(ptr);
   const uint64_t h = HashAddress(addr);

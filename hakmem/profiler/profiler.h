@@ -10,10 +10,12 @@
 // memory mapped by platform, never by malloc; the dump in gperftools' legacy heap
 // profile text format (google-pprof --inuse_space / --alloc_space).
 // How it stays off the fast paths: it is switched on once, at initialisation.
-// Then core puts each thread's caches in uncached mode as the thread attaches
-// (they never hold a block), so every malloc reaches core's slow path (OnAlloc)
-// and every free reaches heap's Flush or free_dispatch's FreeSlow (OnFree). Off,
-// the inline malloc/free fast paths are the same instructions as without it.
+// Then core puts each thread's caches in uncached mode as the thread attaches:
+// they take no freed block, so every free reaches heap's Flush or
+// free_dispatch's FreeSlow (OnFree), and a refill caches only the blocks that
+// fit before the thread's next sample (UnsampledBlocks), so the allocation that
+// reaches the sample always takes core's slow path (OnAlloc). Off, the inline
+// malloc/free fast paths are the same instructions as without it.
 // Thread-safety: any thread; the sampler state is per thread, the live table is
 // sharded under spin locks, the stack table under one lock (sampled
 // allocations only). Called by: heap (uncached frees), free_dispatch (FreeSlow),
@@ -52,6 +54,13 @@ void Init();
 // `ptr` (non-null) was just allocated with `size` requested bytes: counts the
 // bytes down and, when the countdown runs out, records the block and its stack.
 HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void OnAlloc(void* ptr, size_t size);
+
+// A refill of blocks of `size` bytes in uncached mode: how many blocks (at most
+// `max`) may stay cached and be popped by the fast path unseen. They are
+// counted down now, all of them before the next sample: an allocation can only
+// be sampled on a slow path, and the sampling stays unbiased (the byte stream is
+// taken in another order; each byte is still sampled with probability 1/rate).
+int UnsampledBlocks(size_t size, int max);
 
 // `ptr` is being freed (a valid block, before it can be reused): forgets it if it
 // was sampled.

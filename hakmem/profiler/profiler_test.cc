@@ -127,6 +127,36 @@ TEST_F(SamplerTest, SamplesInProportionToBytes) {
   EXPECT_EQ(after.samples, during.samples);
 }
 
+// A thread cache in profiling mode: a refill returns one block (offered to the
+// sampler) and caches UnsampledBlocks more, which are handed out unseen. The
+// number of sampled blocks must still be what sampling every block would give.
+TEST_F(SamplerTest, RefillsThatCacheUnsampledBlocksKeepTheSamplingRate) {
+  constexpr int kBlocks = 40000;
+  constexpr size_t kSize = 8 * 1024;
+  constexpr int kBatch = 16;
+  const Totals before = GetTotals();
+  int cached = 0;
+  int seen = 0;
+  for (int i = 0; i < kBlocks; ++i) {
+    if (cached > 0) {
+      --cached;  // a fast-path pop
+      continue;
+    }
+    cached = UnsampledBlocks(kSize, kBatch - 1);
+    ASSERT_GE(cached, 0);
+    ASSERT_LE(cached, kBatch - 1);
+    OnAlloc(reinterpret_cast<void*>(FakeAddress(i)), kSize);
+    ++seen;
+  }
+  EXPECT_LT(seen, kBlocks / 2);  // most blocks came from the cache
+  const Totals during = GetTotals();
+  const double p = 1 - std::exp(-static_cast<double>(kSize) / kRate);
+  const double sampled = static_cast<double>(during.live_samples - before.live_samples);
+  EXPECT_NEAR(sampled, kBlocks * p, 5 * std::sqrt(kBlocks * p * (1 - p)));
+  for (int i = 0; i < kBlocks; ++i) OnFree(reinterpret_cast<void*>(FakeAddress(i)));
+  EXPECT_EQ(GetTotals().live_samples, before.live_samples);
+}
+
 TEST_F(SamplerTest, FreesInAnyOrderLeaveTheTableConsistent) {
   const Totals before = GetTotals();
   // Large blocks are always sampled: 30000 live entries, several per shard slot
