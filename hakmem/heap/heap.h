@@ -13,10 +13,12 @@
 #define HAKMEM_HEAP_HEAP_H_
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstdint>
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/profiler/profiler.h"
 #include "hakmem/remote_queue/remote_queue.h"
@@ -118,6 +120,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) 
   stats::Count(stats::Counter::k_frees_remote);
 }
 
+// A block freed twice in a row by its owner while the caches are uncached (heap
+// profiling): reported as free_dispatch reports invalid frees (HAKMEM_INVALID_FREE).
+ABSL_ATTRIBUTE_NOINLINE inline void ReportUncachedDoubleFree(const void* block) {
+  stats::Count(stats::Counter::k_frees_invalid);
+  platform::DiagLine()
+      .Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(block))
+      .Str(" (double free)").Write();
+  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+}
+
 // Per-class free lists of a thread cache for classes [kFirst, kFirst + kCount).
 // Constant-initialised to empty lists: an empty list sends the caller to its
 // refill path, so the fast paths need no init branch.
@@ -185,6 +197,12 @@ struct ClassCaches {
     MaybeDecay(heap);
     FreeList& list = lists[cls - kFirst];
     if (ABSL_PREDICT_FALSE(list.max == 0)) {
+      // No cache head to catch an immediate double free: the slab's free list
+      // head does.
+      SuperSlab* ss = SuperSlabOf(block);
+      if (ABSL_PREDICT_FALSE(SlabOf(ss, block)->free_list == block)) {
+        return ReportUncachedDoubleFree(block);
+      }
       profiler::OnFree(block);
       *static_cast<void**>(block) = nullptr;
       FreeBlockList(heap, block);
