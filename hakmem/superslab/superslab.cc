@@ -453,6 +453,7 @@ void SetRetainBytes(uint64_t bytes) {
   g_retain_bytes_override.store(bytes, std::memory_order_relaxed);
   platform::SpinLockHolder hold(&g_lock);
   EnforceRetainCapLocked();
+  UpdateNextPurgeLocked();
 }
 
 void ForEachSuperSlab(void (*fn)(const SuperSlab* ss, void* arg), void* arg) {
