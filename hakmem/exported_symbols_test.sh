@@ -12,9 +12,10 @@ expected_list=$2
 # Every symbol the dynamic table defines, local ones included: a local entry is not
 # bindable, but it names internals nobody outside should see. Versions (@@V) are
 # dropped. __bss_start, _edata and _end are the linker's section markers (bfd and
-# gold add them, lld does not), not ours.
+# gold add them, lld does not), not ours; so are the bounds of the profiler's
+# hakmem_alloc_entry section, which bfd lists although they are hidden.
 symbols=$(nm -D --defined-only "$so" | awk 'NF >= 3 { sub(/@.*/, "", $3); print $2, $3 }' |
-  grep -Ev ' (__bss_start|_edata|_end)$')
+  grep -Ev ' (__bss_start|_edata|_end|__start_hakmem_alloc_entry|__stop_hakmem_alloc_entry)$')
 actual=$(awk '{ print $2 }' <<<"$symbols" | LC_ALL=C sort -u)
 # Bindable from outside: global or weak (nm's upper-case types, and u for unique).
 bindable=$(awk '$1 ~ /^[A-Zu]$/ { print $2 }' <<<"$symbols" | LC_ALL=C sort -u)

@@ -1,12 +1,14 @@
 // The C API of hakmem.h: forwards to core, plus the statistics report.
 #include "hakmem/hakmem.h"
 
+#include <errno.h>
 #include <unistd.h>
 
 #include "hakmem/config/options.h"
 #include "hakmem/core/core.h"
 #include "hakmem/heap/heap.h"
 #include "hakmem/platform/platform.h"
+#include "hakmem/profiler/profiler.h"
 #include "hakmem/registry/registry.h"
 #include "hakmem/stats/stats.h"
 #include "hakmem/superslab/superslab.h"
@@ -19,6 +21,18 @@ using hakmem::core::Free;
 using hakmem::core::Malloc;
 
 extern "C" {
+
+// The allocation functions of the API sit in the section the heap profiler's
+// stack walk skips (placement only).
+HAKMEM_ALLOC_ENTRY void* hak_malloc(size_t size);
+HAKMEM_ALLOC_ENTRY void* hak_calloc(size_t count, size_t size);
+HAKMEM_ALLOC_ENTRY void* hak_realloc(void* ptr, size_t size);
+HAKMEM_ALLOC_ENTRY void* hak_reallocarray(void* ptr, size_t count, size_t size);
+HAKMEM_ALLOC_ENTRY int hak_posix_memalign(void** out, size_t alignment, size_t size);
+HAKMEM_ALLOC_ENTRY void* hak_aligned_alloc(size_t alignment, size_t size);
+HAKMEM_ALLOC_ENTRY void* hak_memalign(size_t alignment, size_t size);
+HAKMEM_ALLOC_ENTRY void* hak_valloc(size_t size);
+HAKMEM_ALLOC_ENTRY void* hak_pvalloc(size_t size);
 
 void* hak_malloc(size_t size) { return Malloc(size); }
 void hak_free(void* ptr) { Free(ptr); }
@@ -71,6 +85,14 @@ void hak_get_stats(hak_stats* out) {
   const hakmem::SuperSlabStats ss = hakmem::GetSuperSlabStats();
   out->bytes_in_superslabs = ss.superslab_bytes;
   out->bytes_in_huge = ss.huge_bytes;
+}
+
+int hak_heap_profile_dump(const char* path) {
+  if (path == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  return hakmem::profiler::Dump(path);
 }
 
 const char* hak_syscall_name(int index) {

@@ -8,8 +8,10 @@
 #ifndef HAKMEM_HAKMEM_H_
 #define HAKMEM_HAKMEM_H_
 
+#include <malloc.h> /* struct mallinfo, struct mallinfo2 */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "hakmem/stats/stats_fields.h"
 
@@ -62,6 +64,26 @@ HAK_API void hak_get_stats(hak_stats* out);
 HAK_API void hak_print_stats(int fd);
 
 HAK_API const char* hak_syscall_name(int index);
+
+/* glibc's introspection API answered for hakmem (the C names mallinfo2 & co in
+ * //hakmem:malloc and libhakmem.so forward here). Totals are a snapshot taken
+ * without stopping other threads; blocks in other threads' caches count as in
+ * use. Field by field: README.md, "glibc's malloc introspection". */
+HAK_API struct mallinfo2 hak_mallinfo2(void);
+/* mallinfo2 with each field cut to int, as glibc does. */
+HAK_API struct mallinfo hak_mallinfo(void);
+/* A summary and the HAKMEM_STATS report, to stderr. */
+HAK_API void hak_malloc_stats(void);
+/* An XML document (lanes, classes, totals) to `stream`; options must be 0.
+ * 0 on success, -1 with errno set otherwise (EINVAL for options). */
+HAK_API int hak_malloc_info(int options, FILE* stream);
+/* 1 if `param` applies to hakmem and `value` was taken, else 0 (see README). */
+HAK_API int hak_mallopt(int param, int value);
+
+/* Writes the sampled heap profile (HAKMEM_HEAP_PROFILE) to `path` in the
+ * gperftools heap format google-pprof reads. 0 on success; -1 with errno set
+ * (EINVAL: the profiler is off; or the error of open/write). */
+HAK_API int hak_heap_profile_dump(const char* path);
 
 #ifdef __cplusplus
 }

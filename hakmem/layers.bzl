@@ -8,6 +8,7 @@ HAKMEM_LAYERS = [
     "platform",
     "config",
     "stats",
+    "profiler",
     "size_class",
     "registry",
     "superslab",

@@ -9,6 +9,9 @@ PACKAGES=(
   clang libclang-rt-14-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
+  # google-pprof reads HAKMEM_HEAP_PROFILE's profiles (heap_profile_test needs
+  # it); graphviz draws its --svg/--png call graphs.
+  google-perftools graphviz
 )
 
 missing=()

@@ -42,6 +42,10 @@ void Parse(const char* name, const char* text, uint64_t* out) {
   *out = value;
 }
 
+void Parse(const char*, const char* text, const char** out) {
+  *out = text[0] != '\0' ? text : nullptr;  // empty: unset
+}
+
 void Parse(const char* name, const char* text, InvalidFreePolicy* out) {
   if (strcmp(text, "abort") == 0) {
     *out = InvalidFreePolicy::kAbort;

@@ -1,7 +1,8 @@
 // config/options: the runtime options table, one HAKMEM_<NAME> environment
 // variable per row, each documented in README.md (options_test checks that).
 //
-// Read once, lazily, on first use, without allocating; a value that does not parse
+// Read once, lazily, on first use, without allocating (a text option points into
+// the environment); a value that does not parse
 // is reported on stderr and the default is kept. Thread-safety: GetOptions() may be
 // called from any thread at any time; concurrent first calls parse the same
 // environment and publish equal values. Called by: stats, superslab, free_dispatch,
@@ -26,7 +27,13 @@ enum class InvalidFreePolicy : uint8_t { kAbort, kWarn };
   X(PURGE_DELAY_MS, purge_delay_ms, uint64_t, 1000,                                  \
     "milliseconds an empty superslab or huge mapping stays committed before purge")  \
   X(RETAIN_MB, retain_mb, uint64_t, 256,                                             \
-    "MiB of empty memory kept committed for reuse; beyond it, purge at once")
+    "MiB of empty memory kept committed for reuse; beyond it, purge at once")        \
+  X(HEAP_PROFILE, heap_profile, const char*, nullptr,                                \
+    "<prefix>: sample allocations; write <prefix>.<pid>.heap (pprof format) at exit") \
+  X(HEAP_PROFILE_RATE, heap_profile_rate, uint64_t, 512 * 1024,                      \
+    "mean bytes allocated between two heap-profile samples")                        \
+  X(HEAP_PROFILE_SEED, heap_profile_seed, uint64_t, 0,                               \
+    "seed of the heap-profile sampler; 0: a different one each run")
 
 struct Options {
 #define HAKMEM_OPTION_FIELD(NAME, field, type, default_value, help) \

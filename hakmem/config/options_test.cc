@@ -28,6 +28,9 @@ TEST_F(OptionsTest, DefaultsWithEmptyEnvironment) {
   EXPECT_EQ(o.invalid_free, InvalidFreePolicy::kAbort);
   EXPECT_EQ(o.purge_delay_ms, 1000u);
   EXPECT_EQ(o.retain_mb, 256u);
+  EXPECT_EQ(o.heap_profile, nullptr);
+  EXPECT_EQ(o.heap_profile_rate, 512u * 1024);
+  EXPECT_EQ(o.heap_profile_seed, 0u);
 }
 
 TEST_F(OptionsTest, ParsesEveryType) {
@@ -36,8 +39,10 @@ TEST_F(OptionsTest, ParsesEveryType) {
   setenv("HAKMEM_INVALID_FREE", "warn", 1);
   setenv("HAKMEM_PURGE_DELAY_MS", "25", 1);
   setenv("HAKMEM_RETAIN_MB", "0", 1);
+  setenv("HAKMEM_HEAP_PROFILE", "/tmp/prof", 1);
   ReloadOptionsForTesting();
   const Options& o = GetOptions();
+  EXPECT_STREQ(o.heap_profile, "/tmp/prof");
   EXPECT_TRUE(o.stats);
   EXPECT_TRUE(o.size_hist);
   EXPECT_EQ(o.invalid_free, InvalidFreePolicy::kWarn);

@@ -61,6 +61,7 @@ ABSL_ATTRIBUTE_NOINLINE void* HandBackExitingHeap(void* p) {
 }
 
 void PrepareFork() {
+  profiler::PrepareFork();
   PrepareForkHeaps();
   PrepareForkSuperSlabs();
   registry::PrepareFork();
@@ -72,6 +73,7 @@ void ParentAfterFork() {
   registry::ParentAfterFork();
   ParentAfterForkSuperSlabs();
   ParentAfterForkHeaps();
+  profiler::ParentAfterFork();
 }
 
 void ChildAfterFork() {
@@ -79,6 +81,7 @@ void ChildAfterFork() {
   registry::ChildAfterFork();
   ChildAfterForkSuperSlabs();
   ChildAfterForkHeaps();
+  profiler::ChildAfterFork();
 }
 
 ABSL_ATTRIBUTE_NOINLINE void GlobalInit() {
@@ -96,6 +99,7 @@ ABSL_ATTRIBUTE_NOINLINE void GlobalInit() {
     const int fd = platform::DuplicateFd(2);
     if (fd >= 0) g_report_fd = fd;
   }
+  profiler::Init();  // before any thread has a heap, so every one is uncached
   if (pthread_key_create(&g_thread_key, ThreadExit) != 0) {
     platform::Fatal("pthread_key_create failed: cannot hand back thread caches");
   }
@@ -111,7 +115,12 @@ ABSL_ATTRIBUTE_NOINLINE Heap* AttachThread() {
   if (heap == nullptr) return nullptr;
   if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return heap;  // handed back after this call
   pthread_setspecific(g_thread_key, heap);
-  pool_tls::Prewarm(heap);
+  if (ABSL_PREDICT_FALSE(profiler::Enabled())) {
+    tiny_tls::SetUncached();
+    pool_tls::SetUncached();
+  } else {
+    pool_tls::Prewarm(heap);
+  }
   return heap;
 }
 
@@ -125,24 +134,34 @@ void* Fail() {
   return nullptr;
 }
 
-// One block of size class `cls` through its thread cache.
-void* AllocClass(Heap* heap, int cls) {
+// One block of size class `cls` through its thread cache. With the heap profiler
+// on, a block a refill returns is offered to the sampler (at its class size);
+// the blocks the refill left cached were counted as unsampled by it (profiler.h).
+HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls) {
   void* p;
+  bool refilled = false;
   if (cls < kNumTinyClasses) {
     p = tiny_tls::TryAlloc(cls);
-    if (p == nullptr) p = tiny_tls::Refill(heap, cls);
+    if (p == nullptr) {
+      p = tiny_tls::Refill(heap, cls);
+      refilled = true;
+    }
   } else {
     p = pool_tls::TryAlloc(cls);
-    if (p == nullptr) p = pool_tls::Refill(heap, cls);
+    if (p == nullptr) {
+      p = pool_tls::Refill(heap, cls);
+      refilled = true;
+    }
   }
   if (p == nullptr) return Fail();
   stats::CountClassAlloc(cls);
+  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && refilled) profiler::OnAlloc(p, ClassSize(cls));
   return p;
 }
 
 // Any size, aligned to `alignment` (a power of two <= 1 MiB for the slab lanes).
 // `*zeroed` tells whether the block is known to read as zero.
-void* Allocate(size_t size, size_t alignment, bool* zeroed) {
+void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
   *zeroed = false;
   if (size == 0) size = 1;  // a minimal block on every lane, aligned ones included
   if (size > kPoolMax) stats::RecordLargeSize(size);
@@ -174,6 +193,16 @@ void* Allocate(size_t size, size_t alignment, bool* zeroed) {
     }
   }
   if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return HandBackExitingHeap(p);
+  return p;
+}
+
+// Allocate, seen by the heap profiler when it runs (the slab classes in AllocClass).
+HAKMEM_ALLOC_ENTRY void* Allocate(size_t size, size_t alignment, bool* zeroed) {
+  void* p = AllocateUnsampled(size, alignment, zeroed);
+  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && p != nullptr &&
+      (size > kPoolMax || alignment > platform::kPageSize)) {
+    profiler::OnAlloc(p, size);
+  }
   return p;
 }
 
@@ -219,8 +248,12 @@ void* Realloc(void* ptr, size_t size) {
       return __libc_realloc(ptr, size);  // stays the C library's
     case free_dispatch::Kind::kHuge:
       if (size > kHugeThreshold) {
-        // nullptr: the pages could not be moved; a copy (below) may still succeed.
+        // nullptr: the pages could not be moved; a copy (below) may still succeed
+        // (a sampled block is forgotten either way).
+        const bool profiled = ABSL_PREDICT_FALSE(profiler::Enabled());
+        if (profiled) profiler::OnFree(ptr);
         if (void* moved = HugeRealloc(HugeHeaderOf(ptr), size)) {
+          if (profiled) profiler::OnAlloc(moved, size);
           if (moved == ptr) Count(Counter::k_realloc_in_place);
           return moved;
         }

@@ -18,6 +18,7 @@
 #include "absl/base/optimization.h"
 #include "hakmem/free_dispatch/free_dispatch.h"
 #include "hakmem/pool_tls/pool_tls.h"
+#include "hakmem/profiler/profiler.h"
 #include "hakmem/size_class/size_class.h"
 #include "hakmem/stats/stats.h"
 #include "hakmem/tiny_tls/tiny_tls.h"
@@ -25,8 +26,9 @@
 namespace hakmem::core {
 
 // Everything the inline fast path does not serve: first use of a thread, empty
-// caches, large and huge sizes. Sets errno = ENOMEM on failure.
-ABSL_ATTRIBUTE_NOINLINE void* MallocSlow(size_t size);
+// caches, large and huge sizes (and, with the heap profiler on, every size).
+// Sets errno = ENOMEM on failure.
+HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* MallocSlow(size_t size);
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Malloc(size_t size) {
   if (ABSL_PREDICT_TRUE(size <= kTinyMax)) {
@@ -50,16 +52,18 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr) {
   free_dispatch::Free(ptr, free_dispatch::Call::kFree);
 }
 
-void* Calloc(size_t count, size_t size);
-void* Realloc(void* ptr, size_t size);
-void* ReallocArray(void* ptr, size_t count, size_t size);
+// The allocation entry points are HAKMEM_ALLOC_ENTRY: the heap profiler's stack
+// walk skips their frames.
+HAKMEM_ALLOC_ENTRY void* Calloc(size_t count, size_t size);
+HAKMEM_ALLOC_ENTRY void* Realloc(void* ptr, size_t size);
+HAKMEM_ALLOC_ENTRY void* ReallocArray(void* ptr, size_t count, size_t size);
 // `alignment` is a power of two; nullptr with errno ENOMEM when out of memory.
-void* AlignedAlloc(size_t alignment, size_t size);
-int PosixMemalign(void** out, size_t alignment, size_t size);
-void* Memalign(size_t alignment, size_t size);      // glibc memalign semantics
-void* AlignedAllocC11(size_t alignment, size_t size);  // C11 aligned_alloc
-void* Valloc(size_t size);
-void* Pvalloc(size_t size);
+HAKMEM_ALLOC_ENTRY void* AlignedAlloc(size_t alignment, size_t size);
+HAKMEM_ALLOC_ENTRY int PosixMemalign(void** out, size_t alignment, size_t size);
+HAKMEM_ALLOC_ENTRY void* Memalign(size_t alignment, size_t size);      // glibc memalign semantics
+HAKMEM_ALLOC_ENTRY void* AlignedAllocC11(size_t alignment, size_t size);  // C11 aligned_alloc
+HAKMEM_ALLOC_ENTRY void* Valloc(size_t size);
+HAKMEM_ALLOC_ENTRY void* Pvalloc(size_t size);
 
 // Flushes the caller's thread caches and gives back every empty superslab and
 // cached huge mapping now (malloc_trim, hak_purge); true if anything went back.

@@ -8,6 +8,7 @@
 
 #include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
+#include "hakmem/profiler/profiler.h"
 
 extern "C" {
 void __libc_free(void* ptr);  // glibc: the C library's own free
@@ -131,6 +132,11 @@ Found FindIn(const void* ptr, void* header, Call call) {
 
 void FreeSlow(void* ptr, void* header, Call call) {
   const Found found = FindIn(ptr, header, call);
+  // Before the block can be reused (a remote free is reused by its owner).
+  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && found.kind != Kind::kInvalid &&
+      found.kind != Kind::kForeign) {
+    profiler::OnFree(ptr);
+  }
   switch (found.kind) {
     case Kind::kInvalid:
       return;

@@ -13,12 +13,15 @@
 #define HAKMEM_HEAP_HEAP_H_
 
 #include <cstddef>
+#include <cstdlib>
 #include <cstdint>
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "hakmem/config/build_config.h"
+#include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
+#include "hakmem/profiler/profiler.h"
 #include "hakmem/registry/registry.h"
 #include "hakmem/remote_queue/remote_queue.h"
 #include "hakmem/size_class/size_class.h"
@@ -147,6 +150,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) 
   stats::Count(stats::Counter::k_frees_remote);
 }
 
+// A block freed twice in a row by its owner while the caches are uncached (heap
+// profiling): reported as free_dispatch reports invalid frees (HAKMEM_INVALID_FREE).
+ABSL_ATTRIBUTE_NOINLINE inline void ReportUncachedDoubleFree(const void* block) {
+  stats::Count(stats::Counter::k_frees_invalid);
+  platform::DiagLine()
+      .Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(block))
+      .Str(" (double free)").Write();
+  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+}
+
 // Per-class free lists of a thread cache for classes [kFirst, kFirst + kCount).
 // Constant-initialised to empty lists: an empty list sends the caller to its
 // refill path, so the fast paths need no init branch.
@@ -199,18 +212,22 @@ struct ClassCaches {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const { return lists[cls - kFirst].head; }
 
   // Refills an empty list with one batch and returns one block (nullptr: OOM).
+  // Uncached (max 0): the block returned, and as many more as the heap profiler
+  // counts as unsampled (profiler::UnsampledBlocks).
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls) {
-    FreeList& empty = lists[cls - kFirst];
-    if (ABSL_PREDICT_FALSE(empty.count != 0)) {  // Pop ended the list at a bad link
-      ReportCorruptList(cls, empty.count);
-      empty.count = 0;  // those blocks are leaked, never handed out
+    FreeList& list = lists[cls - kFirst];
+    if (ABSL_PREDICT_FALSE(list.count != 0)) {  // Pop ended the list at a bad link
+      ReportCorruptList(cls, list.count);
+      list.count = 0;  // those blocks are leaked, never handed out
     }
     MaybeDecay(heap);  // the decay clock ticks on the slow paths only
+    const int batch = kSizeClasses[cls].batch;
+    const int want =
+        list.max != 0 ? batch : 1 + profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
     void* head = nullptr;
-    const int got = AllocBatch(heap, cls, kSizeClasses[cls].batch, &head);
+    const int got = AllocBatch(heap, cls, want, &head);
     if (got == 0) return nullptr;
     stats::Count(stats::Counter::k_cache_refills);
-    FreeList& list = lists[cls - kFirst];
     list.head = LoadLink(head);
     list.count = static_cast<uint32_t>(got - 1);
     MarkInUse(head);
@@ -218,9 +235,23 @@ struct ClassCaches {
   }
 
   // The list is full: gives one batch back to the slabs, then keeps `block`.
+  // Uncached (max 0): `block` goes straight back to its slab.
   ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
     MaybeDecay(heap);
     FreeList& list = lists[cls - kFirst];
+    if (ABSL_PREDICT_FALSE(list.max == 0)) {
+      // No cache head to catch an immediate double free: the slab's free list
+      // head does.
+      SuperSlab* ss = SuperSlabOf(block);
+      if (ABSL_PREDICT_FALSE(SlabOf(ss, block)->free_list == block)) {
+        return ReportUncachedDoubleFree(block);
+      }
+      profiler::OnFree(block);
+      StoreLink(block, nullptr);
+      FreeBlockList(heap, block);
+      stats::Count(stats::Counter::k_cache_flushes);
+      return;
+    }
     void* head = list.head;
     void* last = head;
     uint32_t returned = 1;
@@ -237,6 +268,14 @@ struct ClassCaches {
     StoreLink(block, rest);
     list.head = block;
     list.count = list.count - returned + 1;
+  }
+
+  // Heap profiling: a list takes no freed block from now on (every free of this
+  // thread reaches Flush, and the profiler), and holds only what a refill left
+  // for allocations the sampler has already passed over. Set when the thread
+  // attaches its heap, its lists empty.
+  void SetUncached() {
+    for (FreeList& list : lists) list.max = 0;
   }
 
   // Gives every cached block back to the slabs (thread exit).

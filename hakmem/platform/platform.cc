@@ -245,6 +245,38 @@ void DiagLine::Write(int fd) {
   length_ = 0;
 }
 
+int OpenFile(const char* path, bool write) {
+  Count(Syscall::k_open);
+  const int flags = write ? O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC : O_RDONLY | O_CLOEXEC;
+  return open(path, flags, 0644);
+}
+
+bool WriteAll(int fd, const char* data, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    Count(Syscall::k_write);
+    const ssize_t n = write(fd, data + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+long ReadSome(int fd, char* buffer, size_t size) {
+  for (;;) {
+    Count(Syscall::k_read);
+    const ssize_t n = read(fd, buffer, size);
+    if (n < 0 && errno == EINTR) continue;
+    return static_cast<long>(n);
+  }
+}
+
+void CloseFile(int fd) { close(fd); }
+
 int DuplicateFd(int fd) {
   Count(Syscall::k_fcntl);
   return fcntl(fd, F_DUPFD_CLOEXEC, 3);

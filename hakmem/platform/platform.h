@@ -87,6 +87,15 @@ const char* GetEnv(const char* name);
 // Returns the number of bytes read, or -1. Does not allocate.
 long ReadSmallFile(const char* path, char* buffer, size_t size);
 
+// Plain file I/O without allocating (the heap profiler's dumps). OpenFile:
+// `write` creates or truncates `path` (mode 0644); returns a descriptor or -1 with
+// errno set. WriteAll writes every byte (false on error, errno set). ReadSome
+// reads at most `size` bytes: the count, 0 at the end, -1 on error.
+int OpenFile(const char* path, bool write);
+bool WriteAll(int fd, const char* data, size_t size);
+long ReadSome(int fd, char* buffer, size_t size);
+void CloseFile(int fd);
+
 // A line of diagnostics assembled in a fixed buffer and written to stderr with
 // one write(2). Never allocates; text beyond the buffer is cut.
 class DiagLine {

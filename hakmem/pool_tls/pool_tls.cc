@@ -40,6 +40,8 @@ void Prewarm(Heap* heap) {
   }
 }
 
+void SetUncached() { tls_pool.SetUncached(); }
+
 void FlushAll(Heap* heap) { tls_pool.FlushAll(heap); }
 
 }  // namespace hakmem::pool_tls

@@ -51,6 +51,9 @@ bool IsCached(int cls, const void* block);
 // A new thread's caches get one batch of each class up to 8 KiB (prewarm builds).
 void Prewarm(Heap* heap);
 
+// Heap profiling: this thread's caches never hold a block (see profiler.h).
+void SetUncached();
+
 // Thread exit: every cached block goes back to the slabs.
 void FlushAll(Heap* heap);
 

@@ -50,13 +50,25 @@ ABSL_CONST_INIT uint64_t g_huge_cached_bytes = 0;
 
 ABSL_CONST_INIT std::atomic<uint64_t> g_superslab_bytes{0};
 ABSL_CONST_INIT std::atomic<uint64_t> g_huge_bytes{0};
+ABSL_CONST_INIT std::atomic<uint64_t> g_huge_count{0};  // mappings, live or cached
+// Every reservation ever made, for ForEachSuperSlab (append-only: published with
+// a release store of the count; superslabs are never unmapped).
+constexpr size_t kMaxReservations = 4096;  // 256 GiB of superslabs
+ABSL_CONST_INIT char* g_reservations[kMaxReservations] = {};
+ABSL_CONST_INIT size_t g_reservation_lengths[kMaxReservations] = {};
+ABSL_CONST_INIT std::atomic<size_t> g_reservation_count{0};
+// mallopt(M_TRIM_THRESHOLD) overrides HAKMEM_RETAIN_MB (UINT64_MAX: not set).
+ABSL_CONST_INIT std::atomic<uint64_t> g_retain_bytes_override{UINT64_MAX};
 // Earliest time a cached item becomes due for purging (UINT64_MAX: nothing cached).
 ABSL_CONST_INIT std::atomic<uint64_t> g_next_purge_ns{UINT64_MAX};
 
 constexpr uint64_t kMillisecond = 1000000;
 
 uint64_t PurgeDelayNs() { return config::GetOptions().purge_delay_ms * kMillisecond; }
-uint64_t RetainBytes() { return config::GetOptions().retain_mb << 20; }
+uint64_t RetainBytes() {
+  const uint64_t set = g_retain_bytes_override.load(std::memory_order_relaxed);
+  return set != UINT64_MAX ? set : config::GetOptions().retain_mb << 20;
+}
 
 constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -100,6 +112,7 @@ void ReleaseHugeLocked(HugeHeader* h) {
   g_huge_cache.Remove(h);
   g_huge_cached_bytes -= h->map_len;
   g_huge_bytes.fetch_sub(h->map_len, std::memory_order_relaxed);
+  g_huge_count.fetch_sub(1, std::memory_order_relaxed);
   char* base = h->map_base;
   const size_t len = h->map_len;
   registry::Unregister(base, len);
@@ -152,6 +165,12 @@ bool NewReservationLocked() {
       char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
       if (r == nullptr) continue;
       Count(Counter::k_reservations);
+      const size_t n = g_reservation_count.load(std::memory_order_relaxed);
+      if (n < kMaxReservations) {
+        g_reservations[n] = r;
+        g_reservation_lengths[n] = length;
+        g_reservation_count.store(n + 1, std::memory_order_release);
+      }
       g_reserve_cursor = r;
       g_reserve_end = r + length;
       return true;
@@ -421,6 +440,7 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
     return nullptr;
   }
   g_huge_bytes.fetch_add(needed, std::memory_order_relaxed);
+  g_huge_count.fetch_add(1, std::memory_order_relaxed);
   Count(Counter::k_huge_mapped);
   *zeroed = true;
   return user;
@@ -509,7 +529,43 @@ SuperSlabStats GetSuperSlabStats() {
   platform::SpinLockHolder hold(&g_lock);
   s.cached_superslabs = g_warm.count + g_cold.count;
   s.cached_huge = g_huge_cache.count;
+  s.warm_superslabs = g_warm.count;
+  s.cached_huge_bytes = g_huge_cached_bytes;
+  s.huge_mappings = g_huge_count.load(std::memory_order_relaxed);
   return s;
+}
+
+void SetRetainBytes(uint64_t bytes) {
+  g_retain_bytes_override.store(bytes, std::memory_order_relaxed);
+  platform::SpinLockHolder hold(&g_lock);
+  EnforceRetainCapLocked();
+  UpdateNextPurgeLocked();
+}
+
+void ForEachSuperSlab(void (*fn)(const SuperSlab* ss, void* arg), void* arg) {
+  const size_t n = g_reservation_count.load(std::memory_order_acquire);
+  char* cursor;
+  char* end;
+  {
+    platform::SpinLockHolder hold(&g_lock);
+    cursor = g_reserve_cursor;
+    end = g_reserve_end;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    char* base = g_reservations[i];
+    char* limit = base + g_reservation_lengths[i];
+    // The reservation being carved ends at the cursor; older ones are carved whole.
+    char* carved = limit == end ? cursor : limit;
+    for (char* p = base; p < carved; p += kSuperSlabSize) {
+      // Under address-space pressure a huge mapping may have taken part of a
+      // reservation (TakeFromReservation), and may be gone since: only a chunk the
+      // registry maps to itself can hold a superslab header.
+      if (registry::Lookup(p) != p) continue;
+      const SuperSlab* ss = reinterpret_cast<const SuperSlab*>(p);
+      // A superslab whose header is not written yet (carved a moment ago) is skipped.
+      if (__atomic_load_n(&ss->magic, __ATOMIC_ACQUIRE) == kSuperSlabMagic) fn(ss, arg);
+    }
+  }
 }
 
 void PrepareForkSuperSlabs() { g_lock.Lock(); }

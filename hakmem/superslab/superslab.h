@@ -186,8 +186,20 @@ struct SuperSlabStats {
   uint64_t cached_superslabs;   // in the cache now (warm or decommitted)
   uint64_t huge_bytes;          // huge mappings, live or cached
   uint64_t cached_huge;         // in the huge cache now
+  uint64_t warm_superslabs;     // in the cache and still committed
+  uint64_t cached_huge_bytes;   // mapped bytes of the huge cache
+  uint64_t huge_mappings;       // huge mappings, live or cached
 };
 SuperSlabStats GetSuperSlabStats();
+
+// Caps the empty memory kept committed (mallopt M_TRIM_THRESHOLD), overriding
+// HAKMEM_RETAIN_MB; what is cached beyond the new cap goes back at once.
+void SetRetainBytes(uint64_t bytes);
+
+// Calls `fn` for every superslab carved so far (in use or cached), from any
+// thread, without stopping the owners: their slab descriptors are read while they
+// change, so what `fn` computes is a snapshot (mallinfo, malloc_info).
+void ForEachSuperSlab(void (*fn)(const SuperSlab* ss, void* arg), void* arg);
 
 void PrepareForkSuperSlabs();
 void ParentAfterForkSuperSlabs();

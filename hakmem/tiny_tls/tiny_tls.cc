@@ -13,6 +13,8 @@ void Flush(Heap* heap, int cls, void* block) { tls_tiny.Flush(heap, cls, block);
 
 bool IsCached(int cls, const void* block) { return tls_tiny.Contains(cls, block); }
 
+void SetUncached() { tls_tiny.SetUncached(); }
+
 void FlushAll(Heap* heap) { tls_tiny.FlushAll(heap); }
 
 }  // namespace hakmem::tiny_tls

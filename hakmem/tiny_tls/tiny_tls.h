@@ -40,6 +40,9 @@ ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block);
 // Whether `block` is cached now (a search of the class's list: slow path only).
 bool IsCached(int cls, const void* block);
 
+// Heap profiling: this thread's caches never hold a block (see profiler.h).
+void SetUncached();
+
 // Thread exit: every cached block goes back to the slabs.
 void FlushAll(Heap* heap);
 

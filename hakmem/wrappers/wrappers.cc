@@ -4,15 +4,20 @@
 // safe before main, inside dlsym, during thread exit and after fork).
 // Linked by: //hakmem:malloc (cc_binary malloc attribute) and libhakmem.so.
 #include <errno.h>
+#include <malloc.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <new>
 
 #include "hakmem/core/core.h"
 #include "hakmem/free_dispatch/free_dispatch.h"
+#include "hakmem/hakmem.h"
+#include "hakmem/profiler/profiler.h"
 
-// hakmem builds with -fvisibility=hidden: these are the symbols it exports.
-#define HAKMEM_EXPORT __attribute__((visibility("default")))
+// hakmem builds with -fvisibility=hidden: these are the symbols it exports. They
+// sit in the section the heap profiler's stack walk skips (placement only).
+#define HAKMEM_EXPORT __attribute__((visibility("default"))) HAKMEM_ALLOC_ENTRY
 
 namespace {
 
@@ -20,7 +25,7 @@ using hakmem::core::Free;
 using hakmem::core::Malloc;
 
 // operator new's failure path: the new-handler loop of [new.delete.single].
-ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t alignment, bool nothrow) {
+HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t alignment, bool nothrow) {
   for (;;) {
     void* p = alignment == 0 ? Malloc(size) : hakmem::core::AlignedAlloc(alignment, size);
     if (p != nullptr) return p;
@@ -81,6 +86,14 @@ HAKMEM_EXPORT size_t malloc_usable_size(void* ptr) { return hakmem::free_dispatc
 // glibc's malloc_trim would trim only the C library's own arena: ours gives every
 // empty cached superslab and huge mapping back to the OS. Returns 1 if it did.
 HAKMEM_EXPORT int malloc_trim(size_t) { return hakmem::core::Purge() ? 1 : 0; }
+
+// glibc's introspection would describe the C library's own (unused) arena: these
+// describe hakmem's memory (hakmem/introspection.cc).
+HAKMEM_EXPORT struct mallinfo2 mallinfo2(void) { return hak_mallinfo2(); }
+HAKMEM_EXPORT struct mallinfo mallinfo(void) { return hak_mallinfo(); }
+HAKMEM_EXPORT void malloc_stats(void) { hak_malloc_stats(); }
+HAKMEM_EXPORT int malloc_info(int options, FILE* stream) { return hak_malloc_info(options, stream); }
+HAKMEM_EXPORT int mallopt(int param, int value) { return hak_mallopt(param, value); }
 
 }  // extern "C"
 

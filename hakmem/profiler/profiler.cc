@@ -1,0 +1,502 @@
+#include "hakmem/profiler/profiler.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "absl/base/optimization.h"
+#include "hakmem/config/options.h"
+#include "hakmem/platform/platform.h"
+#include "hakmem/platform/spin_lock.h"
+
+// The bounds of the section of HAKMEM_ALLOC_ENTRY functions (the linker defines
+// them; OnAlloc is in it, so it always exists where the profiler is linked).
+extern "C" {
+extern const char __start_hakmem_alloc_entry[] __attribute__((visibility("hidden")));
+extern const char __stop_hakmem_alloc_entry[] __attribute__((visibility("hidden")));
+// The top of the main thread's stack (glibc's dynamic loader).
+extern void* __libc_stack_end;
+}
+
+namespace hakmem::profiler {
+
+ABSL_CONST_INIT std::atomic<bool> g_enabled{false};
+
+namespace {
+
+constexpr int kMaxDepth = 64;
+
+// One distinct stack and what was sampled there. Never freed.
+struct Bucket {
+  uint64_t hash;
+  Bucket* chain;     // same hash slot
+  Bucket* next_all;  // every bucket, newest first
+  std::atomic<uint64_t> allocs;
+  std::atomic<uint64_t> alloc_bytes;
+  std::atomic<uint64_t> frees;
+  std::atomic<uint64_t> free_bytes;
+  int depth;
+  uintptr_t pcs[kMaxDepth];
+};
+
+// A live sampled block. addr == 0: an empty slot.
+struct Sample {
+  uintptr_t addr;
+  uint64_t size;
+  Bucket* bucket;
+};
+
+// The live table: shards of open addressing with linear probing, each under its
+// own lock (a free takes one shard's lock, not a global one).
+constexpr int kShardBits = 6;
+constexpr int kShards = 1 << kShardBits;
+constexpr size_t kSlots = 8192;                // per shard, a power of two
+constexpr uint32_t kMaxLive = kSlots * 3 / 4;  // per shard; beyond, drop
+struct Shard {
+  platform::SpinLock lock;
+  // Written under the lock; read without it by OnFree, so that a free in a
+  // shard with no sample takes no lock. A sampled block was inserted before the
+  // program could hand it to the thread that frees it: that thread sees count > 0.
+  std::atomic<uint32_t> count{0};
+  Sample* slots;
+};
+ABSL_CONST_INIT Shard g_shards[kShards];
+
+constexpr size_t kBucketSlots = 1 << 14;
+ABSL_CONST_INIT platform::SpinLock g_bucket_lock;
+ABSL_CONST_INIT Bucket** g_bucket_table = nullptr;                // under g_bucket_lock
+ABSL_CONST_INIT std::atomic<Bucket*> g_all_buckets{nullptr};      // published list
+ABSL_CONST_INIT char* g_arena = nullptr;                          // under g_bucket_lock
+ABSL_CONST_INIT char* g_arena_end = nullptr;
+
+ABSL_CONST_INIT std::atomic<uint64_t> g_samples{0};
+ABSL_CONST_INIT std::atomic<uint64_t> g_stacks{0};
+ABSL_CONST_INIT std::atomic<uint64_t> g_dropped{0};
+ABSL_CONST_INIT std::atomic<uint64_t> g_recursive{0};
+
+ABSL_CONST_INIT uint64_t g_rate = 512 * 1024;
+ABSL_CONST_INIT uint64_t g_seed = 0;
+ABSL_CONST_INIT std::atomic<int> g_init_state{0};  // 0 no, 1 running, 2 done
+ABSL_CONST_INIT char g_prefix[4096] = {};          // "" : no file at exit
+
+// The sampler of one thread: bytes left until the next sample.
+struct Sampler {
+  int64_t bytes_until;
+  uint64_t rng;
+  bool seeded;
+  bool busy;  // sampling now: an allocation made meanwhile is not sampled
+};
+ABSL_CONST_INIT __thread Sampler tls_sampler HAKMEM_TLS = {};
+
+uint64_t Mix(uint64_t x) {  // splitmix64
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Bytes to the next sample: exponential with mean g_rate (at least 1).
+int64_t NextInterval(Sampler* s) {
+  s->rng = Mix(s->rng);
+  // 53 random bits -> u in (0, 1].
+  const double u = static_cast<double>((s->rng >> 11) + 1) * (1.0 / 9007199254740992.0);
+  const double bytes = -std::log(u) * static_cast<double>(g_rate);
+  if (bytes < 1) return 1;
+  if (bytes > 1e15) return static_cast<int64_t>(1e15);
+  return static_cast<int64_t>(bytes);
+}
+
+void Seed(Sampler* s) {
+  const uint64_t thread = platform::ThreadId();
+  const uint64_t base = g_seed != 0 ? g_seed : platform::NowNanos() ^ reinterpret_cast<uintptr_t>(s);
+  s->rng = Mix(base ^ Mix(thread));
+  s->seeded = true;
+  s->bytes_until = NextInterval(s);
+}
+
+uint64_t HashAddress(uintptr_t addr) { return Mix(addr >> 4); }
+
+Shard& ShardOf(uint64_t h) { return g_shards[h & (kShards - 1)]; }
+size_t HomeSlot(uint64_t h) { return (h >> kShardBits) & (kSlots - 1); }
+
+void InsertLocked(Shard& shard, const Sample& sample, uint64_t h) {
+  size_t i = HomeSlot(h);
+  while (shard.slots[i].addr != 0) i = (i + 1) & (kSlots - 1);
+  shard.slots[i] = sample;
+  shard.count.store(shard.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
+// Removes the entry of `addr`; false if there is none. Backward-shift deletion
+// keeps every probe chain unbroken without tombstones.
+bool EraseLocked(Shard& shard, uintptr_t addr, uint64_t h, Sample* out) {
+  size_t i = HomeSlot(h);
+  while (shard.slots[i].addr != addr) {
+    if (shard.slots[i].addr == 0) return false;
+    i = (i + 1) & (kSlots - 1);
+  }
+  *out = shard.slots[i];
+  size_t j = i;
+  for (;;) {
+    j = (j + 1) & (kSlots - 1);
+    if (shard.slots[j].addr == 0) break;
+    const size_t k = HomeSlot(HashAddress(shard.slots[j].addr));
+    // The entry at j may move to i only if its home is not in (i, j].
+    const bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    if (stays) continue;
+    shard.slots[i] = shard.slots[j];
+    i = j;
+  }
+  shard.slots[i].addr = 0;
+  shard.count.store(shard.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  return true;
+}
+
+uint64_t HashStack(const uintptr_t* pcs, int depth) {
+  uint64_t h = static_cast<uint64_t>(depth);
+  for (int i = 0; i < depth; ++i) h = Mix(h ^ pcs[i]);
+  return h;
+}
+
+Bucket* FindOrAddBucketLocked(const uintptr_t* pcs, int depth) {
+  const uint64_t h = HashStack(pcs, depth);
+  Bucket** slot = &g_bucket_table[h & (kBucketSlots - 1)];
+  for (Bucket* b = *slot; b != nullptr; b = b->chain) {
+    if (b->hash == h && b->depth == depth && memcmp(b->pcs, pcs, depth * sizeof(uintptr_t)) == 0) {
+      return b;
+    }
+  }
+  if (g_arena == nullptr || g_arena_end - g_arena < static_cast<ptrdiff_t>(sizeof(Bucket))) {
+    constexpr size_t kChunk = size_t{1} << 20;
+    char* chunk = static_cast<char*>(platform::Reserve(kChunk, platform::kPageSize));
+    if (chunk == nullptr) return nullptr;
+    g_arena = chunk;
+    g_arena_end = chunk + kChunk;
+  }
+  Bucket* b = reinterpret_cast<Bucket*>(g_arena);  // mapped memory reads as zero
+  g_arena += sizeof(Bucket);
+  b->hash = h;
+  b->depth = depth;
+  memcpy(b->pcs, pcs, depth * sizeof(uintptr_t));
+  b->chain = *slot;
+  *slot = b;
+  b->next_all = g_all_buckets.load(std::memory_order_relaxed);
+  g_all_buckets.store(b, std::memory_order_release);
+  g_stacks.fetch_add(1, std::memory_order_relaxed);
+  return b;
+}
+
+// The highest address the walk may read from a frame at `fp`: a thread's stack
+// lies just below its thread control block (glibc puts it at the top of the
+// stack mapping); the main thread's ends at __libc_stack_end. Anything else (a
+// stack the program switched to) gets no bound, and the walk stops there.
+uintptr_t StackTop(uintptr_t fp) {
+  uintptr_t tp;
+  asm("mov %%fs:0, %0" : "=r"(tp));
+  if (tp > fp && tp - fp < (uintptr_t{1} << 30)) return tp;
+  const uintptr_t main_top = reinterpret_cast<uintptr_t>(__libc_stack_end);
+  if (main_top > fp && main_top - fp < (uintptr_t{1} << 30)) return main_top;
+  return fp;
+}
+
+void StartProfiling() {
+  constexpr size_t kTableBytes = kShards * kSlots * sizeof(Sample);
+  char* table = static_cast<char*>(platform::Reserve(kTableBytes, platform::kPageSize));
+  Bucket** buckets = static_cast<Bucket**>(
+      platform::Reserve(kBucketSlots * sizeof(Bucket*), platform::kPageSize));
+  if (table == nullptr || buckets == nullptr) {
+    platform::DiagLine().Str("hakmem: heap profiler off: cannot map its tables").Write();
+    return;
+  }
+  for (int i = 0; i < kShards; ++i) {
+    g_shards[i].slots = reinterpret_cast<Sample*>(table + i * kSlots * sizeof(Sample));
+  }
+  g_bucket_table = buckets;
+  g_enabled.store(true, std::memory_order_release);
+}
+
+// gperftools' text format, assembled in a stack buffer and written in chunks.
+class Writer {
+ public:
+  explicit Writer(int fd) : fd_(fd) {}
+  Writer& Str(const char* text) {
+    while (*text != '\0') Put(*text++);
+    return *this;
+  }
+  Writer& Dec(uint64_t value, int width = 0) {
+    char digits[24];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + value % 10);
+      value /= 10;
+    } while (value != 0);
+    for (int pad = width - n; pad > 0; --pad) Put(' ');
+    while (n > 0) Put(digits[--n]);
+    return *this;
+  }
+  Writer& Hex(uintptr_t value) {
+    static const char kDigits[] = "0123456789abcdef";
+    char digits[16];
+    int n = 0;
+    do {
+      digits[n++] = kDigits[value & 15];
+      value >>= 4;
+    } while (value != 0);
+    Str("0x");
+    for (int pad = 8 - n; pad > 0; --pad) Put('0');
+    while (n > 0) Put(digits[--n]);
+    return *this;
+  }
+  // "<objs>: <bytes> [<objs>: <bytes>] @"
+  Writer& Counts(uint64_t live, uint64_t live_bytes, uint64_t allocs, uint64_t bytes) {
+    return Dec(live, 6).Str(": ").Dec(live_bytes, 8).Str(" [").Dec(allocs, 6).Str(": ")
+        .Dec(bytes, 8).Str("] @");
+  }
+  void Raw(const char* data, size_t size) {
+    Flush();
+    if (ok_ && !platform::WriteAll(fd_, data, size)) ok_ = false;
+  }
+  bool Flush() {
+    if (ok_ && length_ > 0 && !platform::WriteAll(fd_, buffer_, length_)) ok_ = false;
+    length_ = 0;
+    return ok_;
+  }
+
+ private:
+  void Put(char c) {
+    if (length_ == sizeof(buffer_)) Flush();
+    buffer_[length_++] = c;
+  }
+  int fd_;
+  char buffer_[4096];
+  size_t length_ = 0;
+  bool ok_ = true;
+};
+
+struct BucketCounts {
+  uint64_t allocs, alloc_bytes, frees, free_bytes;
+};
+
+BucketCounts Read(const Bucket* b) {
+  BucketCounts c;
+  // Frees first: a free counted after its allocation was read would make the
+  // live count negative.
+  c.frees = b->frees.load(std::memory_order_relaxed);
+  c.free_bytes = b->free_bytes.load(std::memory_order_relaxed);
+  c.allocs = b->allocs.load(std::memory_order_relaxed);
+  c.alloc_bytes = b->alloc_bytes.load(std::memory_order_relaxed);
+  if (c.frees > c.allocs) c.frees = c.allocs;
+  if (c.free_bytes > c.alloc_bytes) c.free_bytes = c.alloc_bytes;
+  return c;
+}
+
+__attribute__((destructor)) void DumpAtExit() {
+  if (!Enabled() || g_prefix[0] == '\0') return;
+  platform::DiagLine name;
+  name.Str(g_prefix).Str(".").Dec(static_cast<uint64_t>(getpid())).Str(".heap");
+  if (Dump(name.text()) != 0) {
+    platform::DiagLine().Str("hakmem: cannot write the heap profile ").Str(name.text())
+        .Str(" (errno ").Dec(static_cast<uint64_t>(errno)).Str(")").Write();
+  }
+}
+
+}  // namespace
+
+void Init() {
+  int expected = 0;
+  if (!g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
+  const config::Options& options = config::GetOptions();
+  if (options.heap_profile != nullptr) {
+    const size_t n = strlen(options.heap_profile);
+    if (n + 32 >= sizeof(g_prefix)) {
+      platform::DiagLine().Str("hakmem: heap profiler off: HAKMEM_HEAP_PROFILE is too long").Write();
+    } else {
+      memcpy(g_prefix, options.heap_profile, n + 1);
+      g_rate = options.heap_profile_rate > 0 ? options.heap_profile_rate : 1;
+      g_seed = options.heap_profile_seed;
+      StartProfiling();
+    }
+  }
+  g_init_state.store(2, std::memory_order_release);
+}
+
+void EnableForTesting(const char* prefix, uint64_t rate, uint64_t seed) {
+  g_init_state.store(2, std::memory_order_relaxed);
+  g_prefix[0] = '\0';
+  if (prefix != nullptr) strncpy(g_prefix, prefix, sizeof(g_prefix) - 1);
+  g_rate = rate;
+  g_seed = seed;
+  tls_sampler.seeded = false;
+  if (!Enabled()) StartProfiling();
+}
+
+int CaptureStack(uintptr_t* pcs, int max) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(__start_hakmem_alloc_entry);
+  const uintptr_t stop = reinterpret_cast<uintptr_t>(__stop_hakmem_alloc_entry);
+  uintptr_t fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  const uintptr_t top = StackTop(fp);
+  int depth = 0;
+  bool in_hakmem = true;
+  // Each frame: [fp] = the caller's fp, [fp + 8] = the return address. A frame
+  // is read only if it lies within the stack, above the last one.
+  for (int steps = 0; steps < 4 * kMaxDepth && depth < max; ++steps) {
+    if ((fp & 7) != 0 || fp + 16 > top) break;
+    const uintptr_t next = reinterpret_cast<const uintptr_t*>(fp)[0];
+    const uintptr_t ret = reinterpret_cast<const uintptr_t*>(fp)[1];
+    if (ret < 4096) break;
+    if (in_hakmem && (ret < start || ret >= stop)) in_hakmem = false;
+    // pprof takes each address but the first as a return address (it looks up
+    // address - 1); the first it takes as is, so it gets the call's own byte.
+    if (!in_hakmem) {
+      pcs[depth] = depth == 0 ? ret - 1 : ret;
+      ++depth;
+    }
+    if (next <= fp) break;
+    fp = next;
+  }
+  return depth;
+}
+
+void OnAlloc(void* ptr, size_t size) {
+  Sampler* s = &tls_sampler;
+  if (ABSL_PREDICT_FALSE(!s->seeded)) Seed(s);
+  s->bytes_until -= static_cast<int64_t>(size);
+  if (ABSL_PREDICT_TRUE(s->bytes_until > 0)) return;
+  s->bytes_until = NextInterval(s);  // memoryless: a fresh interval after a sample
+  if (s->busy) {
+    g_recursive.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  s->busy = true;
+  uintptr_t pcs[kMaxDepth];
+  const int depth = CaptureStack(pcs, kMaxDepth);
+  Bucket* bucket;
+  {
+    platform::SpinLockHolder hold(&g_bucket_lock);
+    bucket = FindOrAddBucketLocked(pcs, depth);
+  }
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(ptr);
+  const uint64_t h = HashAddress(addr);
+  Shard& shard = ShardOf(h);
+  bool recorded = false;
+  if (bucket != nullptr) {
+    platform::SpinLockHolder hold(&shard.lock);
+    if (shard.count.load(std::memory_order_relaxed) < kMaxLive) {
+      InsertLocked(shard, Sample{addr, size, bucket}, h);
+      recorded = true;
+    }
+  }
+  if (recorded) {
+    bucket->allocs.fetch_add(1, std::memory_order_relaxed);
+    bucket->alloc_bytes.fetch_add(size, std::memory_order_relaxed);
+    g_samples.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    g_dropped.fetch_add(1, std::memory_order_relaxed);
+  }
+  s->busy = false;
+}
+
+int UnsampledBlocks(size_t size, int max) {
+  Sampler* s = &tls_sampler;
+  if (ABSL_PREDICT_FALSE(!s->seeded)) Seed(s);
+  if (max <= 0 || size == 0 || s->bytes_until <= static_cast<int64_t>(size)) return 0;
+  // Strictly before the sample: the countdown stays >= 1.
+  int64_t n = (s->bytes_until - 1) / static_cast<int64_t>(size);
+  if (n > max) n = max;
+  s->bytes_until -= n * static_cast<int64_t>(size);
+  return static_cast<int>(n);
+}
+
+void OnFree(const void* ptr) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(ptr);
+  const uint64_t h = HashAddress(addr);
+  Shard& shard = ShardOf(h);
+  if (shard.count.load(std::memory_order_relaxed) == 0) return;
+  Sample sample;
+  {
+    platform::SpinLockHolder hold(&shard.lock);
+    if (!EraseLocked(shard, addr, h, &sample)) return;
+  }
+  sample.bucket->frees.fetch_add(1, std::memory_order_relaxed);
+  sample.bucket->free_bytes.fetch_add(sample.size, std::memory_order_relaxed);
+}
+
+Totals GetTotals() {
+  Totals t{};
+  for (const Bucket* b = g_all_buckets.load(std::memory_order_acquire); b != nullptr; b = b->next_all) {
+    const BucketCounts c = Read(b);
+    t.live_samples += c.allocs - c.frees;
+    t.live_bytes += c.alloc_bytes - c.free_bytes;
+  }
+  t.samples = g_samples.load(std::memory_order_relaxed);
+  t.stacks = g_stacks.load(std::memory_order_relaxed);
+  t.dropped = g_dropped.load(std::memory_order_relaxed);
+  t.recursive = g_recursive.load(std::memory_order_relaxed);
+  return t;
+}
+
+int Dump(const char* path) {
+  if (!Enabled()) {
+    errno = EINVAL;
+    return -1;
+  }
+  const int fd = platform::OpenFile(path, /*write=*/true);
+  if (fd < 0) return -1;
+  Writer w(fd);
+  const Bucket* all = g_all_buckets.load(std::memory_order_acquire);
+  BucketCounts total{};
+  for (const Bucket* b = all; b != nullptr; b = b->next_all) {
+    const BucketCounts c = Read(b);
+    total.allocs += c.allocs;
+    total.alloc_bytes += c.alloc_bytes;
+    total.frees += c.frees;
+    total.free_bytes += c.free_bytes;
+  }
+  // Raw sampled counts: pprof un-samples them with the period of heap_v2.
+  w.Str("heap profile: ")
+      .Counts(total.allocs - total.frees, total.alloc_bytes - total.free_bytes, total.allocs,
+              total.alloc_bytes)
+      .Str(" heap_v2/").Dec(g_rate).Str("\n");
+  for (const Bucket* b = all; b != nullptr; b = b->next_all) {
+    const BucketCounts c = Read(b);
+    if (c.allocs == 0 || b->depth == 0) continue;
+    w.Counts(c.allocs - c.frees, c.alloc_bytes - c.free_bytes, c.allocs, c.alloc_bytes);
+    for (int d = 0; d < b->depth; ++d) w.Str(" ").Hex(b->pcs[d]);
+    w.Str("\n");
+  }
+  w.Str("\nMAPPED_LIBRARIES:\n");
+  // The maps as they are now, copied through a stack buffer.
+  const int maps = platform::OpenFile("/proc/self/maps", /*write=*/false);
+  if (maps >= 0) {
+    char chunk[4096];
+    long n;
+    while ((n = platform::ReadSome(maps, chunk, sizeof(chunk))) > 0) w.Raw(chunk, static_cast<size_t>(n));
+    platform::CloseFile(maps);
+  }
+  const bool ok = w.Flush();
+  const int saved = errno;
+  platform::CloseFile(fd);
+  if (!ok) {
+    errno = saved;
+    return -1;
+  }
+  return 0;
+}
+
+void PrepareFork() {
+  g_bucket_lock.Lock();
+  for (Shard& shard : g_shards) shard.lock.Lock();
+}
+
+void ParentAfterFork() {
+  for (Shard& shard : g_shards) shard.lock.Unlock();
+  g_bucket_lock.Unlock();
+}
+
+void ChildAfterFork() {
+  for (Shard& shard : g_shards) shard.lock.ResetAfterFork();
+  g_bucket_lock.ResetAfterFork();
+}
+
+}  // namespace hakmem::profiler
