@@ -13,8 +13,8 @@ HAKMEM_FLAGS = {
     "prewarm": (["off", "on"], [0, 1], "on: a new thread fills its pool caches with one batch of each common class."),
     "prefault": (["off", "on"], [0, 1], "on: new superslab memory is populated (MADV_WILLNEED + touch) when it is carved."),
     "stats": (["on", "off"], [1, 0], "Per-thread counters behind HAKMEM_STATS=1 and hak_get_stats(); off compiles them out."),
-    "hardened": (["off", "on"], [0, 1], "on: every free searches for a double free, and every block a thread cache hands out is checked against its slab; links are always encoded."),
-    "encoded_lists": (["on", "off"], [1, 0], "Free-list links encoded with a per-process key and checked when loaded (safe-linking); off for A/B runs."),
+    "hardened": (["off", "on"], [0, 1], "on: links encoded and checked, and every block a thread cache hands out checked against its slab."),
+    "encoded_lists": (["off", "on"], [0, 1], "on: free-list links encoded with a per-process key and checked when loaded (safe-linking), as in hardened builds."),
     "debug_log": (["off", "on"], [0, 1], "on: slow-path events (new superslab, adopt, purge) are written to stderr."),
     "sanitizer": (["none", "asan", "tsan", "ubsan"], [0, 1, 2, 3], "Set by --config=asan/tsan/ubsan; not for users."),
 }

@@ -50,7 +50,7 @@ Found Invalid(const void* ptr, Call call, const char* reason) {
 // A slab block freed by the thread that owns it, after the fast path declined.
 void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   const int cls = slab->cls;
-  if (config::kHardened || LooksFree(ptr)) {
+  if (LooksFree(ptr)) {
     // Tagged as free: confirmed by finding it in the thread cache, the slab's free
     // list or the remote queue (else the program wrote the tag itself).
     const bool cached = cls < kNumTinyClasses ? tiny_tls::IsCached(cls, ptr) : pool_tls::IsCached(cls, ptr);

@@ -7,8 +7,8 @@
 // pointers the registry does not know are the C library's (handed back with
 // __libc_free) unless they are plainly wrong. What is invalid — an interior
 // pointer, a block freed twice (a slab block whose word 1 holds the freed-block
-// tag, confirmed by its owner's search of its lists, at once from another thread;
-// every owner free is searched in hardened builds), a stack address, a misaligned
+// tag, confirmed by its owner's search of its lists, at once from another thread),
+// a stack address, a misaligned
 // or never-allocated address — gets one line on stderr naming the address, the reason and the call, then
 // abort() (HAKMEM_INVALID_FREE=warn: the line, and the call returns).
 // Thread-safety: any thread; it touches only the caller's TLS, slabs its heap owns,
@@ -72,10 +72,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
   // A block start whose word 1 is not the freed-block tag: a live block (a block
   // with the tag goes to the slow path, which looks for it in its lists).
   if (ABSL_PREDICT_TRUE(cls < kNumTinyClasses)) {
-    if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr) && !config::kHardened)) {
+    if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
       return CacheOwnBlock(cls, ptr);
     }
-  } else if (cls < kNumClasses && config::kPoolTls && !config::kHardened) {
+  } else if (cls < kNumClasses && config::kPoolTls) {
     if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
       return CacheOwnBlock(cls, ptr);
     }
