@@ -124,13 +124,9 @@ class XmlWriter {
     return *this;
   }
   XmlWriter& Dec(uint64_t value) {
-    char digits[24];
-    int n = 0;
-    do {
-      digits[n++] = static_cast<char>('0' + value % 10);
-      value /= 10;
-    } while (value != 0);
-    while (n > 0) Put(digits[--n]);
+    char digits[20];
+    const int n = platform::FormatUnsigned(value, 10, 1, digits);
+    for (int i = 0; i < n; ++i) Put(digits[i]);
     return *this;
   }
   // ` name="value"`

@@ -195,14 +195,23 @@ DiagLine& DiagLine::Str(const char* text) {
   return *this;
 }
 
-DiagLine& DiagLine::Dec(uint64_t value) {
-  char digits[24];
+int FormatUnsigned(uint64_t value, int base, int min_digits, char* out) {
+  static const char kDigits[] = "0123456789abcdef";
+  char reversed[20];
   int n = 0;
   do {
-    digits[n++] = static_cast<char>('0' + value % 10);
-    value /= 10;
+    reversed[n++] = kDigits[value % static_cast<unsigned>(base)];
+    value /= static_cast<unsigned>(base);
   } while (value != 0);
-  while (n > 0 && length_ + 1 < sizeof(buffer_)) buffer_[length_++] = digits[--n];
+  while (n < min_digits && n < 20) reversed[n++] = '0';
+  for (int i = 0; i < n; ++i) out[i] = reversed[n - 1 - i];
+  return n;
+}
+
+DiagLine& DiagLine::Dec(uint64_t value) {
+  char digits[20];
+  const int n = FormatUnsigned(value, 10, 1, digits);
+  for (int i = 0; i < n && length_ + 1 < sizeof(buffer_); ++i) buffer_[length_++] = digits[i];
   return *this;
 }
 
@@ -215,15 +224,10 @@ DiagLine& DiagLine::SignedDec(int64_t value) {
 }
 
 DiagLine& DiagLine::Hex(uintptr_t value) {
-  static const char kDigits[] = "0123456789abcdef";
   char digits[20];
-  int n = 0;
-  do {
-    digits[n++] = kDigits[value & 15];
-    value >>= 4;
-  } while (value != 0);
+  const int n = FormatUnsigned(value, 16, 1, digits);
   Str("0x");
-  while (n > 0 && length_ + 1 < sizeof(buffer_)) buffer_[length_++] = digits[--n];
+  for (int i = 0; i < n && length_ + 1 < sizeof(buffer_); ++i) buffer_[length_++] = digits[i];
   return *this;
 }
 

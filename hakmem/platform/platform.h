@@ -96,6 +96,11 @@ bool WriteAll(int fd, const char* data, size_t size);
 long ReadSome(int fd, char* buffer, size_t size);
 void CloseFile(int fd);
 
+// Writes the digits of `value` in `base` (10 or 16, lower case, no prefix), at
+// least `min_digits` of them (zero-padded, at most 20), to `out` (room for 20) and
+// returns how many. No NUL, no allocation: for every formatter without malloc.
+int FormatUnsigned(uint64_t value, int base, int min_digits, char* out);
+
 // A line of diagnostics assembled in a fixed buffer and written to stderr with
 // one write(2). Never allocates; text beyond the buffer is cut.
 class DiagLine {

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -38,6 +39,16 @@ TEST(PlatformTest, ReserveWithOffsetAlignsThePointInside) {
   errno = 0;
   EXPECT_EQ(Reserve(size, alignment, size), nullptr);  // offset must lie inside
   EXPECT_EQ(errno, EINVAL);
+}
+
+TEST(PlatformTest, FormatUnsignedWritesDigitsWithPadding) {
+  char out[20];
+  EXPECT_EQ(std::string(out, FormatUnsigned(0, 10, 1, out)), "0");
+  EXPECT_EQ(std::string(out, FormatUnsigned(1234567890, 10, 1, out)), "1234567890");
+  EXPECT_EQ(std::string(out, FormatUnsigned(UINT64_MAX, 10, 1, out)), "18446744073709551615");
+  EXPECT_EQ(std::string(out, FormatUnsigned(0xbeef, 16, 8, out)), "0000beef");
+  EXPECT_EQ(std::string(out, FormatUnsigned(UINT64_MAX, 16, 1, out)), "ffffffffffffffff");
+  EXPECT_EQ(std::string(out, FormatUnsigned(7, 10, 3, out)), "007");
 }
 
 TEST(PlatformTest, RefusedReservationReturnsErrorInsteadOfAborting) {

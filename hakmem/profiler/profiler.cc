@@ -225,27 +225,17 @@ class Writer {
     return *this;
   }
   Writer& Dec(uint64_t value, int width = 0) {
-    char digits[24];
-    int n = 0;
-    do {
-      digits[n++] = static_cast<char>('0' + value % 10);
-      value /= 10;
-    } while (value != 0);
+    char digits[20];
+    const int n = platform::FormatUnsigned(value, 10, 1, digits);
     for (int pad = width - n; pad > 0; --pad) Put(' ');
-    while (n > 0) Put(digits[--n]);
+    for (int i = 0; i < n; ++i) Put(digits[i]);
     return *this;
   }
-  Writer& Hex(uintptr_t value) {
-    static const char kDigits[] = "0123456789abcdef";
-    char digits[16];
-    int n = 0;
-    do {
-      digits[n++] = kDigits[value & 15];
-      value >>= 4;
-    } while (value != 0);
+  Writer& Hex(uintptr_t value) {  // at least 8 digits, as gperftools writes them
+    char digits[20];
+    const int n = platform::FormatUnsigned(value, 16, 8, digits);
     Str("0x");
-    for (int pad = 8 - n; pad > 0; --pad) Put('0');
-    while (n > 0) Put(digits[--n]);
+    for (int i = 0; i < n; ++i) Put(digits[i]);
     return *this;
   }
   // "<objs>: <bytes> [<objs>: <bytes>] @"
