@@ -60,7 +60,7 @@ struct Shard {
   // shard with no sample takes no lock. A sampled block was inserted before the
   // program could hand it to the thread that frees it: that thread sees count > 0.
   std::atomic<uint32_t> count{0};
-  Sample* slots;
+  Sample* slots = nullptr;
 };
 ABSL_CONST_INIT Shard g_shards[kShards];
 

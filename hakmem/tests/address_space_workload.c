@@ -10,6 +10,10 @@
 
 static uint64_t state = 88172645463325252ull;
 
+// Every block is published here, so that no compiler elides the allocations
+// (clang removes a malloc whose block is only written; the loop would never end).
+void* volatile g_last_block;
+
 static uint64_t Next(void) {
   state ^= state << 13;
   state ^= state >> 7;
@@ -42,6 +46,7 @@ int main(void) {
       break;
     }
     memset(p, 1, size < 4096 ? size : 4096);
+    g_last_block = p;
     reached += size;
   }
   printf("%zu\n", reached);
