@@ -110,18 +110,10 @@ using hakmem_test::PatternKey;
 constexpr size_t kKiB = size_t{1} << 10;
 constexpr size_t kMiB = size_t{1} << 20;
 
-struct Block {
-  void* p = nullptr;
-  size_t size = 0;
-  uint64_t key = 0;
-};
+using Block = hakmem_test::PatternBlock;
+using hakmem_test::Intact;
 
-void Fill(Block* b) {
-  b->key = PatternKey(b->p, b->size);
-  FillPattern(b->p, b->size, b->key);
-}
-
-bool Intact(const Block& b) { return FirstPatternMismatch(b.p, b.size, b.key) == b.size; }
+void Fill(Block* b) { hakmem_test::FillBlock(b); }
 
 // A size from every lane: tiny, pool, large, huge.
 size_t MixedSize(uint64_t r) {

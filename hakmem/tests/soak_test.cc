@@ -32,11 +32,8 @@ using hakmem_test::ResidentBytes;
 constexpr size_t kKiB = size_t{1} << 10;
 constexpr size_t kMiB = size_t{1} << 20;
 
-struct Block {
-  void* p;
-  size_t size;
-  uint64_t key;
-};
+using Block = hakmem_test::PatternBlock;
+using hakmem_test::Intact;
 
 std::mutex g_pool_mutex;
 std::vector<Block> g_pool;  // blocks left behind by threads, freed by others
@@ -60,21 +57,21 @@ size_t SoakSize(uint64_t r) {
 }
 
 Block NewBlock(uint64_t r) {
-  Block b{nullptr, SoakSize(r), 0};
+  Block b;
+  b.size = SoakSize(r);
   b.p = malloc(b.size);
   if (b.p == nullptr) {
     g_failures.fetch_add(1);
     return b;
   }
   g_allocated.fetch_add(1);
-  b.key = PatternKey(b.p, b.size, r);
-  FillPattern(b.p, b.size, b.key);
+  hakmem_test::FillBlock(&b, r);
   return b;
 }
 
 void FreeBlock(const Block& b) {
   if (b.p == nullptr) return;
-  if (FirstPatternMismatch(b.p, b.size, b.key) != b.size) g_failures.fetch_add(1);
+  if (!Intact(b)) g_failures.fetch_add(1);
   free(b.p);
   g_freed.fetch_add(1);
 }
@@ -110,7 +107,7 @@ int ForkChild() {
   {
     std::lock_guard<std::mutex> lock(g_pool_mutex);  // held by no one: forked between waves
     for (const Block& b : g_pool) {
-      if (FirstPatternMismatch(b.p, b.size, b.key) != b.size) ++bad;
+      if (!Intact(b)) ++bad;
     }
     for (size_t i = 0; i < g_pool.size(); i += 3) free(g_pool[i].p);  // the child's own frees
     g_pool.clear();

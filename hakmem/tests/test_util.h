@@ -95,6 +95,23 @@ inline size_t FirstByteNot(const void* p, size_t size, unsigned char value) {
   return size;
 }
 
+// A block of `size` bytes at `p` filled with the pattern of `key`, checked before
+// it is freed: what the thread, fault and soak tests allocate and hand around.
+struct PatternBlock {
+  void* p = nullptr;
+  size_t size = 0;
+  uint64_t key = 0;
+};
+
+// Fills `b` with a pattern keyed by its address, size and `seed`.
+inline void FillBlock(PatternBlock* b, uint64_t seed = 0) {
+  b->key = PatternKey(b->p, b->size, seed);
+  FillPattern(b->p, b->size, b->key);
+}
+
+// Whether `b` still holds its pattern.
+inline bool Intact(const PatternBlock& b) { return FirstPatternMismatch(b.p, b.size, b.key) == b.size; }
+
 // Resident set size of this process, from /proc/self/statm.
 inline size_t ResidentBytes() {
   FILE* f = fopen("/proc/self/statm", "re");

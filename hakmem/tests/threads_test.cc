@@ -42,24 +42,16 @@ using hakmem_test::ResidentBytes;
 constexpr size_t kKiB = size_t{1} << 10;
 constexpr size_t kMiB = size_t{1} << 20;
 
-struct Block {
-  void* p = nullptr;
-  size_t size = 0;
-  uint64_t key = 0;
-};
+using Block = hakmem_test::PatternBlock;
+using hakmem_test::Intact;
 
 Block Allocate(size_t size, uint64_t seed) {
   Block b;
   b.size = size;
   b.p = malloc(Opaque(size));
-  if (b.p != nullptr) {
-    b.key = PatternKey(b.p, size, seed);
-    FillPattern(b.p, size, b.key);
-  }
+  if (b.p != nullptr) hakmem_test::FillBlock(&b, seed);
   return b;
 }
-
-bool Intact(const Block& b) { return FirstPatternMismatch(b.p, b.size, b.key) == b.size; }
 
 // A size in [lo, hi], log-uniform.
 size_t LogUniform(uint64_t r, size_t lo, size_t hi) {
