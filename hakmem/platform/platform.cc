@@ -27,14 +27,28 @@ constexpr int kSyscallAttempts = 3;
 
 bool Transient(int error) { return error == ENOMEM || error == EAGAIN || error == EINTR; }
 
-void* RawMmap(size_t size) {
+// Makes `call` (counted as `kind`; true when it succeeded) up to kSyscallAttempts
+// times while it fails with a transient errno.
+template <typename Call>
+bool WithRetries(Syscall kind, Call call) {
   for (int attempt = 1;; ++attempt) {
-    Count(Syscall::k_mmap);
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p != MAP_FAILED) return p;
-    if (attempt == kSyscallAttempts || !Transient(errno)) return nullptr;
+    Count(kind);
+    if (call()) return true;
+    if (attempt == kSyscallAttempts || !Transient(errno)) return false;
   }
+}
+
+// One anonymous read-write mapping of `size` bytes, at `hint` if the kernel
+// takes it (nullptr: anywhere); nullptr with errno when refused. Not counted.
+void* MapAnonymous(void* hint, size_t size) {
+  void* p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void* RawMmap(size_t size) {
+  void* p = nullptr;
+  WithRetries(Syscall::k_mmap, [&] { return (p = MapAnonymous(nullptr, size)) != nullptr; });
+  return p;
 }
 
 // The thread id counter starts at 1 so that 0 can mean "not yet assigned".
@@ -76,9 +90,8 @@ void* ReserveAtHint(size_t size, size_t alignment, size_t offset) {
   }
   const uintptr_t hint = ((last - size + offset) & ~(uintptr_t{alignment} - 1)) - offset;
   Count(Syscall::k_mmap);
-  void* p = mmap(reinterpret_cast<void*>(hint), size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) {
+  void* p = MapAnonymous(reinterpret_cast<void*>(hint), size);
+  if (p == nullptr) {
     errno = error;
     return nullptr;
   }
@@ -120,19 +133,11 @@ void* Reserve(size_t size, size_t alignment, size_t offset) {
 }
 
 bool Release(void* ptr, size_t size) {
-  for (int attempt = 1;; ++attempt) {
-    Count(Syscall::k_munmap);
-    if (munmap(ptr, size) == 0) return true;
-    if (attempt == kSyscallAttempts || !Transient(errno)) return false;
-  }
+  return WithRetries(Syscall::k_munmap, [&] { return munmap(ptr, size) == 0; });
 }
 
 bool Decommit(void* ptr, size_t size) {
-  for (int attempt = 1;; ++attempt) {
-    Count(Syscall::k_madvise);
-    if (madvise(ptr, size, MADV_DONTNEED) == 0) return true;
-    if (attempt == kSyscallAttempts || !Transient(errno)) return false;
-  }
+  return WithRetries(Syscall::k_madvise, [&] { return madvise(ptr, size, MADV_DONTNEED) == 0; });
 }
 
 bool Populate(void* ptr, size_t size) {
@@ -145,13 +150,12 @@ bool Populate(void* ptr, size_t size) {
 }
 
 bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
-  for (int attempt = 1;; ++attempt) {
-    Count(Syscall::k_mremap);
-    void* moved = mremap(old_ptr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED,
-                         new_ptr);
-    if (moved == new_ptr) return true;
-    if (moved != MAP_FAILED || attempt == kSyscallAttempts || !Transient(errno)) return false;
-  }
+  void* moved = MAP_FAILED;
+  WithRetries(Syscall::k_mremap, [&] {
+    moved = mremap(old_ptr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_ptr);
+    return moved != MAP_FAILED;
+  });
+  return moved == new_ptr;
 }
 
 uint32_t ThreadId() {
