@@ -14,6 +14,10 @@
                 sanitizer's allocator aborts on impossible sizes and its quarantine
                 grows RSS; the thread-handoff stress test is the one meant to run
                 under --config=tsan and asan).
+  x_profiled_test  (with `profiled = True`) the hakmem variant with the heap
+                profiler on, sampling every 4 KiB on average (thread caches
+                uncached, every free and many allocations through the profiler's
+                paths). Tagged `slow` (tools/flag_matrix.sh skips it).
 """
 
 load("//hakmem:copts.bzl", "HAKMEM_TEST_COPTS")
@@ -25,6 +29,7 @@ def allocator_test(
         hakmem_deps = [],
         glibc_reference = False,
         glibc_under_sanitizers = False,
+        profiled = False,
         tags = [],
         **kwargs):
     """Declares `name` (hakmem) and optionally `<stem>_glibc_test` (the C library).
@@ -37,6 +42,8 @@ def allocator_test(
         //hakmem:hakmem API for hak_get_stats).
       glibc_reference: also declare the variant that uses the C library's malloc.
       glibc_under_sanitizers: the glibc variant may run under --config=asan/tsan.
+      profiled: also declare `<stem>_profiled_test`, the hakmem variant with the
+        heap profiler on.
       tags: tags of both variants.
       **kwargs: passed to both cc_test rules (size, timeout, shard_count, ...).
     """
@@ -54,9 +61,25 @@ def allocator_test(
         tags = tags + ["no_sanitizer"],
         **kwargs
     )
+    stem = name[:-len("_test")]
+    if profiled:
+        env = dict(kwargs.get("env", {}))
+        env["HAKMEM_HEAP_PROFILE"] = stem + "_profiled"
+        env["HAKMEM_HEAP_PROFILE_RATE"] = "4096"
+        native.cc_test(
+            name = stem + "_profiled_test",
+            srcs = srcs,
+            copts = HAKMEM_TEST_COPTS,
+            local_defines = ["HAKMEM_TEST_LINKS_HAKMEM=1"],
+            malloc = "//hakmem:malloc",
+            deps = deps + hakmem_deps,
+            env = env,
+            tags = tags + ["no_sanitizer", "slow"],
+            **{k: v for k, v in kwargs.items() if k != "env"}
+        )
     if glibc_reference:
         native.cc_test(
-            name = name[:-len("_test")] + "_glibc_test",
+            name = stem + "_glibc_test",
             srcs = srcs,
             copts = HAKMEM_TEST_COPTS,
             deps = deps,
