@@ -85,6 +85,17 @@ void hak_get_stats(hak_stats* out) {
   const hakmem::SuperSlabStats ss = hakmem::GetSuperSlabStats();
   out->bytes_in_superslabs = ss.superslab_bytes;
   out->bytes_in_huge = ss.huge_bytes;
+  const hakmem::platform::PageFaults faults = hakmem::platform::ProcessPageFaults();
+  out->minor_faults = faults.minor;
+  out->major_faults = faults.major;
+}
+
+uint64_t hak_huge_page_bytes(void) {
+  // A mapping is hakmem's when the registry knows its first chunk: reservations
+  // start with a superslab, huge mappings with their header.
+  return hakmem::platform::AnonHugePageBytes([](uintptr_t start) {
+    return hakmem::registry::Lookup(reinterpret_cast<const void*>(start)) != nullptr;
+  });
 }
 
 int hak_heap_profile_dump(const char* path) {
@@ -129,6 +140,10 @@ void hak_print_stats(int fd) {
   DiagLine().Str("  superslab bytes mapped ").Dec(s.bytes_in_superslabs)
       .Str(", huge bytes mapped ").Dec(s.bytes_in_huge)
       .Str(", registry leaf bytes ").Dec(hakmem::registry::LeafBytes()).Write(fd);
+  DiagLine().Str("  page faults (process): minor ").Dec(s.minor_faults)
+      .Str(", major ").Dec(s.major_faults)
+      .Str("; hakmem memory in 2 MiB pages ").Dec(hak_huge_page_bytes())
+      .Str(" bytes (THP ").Str(hakmem::ThpStatus()).Str(")").Write(fd);
   if (!hakmem::config::GetOptions().size_hist) return;
   // Up to 128 KiB the classes are the buckets (a class takes the sizes above the
   // one below it); above, powers of two.

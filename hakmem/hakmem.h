@@ -55,6 +55,8 @@ typedef struct hak_stats {
   uint64_t size_hist[HAKMEM_STATS_NUM_HIST];      /* requests > 128 KiB: [2^(i-1), 2^i) */
   uint64_t bytes_in_superslabs;                   /* mapped, in use or cached */
   uint64_t bytes_in_huge;                         /* huge mappings, live or cached */
+  uint64_t minor_faults;                          /* of the process (getrusage) */
+  uint64_t major_faults;
 } hak_stats;
 
 /* Fills `out` with the counters of every thread so far (live threads included). */
@@ -64,6 +66,11 @@ HAK_API void hak_get_stats(hak_stats* out);
 HAK_API void hak_print_stats(int fd);
 
 HAK_API const char* hak_syscall_name(int index);
+
+/* Bytes of hakmem's memory (superslab reservations and huge mappings) backed by
+ * 2 MiB pages now: AnonHugePages of its mappings in /proc/self/smaps, read
+ * without allocating (a few syscalls; not for a hot path). */
+HAK_API uint64_t hak_huge_page_bytes(void);
 
 /* glibc's introspection API answered for hakmem (the C names mallinfo2 & co in
  * //hakmem:malloc and libhakmem.so forward here). Totals are a snapshot taken

@@ -27,6 +27,9 @@
 #ifndef HAKMEM_BUILD_ENCODED_LISTS
 #define HAKMEM_BUILD_ENCODED_LISTS 0
 #endif
+#ifndef HAKMEM_BUILD_THP
+#define HAKMEM_BUILD_THP 1
+#endif
 #ifndef HAKMEM_BUILD_DEBUG_LOG
 #define HAKMEM_BUILD_DEBUG_LOG 0
 #endif
@@ -53,6 +56,9 @@ inline constexpr bool kHardened = HAKMEM_BUILD_HARDENED == 1;
 // (always in hardened builds). Off by default: it cost 4-24% on tiny_hot,
 // random_mixed and larson, above the 3% a default may cost.
 inline constexpr bool kEncodedLists = HAKMEM_BUILD_ENCODED_LISTS == 1 || kHardened;
+// --define hakmem_thp=on|off: superslabs and huge mappings may be backed by 2 MiB
+// pages (HAKMEM_THP chooses at run time); off: 4 KiB pages only.
+inline constexpr bool kThp = HAKMEM_BUILD_THP == 1;
 // --define hakmem_debug_log=off|on: slow-path events written to stderr.
 inline constexpr bool kDebugLog = HAKMEM_BUILD_DEBUG_LOG == 1;
 // Set by --config=asan|tsan|ubsan (1, 2, 3); 0 otherwise.

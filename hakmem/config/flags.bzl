@@ -15,6 +15,7 @@ HAKMEM_FLAGS = {
     "stats": (["on", "off"], [1, 0], "Per-thread counters behind HAKMEM_STATS=1 and hak_get_stats(); off compiles them out."),
     "hardened": (["off", "on"], [0, 1], "on: links encoded and checked, and every block a thread cache hands out checked against its slab."),
     "encoded_lists": (["off", "on"], [0, 1], "on: free-list links encoded with a per-process key and checked when loaded (safe-linking), as in hardened builds."),
+    "thp": (["on", "off"], [1, 0], "Transparent huge pages: on, superslabs and huge mappings are advised MADV_HUGEPAGE when the kernel's mode allows and HAKMEM_THP=auto; off, never (A/B)."),
     "debug_log": (["off", "on"], [0, 1], "on: slow-path events (new superslab, adopt, purge) are written to stderr."),
     "sanitizer": (["none", "asan", "tsan", "ubsan"], [0, 1, 2, 3], "Set by --config=asan/tsan/ubsan; not for users."),
 }

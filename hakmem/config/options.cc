@@ -56,6 +56,16 @@ void Parse(const char* name, const char* text, InvalidFreePolicy* out) {
   }
 }
 
+void Parse(const char* name, const char* text, ThpPolicy* out) {
+  if (strcmp(text, "auto") == 0) {
+    *out = ThpPolicy::kAuto;
+  } else if (strcmp(text, "never") == 0) {
+    *out = ThpPolicy::kNever;
+  } else {
+    ReportBadValue(name, text, "auto or never");
+  }
+}
+
 Options ReadEnvironment() {
   Options options;
 #define HAKMEM_OPTION_READ(NAME, field, type, default_value, help)            \

@@ -15,6 +15,7 @@
 namespace hakmem::config {
 
 enum class InvalidFreePolicy : uint8_t { kAbort, kWarn };
+enum class ThpPolicy : uint8_t { kAuto, kNever };
 
 //  X(NAME,        field,          type,              default,  help)
 #define HAKMEM_OPTION_LIST(X)                                                         \
@@ -28,6 +29,9 @@ enum class InvalidFreePolicy : uint8_t { kAbort, kWarn };
     "milliseconds an empty superslab or huge mapping stays committed before purge")  \
   X(RETAIN_MB, retain_mb, uint64_t, 256,                                             \
     "MiB of empty memory kept committed for reuse; beyond it, purge at once")        \
+  X(THP, thp, ThpPolicy, ThpPolicy::kAuto,                                            \
+    "auto: 2 MiB pages for superslabs and huge blocks when the kernel's THP mode is " \
+    "always or madvise; never: 4 KiB pages only")                                    \
   X(HEAP_PROFILE, heap_profile, const char*, nullptr,                                \
     "<prefix>: sample allocations; write <prefix>.<pid>.heap (pprof format) at exit") \
   X(HEAP_PROFILE_RATE, heap_profile_rate, uint64_t, 512 * 1024,                      \

@@ -31,6 +31,7 @@ TEST_F(OptionsTest, DefaultsWithEmptyEnvironment) {
   EXPECT_EQ(o.heap_profile, nullptr);
   EXPECT_EQ(o.heap_profile_rate, 512u * 1024);
   EXPECT_EQ(o.heap_profile_seed, 0u);
+  EXPECT_EQ(o.thp, ThpPolicy::kAuto);
 }
 
 TEST_F(OptionsTest, ParsesEveryType) {
@@ -40,8 +41,10 @@ TEST_F(OptionsTest, ParsesEveryType) {
   setenv("HAKMEM_PURGE_DELAY_MS", "25", 1);
   setenv("HAKMEM_RETAIN_MB", "0", 1);
   setenv("HAKMEM_HEAP_PROFILE", "/tmp/prof", 1);
+  setenv("HAKMEM_THP", "never", 1);
   ReloadOptionsForTesting();
   const Options& o = GetOptions();
+  EXPECT_EQ(o.thp, ThpPolicy::kNever);
   EXPECT_STREQ(o.heap_profile, "/tmp/prof");
   EXPECT_TRUE(o.stats);
   EXPECT_TRUE(o.size_hist);
@@ -55,6 +58,7 @@ TEST_F(OptionsTest, BadValuesAreReportedAndKeepTheDefault) {
   setenv("HAKMEM_INVALID_FREE", "ignore", 1);
   setenv("HAKMEM_PURGE_DELAY_MS", "12ms", 1);
   setenv("HAKMEM_RETAIN_MB", "99999999999999999999999", 1);
+  setenv("HAKMEM_THP", "madvise", 1);
   testing::internal::CaptureStderr();
   ReloadOptionsForTesting();
   const std::string err = testing::internal::GetCapturedStderr();
@@ -67,6 +71,8 @@ TEST_F(OptionsTest, BadValuesAreReportedAndKeepTheDefault) {
   EXPECT_NE(err.find("HAKMEM_INVALID_FREE=ignore: expected abort or warn"), std::string::npos);
   EXPECT_NE(err.find("HAKMEM_PURGE_DELAY_MS=12ms"), std::string::npos);
   EXPECT_NE(err.find("HAKMEM_RETAIN_MB=9999"), std::string::npos);
+  EXPECT_EQ(o.thp, ThpPolicy::kAuto);
+  EXPECT_NE(err.find("HAKMEM_THP=madvise: expected auto or never"), std::string::npos) << err;
 }
 
 TEST(OptionsDocTest, EveryOptionIsDocumentedInTheReadme) {

@@ -134,22 +134,24 @@ void* Fail() {
   return nullptr;
 }
 
-// One block of size class `cls` through its thread cache. With the heap profiler
-// on, a block a refill returns is offered to the sampler (at its class size);
-// the blocks the refill left cached were counted as unsampled by it (profiler.h).
-HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls) {
+// One block of size class `cls` through its thread cache; `*zeroed` tells
+// whether it is known to read as zero. With the heap profiler on, a block a
+// refill returns is offered to the sampler (at its class size); the blocks the
+// refill left cached were counted as unsampled by it (profiler.h).
+HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls, bool* zeroed) {
+  *zeroed = false;
   void* p;
   bool refilled = false;
   if (cls < kNumTinyClasses) {
     p = tiny_tls::TryAlloc(cls);
     if (p == nullptr) {
-      p = tiny_tls::Refill(heap, cls);
+      p = tiny_tls::Refill(heap, cls, zeroed);
       refilled = true;
     }
   } else {
     p = pool_tls::TryAlloc(cls);
     if (p == nullptr) {
-      p = pool_tls::Refill(heap, cls);
+      p = pool_tls::Refill(heap, cls, zeroed);
       refilled = true;
     }
   }
@@ -179,7 +181,7 @@ void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
     // alignment has only aligned blocks; powers of two are classes, so one exists.
     int cls = SizeClass(size);
     while (ClassSize(cls) % alignment != 0) ++cls;
-    p = AllocClass(heap, cls);
+    p = AllocClass(heap, cls, zeroed);
   } else {
     p = AllocLarge(heap, size, alignment, zeroed);
     if (p != nullptr) {
@@ -216,7 +218,8 @@ void* MallocSlow(size_t size) {
   if (size <= kPoolMax) {
     Heap* heap = CurrentHeap();
     if (heap == nullptr) return Fail();
-    void* p = AllocClass(heap, SizeClass(size));
+    bool zeroed;
+    void* p = AllocClass(heap, SizeClass(size), &zeroed);
     if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return HandBackExitingHeap(p);
     return p;
   }

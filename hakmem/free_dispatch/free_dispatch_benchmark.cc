@@ -12,8 +12,9 @@ namespace {
 Heap* MyHeap() { return HasHeap() ? tls_heap : AttachHeap(); }
 
 void* TinyBlock(int cls) {
+  bool zeroed;
   void* p = tiny_tls::TryAlloc(cls);
-  return p != nullptr ? p : tiny_tls::Refill(MyHeap(), cls);
+  return p != nullptr ? p : tiny_tls::Refill(MyHeap(), cls, &zeroed);
 }
 
 void BM_LocalFreeRouting(benchmark::State& state) {

@@ -17,14 +17,16 @@ Heap* MyHeap() { return HasHeap() ? tls_heap : AttachHeap(); }
 
 void* TinyBlock(size_t size) {
   const int cls = TinyClass(size);
+  bool zeroed;
   void* p = tiny_tls::TryAlloc(cls);
-  return p != nullptr ? p : tiny_tls::Refill(MyHeap(), cls);
+  return p != nullptr ? p : tiny_tls::Refill(MyHeap(), cls, &zeroed);
 }
 
 void* PoolBlock(size_t size) {
   const int cls = PoolClass(size);
+  bool zeroed;
   void* p = pool_tls::TryAlloc(cls);
-  return p != nullptr ? p : pool_tls::Refill(MyHeap(), cls);
+  return p != nullptr ? p : pool_tls::Refill(MyHeap(), cls, &zeroed);
 }
 
 uint64_t Counter(stats::Counter c) {

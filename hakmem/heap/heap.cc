@@ -151,6 +151,7 @@ SlabMeta* NewSlab(Heap* heap, int cls) {
   SlabMeta* slab = AllocRunInHeap(heap, kSizeClasses[cls].slab_units, 1, &fresh);
   if (slab == nullptr) return nullptr;
   InitSlabBlocks(slab, kSizeClasses[cls].size);
+  slab->fresh = fresh;
   slab->cls = static_cast<uint8_t>(cls);
   slab->state = SlabState::kCurrent;
   Count(Counter::k_slabs_created);
@@ -294,7 +295,7 @@ void TrimHeap(Heap* heap) {
 }
 
 
-int AllocBatch(Heap* heap, int cls, int max, void** head) {
+int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
   // Blocks other threads freed come back before anything new is carved, so a
   // producer/consumer pair reuses memory instead of growing.
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
@@ -324,18 +325,31 @@ int AllocBatch(Heap* heap, int cls, int max, void** head) {
       append(block);
       ++taken;
     }
-    while (got + taken < max && slab->bump < slab->end) {
-      void* block = slab->bump;
-      slab->bump += size;
-      append(block);
-      ++taken;
+    uint32_t carved = 0;  // blocks of the slab's tail handed over as a range
+    if (got + taken < max && slab->bump < slab->end) {
+      if (range != nullptr) {
+        // Lazy carving: the whole untouched tail, no block written.
+        carved = static_cast<uint32_t>((slab->end - slab->bump) / size);
+        range->next = slab->bump;
+        range->end = slab->end;
+        range->zeroed = slab->fresh;
+        slab->bump = slab->end;
+      } else {
+        while (got + taken < max && slab->bump < slab->end) {
+          void* block = slab->bump;
+          slab->bump += size;
+          append(block);
+          ++taken;
+        }
+      }
     }
-    slab->used += taken;
+    slab->used += static_cast<uint32_t>(taken) + carved;
     got += taken;
     if (!SlabHasFree(slab)) {
       slab->state = SlabState::kFull;
       slab = nullptr;
     }
+    if (carved != 0) break;  // the range serves the cache until it runs out
   }
   if (last != nullptr) StoreLink(last, nullptr);
   heap->current[cls] = slab;
@@ -343,11 +357,12 @@ int AllocBatch(Heap* heap, int cls, int max, void** head) {
   return got;
 }
 
-void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
-  MarkFree(block);
-  StoreLink(block, slab->free_list);
-  slab->free_list = block;
-  --slab->used;
+namespace {
+
+// Blocks of `slab` came back (its `used` already lowered): the slab state machine
+// of a free. A slab being carved stays current; a full one becomes partial; an
+// empty partial one is released, or kept when it is its class's only partial.
+void AfterBlocksReturned(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   if (slab->state == SlabState::kCurrent) return;
   if (slab->state == SlabState::kFull) PushPartial(heap, slab);
   if (slab->used != 0) return;
@@ -359,6 +374,27 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
   }
   RemovePartial(heap, slab);
   ReleaseSlab(heap, ss, slab);
+}
+
+}  // namespace
+
+void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
+  MarkFree(block);
+  StoreLink(block, slab->free_list);
+  slab->free_list = block;
+  --slab->used;
+  AfterBlocksReturned(heap, ss, slab);
+}
+
+void ReturnRange(Heap* heap, const CarvedRange& range) {
+  if (range.next == range.end) return;
+  SuperSlab* ss = SuperSlabOf(range.next);
+  SlabMeta* slab = SlabOf(ss, range.next);
+  // AllocBatch handed out the slab's whole tail and nothing carves it meanwhile.
+  if (slab->bump != range.end) platform::Fatal("hakmem: a carved range is not its slab's tail");
+  slab->bump = range.next;
+  slab->used -= static_cast<uint32_t>((range.end - range.next) / slab->block_size);
+  AfterBlocksReturned(heap, ss, slab);
 }
 
 void FreeBlockList(Heap* heap, void* head) {

@@ -111,9 +111,25 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MaybeDecay(Heap* heap) {
 // and empty superslabs (to the shared cache).
 void TrimHeap(Heap* heap);
 
+// Blocks of one class never handed out: the untouched tail [next, end) of a
+// slab, given to a thread cache whole (lazy carving), so that no block is written
+// before the program gets it and the page faults happen where it uses them.
+// `zeroed`: the tail reads as zero (its units were fresh when the slab was carved).
+struct CarvedRange {
+  char* next;
+  char* end;
+  bool zeroed;
+};
+
 // Carves up to `max` blocks of `cls` into a list linked through first words
-// (*head, ending in nullptr). Returns how many; 0 only when memory runs out.
-int AllocBatch(Heap* heap, int cls, int max, void** head);
+// (*head, ending in nullptr) and returns how many. With `range`, a slab's
+// untouched tail is not linked: it goes to *range whole (an empty range on entry)
+// and the batch ends there, so the list may hold fewer blocks, or none. 0 (and
+// no range) only when memory runs out.
+int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range = nullptr);
+
+// Gives a thread cache's range back to its slab (thread exit, trim).
+void ReturnRange(Heap* heap, const CarvedRange& range);
 
 // Returns one block of `slab` (owned by `heap`) to its slab.
 void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block);
@@ -172,6 +188,9 @@ struct FreeList {
 template <int kFirst, int kCount>
 struct ClassCaches {
   FreeList lists[kCount];
+  // Each class's carved range, served by Refill when its list is empty. Apart
+  // from the lists, so the fast path's lists stay 16 bytes each.
+  CarvedRange ranges[kCount];
 
   // Empty lists with their bounds: a constant initialiser for TLS.
   static constexpr ClassCaches Empty() {
@@ -211,27 +230,41 @@ struct ClassCaches {
   // The head of the list (a double free of it is detectable in one compare).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const { return lists[cls - kFirst].head; }
 
-  // Refills an empty list with one batch and returns one block (nullptr: OOM).
-  // Uncached (max 0): the block returned, and as many more as the heap profiler
-  // counts as unsampled (profiler::UnsampledBlocks).
-  ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls) {
+  // Called when the list is empty: returns the next block of the class's carved
+  // range, or refills the list with one batch (and maybe a new range) and returns
+  // one block (nullptr: out of memory). `*zeroed` tells whether the block reads as
+  // zero (a range of fresh memory). Uncached (max 0): no range; the block
+  // returned, and as many more as the heap profiler counts as unsampled
+  // (profiler::UnsampledBlocks).
+  ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed) {
     FreeList& list = lists[cls - kFirst];
     if (ABSL_PREDICT_FALSE(list.count != 0)) {  // Pop ended the list at a bad link
       ReportCorruptList(cls, list.count);
       list.count = 0;  // those blocks are leaked, never handed out
     }
-    MaybeDecay(heap);  // the decay clock ticks on the slow paths only
-    const int batch = kSizeClasses[cls].batch;
-    const int want =
-        list.max != 0 ? batch : 1 + profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
-    void* head = nullptr;
-    const int got = AllocBatch(heap, cls, want, &head);
-    if (got == 0) return nullptr;
-    stats::Count(stats::Counter::k_cache_refills);
-    list.head = LoadLink(head);
-    list.count = static_cast<uint32_t>(got - 1);
-    MarkInUse(head);
-    return head;
+    CarvedRange& range = ranges[cls - kFirst];
+    if (range.next == range.end) {
+      MaybeDecay(heap);  // the decay clock ticks on the slow paths only
+      const int batch = kSizeClasses[cls].batch;
+      const int want =
+          list.max != 0 ? batch : 1 + profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
+      void* head = nullptr;
+      const int got = AllocBatch(heap, cls, want, &head, list.max != 0 ? &range : nullptr);
+      if (got == 0 && range.next == range.end) return nullptr;
+      stats::Count(stats::Counter::k_cache_refills);
+      if (got != 0) {
+        list.head = LoadLink(head);
+        list.count = static_cast<uint32_t>(got - 1);
+        MarkInUse(head);
+        *zeroed = false;
+        return head;
+      }
+    }
+    void* block = range.next;
+    range.next += kSizeClasses[cls].size;
+    MarkInUse(block);  // a reused unit may hold an old block's freed-block tag
+    *zeroed = range.zeroed;
+    return block;
   }
 
   // The list is full: gives one batch back to the slabs, then keeps `block`.
@@ -278,17 +311,24 @@ struct ClassCaches {
     for (FreeList& list : lists) list.max = 0;
   }
 
-  // Gives every cached block back to the slabs (thread exit).
+  // Gives every cached block and range back to the slabs (thread exit, trim).
   void FlushAll(Heap* heap) {
     for (FreeList& list : lists) {
       if (list.head != nullptr) FreeBlockList(heap, list.head);
       list.head = nullptr;
       list.count = 0;
     }
+    for (CarvedRange& range : ranges) {
+      ReturnRange(heap, range);
+      range = CarvedRange{};
+    }
   }
 
-  // Whether `block` is on the list of `cls` (the double-free search).
+  // Whether `block` is on the list of `cls` or in its range (the double-free
+  // search: a block of the range was never handed out).
   bool Contains(int cls, const void* block) const {
+    const CarvedRange& range = ranges[cls - kFirst];
+    if (block >= range.next && block < range.end) return true;
     for (void* p = lists[cls - kFirst].head; p != nullptr; p = LoadLink(p)) {
       if (p == block) return true;
     }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -149,6 +150,43 @@ bool Populate(void* ptr, size_t size) {
   return ok;
 }
 
+ThpMode ParseThpMode(const char* text) {
+  const char* open = strchr(text, '[');
+  if (open == nullptr) return ThpMode::kNever;
+  if (strncmp(open, "[always]", 8) == 0) return ThpMode::kAlways;
+  if (strncmp(open, "[madvise]", 9) == 0) return ThpMode::kMadvise;
+  return ThpMode::kNever;
+}
+
+namespace {
+// KernelThpMode's answer + 1; 0: not read yet (two first calls read the same file).
+ABSL_CONST_INIT std::atomic<int> g_thp_mode{0};
+}  // namespace
+
+ThpMode KernelThpMode() {
+  const int mode = g_thp_mode.load(std::memory_order_relaxed);
+  if (ABSL_PREDICT_TRUE(mode != 0)) return static_cast<ThpMode>(mode - 1);
+  char text[128];
+  const ThpMode read = ReadSmallFile("/sys/kernel/mm/transparent_hugepage/enabled", text, sizeof(text)) > 0
+                           ? ParseThpMode(text)
+                           : ThpMode::kNever;
+  g_thp_mode.store(static_cast<int>(read) + 1, std::memory_order_relaxed);
+  return read;
+}
+
+bool AdviseHugePages(void* ptr, size_t size) {
+  Count(Syscall::k_madvise);
+  return madvise(ptr, size, MADV_HUGEPAGE) == 0;
+}
+
+bool CollapseHugePages(void* ptr, size_t size) {
+#ifndef MADV_COLLAPSE
+  constexpr int MADV_COLLAPSE = 25;  // Linux 6.1; older headers lack it
+#endif
+  Count(Syscall::k_madvise);
+  return madvise(ptr, size, MADV_COLLAPSE) == 0;
+}
+
 bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
   void* moved = MAP_FAILED;
   WithRetries(Syscall::k_mremap, [&] {
@@ -192,6 +230,70 @@ long ReadSmallFile(const char* path, char* buffer, size_t size) {
   close(fd);
   buffer[length] = '\0';
   return static_cast<long>(length);
+}
+
+PageFaults ProcessPageFaults() {
+  struct rusage usage;
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return PageFaults{0, 0};
+  return PageFaults{static_cast<uint64_t>(usage.ru_minflt), static_cast<uint64_t>(usage.ru_majflt)};
+}
+
+namespace {
+
+// The value of a hexadecimal number at `text` (stops at the first non-digit).
+uintptr_t ParseHex(const char* text) {
+  uintptr_t value = 0;
+  for (;; ++text) {
+    const char c = *text;
+    if (c >= '0' && c <= '9') value = value * 16 + static_cast<uintptr_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') value = value * 16 + static_cast<uintptr_t>(c - 'a' + 10);
+    else return value;
+  }
+}
+
+}  // namespace
+
+uint64_t AnonHugePageBytes(bool (*counted)(uintptr_t start)) {
+  Count(Syscall::k_open);
+  const int fd = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  static constexpr char kField[] = "AnonHugePages:";
+  char buffer[4096];
+  size_t filled = 0;
+  bool counting = false;
+  uint64_t bytes = 0;
+  for (;;) {
+    Count(Syscall::k_read);
+    const ssize_t n = read(fd, buffer + filled, sizeof(buffer) - 1 - filled);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    filled += static_cast<size_t>(n);
+    buffer[filled] = '\0';
+    // Every whole line: a mapping's first line starts with its address range
+    // ("7f..-7f.. rw-p ..."), its fields follow ("AnonHugePages:  2048 kB").
+    char* line = buffer;
+    for (char* end; (end = strchr(line, '\n')) != nullptr; line = end + 1) {
+      *end = '\0';
+      const char c = line[0];
+      if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
+        counting = counted(ParseHex(line));
+      } else if (counting && strncmp(line, kField, sizeof(kField) - 1) == 0) {
+        const char* digits = line + sizeof(kField) - 1;
+        while (*digits == ' ') ++digits;
+        uint64_t kib = 0;
+        while (*digits >= '0' && *digits <= '9') kib = kib * 10 + static_cast<uint64_t>(*digits++ - '0');
+        bytes += kib << 10;
+      }
+    }
+    // Keep the partial last line for the next read (a line is far shorter than
+    // the buffer; a longer one is dropped).
+    size_t rest = static_cast<size_t>(buffer + filled - line);
+    if (rest == sizeof(buffer) - 1) rest = 0;
+    memmove(buffer, line, rest);
+    filled = rest;
+  }
+  close(fd);
+  return bytes;
 }
 
 DiagLine& DiagLine::Str(const char* text) {

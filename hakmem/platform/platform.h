@@ -69,6 +69,24 @@ bool Decommit(void* ptr, size_t size);
 // Asks the OS to back a range now (prefault builds).
 bool Populate(void* ptr, size_t size);
 
+// The kernel's transparent huge page mode, from
+// /sys/kernel/mm/transparent_hugepage/enabled (read once, without allocating):
+// kAlways backs every anonymous mapping with 2 MiB pages where it can, kMadvise
+// only ranges advised with AdviseHugePages, kNever (also: no THP in the kernel,
+// or the file unreadable) none.
+enum class ThpMode : uint8_t { kNever, kMadvise, kAlways };
+ThpMode KernelThpMode();
+// Parses the text of that file ("always [madvise] never": the mode in brackets).
+ThpMode ParseThpMode(const char* text);
+
+// Asks the OS to back a range with 2 MiB pages when it is faulted in
+// (MADV_HUGEPAGE). `ptr` and `size` are page-aligned; false if refused.
+bool AdviseHugePages(void* ptr, size_t size);
+// Backs a 2 MiB-aligned range with huge pages now, keeping its contents
+// (MADV_COLLAPSE, Linux 6.1): a range whose huge page was split by a Decommit
+// gets one again. false if refused (an older kernel: EINVAL).
+bool CollapseHugePages(void* ptr, size_t size);
+
 // Moves the pages of [old_ptr, old_ptr + old_size) to new_ptr, a reserved range of
 // new_size >= old_size bytes, without copying (mremap with MREMAP_FIXED). The old
 // range is unmapped. Returns false (nothing moved) if the OS refuses.
@@ -86,6 +104,20 @@ const char* GetEnv(const char* name);
 // Reads up to `size - 1` bytes of a file into `buffer` and NUL-terminates it.
 // Returns the number of bytes read, or -1. Does not allocate.
 long ReadSmallFile(const char* path, char* buffer, size_t size);
+
+// Page faults of this process so far (getrusage): minor ones (a page mapped
+// without I/O: first touches of anonymous memory) and major ones (with I/O).
+struct PageFaults {
+  uint64_t minor;
+  uint64_t major;
+};
+PageFaults ProcessPageFaults();
+
+// Bytes of this process's anonymous memory in 2 MiB pages (AnonHugePages of
+// /proc/self/smaps), counting only the mappings whose start address `counted`
+// accepts. Streams the file through a fixed buffer: no allocation. 0 if it
+// cannot be read.
+uint64_t AnonHugePageBytes(bool (*counted)(uintptr_t start));
 
 // Plain file I/O without allocating (the heap profiler's dumps). OpenFile:
 // `write` creates or truncates `path` (mode 0644); returns a descriptor or -1 with

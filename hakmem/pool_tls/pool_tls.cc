@@ -7,9 +7,10 @@ namespace hakmem::pool_tls {
 ABSL_CONST_INIT __thread PoolCaches tls_pool HAKMEM_TLS =
     PoolCaches::Empty();
 
-void* Refill(Heap* heap, int cls) {
-  if constexpr (config::kPoolTls) return tls_pool.Refill(heap, cls);
+void* Refill(Heap* heap, int cls, bool* zeroed) {
+  if constexpr (config::kPoolTls) return tls_pool.Refill(heap, cls, zeroed);
   stats::Count(stats::Counter::k_fallback_pool_uncached);
+  *zeroed = false;
   void* block = nullptr;
   if (AllocBatch(heap, cls, 1, &block) != 1) return nullptr;
   MarkInUse(block);
@@ -34,7 +35,8 @@ void Prewarm(Heap* heap) {
   if constexpr (!config::kPoolTls || !config::kPrewarm) return;
   for (int cls = kFirstPoolClass; cls < kNumClasses && kSizeClasses[cls].size <= 8192; ++cls) {
     if (tls_pool.Head(cls) != nullptr) continue;
-    void* block = tls_pool.Refill(heap, cls);
+    bool zeroed;
+    void* block = tls_pool.Refill(heap, cls, &zeroed);
     if (block == nullptr) return;
     tls_pool.Push(cls, block);
   }

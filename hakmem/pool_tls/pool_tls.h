@@ -32,8 +32,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) {
   return tls_pool.Pop(cls);
 }
 
-// Refills the list of `cls` from `heap` and returns a block (nullptr: out of memory).
-ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls);
+// The list of `cls` is empty: a block of its carved range, or of a refill from
+// `heap` (nullptr: out of memory); `*zeroed` says whether it reads as zero.
+ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed);
 
 // Caches a block freed by its owner; false when it must go to Flush.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {

@@ -9,8 +9,9 @@ void BM_PoolAllocFreePair(benchmark::State& state) {
   Heap* heap = HasHeap() ? tls_heap : AttachHeap();
   const int cls = PoolClass(static_cast<size_t>(state.range(0)));
   for (auto _ : state) {
+    bool zeroed;
     void* p = TryAlloc(cls);
-    if (p == nullptr) p = Refill(heap, cls);
+    if (p == nullptr) p = Refill(heap, cls, &zeroed);
     benchmark::DoNotOptimize(p);
     if (!TryFree(cls, p)) Flush(heap, cls, p);
   }

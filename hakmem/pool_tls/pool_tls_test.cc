@@ -12,8 +12,9 @@ namespace hakmem::pool_tls {
 namespace {
 
 void* Alloc(Heap* heap, int cls) {
+  bool zeroed;
   void* p = TryAlloc(cls);
-  return p != nullptr ? p : Refill(heap, cls);
+  return p != nullptr ? p : Refill(heap, cls, &zeroed);
 }
 
 void Free(Heap* heap, int cls, void* p) {

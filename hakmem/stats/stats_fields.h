@@ -24,6 +24,7 @@
   X(superslabs_cached, "empty superslabs put in the cache")                      \
   X(superslabs_purged, "cached superslabs decommitted (MADV_DONTNEED)")          \
   X(units_purged, "free 16 KiB units of owned superslabs decommitted by decay")   \
+  X(huge_pages_collapsed, "decommitted superslabs given one 2 MiB page again on reuse")\
   X(huge_mapped, "huge allocations given a new mapping")                         \
   X(huge_reused, "huge allocations served from the huge cache")                  \
   X(huge_released, "huge mappings given back to the OS")                         \

@@ -70,6 +70,12 @@ uint64_t RetainBytes() {
   return set != UINT64_MAX ? set : config::GetOptions().retain_mb << 20;
 }
 
+// With huge pages, a superslab in use gives its free units back only when at
+// least this many are free: decommitting part of a 2 MiB page splits it, and the
+// units still in use lose their huge page (TLB reach) for the few KiB returned.
+// Empty superslabs are decommitted whole after the purge delay as before.
+constexpr int kSplitHugePageUnits = kUnitsPerSuperSlab / 2;
+
 constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
 using UnitMask = unsigned __int128;
@@ -84,6 +90,24 @@ void Store(uint64_t words[2], UnitMask mask) {
 UnitMask RunMask(size_t first, size_t units) {
   const UnitMask ones = units >= 128 ? ~UnitMask{0} : ((UnitMask{1} << units) - 1);
   return ones << first;
+}
+
+// Bit i set iff units i .. i + units - 1 are all set in `mask`: the mask and-ed
+// with itself shifted, doubling the run length each step.
+UnitMask RunStarts(UnitMask mask, size_t units) {
+  UnitMask starts = mask;
+  size_t length = 1;
+  while (length * 2 <= units) {
+    starts &= starts >> length;
+    length *= 2;
+  }
+  if (length < units) starts &= starts >> (units - length);
+  return starts;
+}
+
+int CountUnits(UnitMask mask) {
+  return __builtin_popcountll(static_cast<uint64_t>(mask)) +
+         __builtin_popcountll(static_cast<uint64_t>(mask >> 64));
 }
 
 void DecommitLocked(SuperSlab* ss) {
@@ -165,6 +189,9 @@ bool NewReservationLocked() {
       char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
       if (r == nullptr) continue;
       Count(Counter::k_reservations);
+      // One madvise for the whole reservation: each superslab carved from it is
+      // then faulted in as one 2 MiB page (its header write is the first touch).
+      if (HugePagesEnabled()) platform::AdviseHugePages(r, length);
       const size_t n = g_reservation_count.load(std::memory_order_relaxed);
       if (n < kMaxReservations) {
         g_reservations[n] = r;
@@ -200,6 +227,7 @@ char* TakeFromReservation(size_t len) {
 SuperSlab* AcquireSuperSlab(void* owner) {
   SuperSlab* ss = nullptr;
   bool fresh = false;
+  bool collapse = false;
   {
     platform::SpinLockHolder hold(&g_lock);
     if (g_warm.head != nullptr) {
@@ -209,6 +237,7 @@ SuperSlab* AcquireSuperSlab(void* owner) {
       ss = g_cold.head;
       g_cold.Remove(ss);
       ss->decommitted = false;
+      collapse = HugePagesEnabled();
     }
     if (ss != nullptr) {
       Count(Counter::k_superslabs_reused);
@@ -219,6 +248,12 @@ SuperSlab* AcquireSuperSlab(void* owner) {
       g_reserve_cursor += kSuperSlabSize;
       fresh = true;
     }
+  }
+  if (collapse) {
+    // Decommitting it split its huge page (only the header's 4 KiB pages stayed):
+    // one 2 MiB page again now, instead of 4 KiB faults as its units are reused.
+    // Refused (a kernel before 6.1) it still works, in small pages.
+    if (platform::CollapseHugePages(ss, kSuperSlabSize)) Count(Counter::k_huge_pages_collapsed);
   }
   if (fresh) {
     InitFreshHeader(ss);
@@ -259,27 +294,22 @@ void ReleaseSuperSlab(SuperSlab* ss) {
 
 SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh) {
   const UnitMask free_units = Load(ss->free_units);
-  // starts: bit i set iff units i .. i + units - 1 are all free, by and-ing the
-  // free mask with itself shifted (doubling the run length each step).
-  UnitMask starts = free_units;
-  size_t length = 1;
-  while (length * 2 <= units) {
-    starts &= starts >> length;
-    length *= 2;
-  }
-  if (length < units) starts &= starts >> (units - length);
+  const UnitMask dirty = Load(ss->dirty_units);
+  UnitMask aligned = ~UnitMask{0};
   if (align_units > 1) {
-    UnitMask aligned = 0;
+    aligned = 0;
     for (size_t u = align_units; u < kUnitsPerSuperSlab; u += align_units) aligned |= UnitMask{1} << u;
-    starts &= aligned;
   }
+  // Memory already backed first: a run of dirty free units costs no page fault
+  // and leaves the clean ones (never touched, or decommitted) unbacked.
+  UnitMask starts = RunStarts(free_units & dirty, units) & aligned;
+  if (starts == 0) starts = RunStarts(free_units, units) & aligned;
   if (starts == 0) return nullptr;
   const uint64_t low = static_cast<uint64_t>(starts);
   const size_t first = low != 0 ? static_cast<size_t>(__builtin_ctzll(low))
                                 : 64 + static_cast<size_t>(__builtin_ctzll(static_cast<uint64_t>(starts >> 64)));
   const UnitMask mask = RunMask(first, units);
   Store(ss->free_units, free_units & ~mask);
-  const UnitMask dirty = Load(ss->dirty_units);
   *fresh = (dirty & mask) == 0;
   Store(ss->dirty_units, dirty | mask);
   ss->used_units += static_cast<uint32_t>(units);
@@ -307,6 +337,8 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
   const UnitMask free_dirty = Load(ss->free_units) & Load(ss->dirty_units);
   if (free_dirty == 0) return false;
   if (now_ns - ss->last_free_ns < delay_ns) return true;
+  // Kept whole (nothing left waiting: the next run freed here starts the clock).
+  if (CountUnits(free_dirty) < kSplitHugePageUnits && HugePagesEnabled()) return false;
   // Decommit each maximal run of free dirty units with one madvise.
   for (size_t unit = 1; unit < kUnitsPerSuperSlab;) {
     if (((free_dirty >> unit) & 1) == 0) {
@@ -439,6 +471,9 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
     errno = ENOMEM;
     return nullptr;
   }
+  // Whole 2 MiB pages of a big block are faulted in at once (its tail below
+  // 2 MiB stays in small pages).
+  if (needed >= kSuperSlabSize && HugePagesEnabled()) platform::AdviseHugePages(base, needed);
   g_huge_bytes.fetch_add(needed, std::memory_order_relaxed);
   g_huge_count.fetch_add(1, std::memory_order_relaxed);
   Count(Counter::k_huge_mapped);
@@ -566,6 +601,22 @@ void ForEachSuperSlab(void (*fn)(const SuperSlab* ss, void* arg), void* arg) {
       if (__atomic_load_n(&ss->magic, __ATOMIC_ACQUIRE) == kSuperSlabMagic) fn(ss, arg);
     }
   }
+}
+
+bool HugePagesEnabled() {
+  return config::kThp && config::GetOptions().thp == config::ThpPolicy::kAuto &&
+         platform::KernelThpMode() != platform::ThpMode::kNever;
+}
+
+const char* ThpStatus() {
+  if constexpr (!config::kThp) return "off (built with hakmem_thp=off)";
+  if (config::GetOptions().thp == config::ThpPolicy::kNever) return "off (HAKMEM_THP=never)";
+  switch (platform::KernelThpMode()) {
+    case platform::ThpMode::kAlways: return "on (kernel: always)";
+    case platform::ThpMode::kMadvise: return "on (kernel: madvise)";
+    case platform::ThpMode::kNever: break;
+  }
+  return "off (kernel: never, or no THP)";
 }
 
 void PrepareForkSuperSlabs() { g_lock.Lock(); }

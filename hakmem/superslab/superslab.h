@@ -59,6 +59,7 @@ struct SlabMeta {
   uint16_t units;
   uint8_t cls;         // size class, kLargeClass or kNoClass
   SlabState state;
+  bool fresh;          // its units were untouched when carved: [bump, end) reads as zero
   SlabMeta* next;      // the heap's partial list of this class
   SlabMeta* prev;
 };
@@ -200,6 +201,12 @@ void SetRetainBytes(uint64_t bytes);
 // thread, without stopping the owners: their slab descriptors are read while they
 // change, so what `fn` computes is a snapshot (mallinfo, malloc_info).
 void ForEachSuperSlab(void (*fn)(const SuperSlab* ss, void* arg), void* arg);
+
+// Whether superslabs and huge mappings are advised to use 2 MiB pages (the build
+// allows it, HAKMEM_THP=auto, the kernel's THP mode is not never; slow paths
+// only), and why, for the stats report: "on (kernel: madvise)", ...
+bool HugePagesEnabled();
+const char* ThpStatus();
 
 void PrepareForkSuperSlabs();
 void ParentAfterForkSuperSlabs();

@@ -249,7 +249,7 @@ namespace hakmem {
 namespace {
 
 // AllocRun against a reference search, over random fragmentation patterns.
-TEST(SuperSlabTest, RunSearchFindsTheFirstFitLikeALinearScan) {
+TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
   SuperSlab* ss = AcquireSuperSlab(&g_owner);
   ASSERT_NE(ss, nullptr);
   uint32_t r = 12345;
@@ -270,14 +270,20 @@ TEST(SuperSlabTest, RunSearchFindsTheFirstFitLikeALinearScan) {
     }
     const size_t units = 1 + next() % 40;
     const size_t align = size_t{1} << (next() % 4);
-    // The reference: the lowest aligned start with `units` free units.
+    // The reference: the lowest aligned start with `units` free units that are
+    // all dirty (backed already), else the lowest with `units` free units.
+    auto bit = [](const uint64_t words[2], size_t u) {
+      return ((u < 64 ? words[0] >> u : words[1] >> (u - 64)) & 1) != 0;
+    };
     size_t expected = 0;
-    for (size_t first = align; first + units <= kUnitsPerSuperSlab && expected == 0; first += align) {
-      bool all_free = true;
-      for (size_t u = first; u < first + units; ++u) {
-        all_free &= ((u < 64 ? ss->free_units[0] >> u : ss->free_units[1] >> (u - 64)) & 1) != 0;
+    for (bool want_dirty : {true, false}) {
+      for (size_t first = align; first + units <= kUnitsPerSuperSlab && expected == 0; first += align) {
+        bool fits = true;
+        for (size_t u = first; u < first + units; ++u) {
+          fits &= bit(ss->free_units, u) && (!want_dirty || bit(ss->dirty_units, u));
+        }
+        if (fits) expected = first;
       }
-      if (all_free) expected = first;
     }
     bool fresh;
     SlabMeta* run = AllocRun(ss, units, align, &fresh);

@@ -7,7 +7,7 @@ namespace hakmem::tiny_tls {
 ABSL_CONST_INIT __thread TinyCaches tls_tiny HAKMEM_TLS =
     TinyCaches::Empty();
 
-void* Refill(Heap* heap, int cls) { return tls_tiny.Refill(heap, cls); }
+void* Refill(Heap* heap, int cls, bool* zeroed) { return tls_tiny.Refill(heap, cls, zeroed); }
 
 void Flush(Heap* heap, int cls, void* block) { tls_tiny.Flush(heap, cls, block); }
 

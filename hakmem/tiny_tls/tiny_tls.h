@@ -26,8 +26,9 @@ extern __thread TinyCaches tls_tiny HAKMEM_TLS;
 // A cached block of `cls`, or nullptr (then call Refill).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) { return tls_tiny.Pop(cls); }
 
-// Refills the list of `cls` from `heap` and returns a block (nullptr: out of memory).
-ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls);
+// The list of `cls` is empty: a block of its carved range, or of a refill from
+// `heap` (nullptr: out of memory); `*zeroed` says whether it reads as zero.
+ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed);
 
 // Caches a block of `cls` freed by its owner; false when the list is full.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {
