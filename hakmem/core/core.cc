@@ -262,8 +262,19 @@ void* Realloc(void* ptr, size_t size) {
         }
       }
       break;
-    case free_dispatch::Kind::kBlock:
     case free_dispatch::Kind::kLarge:
+      // Growing (a vector, a string builder): over the free units after the run.
+      if (size > found.usable && size <= kHugeThreshold && HasHeap() &&
+          GrowLargeInPlace(tls_heap, ptr, size)) {
+        if (ABSL_PREDICT_FALSE(profiler::Enabled())) {
+          profiler::OnFree(ptr);
+          profiler::OnAlloc(ptr, size);
+        }
+        Count(Counter::k_realloc_in_place);
+        return ptr;
+      }
+      [[fallthrough]];
+    case free_dispatch::Kind::kBlock:
       // In place while it fits and leaves no more than half the block (or 128
       // bytes, whichever is more) unused.
       if (size <= found.usable && found.usable - size <= std::max<size_t>(found.usable / 2, 128)) {

@@ -467,6 +467,18 @@ void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   ReleaseSlab(heap, ss, slab);
 }
 
+bool GrowLargeInPlace(Heap* heap, void* block, size_t size) {
+  SuperSlab* ss = SuperSlabOf(block);
+  if (ss->owner.load(std::memory_order_relaxed) != heap) return false;
+  SlabMeta* run = SlabOf(ss, block);
+  bool fresh;
+  if (!GrowRun(ss, run, LargeUnits(size), &fresh)) return false;
+  InitSlabBlocks(run, static_cast<uint32_t>(run->units * kUnitSize));
+  run->used = 1;
+  run->bump = run->end;
+  return true;
+}
+
 bool IsFreeInSlab(Heap* heap, const SlabMeta* slab, const void* block) {
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   for (void* p = slab->free_list; p != nullptr; p = LoadLink(p)) {

@@ -149,6 +149,12 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed);
 void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab);
 inline constexpr uint32_t kLargeCacheUnits = 256;  // 4 MiB
 
+// realloc of a large block of the calling thread's heap to `size` bytes (still
+// a large size) without moving it, over the free units right after its run:
+// no copy, and the old run is not left behind dirty. false when the block is
+// another thread's or the units are taken.
+bool GrowLargeInPlace(Heap* heap, void* block, size_t size);
+
 // Frees `block` of superslab `ss` from a thread that does not own it.
 ABSL_ATTRIBUTE_NOINLINE void ReportCorruptOwner(const SuperSlab* ss, const void* block);
 

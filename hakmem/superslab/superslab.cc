@@ -323,6 +323,23 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
   return slab;
 }
 
+bool GrowRun(SuperSlab* ss, SlabMeta* run, size_t units, bool* fresh) {
+  const size_t first = static_cast<size_t>(run - ss->slabs);
+  if (units <= run->units || first + units > kUnitsPerSuperSlab) return false;
+  const size_t added = units - run->units;
+  const UnitMask mask = RunMask(first + run->units, added);
+  const UnitMask free_units = Load(ss->free_units);
+  if ((free_units & mask) != mask) return false;
+  Store(ss->free_units, free_units & ~mask);
+  const UnitMask dirty = Load(ss->dirty_units);
+  *fresh = (dirty & mask) == 0;
+  Store(ss->dirty_units, dirty | mask);
+  ss->used_units += static_cast<uint32_t>(added);
+  memset(&ss->unit_slab[first + run->units], static_cast<int>(first), added);
+  run->units = static_cast<uint16_t>(units);
+  return true;
+}
+
 void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   const size_t first = static_cast<size_t>(slab - ss->slabs);
   Store(ss->free_units, Load(ss->free_units) | RunMask(first, slab->units));

@@ -118,6 +118,11 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
 // Returns the units of `slab` to its superslab.
 void FreeRun(SuperSlab* ss, SlabMeta* slab);
 
+// Extends `run` to `units` units (more than it has) over the free units right
+// after it; false (nothing changed) when they are not all free. `*fresh` says
+// whether the added units are untouched (read as zero).
+bool GrowRun(SuperSlab* ss, SlabMeta* run, size_t units, bool* fresh);
+
 // One decay tick of an owned superslab (owner thread): once no run of it has been
 // freed for `delay_ns`, every free unit has been free that long, and its dirty
 // free units are decommitted. Returns whether dirty free units are left waiting

@@ -74,6 +74,38 @@ TEST(SuperSlabTest, FreshRunsReadZeroAndReusedRunsAreMarkedDirty) {
   ReleaseSuperSlab(ss);
 }
 
+TEST(SuperSlabTest, RunGrowsOverTheFreeUnitsAfterIt) {
+  PurgeCaches(/*force=*/true);  // every cached superslab clean: runs go first fit
+  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  ASSERT_NE(ss, nullptr);
+  bool fresh;
+  SlabMeta* a = AllocRun(ss, 4, 1, &fresh);
+  SlabMeta* b = AllocRun(ss, 2, 1, &fresh);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(b - ss->slabs, (a - ss->slabs) + 4) << "first fit in an empty superslab";
+  const size_t first = static_cast<size_t>(a - ss->slabs);
+  const uint32_t used = ss->used_units;
+  EXPECT_FALSE(GrowRun(ss, a, 6, &fresh)) << "b sits right after a";
+  EXPECT_EQ(a->units, 4u);
+  EXPECT_EQ(ss->used_units, used);
+  FreeRun(ss, b);
+  ASSERT_TRUE(GrowRun(ss, a, 10, &fresh));
+  EXPECT_EQ(a->units, 10u);
+  EXPECT_EQ(ss->used_units, used - 2 + 6);
+  for (size_t u = first; u < first + 10; ++u) {
+    EXPECT_EQ(ss->unit_slab[u], first) << u;
+    EXPECT_EQ((ss->free_units[u / 64] >> (u % 64)) & 1, 0u) << u;
+    EXPECT_EQ((ss->dirty_units[u / 64] >> (u % 64)) & 1, 1u) << u;
+  }
+  EXPECT_EQ((ss->free_units[(first + 10) / 64] >> ((first + 10) % 64)) & 1, 1u);
+  EXPECT_FALSE(GrowRun(ss, a, 129 - first, &fresh)) << "past the superslab's end";
+  EXPECT_FALSE(GrowRun(ss, a, 8, &fresh)) << "not a growth";
+  FreeRun(ss, a);
+  EXPECT_EQ(ss->used_units, 0u);
+  ReleaseSuperSlab(ss);
+}
+
 TEST(SuperSlabTest, BlockStartsAreRecognised) {
   SuperSlab* ss = AcquireSuperSlab(&g_owner);
   ASSERT_NE(ss, nullptr);
