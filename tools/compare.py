@@ -486,7 +486,7 @@ def draw_chart(rows, path, meta):
             ax.set_xticks(range(len(workloads)))
             ax.set_xticklabels(workloads, rotation=30, ha="right")
             ax.grid(axis="y", alpha=0.3)
-        speed.legend(fontsize="small")
+    axes[0][0].legend(fontsize="small")  # one legend: the colours are the same throughout
     fig.suptitle(f"hakmem and peers: {meta['reps']} reps{' (quick)' if meta['quick'] else ''}, "
                  f"{meta['cpus']} CPUs, {meta['date']}, git {meta['git']}", fontsize="medium")
     fig.tight_layout()
