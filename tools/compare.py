@@ -306,6 +306,10 @@ def summarize(runs, workloads, allocators):
                           "requests_per_sec"):
                 if field in mine[0]:
                     row[field] = benchlib.spread([r[field] for r in mine])[0]
+            if "user_seconds" in mine[0]:
+                # Steadier than the wall time on a busy machine: waiting for a core is not in it.
+                row["cpu_seconds"] = benchlib.spread([r["user_seconds"] + r["sys_seconds"]
+                                                      for r in mine])[0]
             group.append((row, {r["rep"]: r[key] for r in mine}))
         peers = [g for g in group if g[0]["allocator"] != "hakmem"]
         candidates = peers or group
@@ -371,15 +375,15 @@ def format_benchmarks(rows, strace):
 
 
 def format_programs(rows):
-    head = ["program", "allocator", "time", "min-max", "spread", "vs best peer", "peak RSS",
-            "RSS / lowest peer", "minor faults", "note"]
+    head = ["program", "allocator", "time", "min-max", "spread", "vs best peer", "CPU time",
+            "peak RSS", "RSS / lowest peer", "minor faults", "note"]
     lines = [head]
     previous = None
     for r in rows:
         lines.append([r["workload"] if r["workload"] != previous else "", r["allocator"],
                       f"{r['seconds']:.3f} s", f"{r['min']:.3f}-{r['max']:.3f}",
                       f"{100 * (r['max'] - r['min']) / r['seconds']:.0f}%",
-                      _ratio(r["vs_best_peer"]), mib(r["peak_rss_kb"]),
+                      _ratio(r["vs_best_peer"]), f"{r['cpu_seconds']:.3f} s", mib(r["peak_rss_kb"]),
                       _ratio(r["rss_vs_lowest_peer"]), human(r["minflt"]),
                       f"{human(r['requests_per_sec'])} requests/s" if "requests_per_sec" in r else ""])
         previous = r["workload"]
@@ -400,8 +404,8 @@ def format_table(rows, strace):
                          "", *format_benchmarks(benchmark_rows, strace)])
     if program_rows:
         sections.append(["Real programs: wall time (median; lower is better); vs best peer is the "
-                         "best peer's time / this time (> 1: faster); peak RSS and minor faults "
-                         "are the program's own (ru_maxrss, ru_minflt)",
+                         "best peer's time / this time (> 1: faster); CPU time (user + sys), peak "
+                         "RSS and minor faults are the program's own (redis: the server's)",
                          "", *format_programs(program_rows)])
     return "\n\n".join("\n".join(s) for s in sections) + "\n"
 
