@@ -2,6 +2,7 @@
 Bazel, running one workload and parsing its RESULT line, and small statistics."""
 
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -54,7 +55,7 @@ def target_exists(label):
         return True
     if "no such target" in proc.stderr or "no such package" in proc.stderr:
         return False
-    raise BenchError(f"bazel query {label} failed:\n{_tail(proc.stderr)}")
+    raise BenchError(f"bazel query {label} failed:\n{tail(proc.stderr)}")
 
 
 def build(targets, flags=""):
@@ -74,10 +75,10 @@ def copy_out(bin_dir, relative_path, dest_dir):
     return dest
 
 
-def parse_result(stdout):
-    """The fields of the last `RESULT key=value ...` line, numbers converted; None
-    if there is none."""
-    lines = [l for l in stdout.splitlines() if l.startswith("RESULT ")]
+def parse_result(stdout, tag="RESULT"):
+    """The fields of the last `TAG key=value ...` line, numbers converted; None if
+    there is none."""
+    lines = [l for l in stdout.splitlines() if l.startswith(tag + " ")]
     if not lines:
         return None
     fields = {}
@@ -93,7 +94,7 @@ def parse_result(stdout):
     return fields
 
 
-def _describe_exit(code):
+def describe_exit(code):
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
@@ -102,7 +103,7 @@ def _describe_exit(code):
     return f"exit {code}"
 
 
-def _tail(text, lines=15):
+def tail(text, lines=15):
     return "\n".join("    " + l for l in text.strip().splitlines()[-lines:])
 
 
@@ -111,7 +112,8 @@ def run_workload(command, label, preload=None, expect_malloc=None, timeout=300, 
     STRACE_TO, runs it under `strace -f -c` counting STRACE_SYSCALLS into that file.
     Returns the RESULT fields; raises BenchError, naming LABEL and quoting stderr,
     when it crashes, times out, prints no RESULT line, or malloc was not served by
-    EXPECT_MALLOC (a file name, or "exe")."""
+    EXPECT_MALLOC (a file name, or "exe"). Adds the run's page faults (minflt,
+    majflt; of strace too when under it)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     wrapper = []
@@ -123,20 +125,26 @@ def run_workload(command, label, preload=None, expect_malloc=None, timeout=300, 
             wrapper += ["-E", f"LD_PRELOAD={preload}"]
     elif preload:
         env["LD_PRELOAD"] = str(preload)
+    # The faults of the one child this waits for: runs are sequential, so the
+    # growth of the children's total is this run's.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         proc = subprocess.run([*wrapper, *map(str, command)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        raise BenchError(f"{label}: timed out after {timeout} s\n{_tail(stderr)}")
+        raise BenchError(f"{label}: timed out after {timeout} s\n{tail(stderr)}")
     result = parse_result(proc.stdout)
     if proc.returncode != 0 or result is None:
-        why = _describe_exit(proc.returncode) if proc.returncode != 0 else "no RESULT line"
+        why = describe_exit(proc.returncode) if proc.returncode != 0 else "no RESULT line"
         raise BenchError(f"{label}: {why}\n  command: {shlex.join(map(str, command))}"
-                         f"\n  stderr (last lines):\n{_tail(proc.stderr)}")
+                         f"\n  stderr (last lines):\n{tail(proc.stderr)}")
     if expect_malloc and result.get("malloc") != expect_malloc:
         raise BenchError(f"{label}: malloc was served by {result.get('malloc')}, not "
                          f"{expect_malloc} (LD_PRELOAD did not take?)")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result["minflt"] = after.ru_minflt - before.ru_minflt
+    result["majflt"] = after.ru_majflt - before.ru_majflt
     return result
 
 

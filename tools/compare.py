@@ -1,35 +1,43 @@
 #!/usr/bin/env python3
 """Compares hakmem with glibc, mimalloc, jemalloc and tcmalloc on the workloads of
-//benchmarks, and prints a table and writes CSV, JSON and a chart.
+//benchmarks and on real programs (python3, lua5.4, sqlite3, redis-server), and
+prints a table and writes CSV, JSON and a chart.
 
 Builds the plain workloads (and //hakmem:libhakmem.so when it exists), runs every
 workload under every allocator (LD_PRELOAD) several times, interleaved so drift on
-the machine hits all alike, and reports per workload and allocator the median ops/s,
-its ratio to the best peer (the median of per-rep ratios), the spread and the peak
-RSS.
+the machine hits all alike, and reports per workload and allocator the median ops/s
+(programs: the median time), its speed ratio to the best peer (the median of
+per-rep ratios), the spread, the peak RSS and the minor page faults.
 
-    tools/compare.py                      # the full suite, 5 reps (about 4 minutes)
-    tools/compare.py --quick              # small arguments, 2 reps (CI, under 1 minute)
+    tools/compare.py                      # the full suite, 5 reps (about 8 minutes)
+    tools/compare.py --quick              # small arguments, 2 reps (CI, about a minute)
     tools/compare.py --workloads larson,cross_thread --allocators glibc,hakmem --strace
+    tools/compare.py --workloads python,lua,sqlite,redis --reps 7
 
-Exits non-zero when a run crashes, prints no RESULT line or runs on the wrong malloc.
+Exits non-zero when a run crashes, prints no RESULT line, runs on the wrong malloc,
+or when a program's output under an allocator differs from its output under glibc.
 """
 
 import argparse
 import csv
+import difflib
+import hashlib
 import json
 import os
 import platform
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import benchlib
+import programs
 from benchlib import BenchError, human, log, mib
 
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
@@ -41,12 +49,22 @@ PEERS = {
 }
 ALLOCATORS = [*PEERS, "hakmem"]
 HAKMEM_SO = "//hakmem:libhakmem.so"
+WORKLOADS = benchlib.WORKLOADS + list(programs.PROGRAMS)
+
+
+def is_program(workload):
+    return workload in programs.PROGRAMS
+
+
+def speed_metric(workload):
+    """(the result field that ranks runs, whether higher is better)."""
+    return ("seconds", False) if is_program(workload) else ("ops_per_sec", True)
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workloads", default=",".join(benchlib.WORKLOADS),
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
                    help="comma-separated (default: all): %(default)s")
     p.add_argument("--allocators", default=",".join(ALLOCATORS),
                    help="comma-separated (default: all): %(default)s")
@@ -57,12 +75,12 @@ def parse_args():
                    help="directory for results.csv/.json, table.txt, chart.png (default %(default)s)")
     p.add_argument("--strace", action="store_true",
                    help="one more run per workload and allocator under strace -f -c: "
-                        "counts of " + ", ".join(benchlib.STRACE_SYSCALLS))
+                        "counts of " + ", ".join(benchlib.STRACE_SYSCALLS) + " (not for programs)")
     p.add_argument("--timeout", type=float, default=300, help="seconds per run (default %(default)s)")
     p.add_argument("--no-build", action="store_true",
                    help="use what bazel-bin holds now instead of building")
     args = p.parse_args()
-    args.workloads = _pick(p, "workload", args.workloads, benchlib.WORKLOADS)
+    args.workloads = _pick(p, "workload", args.workloads, WORKLOADS)
     args.allocators = _pick(p, "allocator", args.allocators, ALLOCATORS)
     if args.reps is None:
         args.reps = 2 if args.quick else 5
@@ -113,22 +131,55 @@ def available_allocators(wanted):
     return chosen
 
 
+def available_programs(workloads):
+    """WORKLOADS without the programs that cannot run here, each reported."""
+    kept = []
+    for w in workloads:
+        why = programs.missing(programs.PROGRAMS[w]) if is_program(w) else None
+        if why:
+            log(f"note: {why}: no {w} rows")
+        else:
+            kept.append(w)
+    return kept
+
+
+@dataclass
+class Plan:
+    """What the suite runs: each benchmark's command line, each program's size, the
+    allocators' LD_PRELOAD paths (None: glibc), and for programs the launcher and a
+    folder to run in."""
+    commands: dict
+    sizes: dict
+    preloads: dict
+    launcher: Path = None
+    workdir: Path = None
+
+
 def build_and_copy(args, allocators, tmp):
-    """Builds and copies the workloads (and libhakmem.so) into TMP, out of reach of
-    later builds on the shared Bazel server. Returns ({workload: command line},
-    {allocator: LD_PRELOAD path or None})."""
-    targets = [f"//benchmarks:{w}" for w in args.workloads]
+    """Builds and copies the workloads, the programs' launcher and libhakmem.so into
+    TMP, out of reach of later builds on the shared Bazel server."""
+    benchmarks = [w for w in args.workloads if not is_program(w)]
+    targets = [f"//benchmarks:{w}" for w in benchmarks]
+    if len(benchmarks) < len(args.workloads):
+        targets.append(programs.LAUNCHER)
     if "hakmem" in allocators:
         targets.append(HAKMEM_SO)
     bin_dir = benchlib.REPO / "bazel-bin" if args.no_build else benchlib.build(targets)
-    commands = {}
+    plan = Plan(commands={}, sizes={}, preloads=dict(allocators))
     for w in args.workloads:
-        extra = shlex.split(benchlib.QUICK_ARGS[w]) if args.quick else []
-        commands[w] = [benchlib.copy_out(bin_dir, f"benchmarks/{w}", tmp), *extra]
-    preloads = dict(allocators)
-    if "hakmem" in preloads:
-        preloads["hakmem"] = benchlib.copy_out(bin_dir, "hakmem/libhakmem.so", tmp)
-    return commands, preloads
+        if is_program(w):
+            program = programs.PROGRAMS[w]
+            plan.sizes[w] = program.quick_size if args.quick else program.full_size
+        else:
+            extra = shlex.split(benchlib.QUICK_ARGS[w]) if args.quick else []
+            plan.commands[w] = [benchlib.copy_out(bin_dir, f"benchmarks/{w}", tmp), *extra]
+    if plan.sizes:
+        plan.launcher = benchlib.copy_out(bin_dir, "benchmarks/run_measured", tmp)
+        plan.workdir = Path(tmp) / "programs"
+        plan.workdir.mkdir()
+    if "hakmem" in plan.preloads:
+        plan.preloads["hakmem"] = benchlib.copy_out(bin_dir, "hakmem/libhakmem.so", tmp)
+    return plan
 
 
 def run_under(alloc, preload, workload, command, timeout, strace_to=None):
@@ -138,39 +189,92 @@ def run_under(alloc, preload, workload, command, timeout, strace_to=None):
     return benchlib.run_workload(command, label, preload, expect, timeout, strace_to)
 
 
-def run_suite(args, commands, preloads):
+def check_program_bindings(plan):
+    """Checks that each program's malloc binds to each allocator. Returns
+    (failures, the (program, allocator) pairs that failed)."""
+    failures, broken = [], set()
+    for workload in plan.sizes:
+        for alloc, preload in plan.preloads.items():
+            try:
+                programs.check_malloc_binding(programs.PROGRAMS[workload], alloc, preload,
+                                              plan.workdir)
+            except BenchError as e:
+                failures.append(str(e))
+                broken.add((workload, alloc))
+    return failures, broken
+
+
+def run_suite(args, plan):
     """Runs reps x workloads x allocators, the allocator innermost. Returns (runs,
-    failures); a pair that failed once is not run again."""
-    runs, failures, broken = [], [], set()
-    total = args.reps * len(commands) * len(preloads)
+    outputs, failures): outputs maps (program, allocator) to {rep: its stdout}. A
+    pair that failed once is not run again."""
+    failures, broken = check_program_bindings(plan)
+    runs, outputs = [], {}
+    total = args.reps * len(args.workloads) * len(plan.preloads)
     n = 0
     for rep in range(1, args.reps + 1):
-        for workload, command in commands.items():
-            for alloc, preload in preloads.items():
+        for workload in args.workloads:
+            for alloc, preload in plan.preloads.items():
                 n += 1
                 if (workload, alloc) in broken:
                     continue
                 progress = f"[{n:3}/{total}] rep {rep}/{args.reps} {workload:14} {alloc:9}"
                 start = time.monotonic()
                 try:
-                    result = run_under(alloc, preload, workload, command, args.timeout)
+                    if is_program(workload):
+                        result, output = programs.run(programs.PROGRAMS[workload], alloc, preload,
+                                                      plan.sizes[workload], plan.launcher,
+                                                      plan.workdir, args.timeout)
+                        result["output_sha256"] = hashlib.sha256(output.encode()).hexdigest()[:16]
+                        outputs.setdefault((workload, alloc), {})[rep] = output
+                        shown = f"{result['seconds']:7.3f} s"
+                    else:
+                        result = run_under(alloc, preload, workload, plan.commands[workload],
+                                           args.timeout)
+                        shown = f"{human(result['ops_per_sec']):>7} ops/s"
                 except BenchError as e:
                     log(f"{progress} FAILED")
                     failures.append(str(e))
                     broken.add((workload, alloc))
                     continue
-                log(f"{progress} {human(result['ops_per_sec']):>7} ops/s  "
-                    f"{time.monotonic() - start:5.1f} s")
+                log(f"{progress} {shown}  {time.monotonic() - start:5.1f} s")
                 runs.append({"workload": workload, "allocator": alloc, "rep": rep, **result})
-    return runs, failures
+    return runs, outputs, failures
 
 
-def run_strace(args, commands, preloads, tmp):
-    """One run per workload and allocator under strace. Returns ({(workload,
+def check_outputs(outputs):
+    """Compares every program run's output with the program's first output under
+    glibc (under the first allocator when glibc did not run). Returns (failures,
+    the (program, allocator) pairs whose output differed)."""
+    failures, differing = [], set()
+    for workload in dict.fromkeys(w for w, _ in outputs):
+        mine = {alloc: reps for (w, alloc), reps in outputs.items() if w == workload}
+        reference_alloc = "glibc" if "glibc" in mine else next(iter(mine))
+        reference_rep = min(mine[reference_alloc])
+        reference = mine[reference_alloc][reference_rep]
+        for alloc, reps in mine.items():
+            for rep, output in sorted(reps.items()):
+                if output == reference:
+                    continue
+                diff = difflib.unified_diff(reference.splitlines(), output.splitlines(),
+                                            f"{reference_alloc} rep {reference_rep}",
+                                            f"{alloc} rep {rep}", lineterm="", n=1)
+                failures.append(f"{workload} under {alloc}: its output (rep {rep}) differs from "
+                                f"its output under {reference_alloc}:\n"
+                                + "\n".join("    " + l for l in list(diff)[:20]))
+                differing.add((workload, alloc))
+                break
+    return failures, differing
+
+
+def run_strace(args, plan, tmp):
+    """One run per benchmark and allocator under strace. Returns ({(workload,
     allocator): syscall counts}, failures)."""
     counts, failures = {}, []
-    for workload, command in commands.items():
-        for alloc, preload in preloads.items():
+    if plan.sizes:
+        log("note: --strace counts the //benchmarks workloads only, not the programs")
+    for workload, command in plan.commands.items():
+        for alloc, preload in plan.preloads.items():
             out = Path(tmp) / f"strace-{workload}-{alloc}.txt"
             log(f"strace: {workload} under {alloc}")
             try:
@@ -183,38 +287,73 @@ def run_strace(args, commands, preloads, tmp):
 
 
 def summarize(runs, workloads, allocators):
-    """One row per (workload, allocator) that has runs: median ops/s and its spread,
-    median RSS, and the throughput relative to the best peer (every allocator but
-    hakmem; the best of all when no peer ran)."""
+    """One row per (workload, allocator) that has runs: the median of its speed
+    metric (ops/s, or seconds for programs) and its spread, the median peak RSS and
+    faults, the speed relative to the best peer (every allocator but hakmem; the
+    best of all when no peer ran) and the peak RSS relative to the lowest peer's."""
     rows = []
     for workload in workloads:
+        key, higher_is_better = speed_metric(workload)
         group = []
         for alloc in allocators:
             mine = [r for r in runs if r["workload"] == workload and r["allocator"] == alloc]
             if not mine:
                 continue
-            med, lo, hi = benchlib.spread([r["ops_per_sec"] for r in mine])
+            med, lo, hi = benchlib.spread([r[key] for r in mine])
             row = {"workload": workload, "allocator": alloc, "reps": len(mine),
-                   "ops_per_sec": med, "min": lo, "max": hi,
-                   "peak_rss_kb": benchlib.spread([r["peak_rss_kb"] for r in mine])[0],
-                   "args": mine[0]["args"]}
-            for key in ("final_rss_kb", "live_bytes"):
-                if key in mine[0]:
-                    row[key] = benchlib.spread([r[key] for r in mine])[0]
-            group.append((row, {r["rep"]: r["ops_per_sec"] for r in mine}))
+                   key: med, "min": lo, "max": hi, "args": mine[0]["args"]}
+            for field in ("peak_rss_kb", "minflt", "majflt", "final_rss_kb", "live_bytes",
+                          "requests_per_sec"):
+                if field in mine[0]:
+                    row[field] = benchlib.spread([r[field] for r in mine])[0]
+            if "user_seconds" in mine[0]:
+                # Steadier than the wall time on a busy machine: waiting for a core is not in it.
+                row["cpu_seconds"] = benchlib.spread([r["user_seconds"] + r["sys_seconds"]
+                                                      for r in mine])[0]
+            group.append((row, {r["rep"]: r[key] for r in mine}))
         peers = [g for g in group if g[0]["allocator"] != "hakmem"]
-        best_row, best_reps = max(peers or group, key=lambda g: g[0]["ops_per_sec"], default=(None, {}))
+        candidates = peers or group
+        pick = max if higher_is_better else min
+        best_row, best_reps = pick(candidates, key=lambda g: g[0][key], default=(None, {}))
+        lowest_rss = min((g[0]["peak_rss_kb"] for g in candidates), default=None)
         for row, reps in group:
             # Ratios are paired within a rep: drift between reps hits both alike.
-            ratios = [ops / best_reps[rep] for rep, ops in reps.items() if rep in best_reps]
+            # Each is a speed ratio: > 1 means faster than the best peer.
+            ratios = [(value / best_reps[rep]) if higher_is_better else (best_reps[rep] / value)
+                      for rep, value in reps.items() if rep in best_reps]
             row["relative"] = benchlib.spread(ratios) if ratios else None
             row["vs_best_peer"] = row["relative"][0] if peers and ratios else None
+            row["rss_vs_lowest_peer"] = row["peak_rss_kb"] / lowest_rss if peers and lowest_rss else None
             rows.append(row)
     return rows
 
 
-def format_table(rows, strace):
-    head = ["workload", "allocator", "ops/s", "min-max", "spread", "vs best peer", "peak RSS"]
+def _columns(lines, numeric):
+    """Lays out LINES (the first is the header) in columns, the NUMERIC ones
+    right-aligned, with a rule under the header."""
+    widths = [max(len(l[i]) for l in lines) for i in range(len(lines[0]))]
+    text = ["  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                      for i, (c, w) in enumerate(zip(l, widths))).rstrip() for l in lines]
+    text.insert(1, "-" * len(text[0]))
+    return text
+
+
+def _geomean_line(rows, what):
+    ratios = [r["vs_best_peer"] for r in rows if r["allocator"] == "hakmem" and r["vs_best_peer"]]
+    if not ratios:
+        return []
+    return [f"hakmem vs the best peer, geometric mean over {len(ratios)} {what}"
+            f"{'s' if len(ratios) != 1 else ''}: "
+            f"{statistics.geometric_mean(ratios):.2f}x"]
+
+
+def _ratio(x):
+    return f"{x:.2f}x" if x else "-"
+
+
+def format_benchmarks(rows, strace):
+    head = ["workload", "allocator", "ops/s", "min-max", "spread", "vs best peer", "peak RSS",
+            "minor faults"]
     if strace:
         head += benchlib.STRACE_SYSCALLS
     head.append("note")
@@ -224,8 +363,7 @@ def format_table(rows, strace):
         line = [r["workload"] if r["workload"] != previous else "", r["allocator"],
                 human(r["ops_per_sec"]), f"{human(r['min'])}-{human(r['max'])}",
                 f"{100 * (r['max'] - r['min']) / r['ops_per_sec']:.0f}%",
-                f"{r['vs_best_peer']:.2f}x" if r["vs_best_peer"] else "-",
-                mib(r["peak_rss_kb"])]
+                _ratio(r["vs_best_peer"]), mib(r["peak_rss_kb"]), human(r["minflt"])]
         if strace:
             counts = strace.get((r["workload"], r["allocator"]))
             line += [str(counts[s]) if counts else "-" for s in benchlib.STRACE_SYSCALLS]
@@ -233,16 +371,43 @@ def format_table(rows, strace):
                     if "final_rss_kb" in r else "")
         lines.append(line)
         previous = r["workload"]
-    widths = [max(len(l[i]) for l in lines) for i in range(len(head))]
-    numeric = set(range(2, len(head) - 1))
-    text = ["  ".join(c.rjust(w) if i in numeric else c.ljust(w)
-                      for i, (c, w) in enumerate(zip(l, widths))).rstrip() for l in lines]
-    text.insert(1, "-" * len(text[0]))
-    ratios = [r["vs_best_peer"] for r in rows if r["allocator"] == "hakmem" and r["vs_best_peer"]]
-    if ratios:
-        text.append(f"\nhakmem vs the best peer, geometric mean over {len(ratios)} workloads: "
-                    f"{statistics.geometric_mean(ratios):.2f}x")
-    return "\n".join(text) + "\n"
+    return _columns(lines, set(range(2, len(head) - 1))) + _geomean_line(rows, "workload")
+
+
+def format_programs(rows):
+    head = ["program", "allocator", "time", "min-max", "spread", "vs best peer", "CPU time",
+            "peak RSS", "RSS / lowest peer", "minor faults", "note"]
+    lines = [head]
+    previous = None
+    for r in rows:
+        lines.append([r["workload"] if r["workload"] != previous else "", r["allocator"],
+                      f"{r['seconds']:.3f} s", f"{r['min']:.3f}-{r['max']:.3f}",
+                      f"{100 * (r['max'] - r['min']) / r['seconds']:.0f}%",
+                      _ratio(r["vs_best_peer"]), f"{r['cpu_seconds']:.3f} s", mib(r["peak_rss_kb"]),
+                      _ratio(r["rss_vs_lowest_peer"]), human(r["minflt"]),
+                      f"{human(r['requests_per_sec'])} requests/s" if "requests_per_sec" in r else ""])
+        previous = r["workload"]
+    legend = [f"  {w}: {programs.PROGRAMS[w].what.replace('SIZE', str(r['args']))}"
+              for w, r in {r["workload"]: r for r in rows}.items()]
+    return (_columns(lines, set(range(2, len(head) - 1))) + _geomean_line(rows, "program")
+            + ["", "What each program does (outputs compared with glibc's, every run):", *legend])
+
+
+def format_table(rows, strace):
+    """The benchmarks' table and the programs' table, each with its own units."""
+    sections = []
+    benchmark_rows = [r for r in rows if not is_program(r["workload"])]
+    program_rows = [r for r in rows if is_program(r["workload"])]
+    if benchmark_rows:
+        sections.append(["Benchmarks: ops/s (median; higher is better); vs best peer is the speed "
+                         "ratio to the best of the other allocators (median of per-rep ratios)",
+                         "", *format_benchmarks(benchmark_rows, strace)])
+    if program_rows:
+        sections.append(["Real programs: wall time (median; lower is better); vs best peer is the "
+                         "best peer's time / this time (> 1: faster); CPU time (user + sys), peak "
+                         "RSS and minor faults are the program's own (redis: the server's)",
+                         "", *format_programs(program_rows)])
+    return "\n\n".join("\n".join(s) for s in sections) + "\n"
 
 
 def write_files(out, args, runs, rows, strace, failures, table, chart):
@@ -266,10 +431,10 @@ def write_files(out, args, runs, rows, strace, failures, table, chart):
             writer = csv.DictWriter(f, fieldnames=["workload", "allocator", *benchlib.STRACE_SYSCALLS])
             writer.writeheader()
             writer.writerows(report["strace"])
-    if chart:
+    if chart and rows:
         draw_chart(rows, out / "chart.png", meta)
     log(f"wrote {out}/results.csv, results.json, table.txt" + (", strace.csv" if strace else "")
-        + (", chart.png" if chart else ""))
+        + (", chart.png" if chart and rows else ""))
 
 
 def _git_revision():
@@ -279,43 +444,57 @@ def _git_revision():
 
 
 def draw_chart(rows, path, meta):
+    """One line of three panels per kind of workload (benchmarks, programs): speed
+    relative to the best peer, peak RSS and minor faults."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    kinds = [(title, [r for r in rows if is_program(r["workload"]) == programs_kind])
+             for title, programs_kind in (("Benchmarks", False), ("Real programs", True))]
+    kinds = [(title, kind_rows) for title, kind_rows in kinds if kind_rows]
     allocators = list(dict.fromkeys(r["allocator"] for r in rows))
-    by_key = {(r["workload"], r["allocator"]): r for r in rows}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5.5))
+    fig, axes = plt.subplots(len(kinds), 3, figsize=(18, 5.5 * len(kinds)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1.3, 1, 1]})
     width = 0.8 / len(allocators)
-    for i, alloc in enumerate(allocators):
-        xs, rel, err, rss = [], [], [[], []], []
-        for x, workload in enumerate(workloads):
-            r = by_key.get((workload, alloc))
-            if r is None or r["relative"] is None:
-                continue
-            # Relative, as ops/s differ by 10^5 between workloads.
-            med, lo, hi = r["relative"]
-            xs.append(x + (i - (len(allocators) - 1) / 2) * width)
-            rel.append(med)
-            err[0].append(med - lo)
-            err[1].append(hi - med)
-            rss.append(r["peak_rss_kb"] / 1024)
-        left.bar(xs, rel, width, yerr=err, capsize=2, label=alloc)
-        right.bar(xs, rss, width, label=alloc)
-    left.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    left.set_title("Throughput / best peer, per rep (median, min-max; higher is better)")
-    right.set_title("Peak RSS, MiB (median; lower is better)")
-    right.set_yscale("log")
-    for ax in (left, right):
-        ax.set_xticks(range(len(workloads)))
-        ax.set_xticklabels(workloads, rotation=30, ha="right")
-        ax.grid(axis="y", alpha=0.3)
-    left.legend(fontsize="small")
+    for (title, kind_rows), (speed, rss, faults) in zip(kinds, axes):
+        workloads = list(dict.fromkeys(r["workload"] for r in kind_rows))
+        by_key = {(r["workload"], r["allocator"]): r for r in kind_rows}
+        for i, alloc in enumerate(allocators):
+            xs, rel, err, rss_mib, minflt = [], [], [[], []], [], []
+            for x, workload in enumerate(workloads):
+                r = by_key.get((workload, alloc))
+                if r is None or r["relative"] is None:
+                    continue
+                # Relative, as rates differ by 10^5 between workloads.
+                med, lo, hi = r["relative"]
+                xs.append(x + (i - (len(allocators) - 1) / 2) * width)
+                rel.append(med)
+                err[0].append(med - lo)
+                err[1].append(hi - med)
+                rss_mib.append(r["peak_rss_kb"] / 1024)
+                minflt.append(max(r["minflt"], 1))
+            speed.bar(xs, rel, width, yerr=err, capsize=2, label=alloc)
+            rss.bar(xs, rss_mib, width, label=alloc)
+            faults.bar(xs, minflt, width, label=alloc)
+        speed.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+        unit = "time" if title == "Real programs" else "throughput"
+        speed.set_title(f"{title}: speed / best peer ({unit}, per rep: median, min-max; "
+                        "higher is better)", fontsize="medium")
+        rss.set_title(f"{title}: peak RSS, MiB (median; lower is better)", fontsize="medium")
+        faults.set_title(f"{title}: minor page faults (median; lower is better)", fontsize="medium")
+        if title == "Benchmarks":  # from 3 to 300 MiB: a log scale; programs are alike
+            for ax in (rss, faults):
+                ax.set_yscale("log")
+        for ax in (speed, rss, faults):
+            ax.set_xticks(range(len(workloads)))
+            ax.set_xticklabels(workloads, rotation=30, ha="right")
+            ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize="small")  # one legend: the colours are the same throughout
     fig.suptitle(f"hakmem and peers: {meta['reps']} reps{' (quick)' if meta['quick'] else ''}, "
                  f"{meta['cpus']} CPUs, {meta['date']}, git {meta['git']}", fontsize="medium")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -330,21 +509,29 @@ def main():
     if not allocators:
         log("error: none of the allocators asked for is available")
         return 2
+    args.workloads = available_programs(args.workloads)
+    if not args.workloads:
+        log("error: none of the workloads asked for can run here")
+        return 2
     with tempfile.TemporaryDirectory(prefix="hakmem-compare-") as tmp:
         try:
-            commands, preloads = build_and_copy(args, allocators, tmp)
+            plan = build_and_copy(args, allocators, tmp)
         except (BenchError, OSError) as e:
             log(f"error: {e}")
             return 2
-        runs, failures = run_suite(args, commands, preloads)
+        runs, outputs, failures = run_suite(args, plan)
         strace = {}
         if args.strace:
             if shutil.which("strace") is None:
                 log("note: strace is missing (tools/setup.sh installs it): no syscall columns")
             else:
-                strace, strace_failures = run_strace(args, commands, preloads, tmp)
+                strace, strace_failures = run_strace(args, plan, tmp)
                 failures += strace_failures
-    rows = summarize(runs, args.workloads, list(preloads))
+    output_failures, differing = check_outputs(outputs)
+    failures += output_failures
+    # A program that computed something else is not measured: its rows go.
+    runs = [r for r in runs if (r["workload"], r["allocator"]) not in differing]
+    rows = summarize(runs, args.workloads, list(plan.preloads))
     table = format_table(rows, strace)
     print(table, end="", flush=True)
     write_files(Path(args.out), args, runs, rows, strace, failures, table, chart)
@@ -356,5 +543,15 @@ def main():
     return 0
 
 
+def _exit_on_sigterm(signum, frame):
+    # As for Ctrl-C: unwind, so that servers are stopped and temporary files go.
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)

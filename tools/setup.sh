@@ -12,6 +12,10 @@ PACKAGES=(
   # google-pprof reads HAKMEM_HEAP_PROFILE's profiles (heap_profile_test needs
   # it); graphviz draws its --svg/--png call graphs.
   google-perftools graphviz
+  # tools/compare.py's real-program workloads. (Installing redis-server may also
+  # start Debian's own service on port 6379; compare.py starts its own servers on
+  # free loopback ports and does not use it.)
+  lua5.4 sqlite3 redis-server redis-tools
 )
 
 missing=()
