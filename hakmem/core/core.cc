@@ -345,6 +345,7 @@ void* Pvalloc(size_t size) {
 }
 
 bool Purge() {
+  free_dispatch::FlushRemoteFrees();
   if (HasHeap()) {  // the caller's cached blocks and spare superslab go first
     Heap* heap = tls_heap;
     FlushThreadCaches(heap);

@@ -59,6 +59,97 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   CacheOwnBlock(cls, ptr);
 }
 
+// ---- batched remote frees ----
+
+struct RemoteBatch {
+  Heap* owner;
+  void* head;  // linked through first words (StoreLink), newest first
+  void* tail;
+  uint32_t count;
+};
+
+enum RemoteMode : uint8_t {
+  kRemoteUnset,    // no remote free yet: the exit hook is set by the first
+  kRemoteBatched,  // the exit hook is set: blocks wait in batches
+  kRemoteDirect,   // after the thread's exit flush (or without a hook): pushed at once
+};
+
+struct RemoteBuffer {
+  RemoteBatch batches[kRemoteBatchSlots];
+  RemoteMode mode;
+};
+
+// Constant-initialised to empty batches and kRemoteUnset, so the remote-free path
+// has no init branch beyond its mode test. Initial-exec TLS, declared __thread:
+// no TLS init wrapper.
+ABSL_CONST_INIT __thread RemoteBuffer tls_remote HAKMEM_TLS = {};
+
+ABSL_CONST_INIT pthread_once_t g_remote_key_once = PTHREAD_ONCE_INIT;
+ABSL_CONST_INIT pthread_key_t g_remote_key = 0;
+ABSL_CONST_INIT bool g_remote_key_ok = false;
+
+void HandOver(RemoteBatch& batch) {
+  if (batch.count != 0) {
+    batch.owner->remote.PushList(batch.head, batch.tail);
+    Count(Counter::k_remote_batches);
+  }
+  batch = RemoteBatch{};
+}
+
+void HandOverAll() {
+  for (RemoteBatch& batch : tls_remote.batches) HandOver(batch);
+}
+
+// The key destructor: the exiting thread's batches go over; what later
+// destructors free is pushed at once (no destructor round may be left).
+void FlushAtThreadExit(void*) {
+  HandOverAll();
+  tls_remote.mode = kRemoteDirect;
+}
+
+bool SetExitHook() {
+  pthread_once(&g_remote_key_once, [] {
+    g_remote_key_ok = pthread_key_create(&g_remote_key, FlushAtThreadExit) == 0;
+  });
+  return g_remote_key_ok && pthread_setspecific(g_remote_key, &tls_remote) == 0;
+}
+
+// Frees `ptr` of `ss`, a block another thread's heap owns.
+void FreeRemote(SuperSlab* ss, void* ptr, Call call) {
+  Heap* owner = TakeForRemoteFree(ss, ptr);
+  if (owner == nullptr) return;  // a corrupt owner: reported
+  RemoteBuffer& buffer = tls_remote;
+  if (ABSL_PREDICT_FALSE(buffer.mode != kRemoteBatched)) {
+    if (config::kHardened || buffer.mode == kRemoteDirect || !SetExitHook()) {
+      buffer.mode = kRemoteDirect;
+      return owner->remote.Push(ptr);
+    }
+    buffer.mode = kRemoteBatched;
+  }
+  RemoteBatch* batch = nullptr;
+  RemoteBatch* emptiest = &buffer.batches[0];
+  for (RemoteBatch& b : buffer.batches) {
+    if (b.owner == owner) {
+      batch = &b;
+      break;
+    }
+    if (b.count < emptiest->count) emptiest = &b;
+  }
+  if (batch == nullptr) {
+    HandOver(*emptiest);
+    emptiest->owner = owner;
+    batch = emptiest;
+  }
+  // A large block (no freed-block tag) freed twice in a row would link to itself.
+  if (ABSL_PREDICT_FALSE(batch->head == ptr)) {
+    return ReportInvalid(ptr, call, "double free, from another thread");
+  }
+  StoreLink(ptr, batch->head);
+  if (batch->head == nullptr) batch->tail = ptr;
+  batch->head = ptr;
+  if (++batch->count == kRemoteBatchBlocks) HandOver(*batch);
+}
+
 using UsableSizeFn = size_t (*)(void*);
 ABSL_CONST_INIT std::atomic<UsableSizeFn> g_libc_usable_size{nullptr};
 
@@ -157,7 +248,7 @@ void FreeSlow(void* ptr, void* header, Call call) {
     if (found.kind == Kind::kBlock && LooksFree(ptr)) {
       return ReportInvalid(ptr, call, "double free, from another thread");
     }
-    return PushRemote(ss, ptr);
+    return FreeRemote(ss, ptr, call);
   }
   if (found.kind == Kind::kLarge) {
     if (slab->used == 0) return ReportInvalid(ptr, call, "double free of a large block");
@@ -172,6 +263,14 @@ size_t UsableSize(const void* ptr) {
   const Found found = Find(ptr, Call::kUsableSize);
   if (found.kind == Kind::kForeign) return LibcUsableSize(ptr);
   return found.usable;
+}
+
+void FlushRemoteFrees() { HandOverAll(); }
+
+uint32_t PendingRemoteFrees() {
+  uint32_t pending = 0;
+  for (const RemoteBatch& batch : tls_remote.batches) pending += batch.count;
+  return pending;
 }
 
 bool Owns(const void* ptr) {

@@ -2,8 +2,8 @@
 //
 // Owns: the free() routing and the validation of pointers handed to free,
 // realloc and malloc_usable_size. Registry -> superslab -> slab -> a push on the
-// caller's thread cache when the caller owns the slab (no atomics), a push on the
-// owner heap's remote queue otherwise; huge mappings go to the huge cache;
+// caller's thread cache when the caller owns the slab (no atomics), a batched push
+// on the owner heap's remote queue otherwise; huge mappings go to the huge cache;
 // pointers the registry does not know are the C library's (handed back with
 // __libc_free) unless they are plainly wrong. What is invalid — an interior
 // pointer, a block freed twice (a slab block whose word 1 holds the freed-block
@@ -101,6 +101,22 @@ size_t UsableSize(const void* ptr);
 
 // Whether `ptr` is the start of a hakmem block (live or cached). Never reports.
 bool Owns(const void* ptr);
+
+// Remote frees go to their owners in batches: a block freed into another
+// thread's heap waits in the freeing thread's buffer (kRemoteBatchSlots owners,
+// up to kRemoteBatchBlocks blocks each) and a batch goes over with one
+// compare-and-swap when it is full, when its slot is needed for another owner,
+// when the thread exits (a key destructor of free_dispatch's own, so a thread that
+// never allocates hands its batches over too) and on FlushRemoteFrees. Hardened
+// builds push every block at once (a block waiting in a batch is on no list its
+// owner can search for a double free).
+inline constexpr int kRemoteBatchSlots = 4;
+inline constexpr uint32_t kRemoteBatchBlocks = 64;
+
+// Hands the calling thread's waiting batches to their owners (trim, tests).
+void FlushRemoteFrees();
+// Blocks the calling thread holds in batches now (tests).
+uint32_t PendingRemoteFrees();
 
 }  // namespace hakmem::free_dispatch
 

@@ -2,8 +2,10 @@
 
 #include <stdlib.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "hakmem/config/options.h"
@@ -28,6 +30,8 @@ void* PoolBlock(size_t size) {
   void* p = pool_tls::TryAlloc(cls);
   return p != nullptr ? p : pool_tls::Refill(MyHeap(), cls, &zeroed);
 }
+
+Heap* MyHeapOf(void* block) { return static_cast<Heap*>(SuperSlabOf(block)->owner.load()); }
 
 uint64_t Counter(stats::Counter c) {
   stats::Snapshot s;
@@ -55,6 +59,85 @@ TEST(FreeDispatchTest, FreeFromAnotherThreadIsRemote) {
   if constexpr (config::kStats) EXPECT_EQ(Counter(stats::Counter::k_frees_remote), remote + 1);
   EXPECT_TRUE(MyHeap()->remote.MaybeNonEmpty());
   DrainRemote(MyHeap());
+}
+
+// Counts the blocks on `heap`'s remote queue without taking them.
+size_t RemoteQueueLength(Heap* heap) {
+  void* list = heap->remote.TakeAll();
+  size_t n = 0;
+  void* last = nullptr;
+  for (void* p = list; p != nullptr; p = LoadLinkOrEnd(p)) {
+    last = p;
+    ++n;
+  }
+  if (list != nullptr) heap->remote.PushList(list, last);
+  return n;
+}
+
+TEST(FreeDispatchTest, RemoteFreesGoOverInBatchesAndAllAtThreadExit) {
+  DrainRemote(MyHeap());
+  constexpr size_t kBlocks = 1000;
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < kBlocks; ++i) blocks.push_back(TinyBlock(48));
+  const uint64_t batches = Counter(stats::Counter::k_remote_batches);
+  size_t queued_before_exit = 0;
+  uint32_t pending_before_exit = 0;
+  std::thread([&] {
+    for (void* p : blocks) Free(p, Call::kFree);
+    pending_before_exit = PendingRemoteFrees();
+    queued_before_exit = RemoteQueueLength(MyHeapOf(blocks[0]));
+  }).join();
+  if constexpr (config::kHardened) {
+    EXPECT_EQ(pending_before_exit, 0u) << "hardened: every block pushed at once";
+    EXPECT_EQ(queued_before_exit, kBlocks);
+  } else {
+    // Full batches went over as they filled; the last one waited for the exit.
+    EXPECT_EQ(pending_before_exit, kBlocks % kRemoteBatchBlocks);
+    EXPECT_EQ(queued_before_exit, kBlocks - kBlocks % kRemoteBatchBlocks);
+    if constexpr (config::kStats) {
+      EXPECT_EQ(Counter(stats::Counter::k_remote_batches),
+                batches + (kBlocks + kRemoteBatchBlocks - 1) / kRemoteBatchBlocks);
+    }
+  }
+  EXPECT_EQ(RemoteQueueLength(MyHeap()), kBlocks) << "every block reached its owner";
+  DrainRemote(MyHeap());
+}
+
+TEST(FreeDispatchTest, BatchesForManyOwnersAllArrive) {
+  // More live owners than slots: a batch is handed over early to make room.
+  constexpr int kOwners = kRemoteBatchSlots + 3;
+  constexpr int kPerOwner = 10;
+  std::vector<void*> blocks[kOwners];
+  Heap* heaps[kOwners];
+  std::atomic<int> ready{0};
+  std::atomic<bool> done{false};
+  std::vector<std::thread> owners;
+  for (int o = 0; o < kOwners; ++o) {
+    owners.emplace_back([&, o] {
+      for (int i = 0; i < kPerOwner; ++i) blocks[o].push_back(TinyBlock(80));
+      heaps[o] = MyHeap();
+      ready.fetch_add(1);
+      while (!done.load()) std::this_thread::yield();  // alive: distinct heaps
+      // No core here to hand the heap back at thread exit: done by hand.
+      tiny_tls::FlushAll(heaps[o]);
+      AbandonHeap();
+    });
+  }
+  while (ready.load() != kOwners) std::this_thread::yield();
+  for (int o = 1; o < kOwners; ++o) ASSERT_NE(heaps[o], heaps[0]);
+  std::thread([&] {
+    for (int i = 0; i < kPerOwner; ++i) {
+      for (int o = 0; o < kOwners; ++o) Free(blocks[o][i], Call::kFree);
+      EXPECT_LE(PendingRemoteFrees(), static_cast<uint32_t>(kRemoteBatchSlots * kRemoteBatchBlocks));
+    }
+    FlushRemoteFrees();
+    EXPECT_EQ(PendingRemoteFrees(), 0u);
+  }).join();
+  size_t total = 0;
+  for (int o = 0; o < kOwners; ++o) total += RemoteQueueLength(heaps[o]);
+  EXPECT_EQ(total, static_cast<size_t>(kOwners * kPerOwner)) << "every block reached its owner";
+  done.store(true);
+  for (std::thread& t : owners) t.join();
 }
 
 TEST(FreeDispatchTest, FindReportsKindAndUsableSize) {

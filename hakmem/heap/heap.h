@@ -162,14 +162,24 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t HeapSeal(const Heap* heap) {
   return reinterpret_cast<uintptr_t>(heap) ^ g_block_secrets.free_tag;
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) {
+// The heap that owns `block` of superslab `ss`, for a free from another thread:
+// its seal checked (nullptr when it fails: reported, the block leaked), and a
+// slab block tagged as freed. The caller then pushes it on owner->remote.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline Heap* TakeForRemoteFree(SuperSlab* ss, void* block) {
   Heap* owner = static_cast<Heap*>(ss->owner.load(std::memory_order_acquire));
   if (ABSL_PREDICT_FALSE(ss->magic != kSuperSlabMagic || owner->seal != HeapSeal(owner))) {
-    return ReportCorruptOwner(ss, block);
+    ReportCorruptOwner(ss, block);
+    return nullptr;
   }
   if (SlabOf(ss, block)->cls != kLargeClass) MarkFree(block);
-  owner->remote.Push(block);
   stats::Count(stats::Counter::k_frees_remote);
+  return owner;
+}
+
+// Frees `block` of `ss` from a thread that does not own it, with a push of its
+// own (free_dispatch batches them instead).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) {
+  if (Heap* owner = TakeForRemoteFree(ss, block)) owner->remote.Push(block);
 }
 
 // A block freed twice in a row by its owner while the caches are uncached (heap
