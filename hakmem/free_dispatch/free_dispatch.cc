@@ -92,6 +92,7 @@ void HandOver(RemoteBatch& batch) {
   if (batch.count != 0) {
     batch.owner->remote.PushList(batch.head, batch.tail);
     Count(Counter::k_remote_batches);
+    if (ABSL_PREDICT_FALSE(IsAbandoned(batch.owner))) ReclaimAbandoned(batch.owner);
   }
   batch = RemoteBatch{};
 }
@@ -122,7 +123,9 @@ void FreeRemote(SuperSlab* ss, void* ptr, Call call) {
   if (ABSL_PREDICT_FALSE(buffer.mode != kRemoteBatched)) {
     if (config::kHardened || buffer.mode == kRemoteDirect || !SetExitHook()) {
       buffer.mode = kRemoteDirect;
-      return owner->remote.Push(ptr);
+      owner->remote.Push(ptr);
+      if (ABSL_PREDICT_FALSE(IsAbandoned(owner))) ReclaimAbandoned(owner);
+      return;
     }
     buffer.mode = kRemoteBatched;
   }

@@ -140,6 +140,29 @@ TEST(FreeDispatchTest, BatchesForManyOwnersAllArrive) {
   for (std::thread& t : owners) t.join();
 }
 
+TEST(FreeDispatchTest, FreesIntoAnExitedThreadsHeapComeBackAtOnce) {
+  constexpr int kBlocks = 200;
+  std::vector<void*> blocks;
+  Heap* heap = nullptr;
+  std::thread([&] {
+    for (int i = 0; i < kBlocks; ++i) blocks.push_back(PoolBlock(8000));
+    heap = MyHeap();
+    // No core here to hand the heap back at thread exit: done by hand.
+    tiny_tls::FlushAll(heap);
+    pool_tls::FlushAll(heap);
+    AbandonHeap();
+  }).join();
+  ASSERT_TRUE(IsAbandoned(heap));
+  const uint64_t reclaimed = Counter(stats::Counter::k_heaps_reclaimed);
+  std::thread([&] {
+    for (void* p : blocks) Free(p, Call::kFree);
+    FlushRemoteFrees();
+  }).join();
+  EXPECT_TRUE(IsAbandoned(heap)) << "back on the abandoned list, for adoption";
+  EXPECT_EQ(RemoteQueueLength(heap), 0u) << "drained without a thread adopting the heap";
+  if constexpr (config::kStats) EXPECT_GT(Counter(stats::Counter::k_heaps_reclaimed), reclaimed);
+}
+
 TEST(FreeDispatchTest, FindReportsKindAndUsableSize) {
   void* tiny = TinyBlock(100);
   Found f = Find(tiny, Call::kUsableSize);

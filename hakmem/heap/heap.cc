@@ -214,7 +214,7 @@ Heap* AttachHeap() {
       heap = NewHeapLocked();
       if (heap == nullptr) return nullptr;
     }
-    heap->live = true;
+    __atomic_store_n(&heap->live, true, __ATOMIC_RELAXED);
   }
   if (heap->superslabs != nullptr || heap->remote.MaybeNonEmpty()) {
     Count(Counter::k_heaps_adopted);
@@ -256,7 +256,29 @@ void AbandonHeap() {
   stats::DetachThread();
   Count(Counter::k_heaps_abandoned);
   platform::SpinLockHolder hold(&g_heaps_lock);
-  heap->live = false;
+  __atomic_store_n(&heap->live, false, __ATOMIC_RELAXED);
+  heap->next_abandoned = g_abandoned;
+  g_abandoned = heap;
+  ++g_abandoned_count;
+}
+
+void ReclaimAbandoned(Heap* heap) {
+  {
+    platform::SpinLockHolder hold(&g_heaps_lock);
+    if (heap->live) return;
+    // Off the abandoned list (no thread can adopt it meanwhile), like a short
+    // adoption without a thread.
+    Heap** link = &g_abandoned;
+    while (*link != nullptr && *link != heap) link = &(*link)->next_abandoned;
+    if (*link == nullptr) return;  // being reclaimed by another thread
+    *link = heap->next_abandoned;
+    heap->next_abandoned = nullptr;
+    --g_abandoned_count;
+  }
+  DrainRemote(heap);
+  TrimHeap(heap);
+  Count(Counter::k_heaps_reclaimed);
+  platform::SpinLockHolder hold(&g_heaps_lock);
   heap->next_abandoned = g_abandoned;
   g_abandoned = heap;
   ++g_abandoned_count;

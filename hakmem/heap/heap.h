@@ -48,7 +48,7 @@ struct Heap {
   // through (remote frees) only after its seal checks, so an owner forged by an
   // overflow into a superslab header is reported instead of written to.
   uintptr_t seal;
-  bool live;                       // a thread runs on it
+  bool live;                       // a thread runs on it (under the heaps lock; IsAbandoned reads it without)
   uint32_t thread_id;
   Heap* next_all;                  // every heap ever made (under the heaps lock)
   Heap* next_abandoned;            // heaps waiting for a thread
@@ -356,6 +356,16 @@ struct ClassCaches {
 // on its slab's list or in the heap's remote queue (drained first): the owner's
 // double-free search past its thread cache.
 bool IsFreeInSlab(Heap* heap, const SlabMeta* slab, const void* block);
+
+// Whether no thread runs on `heap` now (a hint, read without the heaps lock).
+inline bool IsAbandoned(const Heap* heap) { return !__atomic_load_n(&heap->live, __ATOMIC_RELAXED); }
+
+// Frees pushed into a heap whose thread has exited come back to its slabs at
+// once, not when a new thread adopts it: the caller (any thread, having just
+// pushed onto heap->remote) takes the abandoned heap off the list for a moment,
+// drains its remote queue and gives back what emptied (empty slabs and
+// superslabs to the shared cache). Does nothing if a thread runs on it.
+void ReclaimAbandoned(Heap* heap);
 
 // Heaps that live threads or abandoned lists hold (for stats and tests).
 struct HeapCounts {

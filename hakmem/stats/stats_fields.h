@@ -34,6 +34,7 @@
   X(heaps_created, "thread heaps created")                                       \
   X(heaps_adopted, "thread heaps adopted from exited threads")                   \
   X(heaps_abandoned, "thread heaps handed back at thread exit")                  \
+  X(heaps_reclaimed, "remote frees into exited threads' heaps taken back at once") \
   X(alloc_failures, "requests that failed with ENOMEM")                          \
   X(fallback_pool_uncached, "pool allocations served without a thread cache (pool_tls=off)")
 
