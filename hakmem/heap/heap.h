@@ -226,7 +226,7 @@ struct ClassCaches {
         }
       }
       list.head = next;
-      --list.count;
+      list.count = (list.count - 1) | LinkFailure(block);
       MarkInUse(block);
     }
     return block;
@@ -255,7 +255,7 @@ struct ClassCaches {
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed) {
     FreeList& list = lists[cls - kFirst];
     if (ABSL_PREDICT_FALSE(list.count != 0)) {  // Pop ended the list at a bad link
-      ReportCorruptList(cls, list.count);
+      ReportCorruptList(cls, list.count & ~kListCorrupt);
       list.count = 0;  // those blocks are leaked, never handed out
     }
     CarvedRange& range = ranges[cls - kFirst];
@@ -288,6 +288,16 @@ struct ClassCaches {
   ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
     MaybeDecay(heap);
     FreeList& list = lists[cls - kFirst];
+    if (ABSL_PREDICT_FALSE((list.count & kListCorrupt) != 0)) {  // Pop ended the list at a bad link
+      ReportCorruptList(cls, list.count & ~kListCorrupt);
+      list.head = nullptr;  // those blocks are leaked, never handed out
+      list.count = 0;
+      MarkFree(block);
+      StoreLink(block, nullptr);
+      list.head = block;
+      list.count = 1;
+      return;
+    }
     if (ABSL_PREDICT_FALSE(list.max == 0)) {
       // No cache head to catch an immediate double free: the slab's free list
       // head does.

@@ -76,6 +76,17 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadLinkOrEnd(const void* block) {
   return reinterpret_cast<void*>(decoded);
 }
 
+// kListCorrupt (the top bit of a list's count) when `block`'s link fails the
+// check LoadLinkOrEnd makes, else 0: or-ed into the count when the list's last
+// block is popped, it keeps a forged last link from passing for the list's end,
+// without a branch (the refill then reports). 0 without encoded links.
+inline constexpr uint32_t kListCorrupt = uint32_t{1} << 31;
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t LinkFailure(const void* block) {
+  if constexpr (!config::kEncodedLists) return 0;
+  const uintptr_t decoded = *static_cast<const uintptr_t*>(block) ^ LinkMask(block);
+  return static_cast<uint32_t>((decoded & kLinkCheckBits) != 0) << 31;
+}
+
 // A thread cache list of `cls` that ended before its count of blocks did: a link
 // failed LoadLinkOrEnd's check. Reported like ReportCorruptLink.
 ABSL_ATTRIBUTE_NOINLINE void ReportCorruptList(int cls, uint32_t blocks_lost);
