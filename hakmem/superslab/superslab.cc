@@ -43,6 +43,11 @@ ABSL_CONST_INIT platform::SpinLock g_lock;
 // Everything below is under g_lock.
 ABSL_CONST_INIT char* g_reserve_cursor = nullptr;
 ABSL_CONST_INIT char* g_reserve_end = nullptr;
+// Whether [g_reserve_cursor, g_reserve_end) is advised MADV_HUGEPAGE: from the
+// moment kSmallPageSuperSlabs are carved, the rest of the reservation is advised
+// with one madvise, and every later reservation whole when it is made, so carving
+// stays free of syscalls.
+ABSL_CONST_INIT bool g_reserve_huge = false;
 ABSL_CONST_INIT AgeList<SuperSlab> g_warm;  // empty, committed
 ABSL_CONST_INIT AgeList<SuperSlab> g_cold;  // empty, decommitted
 ABSL_CONST_INIT AgeList<HugeHeader> g_huge_cache;
@@ -69,6 +74,7 @@ uint64_t RetainBytes() {
   const uint64_t set = g_retain_bytes_override.load(std::memory_order_relaxed);
   return set != UINT64_MAX ? set : config::GetOptions().retain_mb << 20;
 }
+
 
 // With huge pages, a superslab in use gives its free units back only when at
 // least this many are free: decommitting part of a 2 MiB page splits it, and the
@@ -180,6 +186,14 @@ void InitFreshHeader(SuperSlab* ss) {
 
 bool PurgeCachesLocked(bool force, uint64_t now);
 
+// Advises the uncarved rest of the reservation once enough superslabs exist.
+void MaybeAdviseReservationLocked() {
+  if (g_reserve_huge || g_reserve_cursor == g_reserve_end) return;
+  if (g_superslab_bytes.load(std::memory_order_relaxed) < kSmallPageSuperSlabs * kSuperSlabSize) return;
+  if (!HugePagesEnabled()) return;
+  g_reserve_huge = platform::AdviseHugePages(g_reserve_cursor, static_cast<size_t>(g_reserve_end - g_reserve_cursor));
+}
+
 // A new reservation for superslabs: 64 MiB, or when the OS refuses (an address
 // space limit, a fragmented address space) the cached huge mappings are given
 // back and ever smaller ones are tried, down to one superslab, before ENOMEM.
@@ -189,9 +203,6 @@ bool NewReservationLocked() {
       char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
       if (r == nullptr) continue;
       Count(Counter::k_reservations);
-      // One madvise for the whole reservation: each superslab carved from it is
-      // then faulted in as one 2 MiB page (its header write is the first touch).
-      if (HugePagesEnabled()) platform::AdviseHugePages(r, length);
       const size_t n = g_reservation_count.load(std::memory_order_relaxed);
       if (n < kMaxReservations) {
         g_reservations[n] = r;
@@ -200,6 +211,8 @@ bool NewReservationLocked() {
       }
       g_reserve_cursor = r;
       g_reserve_end = r + length;
+      g_reserve_huge = false;
+      MaybeAdviseReservationLocked();
       return true;
     }
     if (round == 0 && !PurgeCachesLocked(/*force=*/true, platform::NowNanos())) break;
@@ -228,6 +241,7 @@ SuperSlab* AcquireSuperSlab(void* owner) {
   SuperSlab* ss = nullptr;
   bool fresh = false;
   bool collapse = false;
+  bool huge = false;  // a fresh superslab from the advised part of a reservation
   {
     platform::SpinLockHolder hold(&g_lock);
     if (g_warm.head != nullptr) {
@@ -237,14 +251,16 @@ SuperSlab* AcquireSuperSlab(void* owner) {
       ss = g_cold.head;
       g_cold.Remove(ss);
       ss->decommitted = false;
-      collapse = HugePagesEnabled();
+      collapse = ss->huge_pages;
     }
     if (ss != nullptr) {
       Count(Counter::k_superslabs_reused);
       UpdateNextPurgeLocked();
     } else {
       if (g_reserve_cursor == g_reserve_end && !NewReservationLocked()) return nullptr;
+      MaybeAdviseReservationLocked();
       ss = reinterpret_cast<SuperSlab*>(g_reserve_cursor);
+      huge = g_reserve_huge;
       g_reserve_cursor += kSuperSlabSize;
       fresh = true;
     }
@@ -256,6 +272,7 @@ SuperSlab* AcquireSuperSlab(void* owner) {
     if (platform::CollapseHugePages(ss, kSuperSlabSize)) Count(Counter::k_huge_pages_collapsed);
   }
   if (fresh) {
+    ss->huge_pages = huge;  // the first touch: advised, it faults in the whole 2 MiB
     InitFreshHeader(ss);
     if (!registry::Register(ss, kSuperSlabSize, ss)) {
       // No memory for a registry leaf. The superslab goes back to the
@@ -355,7 +372,7 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
   if (free_dirty == 0) return false;
   if (now_ns - ss->last_free_ns < delay_ns) return true;
   // Kept whole (nothing left waiting: the next run freed here starts the clock).
-  if (CountUnits(free_dirty) < kSplitHugePageUnits && HugePagesEnabled()) return false;
+  if (ss->huge_pages && CountUnits(free_dirty) < kSplitHugePageUnits) return false;
   // Decommit each maximal run of free dirty units with one madvise.
   for (size_t unit = 1; unit < kUnitsPerSuperSlab;) {
     if (((free_dirty >> unit) & 1) == 0) {

@@ -32,6 +32,11 @@ namespace hakmem {
 inline constexpr uint32_t kSuperSlabMagic = 0x534c4142;  // "SLAB"
 inline constexpr uint32_t kHugeMagic = 0x48554745;       // "HUGE"
 inline constexpr size_t kReservationSize = size_t{64} << 20;
+// Huge pages pay once the heap is big: the first superslabs of a process stay in
+// 4 KiB pages (a small program's RSS grows by what it touches, not in 2 MiB
+// steps); the ones carved after them are advised MADV_HUGEPAGE before their first
+// touch (HAKMEM_THP).
+inline constexpr uint64_t kSmallPageSuperSlabs = 4;  // 8 MiB
 
 // What the registry points to: the first bytes of a superslab or huge header.
 struct ChunkHeader {
@@ -70,6 +75,7 @@ struct SuperSlab : ChunkHeader {
   uint64_t last_free_ns;     // when a run of this superslab was last freed
   uint32_t used_units;
   bool decommitted;
+  bool huge_pages;          // advised MADV_HUGEPAGE when carved
   uint64_t cached_at_ns;
   SuperSlab* next;  // in the owner heap's list, or in the cache
   SuperSlab* prev;
