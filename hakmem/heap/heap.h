@@ -18,6 +18,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/ace/ace.h"
 #include "hakmem/config/build_config.h"
 #include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
@@ -166,7 +167,10 @@ ABSL_ATTRIBUTE_NOINLINE inline void ReportUncachedDoubleFree(const void* block) 
 struct FreeList {
   void* head;
   uint32_t count;
-  uint32_t max;  // kSizeClasses[cls].cache_max, kept beside count (no table load)
+  // The most blocks it holds, kept beside count (no table load): the class's
+  // fixed kSizeClasses[cls].cache_max to start with, then what ACE decides on the
+  // slow paths (hakmem/ace); 0: uncached (heap profiling).
+  uint32_t max;
 };
 
 template <int kFirst, int kCount>
@@ -221,7 +225,10 @@ struct ClassCaches {
       list.count = 0;  // those blocks are leaked, never handed out
     }
     MaybeDecay(heap);  // the decay clock ticks on the slow paths only
-    const int batch = kSizeClasses[cls].batch;
+    int batch = kSizeClasses[cls].batch;
+    if constexpr (config::kAce) {
+      if (ABSL_PREDICT_TRUE(list.max != 0)) batch = static_cast<int>(Adapt(heap, cls));
+    }
     const int want =
         list.max != 0 ? batch : 1 + profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
     void* head = nullptr;
@@ -252,11 +259,22 @@ struct ClassCaches {
       stats::Count(stats::Counter::k_cache_flushes);
       return;
     }
+    uint32_t batch = kSizeClasses[cls].batch;
+    if constexpr (config::kAce) {
+      batch = Adapt(heap, cls);
+      if (list.count < list.max) {  // the limit grew: keep the block, give nothing back
+        MarkFree(block);
+        StoreLink(block, list.head);
+        list.head = block;
+        ++list.count;
+        return;
+      }
+    }
     void* head = list.head;
     void* last = head;
     uint32_t returned = 1;
     void* rest = LoadLink(last);
-    while (returned < kSizeClasses[cls].batch && rest != nullptr) {
+    while (returned < batch && rest != nullptr) {
       last = rest;
       rest = LoadLink(last);
       ++returned;
@@ -268,6 +286,30 @@ struct ClassCaches {
     StoreLink(block, rest);
     list.head = block;
     list.count = list.count - returned + 1;
+  }
+
+  // ACE (hakmem/ace): a refill or flush of `cls` is an event of its class; its
+  // list takes the limit ACE leaves it, and lists whose limit ACE lowered give
+  // back what they hold beyond it. Returns the blocks a refill or flush moves.
+  ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls) {
+    const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls);
+    lists[cls - kFirst].max = decision.limit;
+    if (ABSL_PREDICT_FALSE(ace::HasTrims(ace::tls_ace))) {
+      for (int c; (c = ace::TakeTrim(&ace::tls_ace, kFirst, kCount)) >= 0;) {
+        FreeList& list = lists[c - kFirst];
+        if (list.max == 0) continue;  // uncached
+        list.max = ace::LimitOf(ace::tls_ace, c);
+        if (list.count <= list.max) continue;
+        void* last = list.head;  // the first count - max blocks go back
+        for (uint32_t i = 1; i < list.count - list.max; ++i) last = LoadLink(last);
+        void* head = list.head;
+        list.head = LoadLink(last);
+        list.count = list.max;
+        StoreLink(last, nullptr);
+        FreeBlockList(heap, head);
+      }
+    }
+    return decision.batch;
   }
 
   // Heap profiling: a list takes no freed block from now on (every free of this

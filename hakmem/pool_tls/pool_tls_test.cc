@@ -40,7 +40,9 @@ TEST(PoolTlsTest, EveryPoolClassRoundTripsWithContents) {
         ASSERT_EQ(p[size - 1], static_cast<char>(i));
         Free(heap, cls, p);
         if constexpr (config::kPoolTls) {
-          ASSERT_LE(tls_pool.lists[cls - kFirstPoolClass].count, kSizeClasses[cls].cache_max);
+          const FreeList& list = tls_pool.lists[cls - kFirstPoolClass];
+          ASSERT_LE(list.count, list.max);
+          if constexpr (!config::kAce) ASSERT_EQ(list.max, kSizeClasses[cls].cache_max);
         }
       }
     }
@@ -59,6 +61,87 @@ TEST(PoolTlsTest, CacheServesRepeatsWithoutTheHeap) {
     EXPECT_TRUE(IsCached(cls, p));
     EXPECT_EQ(TryAlloc(cls), p);
     Free(heap, cls, p);
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
+}
+
+// A class whose working set breathes past its fixed limit (7 blocks of 36 KiB)
+// makes ACE raise the limit until the cache holds the whole cycle: no refill and
+// no flush after that. With hakmem_ace=off the limit stays and every cycle
+// refills and flushes.
+TEST(PoolTlsTest, AceGrowsABreathingClassUntilItStopsRefilling) {
+  if constexpr (!config::kPoolTls) GTEST_SKIP() << "pool_tls=off build";
+  std::thread([] {
+    Heap* heap = AttachHeap();
+    const int cls = PoolClass(36000);
+    const FreeList& list = tls_pool.lists[cls - kFirstPoolClass];
+    std::vector<void*> blocks(20);
+    auto cycle = [&] {
+      for (void*& p : blocks) {
+        p = Alloc(heap, cls);
+        ASSERT_NE(p, nullptr);
+      }
+      for (void* p : blocks) Free(heap, cls, p);
+    };
+    for (int i = 0; i < 10; ++i) cycle();
+    auto events = [] {
+      const auto& c = stats::tls_counters.counters;
+      return c[static_cast<int>(stats::Counter::k_cache_refills)] +
+             c[static_cast<int>(stats::Counter::k_cache_flushes)];
+    };
+    const uint64_t before = events();
+    for (int i = 0; i < 100; ++i) cycle();
+    const uint64_t during = events() - before;
+    if constexpr (config::kAce) {
+      EXPECT_GE(list.max, blocks.size());
+      EXPECT_LE(list.max, ace::CapLimit(ace::tls_ace, cls));
+      if constexpr (config::kStats) EXPECT_EQ(during, 0u);
+    } else {
+      EXPECT_EQ(list.max, kSizeClasses[cls].cache_max);
+      if constexpr (config::kStats) EXPECT_GE(during, 100u);
+    }
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
+}
+
+// When ACE lowers a class's limit (here: idle for two windows while another
+// class has events), the next slow path of the pool caches cuts that list to
+// its new limit and gives the rest back to the slabs.
+TEST(PoolTlsTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
+  if constexpr (!config::kPoolTls || !config::kAce) GTEST_SKIP() << "pool_tls or ace off";
+  std::thread([] {
+    Heap* heap = AttachHeap();
+    const int idle = PoolClass(4096);  // fixed limit 64, batch 32
+    const int busy = PoolClass(100000);
+    const FreeList& list = tls_pool.lists[idle - kFirstPoolClass];
+    void* first = Alloc(heap, idle);  // one refill: 31 blocks stay cached
+    Free(heap, idle, first);
+    ASSERT_EQ(list.count, 32u);
+    std::vector<void*> cached;
+    for (void* p = list.head; p != nullptr; p = LoadLink(p)) cached.push_back(p);
+    // Three windows of events of another class (its own slow paths, taken here
+    // through ACE directly): the idle class halves at the two scans that find it
+    // idle for a whole window, to 16.
+    for (uint32_t i = 0; i < 3 * ace::kWindow; ++i) ace::OnEvent(&ace::tls_ace, busy);
+    ASSERT_EQ(ace::LimitOf(ace::tls_ace, idle), 16u);
+    EXPECT_EQ(list.max, 64u) << "not taken until a slow path of these caches";
+    void* p = Alloc(heap, busy);  // a refill of the busy class: a slow path
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(list.max, 16u);
+    EXPECT_EQ(list.count, 16u);
+    int still_cached = 0;
+    for (void* b : cached) still_cached += IsCached(idle, b) ? 1 : 0;
+    EXPECT_EQ(still_cached, 16);
+    // The rest went back to their slabs: the next 16 allocations are the cached
+    // ones, the 17th a refill from the slabs.
+    std::vector<void*> popped;
+    for (int i = 0; i < 16; ++i) popped.push_back(TryAlloc(idle));
+    EXPECT_EQ(std::set<void*>(popped.begin(), popped.end()).size(), 16u);
+    EXPECT_EQ(TryAlloc(idle), nullptr);
+    for (void* b : popped) Free(heap, idle, b);
+    Free(heap, busy, p);
     FlushAll(heap);
     AbandonHeap();
   }).join();

@@ -33,7 +33,10 @@
   X(heaps_adopted, "thread heaps adopted from exited threads")                   \
   X(heaps_abandoned, "thread heaps handed back at thread exit")                  \
   X(alloc_failures, "requests that failed with ENOMEM")                          \
-  X(fallback_pool_uncached, "pool allocations served without a thread cache (pool_tls=off)")
+  X(fallback_pool_uncached, "pool allocations served without a thread cache (pool_tls=off)") \
+  X(ace_grows, "ACE: a class's thread-cache limit raised (it kept refilling or flushing)") \
+  X(ace_shrinks, "ACE: a limit lowered after a whole window without refill or flush")    \
+  X(ace_steals, "ACE: a limit lowered to give its bytes to a hot class (budget full)")
 
 #define HAKMEM_STATS_NUM_LANES 4       /* tiny, pool, large, huge */
 #define HAKMEM_STATS_NUM_CLASSES 88    /* size classes, see size_class.h */
