@@ -102,8 +102,35 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, bool* fre
   return AllocRun(ss, units, align_units, fresh);
 }
 
-bool IsOnlyPartial(const Heap* heap, const SlabMeta* slab) {
-  return heap->partial[slab->cls] == slab && slab->next == nullptr;
+// An empty slab of `cls` is kept (not released) while the class has fewer kept
+// than its thread cache holds, in slabs: what one cache's worth of demand takes,
+// so a class that empties and refills slabs in a cycle reuses them instead of
+// carving new ones. At least one. The limit is ACE's for the calling thread (the
+// owner: every caller of FreeBlock is), the fixed one with --define hakmem_ace=off.
+bool KeepEmpty(const Heap* heap, int cls) {
+  const uint32_t blocks = kSizeClasses[cls].blocks;
+  const uint32_t slabs = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
+  return heap->empty_count[cls] < (slabs > 1 ? slabs : 1);
+}
+
+void PushEmpty(Heap* heap, SlabMeta* slab) {
+  SlabMeta*& head = heap->empty[slab->cls];
+  slab->state = SlabState::kPartial;  // free blocks, not current: as a partial slab
+  slab->prev = nullptr;
+  slab->next = head;
+  if (head != nullptr) head->prev = slab;
+  head = slab;
+  ++heap->empty_count[slab->cls];
+}
+
+SlabMeta* PopEmpty(Heap* heap, int cls) {
+  SlabMeta* slab = heap->empty[cls];
+  if (slab == nullptr) return nullptr;
+  heap->empty[cls] = slab->next;
+  if (slab->next != nullptr) slab->next->prev = nullptr;
+  slab->next = slab->prev = nullptr;
+  --heap->empty_count[cls];
+  return slab;
 }
 
 void StartDecayClock(Heap* heap) {
@@ -135,14 +162,10 @@ void ReleaseCachedLargeRuns(Heap* heap) {
   }
 }
 
-// Releases the empty slabs FreeBlock kept on the partial lists.
+// Releases the empty slabs FreeBlock kept.
 void ReleaseKeptEmptySlabs(Heap* heap) {
   for (int cls = 0; cls < kNumClasses; ++cls) {
-    SlabMeta* slab = heap->partial[cls];
-    if (slab != nullptr && slab->used == 0) {
-      RemovePartial(heap, slab);
-      ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
-    }
+    while (SlabMeta* slab = PopEmpty(heap, cls)) ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
   }
 }
 
@@ -158,14 +181,18 @@ SlabMeta* NewSlab(Heap* heap, int cls) {
 }
 
 // The next slab to carve `cls` from: a partial slab (remote frees were drained at
-// the start of the batch), then a new slab.
+// the start of the batch), then a kept empty one, then a new slab. Partial slabs
+// first, so the kept ones stay empty for decay to release if demand falls.
 SlabMeta* NextSlab(Heap* heap, int cls) {
-  if (SlabMeta* slab = heap->partial[cls]) {
+  SlabMeta* slab = heap->partial[cls];
+  if (slab != nullptr) {
     RemovePartial(heap, slab);
-    slab->state = SlabState::kCurrent;
-    return slab;
+  } else {
+    slab = PopEmpty(heap, cls);
+    if (slab == nullptr) return NewSlab(heap, cls);
   }
-  return NewSlab(heap, cls);
+  slab->state = SlabState::kCurrent;
+  return slab;
 }
 
 // A large run freed twice, the second time by another thread: found only when its
@@ -351,13 +378,14 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
   if (slab->state == SlabState::kCurrent) return;
   if (slab->state == SlabState::kFull) PushPartial(heap, slab);
   if (slab->used != 0) return;
-  if (IsOnlyPartial(heap, slab)) {
-    // Kept although empty: the next refill of its class reuses it instead of
-    // carving a new slab (churn). Decay or thread exit releases it.
+  RemovePartial(heap, slab);
+  if (KeepEmpty(heap, slab->cls)) {
+    // Kept although empty: a later refill of its class reuses it instead of
+    // carving a new slab (churn). Decay, trim or thread exit releases it.
+    PushEmpty(heap, slab);
     StartDecayClock(heap);
     return;
   }
-  RemovePartial(heap, slab);
   ReleaseSlab(heap, ss, slab);
 }
 

@@ -3,9 +3,10 @@
 //
 // Owns: Heap (in a metadata arena mapped by platform, never by malloc; a heap is
 // never freed, it is handed to the next thread when its thread exits), the slab
-// state machine (current -> full -> partial -> released), batch carving for the
-// thread caches, the remote-queue drain, and the list of abandoned heaps that new
-// threads adopt. Also the thread-cache template both tiny_tls and pool_tls use.
+// state machine (current -> full -> partial -> kept empty -> released), batch
+// carving for the thread caches, the remote-queue drain, and the list of
+// abandoned heaps that new threads adopt. Also the thread-cache template both
+// tiny_tls and pool_tls use, which asks ace for its limits on its slow paths.
 // Thread-safety: everything taking a Heap* runs on the thread that owns the heap
 // (tls_heap), except RemoteQueue pushes; attach/abandon take the heaps lock.
 // Called by: tiny_tls, pool_tls, free_dispatch, core.
@@ -36,6 +37,11 @@ struct Heap {
   RemoteQueue remote;  // written by other threads: on its own cache line
   alignas(64) SlabMeta* current[kNumClasses];
   SlabMeta* partial[kNumClasses];  // slabs with free blocks, not current
+  // Empty slabs kept for the next refills of their class instead of released and
+  // carved again (churn): up to what the class's thread cache holds (KeepEmpty in
+  // heap.cc), released by decay, trim and thread exit. Linked through next/prev.
+  SlabMeta* empty[kNumClasses];
+  uint16_t empty_count[kNumClasses];
   SuperSlab* superslabs;           // owned superslabs
   uint32_t empty_superslabs;       // owned superslabs with no unit in use
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
