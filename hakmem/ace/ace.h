@@ -14,8 +14,8 @@
 //  - Budget: the limits of one thread (limit x class size, summed over the classes
 //    it has used) stay within HAKMEM_ACE_BUDGET_KB. A class that would go past it
 //    grows by an eighth instead, taking the bytes from colder classes: idle ones
-//    (no event for a window), coldest first, then ones with half its events per
-//    byte of limit (a steal). With nothing to take, it stays. A class's first
+//    (no event for a window), coldest first, then ones with a quarter of its
+//    events per byte of limit (a steal). With nothing to take, it stays. A class's first
 //    event takes its floor from the coldest classes if it must, so the budget
 //    holds whenever the floors of the classes in use fit in it.
 //  - Decay: every kWindow events, each class that had no event for a whole window
