@@ -39,7 +39,7 @@ void RecordPeak(int cls, uint32_t limit) {
   }
 }
 
-bool Idle(const State& s, const ClassState& c) { return s.clock - c.last_event >= kWindow; }
+bool Idle(const State& s, const ClassState& c) { return s.clock - c.last_event >= WindowOf(s); }
 
 // Whether `v` may give limit to a class of `heat` events holding `bytes` of
 // limit: idle, or with at most 1/kGiveRatio of its events per byte of limit.
@@ -117,6 +117,7 @@ void Activate(State* s, int cls) {
   }
   c.limit = static_cast<uint16_t>(limit);
   s->used += Bytes(cls, limit);
+  ++s->in_use;
 }
 
 // A later event: half as much again while the budget has room; when it is full,
@@ -190,7 +191,7 @@ Decision OnEvent(State* s, int cls) {
   } else {
     Grow(s, cls);
   }
-  if (now - s->window_start >= kWindow) Decay(s);
+  if (now - s->window_start >= WindowOf(*s)) Decay(s);
   return Decision{c.limit, BatchFor(c.limit)};
 }
 

@@ -18,8 +18,8 @@
 //    events per byte of limit (a steal). With nothing to take, it stays. A class's first
 //    event takes its floor from the coldest classes if it must, so the budget
 //    holds whenever the floors of the classes in use fit in it.
-//  - Decay: every kWindow events, each class that had no event for a whole window
-//    halves its limit, down to its floor (16 KiB, at least one block, at most its
+//  - Decay: at the end of each window (WindowOf), each class that had no event
+//    for a whole window halves its limit, down to its floor (16 KiB, at least one block, at most its
 //    fixed limit), and every class's heat (its recent events) halves.
 //  - A refill or flush moves half the limit (BatchFor).
 // A lowered limit reaches its list at that thread cache's next slow path (trims:
@@ -40,9 +40,13 @@
 
 namespace hakmem::ace {
 
-// Events of a thread between two decay scans; also how long a class must go
-// without an event to count as idle.
+// A window: the events of a thread between two decay scans, and how long a class
+// must go without an event to count as idle: kWindow, or kWindowPerClass per
+// class in use when that is longer, so a class at the average rate of a thread
+// with many classes is never taken for idle by chance (it expects 16 events in
+// a window).
 inline constexpr uint32_t kWindow = 256;
+inline constexpr uint32_t kWindowPerClass = 16;
 // Most blocks one list may hold, whatever the budget.
 inline constexpr uint32_t kMaxLimit = 2048;
 // A class keeps at least this many bytes of limit (and one block), at most its
@@ -65,6 +69,7 @@ struct State {
   uint64_t used;          // limit x class size, summed over the classes in use
   uint32_t clock;         // events so far
   uint32_t window_start;  // the clock at the last decay scan
+  uint32_t in_use;        // classes with a limit (an event so far)
   bool configured;        // budget read from the options
   uint64_t trims[2];      // classes whose limit went down since their list looked
 };
@@ -119,6 +124,12 @@ inline uint32_t LimitOf(const State& s, int cls) {
 // Whether any class has a lowered limit its list has not taken yet.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasTrims(const State& s) {
   return (s.trims[0] | s.trims[1]) != 0;
+}
+
+// Events in a window of `s`.
+inline uint32_t WindowOf(const State& s) {
+  const uint32_t scaled = kWindowPerClass * s.in_use;
+  return scaled > kWindow ? scaled : kWindow;
 }
 
 // Takes (clears) the next such class in [first, first + count); -1 when none is.

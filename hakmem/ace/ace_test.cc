@@ -110,6 +110,24 @@ TEST(AceTest, AClassWithEventsEveryWindowIsNotShrunk) {
   EXPECT_GE(s.classes[60].limit, grown);
 }
 
+// Sixty classes with events at the same rate: none is ever taken for idle (the
+// window grows with the classes in use: with a fixed 256 events, a class would
+// see no event in a window 1.4% of the time).
+TEST(AceTest, ClassesAtTheAverageRateOfManyAreNotIdle) {
+  State s = Fresh(uint64_t{1} << 30);  // room for every limit: no steal
+  std::mt19937 rng(7);
+  std::vector<uint32_t> high(60, 0);
+  for (int i = 0; i < 100000; ++i) {
+    const int cls = static_cast<int>(rng() % 60);
+    OnEvent(&s, cls);
+    for (int c = 0; c < 60; ++c) {
+      ASSERT_GE(s.classes[c].limit, high[c]) << "class " << c << " shrank at event " << i;
+      high[c] = s.classes[c].limit;
+    }
+  }
+  EXPECT_EQ(WindowOf(s), 60 * kWindowPerClass);
+}
+
 // Random events over a range of classes whose floors fit the budget: the limits
 // never sum past it, and `used` is always their sum.
 TEST(AceTest, TheBudgetIsNeverExceeded) {
