@@ -86,15 +86,23 @@ void RemovePartial(Heap* heap, SlabMeta* slab) {
   slab->next = slab->prev = nullptr;
 }
 
-// A run of `units` from the heap's superslabs, or from a newly acquired one.
+void ReleaseKeptEmptySlabs(Heap* heap);
+
+// A run of `units` from the heap's superslabs (after releasing the kept empty
+// slabs if they are in the way: the heap does not grow for them), or from a
+// newly acquired one.
 SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, bool* fresh) {
-  for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
-    if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
-    const bool was_empty = ss->used_units == 0;
-    if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh)) {
-      if (was_empty) --heap->empty_superslabs;
-      return slab;
+  for (bool released = false;; released = true) {
+    for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+      if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
+      const bool was_empty = ss->used_units == 0;
+      if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh)) {
+        if (was_empty) --heap->empty_superslabs;
+        return slab;
+      }
     }
+    if (released || heap->empty_total == 0) break;
+    ReleaseKeptEmptySlabs(heap);
   }
   SuperSlab* ss = AcquireSuperSlab(heap);
   if (ss == nullptr) return nullptr;
@@ -121,15 +129,23 @@ void PushEmpty(Heap* heap, SlabMeta* slab) {
   if (head != nullptr) head->prev = slab;
   head = slab;
   ++heap->empty_count[slab->cls];
+  ++heap->empty_total;
 }
 
+void RemoveEmpty(Heap* heap, SlabMeta* slab) {
+  if (slab->prev != nullptr) slab->prev->next = slab->next; else heap->empty[slab->cls] = slab->next;
+  if (slab->next != nullptr) slab->next->prev = slab->prev;
+  slab->next = slab->prev = nullptr;
+  --heap->empty_count[slab->cls];
+  --heap->empty_total;
+}
+
+// A kept slab for a refill of `cls` (noted: the class is using its kept slabs).
 SlabMeta* PopEmpty(Heap* heap, int cls) {
   SlabMeta* slab = heap->empty[cls];
   if (slab == nullptr) return nullptr;
-  heap->empty[cls] = slab->next;
-  if (slab->next != nullptr) slab->next->prev = nullptr;
-  slab->next = slab->prev = nullptr;
-  --heap->empty_count[cls];
+  RemoveEmpty(heap, slab);
+  heap->empty_taken[cls / 64] |= uint64_t{1} << (cls % 64);
   return slab;
 }
 
@@ -139,12 +155,15 @@ void StartDecayClock(Heap* heap) {
 
 // `slab` has no block out: its units go back to the superslab; a superslab left
 // empty is kept (one per heap, against churn) or given back to the cache.
-void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
+// `clean`: its units were just decommitted (nothing for decay to wait for).
+void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab, bool clean = false) {
   FreeRun(ss, slab);
   Count(Counter::k_slabs_released);
-  // Its units are free and dirty now: start the decay clock if it is not running.
-  ss->last_free_ns = heap->clock_ns;
-  StartDecayClock(heap);
+  if (!clean) {
+    // Its units are free and dirty now: start the decay clock if it is not running.
+    ss->last_free_ns = heap->clock_ns;
+    StartDecayClock(heap);
+  }
   if (ss->used_units != 0) return;
   if (heap->empty_superslabs == 0) {
     heap->empty_superslabs = 1;
@@ -164,9 +183,32 @@ void ReleaseCachedLargeRuns(Heap* heap) {
 
 // Releases the empty slabs FreeBlock kept.
 void ReleaseKeptEmptySlabs(Heap* heap) {
+  if (heap->empty_total == 0) return;
   for (int cls = 0; cls < kNumClasses; ++cls) {
-    while (SlabMeta* slab = PopEmpty(heap, cls)) ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
+    while (SlabMeta* slab = heap->empty[cls]) {
+      RemoveEmpty(heap, slab);
+      ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
+    }
   }
+  heap->empty_taken[0] = heap->empty_taken[1] = 0;
+}
+
+// A decay tick of the kept slabs: a class that took none since the last tick has
+// left them unused for a purge delay at least, so they are decommitted and
+// released (a stale free of one of their blocks then finds no slab, as after any
+// release).
+void DecayKeptEmptySlabs(Heap* heap) {
+  if (heap->empty_total == 0) return;
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    if ((heap->empty_taken[cls / 64] & (uint64_t{1} << (cls % 64))) != 0) continue;
+    while (SlabMeta* slab = heap->empty[cls]) {
+      SuperSlab* ss = SuperSlabOf(slab->start);
+      RemoveEmpty(heap, slab);
+      DecommitRun(ss, slab);
+      ReleaseSlab(heap, ss, slab, /*clean=*/true);
+    }
+  }
+  heap->empty_taken[0] = heap->empty_taken[1] = 0;
 }
 
 SlabMeta* NewSlab(Heap* heap, int cls) {
@@ -289,16 +331,21 @@ void AbandonHeap() {
 }
 
 void DecayHeap(Heap* heap) {
-  ReleaseKeptEmptySlabs(heap);
-  ReleaseCachedLargeRuns(heap);
   const uint64_t now = platform::NowNanos();
   heap->clock_ns = now;
   const uint64_t delay = PurgeDelayNanos();
-  bool dirty_left = false;
+  // Free units unused for the delay first: a superslab that the kept slabs below
+  // leave empty then goes to the shared cache clean.
+  for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+    DecayFreeUnits(ss, now, delay);
+  }
+  DecayKeptEmptySlabs(heap);
+  ReleaseCachedLargeRuns(heap);
+  bool dirty_left = false;  // free units still waiting (just released runs among them)
   for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
     dirty_left |= DecayFreeUnits(ss, now, delay);
   }
-  heap->next_decay_ns = dirty_left ? now + delay : 0;
+  heap->next_decay_ns = dirty_left || heap->empty_total != 0 ? now + delay : 0;
 }
 
 // The heap's empty superslabs (one is kept against churn) to the shared cache.

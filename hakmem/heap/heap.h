@@ -39,9 +39,13 @@ struct Heap {
   SlabMeta* partial[kNumClasses];  // slabs with free blocks, not current
   // Empty slabs kept for the next refills of their class instead of released and
   // carved again (churn): up to what the class's thread cache holds (KeepEmpty in
-  // heap.cc), released by decay, trim and thread exit. Linked through next/prev.
+  // heap.cc). Linked through next/prev. A class that took none of its kept slabs
+  // between two decay ticks has them decommitted and released at the second;
+  // trim, thread exit, and a heap about to take a new superslab release them all.
   SlabMeta* empty[kNumClasses];
   uint16_t empty_count[kNumClasses];
+  uint32_t empty_total;              // kept slabs, all classes
+  uint64_t empty_taken[2];           // classes that took a kept slab since the last tick
   SuperSlab* superslabs;           // owned superslabs
   uint32_t empty_superslabs;       // owned superslabs with no unit in use
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).

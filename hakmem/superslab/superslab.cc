@@ -303,6 +303,19 @@ void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   slab->state = SlabState::kFree;
 }
 
+bool RunIsDirty(const SuperSlab* ss, const SlabMeta* slab) {
+  const size_t first = static_cast<size_t>(slab - ss->slabs);
+  return (Load(ss->dirty_units) & RunMask(first, slab->units)) != 0;
+}
+
+void DecommitRun(SuperSlab* ss, const SlabMeta* slab) {
+  const size_t first = static_cast<size_t>(slab - ss->slabs);
+  if (platform::Decommit(slab->start, size_t{slab->units} * kUnitSize)) {
+    Store(ss->dirty_units, Load(ss->dirty_units) & ~RunMask(first, slab->units));
+    Count(Counter::k_units_purged, slab->units);
+  }
+}
+
 bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
   const UnitMask free_dirty = Load(ss->free_units) & Load(ss->dirty_units);
   if (free_dirty == 0) return false;

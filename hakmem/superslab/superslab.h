@@ -117,6 +117,13 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
 // Returns the units of `slab` to its superslab.
 void FreeRun(SuperSlab* ss, SlabMeta* slab);
 
+// Whether any unit of the run `slab` (in use) was touched since it was mapped or
+// decommitted.
+bool RunIsDirty(const SuperSlab* ss, const SlabMeta* slab);
+// Decommits the units of the run `slab` (in use, its contents no longer needed:
+// an empty slab heap keeps for its class) and marks them clean. Owner thread.
+void DecommitRun(SuperSlab* ss, const SlabMeta* slab);
+
 // One decay tick of an owned superslab (owner thread): once no run of it has been
 // freed for `delay_ns`, every free unit has been free that long, and its dirty
 // free units are decommitted. Returns whether dirty free units are left waiting
