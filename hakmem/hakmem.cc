@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "hakmem/ace/ace.h"
+#include "hakmem/config/build_config.h"
 #include "hakmem/config/options.h"
 #include "hakmem/core/core.h"
 #include "hakmem/heap/heap.h"
@@ -137,6 +139,24 @@ void hak_print_stats(int fd) {
     line.Str(" ").Str(hak_syscall_name(i)).Str("=").Dec(s.syscalls[i]);
   }
   line.Write(fd);
+  if constexpr (hakmem::config::kAce) {
+    // ACE's limits of the classes that moved off their fixed limit: the largest
+    // any thread reached, and the reporting thread's now.
+    bool header = false;
+    for (int c = 0; c < hakmem::kNumClasses; ++c) {
+      const uint32_t fixed = hakmem::ace::DefaultLimit(c);
+      const uint32_t peak = hakmem::ace::PeakLimit(c);
+      const uint32_t now = hakmem::ace::LimitOf(hakmem::ace::tls_ace, c);
+      if (peak <= fixed && now == fixed) continue;
+      if (!header) {
+        DiagLine().Str("  ace limits (blocks)").Pad(28).Str("size").Pad(38).Str("fixed")
+            .Pad(46).Str("peak").Pad(54).Str("this thread").Write(fd);
+        header = true;
+      }
+      DiagLine().Str("  class ").Dec(c).Pad(28).Dec(hakmem::kSizeClasses[c].size).Pad(38)
+          .Dec(fixed).Pad(46).Dec(peak > fixed ? peak : fixed).Pad(54).Dec(now).Write(fd);
+    }
+  }
   DiagLine().Str("  superslab bytes mapped ").Dec(s.bytes_in_superslabs)
       .Str(", huge bytes mapped ").Dec(s.bytes_in_huge)
       .Str(", registry leaf bytes ").Dec(hakmem::registry::LeafBytes()).Write(fd);

@@ -13,6 +13,7 @@ HAKMEM_LAYERS = [
     "registry",
     "superslab",
     "remote_queue",
+    "ace",
     "heap",
     "tiny_tls",
     "pool_tls",

@@ -33,6 +33,9 @@
 #ifndef HAKMEM_BUILD_DEBUG_LOG
 #define HAKMEM_BUILD_DEBUG_LOG 0
 #endif
+#ifndef HAKMEM_BUILD_ACE
+#define HAKMEM_BUILD_ACE 1
+#endif
 #ifndef HAKMEM_BUILD_SANITIZER
 #define HAKMEM_BUILD_SANITIZER 0
 #endif
@@ -61,6 +64,9 @@ inline constexpr bool kEncodedLists = HAKMEM_BUILD_ENCODED_LISTS == 1 || kHarden
 inline constexpr bool kThp = HAKMEM_BUILD_THP == 1;
 // --define hakmem_debug_log=off|on: slow-path events written to stderr.
 inline constexpr bool kDebugLog = HAKMEM_BUILD_DEBUG_LOG == 1;
+// --define hakmem_ace=on|off: thread-cache limits and batches adapt per thread and
+// class (hakmem/ace); off keeps the fixed limits of the size-class table (A/B).
+inline constexpr bool kAce = HAKMEM_BUILD_ACE == 1;
 // Set by --config=asan|tsan|ubsan (1, 2, 3); 0 otherwise.
 inline constexpr int kSanitizer = HAKMEM_BUILD_SANITIZER;
 

@@ -17,6 +17,7 @@ HAKMEM_FLAGS = {
     "encoded_lists": (["off", "on"], [0, 1], "on: free-list links encoded with a per-process key and checked when loaded (safe-linking), as in hardened builds."),
     "thp": (["on", "off"], [1, 0], "Transparent huge pages: on, superslabs and huge mappings are advised MADV_HUGEPAGE when the kernel's mode allows and HAKMEM_THP=auto; off, never (A/B)."),
     "debug_log": (["off", "on"], [0, 1], "on: slow-path events (new superslab, adopt, purge) are written to stderr."),
+    "ace": (["on", "off"], [1, 0], "Adaptive thread caches (hakmem/ace): per-class limits and batches learned per thread within HAKMEM_ACE_BUDGET_KB. off: today's fixed limits (A/B only)."),
     "sanitizer": (["none", "asan", "tsan", "ubsan"], [0, 1, 2, 3], "Set by --config=asan/tsan/ubsan; not for users."),
 }
 

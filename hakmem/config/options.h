@@ -5,8 +5,8 @@
 // the environment); a value that does not parse
 // is reported on stderr and the default is kept. Thread-safety: GetOptions() may be
 // called from any thread at any time; concurrent first calls parse the same
-// environment and publish equal values. Called by: stats, superslab, free_dispatch,
-// core.
+// environment and publish equal values. Called by: stats, superslab, ace,
+// free_dispatch, core.
 #ifndef HAKMEM_CONFIG_OPTIONS_H_
 #define HAKMEM_CONFIG_OPTIONS_H_
 
@@ -37,7 +37,9 @@ enum class ThpPolicy : uint8_t { kAuto, kNever };
   X(HEAP_PROFILE_RATE, heap_profile_rate, uint64_t, 512 * 1024,                      \
     "mean bytes allocated between two heap-profile samples")                        \
   X(HEAP_PROFILE_SEED, heap_profile_seed, uint64_t, 0,                               \
-    "seed of the heap-profile sampler; 0: a different one each run")
+    "seed of the heap-profile sampler; 0: a different one each run")                 \
+  X(ACE_BUDGET_KB, ace_budget_kb, uint64_t, 4096,                                    \
+    "KiB of thread-cache limits one thread may hold (ACE): hot classes take from idle ones")
 
 struct Options {
 #define HAKMEM_OPTION_FIELD(NAME, field, type, default_value, help) \

@@ -86,15 +86,23 @@ void RemovePartial(Heap* heap, SlabMeta* slab) {
   slab->next = slab->prev = nullptr;
 }
 
-// A run of `units` from the heap's superslabs, or from a newly acquired one.
+void ReleaseKeptEmptySlabs(Heap* heap);
+
+// A run of `units` from the heap's superslabs (after releasing the kept empty
+// slabs if they are in the way: the heap does not grow for them), or from a
+// newly acquired one.
 SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, bool* fresh) {
-  for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
-    if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
-    const bool was_empty = ss->used_units == 0;
-    if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh)) {
-      if (was_empty) --heap->empty_superslabs;
-      return slab;
+  for (bool released = false;; released = true) {
+    for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+      if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
+      const bool was_empty = ss->used_units == 0;
+      if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh)) {
+        if (was_empty) --heap->empty_superslabs;
+        return slab;
+      }
     }
+    if (released || heap->empty_total == 0) break;
+    ReleaseKeptEmptySlabs(heap);
   }
   SuperSlab* ss = AcquireSuperSlab(heap);
   if (ss == nullptr) return nullptr;
@@ -102,8 +110,43 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, bool* fre
   return AllocRun(ss, units, align_units, fresh);
 }
 
-bool IsOnlyPartial(const Heap* heap, const SlabMeta* slab) {
-  return heap->partial[slab->cls] == slab && slab->next == nullptr;
+// An empty slab of `cls` is kept (not released) while the class has fewer kept
+// than its thread cache holds, in slabs: what one cache's worth of demand takes,
+// so a class that empties and refills slabs in a cycle reuses them instead of
+// carving new ones. At least one. The limit is ACE's for the calling thread (the
+// owner: every caller of FreeBlock is), the fixed one with --define hakmem_ace=off.
+bool KeepEmpty(const Heap* heap, int cls) {
+  const uint32_t blocks = kSizeClasses[cls].blocks;
+  const uint32_t slabs = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
+  return heap->empty_count[cls] < (slabs > 1 ? slabs : 1);
+}
+
+void PushEmpty(Heap* heap, SlabMeta* slab) {
+  SlabMeta*& head = heap->empty[slab->cls];
+  slab->state = SlabState::kPartial;  // free blocks, not current: as a partial slab
+  slab->prev = nullptr;
+  slab->next = head;
+  if (head != nullptr) head->prev = slab;
+  head = slab;
+  ++heap->empty_count[slab->cls];
+  ++heap->empty_total;
+}
+
+void RemoveEmpty(Heap* heap, SlabMeta* slab) {
+  if (slab->prev != nullptr) slab->prev->next = slab->next; else heap->empty[slab->cls] = slab->next;
+  if (slab->next != nullptr) slab->next->prev = slab->prev;
+  slab->next = slab->prev = nullptr;
+  --heap->empty_count[slab->cls];
+  --heap->empty_total;
+}
+
+// A kept slab for a refill of `cls` (noted: the class is using its kept slabs).
+SlabMeta* PopEmpty(Heap* heap, int cls) {
+  SlabMeta* slab = heap->empty[cls];
+  if (slab == nullptr) return nullptr;
+  RemoveEmpty(heap, slab);
+  heap->empty_taken[cls / 64] |= uint64_t{1} << (cls % 64);
+  return slab;
 }
 
 void StartDecayClock(Heap* heap) {
@@ -112,12 +155,15 @@ void StartDecayClock(Heap* heap) {
 
 // `slab` has no block out: its units go back to the superslab; a superslab left
 // empty is kept (one per heap, against churn) or given back to the cache.
-void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
+// `clean`: its units were just decommitted (nothing for decay to wait for).
+void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab, bool clean = false) {
   FreeRun(ss, slab);
   Count(Counter::k_slabs_released);
-  // Its units are free and dirty now: start the decay clock if it is not running.
-  ss->last_free_ns = heap->clock_ns;
-  StartDecayClock(heap);
+  if (!clean) {
+    // Its units are free and dirty now: start the decay clock if it is not running.
+    ss->last_free_ns = heap->clock_ns;
+    StartDecayClock(heap);
+  }
   if (ss->used_units != 0) return;
   if (heap->empty_superslabs == 0) {
     heap->empty_superslabs = 1;
@@ -135,15 +181,34 @@ void ReleaseCachedLargeRuns(Heap* heap) {
   }
 }
 
-// Releases the empty slabs FreeBlock kept on the partial lists.
+// Releases the empty slabs FreeBlock kept.
 void ReleaseKeptEmptySlabs(Heap* heap) {
+  if (heap->empty_total == 0) return;
   for (int cls = 0; cls < kNumClasses; ++cls) {
-    SlabMeta* slab = heap->partial[cls];
-    if (slab != nullptr && slab->used == 0) {
-      RemovePartial(heap, slab);
+    while (SlabMeta* slab = heap->empty[cls]) {
+      RemoveEmpty(heap, slab);
       ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
     }
   }
+  heap->empty_taken[0] = heap->empty_taken[1] = 0;
+}
+
+// A decay tick of the kept slabs: a class that took none since the last tick has
+// left them unused for a purge delay at least, so they are decommitted and
+// released (a stale free of one of their blocks then finds no slab, as after any
+// release).
+void DecayKeptEmptySlabs(Heap* heap) {
+  if (heap->empty_total == 0) return;
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    if ((heap->empty_taken[cls / 64] & (uint64_t{1} << (cls % 64))) != 0) continue;
+    while (SlabMeta* slab = heap->empty[cls]) {
+      SuperSlab* ss = SuperSlabOf(slab->start);
+      RemoveEmpty(heap, slab);
+      DecommitRun(ss, slab);
+      ReleaseSlab(heap, ss, slab, /*clean=*/true);
+    }
+  }
+  heap->empty_taken[0] = heap->empty_taken[1] = 0;
 }
 
 SlabMeta* NewSlab(Heap* heap, int cls) {
@@ -159,14 +224,18 @@ SlabMeta* NewSlab(Heap* heap, int cls) {
 }
 
 // The next slab to carve `cls` from: a partial slab (remote frees were drained at
-// the start of the batch), then a new slab.
+// the start of the batch), then a kept empty one, then a new slab. Partial slabs
+// first, so the kept ones stay empty for decay to release if demand falls.
 SlabMeta* NextSlab(Heap* heap, int cls) {
-  if (SlabMeta* slab = heap->partial[cls]) {
+  SlabMeta* slab = heap->partial[cls];
+  if (slab != nullptr) {
     RemovePartial(heap, slab);
-    slab->state = SlabState::kCurrent;
-    return slab;
+  } else {
+    slab = PopEmpty(heap, cls);
+    if (slab == nullptr) return NewSlab(heap, cls);
   }
-  return NewSlab(heap, cls);
+  slab->state = SlabState::kCurrent;
+  return slab;
 }
 
 // A large run freed twice, the second time by another thread: found only when its
@@ -285,16 +354,21 @@ void ReclaimAbandoned(Heap* heap) {
 }
 
 void DecayHeap(Heap* heap) {
-  ReleaseKeptEmptySlabs(heap);
-  ReleaseCachedLargeRuns(heap);
   const uint64_t now = platform::NowNanos();
   heap->clock_ns = now;
   const uint64_t delay = PurgeDelayNanos();
-  bool dirty_left = false;
+  // Free units unused for the delay first: a superslab that the kept slabs below
+  // leave empty then goes to the shared cache clean.
+  for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+    DecayFreeUnits(ss, now, delay);
+  }
+  DecayKeptEmptySlabs(heap);
+  ReleaseCachedLargeRuns(heap);
+  bool dirty_left = false;  // free units still waiting (just released runs among them)
   for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
     dirty_left |= DecayFreeUnits(ss, now, delay);
   }
-  heap->next_decay_ns = dirty_left ? now + delay : 0;
+  heap->next_decay_ns = dirty_left || heap->empty_total != 0 ? now + delay : 0;
 }
 
 // The heap's empty superslabs (one is kept against churn) to the shared cache.
@@ -388,13 +462,14 @@ void AfterBlocksReturned(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   if (slab->state == SlabState::kCurrent) return;
   if (slab->state == SlabState::kFull) PushPartial(heap, slab);
   if (slab->used != 0) return;
-  if (IsOnlyPartial(heap, slab)) {
-    // Kept although empty: the next refill of its class reuses it instead of
-    // carving a new slab (churn). Decay or thread exit releases it.
+  RemovePartial(heap, slab);
+  if (KeepEmpty(heap, slab->cls)) {
+    // Kept although empty: a later refill of its class reuses it instead of
+    // carving a new slab (churn). Decay, trim or thread exit releases it.
+    PushEmpty(heap, slab);
     StartDecayClock(heap);
     return;
   }
-  RemovePartial(heap, slab);
   ReleaseSlab(heap, ss, slab);
 }
 

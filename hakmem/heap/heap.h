@@ -3,9 +3,10 @@
 //
 // Owns: Heap (in a metadata arena mapped by platform, never by malloc; a heap is
 // never freed, it is handed to the next thread when its thread exits), the slab
-// state machine (current -> full -> partial -> released), batch carving for the
-// thread caches, the remote-queue drain, and the list of abandoned heaps that new
-// threads adopt. Also the thread-cache template both tiny_tls and pool_tls use.
+// state machine (current -> full -> partial -> kept empty -> released), batch
+// carving for the thread caches, the remote-queue drain, and the list of
+// abandoned heaps that new threads adopt. Also the thread-cache template both
+// tiny_tls and pool_tls use, which asks ace for its limits on its slow paths.
 // Thread-safety: everything taking a Heap* runs on the thread that owns the heap
 // (tls_heap), except RemoteQueue pushes; attach/abandon take the heaps lock.
 // Called by: tiny_tls, pool_tls, free_dispatch, core.
@@ -18,6 +19,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/ace/ace.h"
 #include "hakmem/config/build_config.h"
 #include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
@@ -35,6 +37,15 @@ struct Heap {
   RemoteQueue remote;  // written by other threads: on its own cache line
   alignas(64) SlabMeta* current[kNumClasses];
   SlabMeta* partial[kNumClasses];  // slabs with free blocks, not current
+  // Empty slabs kept for the next refills of their class instead of released and
+  // carved again (churn): up to what the class's thread cache holds (KeepEmpty in
+  // heap.cc). Linked through next/prev. A class that took none of its kept slabs
+  // between two decay ticks has them decommitted and released at the second;
+  // trim, thread exit, and a heap about to take a new superslab release them all.
+  SlabMeta* empty[kNumClasses];
+  uint16_t empty_count[kNumClasses];
+  uint32_t empty_total;              // kept slabs, all classes
+  uint64_t empty_taken[2];           // classes that took a kept slab since the last tick
   SuperSlab* superslabs;           // owned superslabs
   uint32_t empty_superslabs;       // owned superslabs with no unit in use
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
@@ -198,7 +209,10 @@ ABSL_ATTRIBUTE_NOINLINE inline void ReportUncachedDoubleFree(const void* block) 
 struct FreeList {
   void* head;
   uint32_t count;
-  uint32_t max;  // kSizeClasses[cls].cache_max, kept beside count (no table load)
+  // The most blocks it holds, kept beside count (no table load): the class's
+  // fixed kSizeClasses[cls].cache_max to start with, then what ACE decides on the
+  // slow paths (hakmem/ace); 0: uncached (heap profiling).
+  uint32_t max;
 };
 
 template <int kFirst, int kCount>
@@ -261,7 +275,10 @@ struct ClassCaches {
     CarvedRange& range = ranges[cls - kFirst];
     if (range.next == range.end) {
       MaybeDecay(heap);  // the decay clock ticks on the slow paths only
-      const int batch = kSizeClasses[cls].batch;
+      int batch = kSizeClasses[cls].batch;
+      if constexpr (config::kAce) {
+        if (ABSL_PREDICT_TRUE(list.max != 0)) batch = static_cast<int>(Adapt(heap, cls));
+      }
       const int want =
           list.max != 0 ? batch : 1 + profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
       void* head = nullptr;
@@ -311,11 +328,22 @@ struct ClassCaches {
       stats::Count(stats::Counter::k_cache_flushes);
       return;
     }
+    uint32_t batch = kSizeClasses[cls].batch;
+    if constexpr (config::kAce) {
+      batch = Adapt(heap, cls);
+      if (list.count < list.max) {  // the limit grew: keep the block, give nothing back
+        MarkFree(block);
+        StoreLink(block, list.head);
+        list.head = block;
+        ++list.count;
+        return;
+      }
+    }
     void* head = list.head;
     void* last = head;
     uint32_t returned = 1;
     void* rest = LoadLink(last);
-    while (returned < kSizeClasses[cls].batch && rest != nullptr) {
+    while (returned < batch && rest != nullptr) {
       last = rest;
       rest = LoadLink(last);
       ++returned;
@@ -327,6 +355,31 @@ struct ClassCaches {
     StoreLink(block, rest);
     list.head = block;
     list.count = list.count - returned + 1;
+  }
+
+  // ACE (hakmem/ace): a refill or flush of `cls` is an event of its class; its
+  // list takes the limit ACE leaves it, and lists whose limit ACE lowered give
+  // back what they hold beyond it. Returns the blocks a refill or flush moves.
+  ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls) {
+    const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls);
+    lists[cls - kFirst].max = decision.limit;
+    if (ABSL_PREDICT_FALSE(ace::HasTrims(ace::tls_ace))) {
+      for (int c; (c = ace::TakeTrim(&ace::tls_ace, kFirst, kCount)) >= 0;) {
+        FreeList& list = lists[c - kFirst];
+        if (list.max == 0) continue;  // uncached
+        list.max = ace::LimitOf(ace::tls_ace, c);
+        // (A list a forged link ended is left for its refill or flush to report.)
+        if (list.count <= list.max || (list.count & kListCorrupt) != 0) continue;
+        void* last = list.head;  // the first count - max blocks go back
+        for (uint32_t i = 1; i < list.count - list.max; ++i) last = LoadLink(last);
+        void* head = list.head;
+        list.head = LoadLink(last);
+        list.count = list.max;
+        StoreLink(last, nullptr);
+        FreeBlockList(heap, head);
+      }
+    }
+    return decision.batch;
   }
 
   // Heap profiling: a list takes no freed block from now on (every free of this

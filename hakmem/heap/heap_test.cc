@@ -99,6 +99,84 @@ TEST(HeapTest, RemoteFreesAreDrainedByTheOwner) {
   });
 }
 
+// Slabs that empty are kept for their class (up to what its thread cache holds,
+// in slabs), so the next batches reuse them instead of carving new ones; trim
+// releases them.
+TEST(HeapTest, EmptySlabsAreKeptForTheirClassUntilTrim) {
+  OnNewThread([](Heap* heap) {
+    const int cls = 72;  // 4 blocks a slab
+    const uint32_t blocks = kSizeClasses[cls].blocks;
+    const uint32_t keep = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
+    ASSERT_GE(keep, 1u);
+    const int n = static_cast<int>((keep + 3) * blocks);  // keep + 3 slabs
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
+    std::vector<void*> first = ListToVector(head);
+    std::set<SlabMeta*> slabs;
+    for (void* p : first) slabs.insert(SlabOf(SuperSlabOf(p), p));
+    ASSERT_EQ(slabs.size(), keep + 3);
+    EXPECT_EQ(heap->current[cls], nullptr) << "every slab was filled";
+    FreeBlockList(heap, head);
+    // All empty: `keep` of them are kept, the other 3 released.
+    EXPECT_EQ(heap->empty_count[cls], keep);
+    std::set<SlabMeta*> kept;
+    for (SlabMeta* slab = heap->empty[cls]; slab != nullptr; slab = slab->next) {
+      EXPECT_EQ(slab->used, 0u);
+      kept.insert(slab);
+    }
+    EXPECT_EQ(kept.size(), keep);
+    // The next batch takes the kept slabs: no new one is carved.
+    const int again = static_cast<int>(keep * blocks);
+    ASSERT_EQ(AllocBatch(heap, cls, again, &head), again);
+    for (void* p : ListToVector(head)) EXPECT_EQ(kept.count(SlabOf(SuperSlabOf(p), p)), 1u);
+    EXPECT_EQ(heap->empty_count[cls], 0u);
+    FreeBlockList(heap, head);
+    EXPECT_EQ(heap->empty_count[cls], keep);
+    TrimHeap(heap);
+    EXPECT_EQ(heap->empty_count[cls], 0u);
+    EXPECT_EQ(heap->empty[cls], nullptr);
+  });
+}
+
+// A decay tick releases (decommitted) the kept slabs of a class that took none
+// since the previous tick, and leaves those of a class that did.
+TEST(HeapTest, KeptSlabsUnusedForATickAreDecommittedAndReleased) {
+  OnNewThread([](Heap* heap) {
+    const int used_cls = 72, idle_cls = 64;  // 4 blocks a slab each
+    auto keep_some = [&](int cls) {
+      const int n = static_cast<int>(2 * kSizeClasses[cls].blocks);
+      void* head = nullptr;
+      ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
+      FreeBlockList(heap, head);
+      ASSERT_GE(heap->empty_count[cls], 1u);
+    };
+    keep_some(used_cls);
+    keep_some(idle_cls);
+    DecayHeap(heap);  // both took kept slabs never: both go
+    EXPECT_EQ(heap->empty_count[used_cls], 0u);
+    EXPECT_EQ(heap->empty_count[idle_cls], 0u);
+    EXPECT_NE(heap->next_decay_ns, 0u) << "the clock keeps ticking while memory waits";
+    keep_some(used_cls);
+    keep_some(idle_cls);
+    void* head = nullptr;  // the used class takes a kept slab (its current one now)
+    ASSERT_EQ(AllocBatch(heap, used_cls, 1, &head), 1);
+    FreeBlockList(heap, head);
+    const uint32_t kept = heap->empty_count[used_cls];
+    ASSERT_GE(kept, 1u);
+    const uint64_t purged = stats::tls_counters.counters[static_cast<int>(stats::Counter::k_units_purged)];
+    DecayHeap(heap);
+    EXPECT_EQ(heap->empty_count[used_cls], kept) << "taken since the last tick: kept";
+    EXPECT_EQ(heap->empty_count[idle_cls], 0u) << "untouched since the last tick: released";
+    if constexpr (config::kStats) {
+      EXPECT_GE(stats::tls_counters.counters[static_cast<int>(stats::Counter::k_units_purged)],
+                purged + kSizeClasses[idle_cls].slab_units)
+          << "and decommitted";
+    }
+    DecayHeap(heap);  // now the used class took none either
+    EXPECT_EQ(heap->empty_count[used_cls], 0u);
+  });
+}
+
 TEST(HeapTest, LargeRunsAreAlignedAndReturned) {
   OnNewThread([](Heap* heap) {
     for (size_t alignment : {size_t{16}, size_t{64} << 10, size_t{1} << 20}) {

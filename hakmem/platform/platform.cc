@@ -179,14 +179,6 @@ bool AdviseHugePages(void* ptr, size_t size) {
   return madvise(ptr, size, MADV_HUGEPAGE) == 0;
 }
 
-bool CollapseHugePages(void* ptr, size_t size) {
-#ifndef MADV_COLLAPSE
-  constexpr int MADV_COLLAPSE = 25;  // Linux 6.1; older headers lack it
-#endif
-  Count(Syscall::k_madvise);
-  return madvise(ptr, size, MADV_COLLAPSE) == 0;
-}
-
 bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
   void* moved = MAP_FAILED;
   WithRetries(Syscall::k_mremap, [&] {

@@ -82,10 +82,6 @@ ThpMode ParseThpMode(const char* text);
 // Asks the OS to back a range with 2 MiB pages when it is faulted in
 // (MADV_HUGEPAGE). `ptr` and `size` are page-aligned; false if refused.
 bool AdviseHugePages(void* ptr, size_t size);
-// Backs a 2 MiB-aligned range with huge pages now, keeping its contents
-// (MADV_COLLAPSE, Linux 6.1): a range whose huge page was split by a Decommit
-// gets one again. false if refused (an older kernel: EINVAL).
-bool CollapseHugePages(void* ptr, size_t size);
 
 // Moves the pages of [old_ptr, old_ptr + old_size) to new_ptr, a reserved range of
 // new_size >= old_size bytes, without copying (mremap with MREMAP_FIXED). The old

@@ -25,7 +25,6 @@
   X(superslabs_cached, "empty superslabs put in the cache")                      \
   X(superslabs_purged, "cached superslabs decommitted (MADV_DONTNEED)")          \
   X(units_purged, "free 16 KiB units of owned superslabs decommitted by decay")   \
-  X(huge_pages_collapsed, "decommitted superslabs given one 2 MiB page again on reuse")\
   X(huge_mapped, "huge allocations given a new mapping")                         \
   X(huge_reused, "huge allocations served from the huge cache")                  \
   X(huge_released, "huge mappings given back to the OS")                         \
@@ -36,7 +35,10 @@
   X(heaps_abandoned, "thread heaps handed back at thread exit")                  \
   X(heaps_reclaimed, "remote frees into exited threads' heaps taken back at once") \
   X(alloc_failures, "requests that failed with ENOMEM")                          \
-  X(fallback_pool_uncached, "pool allocations served without a thread cache (pool_tls=off)")
+  X(fallback_pool_uncached, "pool allocations served without a thread cache (pool_tls=off)") \
+  X(ace_grows, "ACE: a class's thread-cache limit raised (it kept refilling or flushing)") \
+  X(ace_shrinks, "ACE: a limit lowered after a whole window without refill or flush")    \
+  X(ace_steals, "ACE: a limit lowered to give its bytes to a hot class (budget full)")
 
 #define HAKMEM_STATS_NUM_LANES 4       /* tiny, pool, large, huge */
 #define HAKMEM_STATS_NUM_CLASSES 88    /* size classes, see size_class.h */

@@ -76,11 +76,6 @@ uint64_t RetainBytes() {
 }
 
 
-// With huge pages, a superslab in use gives its free units back only when at
-// least this many are free: decommitting part of a 2 MiB page splits it, and the
-// units still in use lose their huge page (TLB reach) for the few KiB returned.
-// Empty superslabs are decommitted whole after the purge delay as before.
-constexpr int kSplitHugePageUnits = kUnitsPerSuperSlab / 2;
 
 constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -109,11 +104,6 @@ UnitMask RunStarts(UnitMask mask, size_t units) {
   }
   if (length < units) starts &= starts >> (units - length);
   return starts;
-}
-
-int CountUnits(UnitMask mask) {
-  return __builtin_popcountll(static_cast<uint64_t>(mask)) +
-         __builtin_popcountll(static_cast<uint64_t>(mask >> 64));
 }
 
 void DecommitLocked(SuperSlab* ss) {
@@ -240,7 +230,6 @@ char* TakeFromReservation(size_t len) {
 SuperSlab* AcquireSuperSlab(void* owner) {
   SuperSlab* ss = nullptr;
   bool fresh = false;
-  bool collapse = false;
   bool huge = false;  // a fresh superslab from the advised part of a reservation
   {
     platform::SpinLockHolder hold(&g_lock);
@@ -251,7 +240,6 @@ SuperSlab* AcquireSuperSlab(void* owner) {
       ss = g_cold.head;
       g_cold.Remove(ss);
       ss->decommitted = false;
-      collapse = ss->huge_pages;
     }
     if (ss != nullptr) {
       Count(Counter::k_superslabs_reused);
@@ -265,15 +253,12 @@ SuperSlab* AcquireSuperSlab(void* owner) {
       fresh = true;
     }
   }
-  if (collapse) {
-    // Decommitting it split its huge page (only the header's 4 KiB pages stayed):
-    // one 2 MiB page again now, instead of 4 KiB faults as its units are reused.
-    // Refused (a kernel before 6.1) it still works, in small pages.
-    if (platform::CollapseHugePages(ss, kSuperSlabSize)) Count(Counter::k_huge_pages_collapsed);
-  }
   if (fresh) {
     ss->huge_pages = huge;  // the first touch: advised, it faults in the whole 2 MiB
     InitFreshHeader(ss);
+    // Every unit of a huge page is resident from that first touch: dirty, so decay
+    // gives back the free ones (they read as zero still, but calloc cannot know).
+    if (huge) Store(ss->dirty_units, ~UnitMask{0});
     if (!registry::Register(ss, kSuperSlabSize, ss)) {
       // No memory for a registry leaf. The superslab goes back to the
       // reservation when it is the last one carved (the usual case); its header
@@ -367,12 +352,23 @@ void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   slab->state = SlabState::kFree;
 }
 
+bool RunIsDirty(const SuperSlab* ss, const SlabMeta* slab) {
+  const size_t first = static_cast<size_t>(slab - ss->slabs);
+  return (Load(ss->dirty_units) & RunMask(first, slab->units)) != 0;
+}
+
+void DecommitRun(SuperSlab* ss, const SlabMeta* slab) {
+  const size_t first = static_cast<size_t>(slab - ss->slabs);
+  if (platform::Decommit(slab->start, size_t{slab->units} * kUnitSize)) {
+    Store(ss->dirty_units, Load(ss->dirty_units) & ~RunMask(first, slab->units));
+    Count(Counter::k_units_purged, slab->units);
+  }
+}
+
 bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
   const UnitMask free_dirty = Load(ss->free_units) & Load(ss->dirty_units);
   if (free_dirty == 0) return false;
   if (now_ns - ss->last_free_ns < delay_ns) return true;
-  // Kept whole (nothing left waiting: the next run freed here starts the clock).
-  if (ss->huge_pages && CountUnits(free_dirty) < kSplitHugePageUnits) return false;
   // Decommit each maximal run of free dirty units with one madvise.
   for (size_t unit = 1; unit < kUnitsPerSuperSlab;) {
     if (((free_dirty >> unit) & 1) == 0) {

@@ -128,6 +128,12 @@ void FreeRun(SuperSlab* ss, SlabMeta* slab);
 // after it; false (nothing changed) when they are not all free. `*fresh` says
 // whether the added units are untouched (read as zero).
 bool GrowRun(SuperSlab* ss, SlabMeta* run, size_t units, bool* fresh);
+// Whether any unit of the run `slab` (in use) was touched since it was mapped or
+// decommitted.
+bool RunIsDirty(const SuperSlab* ss, const SlabMeta* slab);
+// Decommits the units of the run `slab` (in use, its contents no longer needed:
+// an empty slab heap keeps for its class) and marks them clean. Owner thread.
+void DecommitRun(SuperSlab* ss, const SlabMeta* slab);
 
 // One decay tick of an owned superslab (owner thread): once no run of it has been
 // freed for `delay_ns`, every free unit has been free that long, and its dirty

@@ -1,0 +1,212 @@
+#include "hakmem/ace/ace.h"
+
+#include <atomic>
+
+#include "hakmem/config/options.h"
+#include "hakmem/stats/stats.h"
+
+namespace hakmem::ace {
+
+ABSL_CONST_INIT __thread State tls_ace HAKMEM_TLS = {};
+
+namespace {
+
+using stats::Count;
+using stats::Counter;
+
+ABSL_CONST_INIT std::atomic<uint32_t> g_peak[kNumClasses] = {};
+
+constexpr uint64_t kMaxBudget = uint64_t{1} << 40;
+
+struct Floors {
+  uint16_t blocks[kNumClasses];
+};
+constexpr Floors MakeFloors() {
+  Floors f{};
+  for (int cls = 0; cls < kNumClasses; ++cls) f.blocks[cls] = static_cast<uint16_t>(FloorLimit(cls));
+  return f;
+}
+constexpr Floors kFloors = MakeFloors();  // no division in the searches
+
+uint64_t Bytes(int cls, uint32_t blocks) { return uint64_t{blocks} * kSizeClasses[cls].size; }
+
+uint64_t Room(const State& s) { return s.budget > s.used ? s.budget - s.used : 0; }
+
+void RecordPeak(int cls, uint32_t limit) {
+  uint32_t seen = g_peak[cls].load(std::memory_order_relaxed);
+  while (seen < limit &&
+         !g_peak[cls].compare_exchange_weak(seen, limit, std::memory_order_relaxed)) {
+  }
+}
+
+bool Idle(const State& s, const ClassState& c) { return s.clock - c.last_event >= WindowOf(s); }
+
+// Whether `v` may give limit to a class of `heat` events holding `bytes` of
+// limit: idle, or with at most 1/kGiveRatio of its events per byte of limit.
+// Events per byte of limit is what one more byte is worth (fewer events), so
+// taking from the lower moves the budget where it saves the most; the ratio is
+// the hysteresis that keeps two busy classes from taking from each other in turn
+// (2 took four times as many steals as 4 on cross_thread and fragmentation, for
+// the same number of refills and flushes).
+constexpr uint64_t kGiveRatio = 4;
+bool MayGive(const State& s, int v, uint32_t heat, uint64_t bytes) {
+  const ClassState& c = s.classes[v];
+  if (Idle(s, c)) return true;
+  return uint64_t{c.heat} * kGiveRatio * bytes <= uint64_t{heat} * Bytes(v, c.limit);
+}
+
+// Whether class a is colder than class b: idle before busy, the longer idle
+// first, then the fewer events per byte of limit.
+bool ColderThan(const State& s, int a, int b) {
+  const ClassState& ca = s.classes[a];
+  const ClassState& cb = s.classes[b];
+  const bool idle_a = Idle(s, ca);
+  if (idle_a != Idle(s, cb)) return idle_a;
+  if (idle_a) return s.clock - ca.last_event > s.clock - cb.last_event;
+  return uint64_t{ca.heat} * Bytes(b, cb.limit) < uint64_t{cb.heat} * Bytes(a, ca.limit);
+}
+
+void Lower(State* s, int cls, uint32_t limit) {
+  ClassState& c = s->classes[cls];
+  s->used -= Bytes(cls, c.limit - limit);
+  c.limit = static_cast<uint16_t>(limit);
+  s->trims[cls / 64] |= uint64_t{1} << (cls % 64);
+}
+
+// Takes up to `bytes` of limit (rounded up to whole blocks of the giver) for
+// `cls`, which would hold `held` bytes, from the classes that may give to it,
+// coldest first, none below its floor (`any`: from every class above its floor,
+// coldest first). Returns the bytes taken.
+uint64_t Steal(State* s, int cls, uint64_t held, uint64_t bytes, bool any = false) {
+  ClassState& c = s->classes[cls];
+  if (!any && c.search_heat != 0 && c.heat < 2 * uint32_t{c.search_heat}) return 0;
+  uint64_t taken = 0;
+  while (taken < bytes) {
+    int victim = -1;
+    for (int v = 0; v < kNumClasses; ++v) {
+      if (v == cls || s->classes[v].limit <= kFloors.blocks[v]) continue;  // 0: not in use
+      if (!any && !MayGive(*s, v, c.heat, held)) continue;
+      if (victim < 0 || ColderThan(*s, v, victim)) victim = v;
+    }
+    if (victim < 0) break;
+    const uint32_t limit = s->classes[victim].limit;
+    const uint64_t size = kSizeClasses[victim].size;
+    const uint64_t want = (bytes - taken + size - 1) / size;
+    const uint32_t spare = limit - kFloors.blocks[victim];
+    const uint32_t give = want < spare ? static_cast<uint32_t>(want) : spare;
+    Lower(s, victim, limit - give);
+    taken += give * size;
+    Count(Counter::k_ace_steals);
+  }
+  if (!any) c.search_heat = taken == 0 ? c.heat : 0;
+  return taken;
+}
+
+// First event of `cls`: its fixed limit, or what the budget has room for after
+// taking from idle classes, but at least its floor.
+void Activate(State* s, int cls) {
+  ClassState& c = s->classes[cls];
+  uint32_t limit = DefaultLimit(cls);
+  const uint64_t need = Bytes(cls, limit);
+  if (need > Room(*s)) Steal(s, cls, need, need - Room(*s));
+  if (need > Room(*s)) {
+    const uint64_t floor = Bytes(cls, kFloors.blocks[cls]);
+    if (floor > Room(*s)) Steal(s, cls, floor, floor - Room(*s), /*any=*/true);
+    const uint64_t fits = Room(*s) / kSizeClasses[cls].size;
+    limit = fits > kFloors.blocks[cls] ? static_cast<uint32_t>(fits) : kFloors.blocks[cls];
+  }
+  c.limit = static_cast<uint16_t>(limit);
+  s->used += Bytes(cls, limit);
+  ++s->in_use;
+}
+
+// A later event: half as much again while the budget has room; when it is full,
+// an eighth, taken from colder classes.
+void Grow(State* s, int cls) {
+  ClassState& c = s->classes[cls];
+  const uint32_t cap = CapLimit(*s, cls);
+  if (c.limit >= cap) return;
+  const uint64_t size = kSizeClasses[cls].size;
+  uint32_t step = c.limit / 2 > 1 ? c.limit / 2 : 1;
+  if (step > cap - c.limit) step = cap - c.limit;
+  if (Bytes(cls, step) > Room(*s)) {
+    uint64_t fits = Room(*s) / size;
+    if (fits == 0) {
+      uint32_t small = c.limit / 8 > 1 ? c.limit / 8 : 1;
+      if (small > step) small = step;
+      Steal(s, cls, Bytes(cls, c.limit), Bytes(cls, small) - Room(*s));
+      fits = Room(*s) / size;
+      if (fits > small) fits = small;
+      if (fits == 0) return;
+    }
+    step = static_cast<uint32_t>(fits);
+  }
+  c.limit = static_cast<uint16_t>(c.limit + step);
+  s->used += Bytes(cls, step);
+  RecordPeak(cls, c.limit);
+  Count(Counter::k_ace_grows);
+}
+
+// The end of a window: idle classes halve their limits, every heat halves.
+void Decay(State* s) {
+  s->window_start = s->clock;
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    ClassState& c = s->classes[cls];
+    if (c.limit == 0) continue;
+    if (Idle(*s, c) && c.limit > kFloors.blocks[cls]) {
+      const uint32_t half = c.limit / 2;
+      Lower(s, cls, half > kFloors.blocks[cls] ? half : kFloors.blocks[cls]);
+      Count(Counter::k_ace_shrinks);
+    }
+    c.heat = static_cast<uint16_t>(c.heat >> 1);
+    c.search_heat = 0;
+  }
+}
+
+}  // namespace
+
+uint32_t CapLimit(const State& s, int cls) {
+  uint64_t cap = s.budget / 2 / kSizeClasses[cls].size;
+  if (cap < DefaultLimit(cls)) cap = DefaultLimit(cls);
+  if (cap > kMaxLimit) cap = kMaxLimit;
+  return static_cast<uint32_t>(cap);
+}
+
+void Configure(State* s, uint64_t budget_bytes) {
+  s->budget = budget_bytes < kMaxBudget ? budget_bytes : kMaxBudget;
+  s->configured = true;
+}
+
+Decision OnEvent(State* s, int cls) {
+  if (!s->configured) {
+    const uint64_t kb = config::GetOptions().ace_budget_kb;
+    Configure(s, kb < (kMaxBudget >> 10) ? kb << 10 : kMaxBudget);
+  }
+  const uint32_t now = ++s->clock;
+  ClassState& c = s->classes[cls];
+  c.last_event = now;
+  if (c.heat < UINT16_MAX) ++c.heat;
+  if (c.limit == 0) {
+    Activate(s, cls);
+  } else {
+    Grow(s, cls);
+  }
+  if (now - s->window_start >= WindowOf(*s)) Decay(s);
+  return Decision{c.limit, BatchFor(c.limit)};
+}
+
+int TakeTrim(State* s, int first, int count) {
+  for (int word = 0; word < 2; ++word) {
+    for (uint64_t bits = s->trims[word]; bits != 0; bits &= bits - 1) {
+      const int cls = word * 64 + __builtin_ctzll(bits);
+      if (cls < first || cls >= first + count) continue;
+      s->trims[word] &= ~(uint64_t{1} << (cls % 64));
+      return cls;
+    }
+  }
+  return -1;
+}
+
+uint32_t PeakLimit(int cls) { return g_peak[cls].load(std::memory_order_relaxed); }
+
+}  // namespace hakmem::ace
