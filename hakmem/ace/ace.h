@@ -11,16 +11,18 @@
 //  - A class starts at its fixed limit (kSizeClasses[cls].cache_max) at its first
 //    event, and each later event raises the limit by half (slow start), up to
 //    half the budget (and kMaxLimit blocks).
-//  - Budget: the limits of one thread (limit x class size, summed over the classes
-//    it has used) stay within HAKMEM_ACE_BUDGET_KB. A class that would go past it
-//    grows by an eighth instead, taking the bytes from colder classes: idle ones
-//    (no event for a window), coldest first, then ones with a quarter of its
-//    events per byte of limit (a steal). With nothing to take, it stays. A class's first
-//    event takes its floor from the coldest classes if it must, so the budget
-//    holds whenever the floors of the classes in use fit in it.
+//  - Budget: the limits of one thread (limit x class size, summed over the
+//    classes it has used) stay within HAKMEM_ACE_BUDGET_KB. A class that would
+//    go past it grows by an eighth instead, taking the bytes from colder classes:
+//    idle ones (no event for a window), the longest idle first, then ones with a
+//    quarter of its events per byte of limit or fewer (a steal). With nothing to
+//    take, it stays. A class's first event takes its floor from the coldest
+//    classes if it must, so the budget holds whenever the floors of the classes
+//    in use fit in it.
 //  - Decay: at the end of each window (WindowOf), each class that had no event
-//    for a whole window halves its limit, down to its floor (16 KiB, at least one block, at most its
-//    fixed limit), and every class's heat (its recent events) halves.
+//    for a whole window halves its limit, down to its floor (16 KiB, at least one
+//    block, at most its fixed limit), and every class's heat (its recent events)
+//    halves.
 //  - A refill or flush moves half the limit (BatchFor).
 // A lowered limit reaches its list at that thread cache's next slow path (trims:
 // the list gives back what it holds beyond it). With --define hakmem_ace=off, heap
