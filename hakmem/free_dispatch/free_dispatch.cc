@@ -97,14 +97,10 @@ void HandOver(RemoteBatch& batch) {
   batch = RemoteBatch{};
 }
 
-void HandOverAll() {
-  for (RemoteBatch& batch : tls_remote.batches) HandOver(batch);
-}
-
 // The key destructor: the exiting thread's batches go over; what later
 // destructors free is pushed at once (no destructor round may be left).
 void FlushAtThreadExit(void*) {
-  HandOverAll();
+  FlushRemoteFrees();
   tls_remote.mode = kRemoteDirect;
 }
 
@@ -268,7 +264,9 @@ size_t UsableSize(const void* ptr) {
   return found.usable;
 }
 
-void FlushRemoteFrees() { HandOverAll(); }
+void FlushRemoteFrees() {
+  for (RemoteBatch& batch : tls_remote.batches) HandOver(batch);
+}
 
 uint32_t PendingRemoteFrees() {
   uint32_t pending = 0;

@@ -307,8 +307,7 @@ struct ClassCaches {
     FreeList& list = lists[cls - kFirst];
     if (ABSL_PREDICT_FALSE((list.count & kListCorrupt) != 0)) {  // Pop ended the list at a bad link
       ReportCorruptList(cls, list.count & ~kListCorrupt);
-      list.head = nullptr;  // those blocks are leaked, never handed out
-      list.count = 0;
+      // Those blocks are leaked, never handed out; the list starts again at `block`.
       MarkFree(block);
       StoreLink(block, nullptr);
       list.head = block;

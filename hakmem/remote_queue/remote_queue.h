@@ -30,20 +30,7 @@ class RemoteQueue {
   RemoteQueue& operator=(const RemoteQueue&) = delete;
 
   // Adds `block` (at least 8 writable bytes, no longer used by the caller).
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void Push(void* block) {
-    if constexpr (config::kRemoteQueueMutex) {
-      pthread_mutex_lock(&mutex_);
-      StoreLink(block, head_.load(std::memory_order_relaxed));
-      head_.store(block, std::memory_order_relaxed);
-      pthread_mutex_unlock(&mutex_);
-    } else {
-      void* old_head = head_.load(std::memory_order_relaxed);
-      do {
-        StoreLink(block, old_head);
-      } while (!head_.compare_exchange_weak(old_head, block, std::memory_order_release,
-                                            std::memory_order_relaxed));
-    }
-  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Push(void* block) { PushList(block, block); }
 
   // Adds the list `head` .. `tail` (linked through first words with StoreLink;
   // tail's link is overwritten) with one compare-and-swap: a batch of remote
