@@ -56,6 +56,7 @@ Heap* NewHeapLocked() {
 }
 
 void LinkSuperSlab(Heap* heap, SuperSlab* ss) {
+  ++heap->superslab_count;
   ss->prev = nullptr;
   ss->next = heap->superslabs;
   if (heap->superslabs != nullptr) heap->superslabs->prev = ss;
@@ -69,6 +70,7 @@ void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
   if (ss->prev != nullptr) ss->prev->next = ss->next; else heap->superslabs = ss->next;
   if (ss->next != nullptr) ss->next->prev = ss->prev;
   ss->next = ss->prev = nullptr;
+  --heap->superslab_count;
 }
 
 void PushPartial(Heap* heap, SlabMeta* slab) {
@@ -88,23 +90,28 @@ void RemovePartial(Heap* heap, SlabMeta* slab) {
 
 void ReleaseKeptEmptySlabs(Heap* heap);
 
-// A run of `units` from the heap's superslabs (after releasing the kept empty
-// slabs if they are in the way: the heap does not grow for them), or from a
-// newly acquired one.
-SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, bool* fresh) {
+// A run of `units` for blocks of `occupancy` from the heap's superslabs of that
+// occupancy, or an empty one of the other (after releasing the kept empty slabs
+// if they are in the way: the heap does not grow for them), or from a newly
+// acquired one.
+SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy occupancy, bool* fresh) {
   for (bool released = false;; released = true) {
     for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
       if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
       const bool was_empty = ss->used_units == 0;
+      if (ss->occupancy != occupancy && !was_empty) continue;
       if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh)) {
         if (was_empty) --heap->empty_superslabs;
+        ss->occupancy = occupancy;
         return slab;
       }
     }
     if (released || heap->empty_total == 0) break;
     ReleaseKeptEmptySlabs(heap);
   }
-  SuperSlab* ss = AcquireSuperSlab(heap);
+  const bool big = heap->superslab_count >= kSmallPageSuperSlabs;
+  SuperSlab* ss = AcquireSuperSlab(heap, occupancy,
+                                   occupancy == Occupancy::kDense && big ? Pages::kHuge : Pages::kSmall);
   if (ss == nullptr) return nullptr;
   LinkSuperSlab(heap, ss);
   return AllocRun(ss, units, align_units, fresh);
@@ -213,7 +220,8 @@ void DecayKeptEmptySlabs(Heap* heap) {
 
 SlabMeta* NewSlab(Heap* heap, int cls) {
   bool fresh;
-  SlabMeta* slab = AllocRunInHeap(heap, kSizeClasses[cls].slab_units, 1, &fresh);
+  SlabMeta* slab = AllocRunInHeap(heap, kSizeClasses[cls].slab_units, 1,
+                                  OccupancyOfBlock(kSizeClasses[cls].size), &fresh);
   if (slab == nullptr) return nullptr;
   InitSlabBlocks(slab, kSizeClasses[cls].size);
   slab->fresh = fresh;
@@ -541,7 +549,7 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
       return run->start;
     }
   }
-  SlabMeta* run = AllocRunInHeap(heap, units, align_units, zeroed);
+  SlabMeta* run = AllocRunInHeap(heap, units, align_units, Occupancy::kSparse, zeroed);
   if (run == nullptr) return nullptr;
   InitSlabBlocks(run, static_cast<uint32_t>(units * kUnitSize));
   run->cls = kLargeClass;

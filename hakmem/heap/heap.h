@@ -47,6 +47,7 @@ struct Heap {
   uint32_t empty_total;              // kept slabs, all classes
   uint64_t empty_taken[2];           // classes that took a kept slab since the last tick
   SuperSlab* superslabs;           // owned superslabs
+  uint32_t superslab_count;        // in the list
   uint32_t empty_superslabs;       // owned superslabs with no unit in use
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
   SlabMeta* large_cache[8];

@@ -196,6 +196,37 @@ TEST(HeapTest, LargeRunsAreAlignedAndReturned) {
   });
 }
 
+// Blocks that programs touch whole (dense) and big ones they often touch in part
+// (sparse, large runs too) never share a superslab: only dense superslabs may be
+// given 2 MiB pages, and a heap's first superslabs never are.
+TEST(HeapTest, DenseAndSparseBlocksLiveInSeparateSuperSlabs) {
+  OnNewThread([](Heap* heap) {
+    const int dense_cls = 3;                 // 64 B
+    const int sparse_cls = kNumClasses - 1;  // 128 KiB
+    ASSERT_EQ(OccupancyOfBlock(kSizeClasses[dense_cls].size), Occupancy::kDense);
+    ASSERT_EQ(OccupancyOfBlock(kSizeClasses[sparse_cls].size), Occupancy::kSparse);
+    EXPECT_EQ(OccupancyOfBlock(kDenseBlockMax), Occupancy::kDense);
+    EXPECT_EQ(OccupancyOfBlock(kDenseBlockMax + 1), Occupancy::kSparse);
+    void* dense = nullptr;
+    ASSERT_EQ(AllocBatch(heap, dense_cls, 1, &dense), 1);
+    void* sparse = nullptr;
+    ASSERT_EQ(AllocBatch(heap, sparse_cls, 1, &sparse), 1);
+    bool zeroed = false;
+    void* large = AllocLarge(heap, 300 << 10, 16, &zeroed);
+    ASSERT_NE(large, nullptr);
+    SuperSlab* dense_ss = SuperSlabOf(dense);
+    EXPECT_NE(dense_ss, SuperSlabOf(sparse));
+    EXPECT_EQ(SuperSlabOf(large), SuperSlabOf(sparse));
+    EXPECT_EQ(dense_ss->occupancy, Occupancy::kDense);
+    EXPECT_EQ(SuperSlabOf(sparse)->occupancy, Occupancy::kSparse);
+    EXPECT_FALSE(SuperSlabOf(sparse)->huge_pages);
+    EXPECT_FALSE(dense_ss->huge_pages) << "a heap's first superslabs stay in 4 KiB pages";
+    FreeLarge(heap, SuperSlabOf(large), SlabOf(SuperSlabOf(large), large));
+    FreeBlockList(heap, dense);
+    FreeBlockList(heap, sparse);
+  });
+}
+
 TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
   Heap* first = nullptr;
   std::vector<void*> blocks;

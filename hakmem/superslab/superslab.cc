@@ -3,6 +3,7 @@
 #include <errno.h>
 
 #include <cstring>
+#include <initializer_list>
 
 #include "hakmem/config/build_config.h"
 #include "hakmem/config/options.h"
@@ -41,13 +42,15 @@ struct AgeList {
 
 ABSL_CONST_INIT platform::SpinLock g_lock;
 // Everything below is under g_lock.
-ABSL_CONST_INIT char* g_reserve_cursor = nullptr;
-ABSL_CONST_INIT char* g_reserve_end = nullptr;
-// Whether [g_reserve_cursor, g_reserve_end) is advised MADV_HUGEPAGE: from the
-// moment kSmallPageSuperSlabs are carved, the rest of the reservation is advised
-// with one madvise, and every later reservation whole when it is made, so carving
-// stays free of syscalls.
-ABSL_CONST_INIT bool g_reserve_huge = false;
+// The reservation superslabs of one kind of pages are carved from, [cursor, end).
+struct Reservation {
+  char* cursor;
+  char* end;
+  // Whether [cursor, end) is advised MADV_HUGEPAGE: a reservation for huge pages
+  // is advised whole when it is made, so carving stays free of syscalls.
+  bool huge;
+};
+ABSL_CONST_INIT Reservation g_reserve[2] = {};  // by Pages
 ABSL_CONST_INIT AgeList<SuperSlab> g_warm;  // empty, committed
 ABSL_CONST_INIT AgeList<SuperSlab> g_cold;  // empty, decommitted
 ABSL_CONST_INIT AgeList<HugeHeader> g_huge_cache;
@@ -176,18 +179,12 @@ void InitFreshHeader(SuperSlab* ss) {
 
 bool PurgeCachesLocked(bool force, uint64_t now);
 
-// Advises the uncarved rest of the reservation once enough superslabs exist.
-void MaybeAdviseReservationLocked() {
-  if (g_reserve_huge || g_reserve_cursor == g_reserve_end) return;
-  if (g_superslab_bytes.load(std::memory_order_relaxed) < kSmallPageSuperSlabs * kSuperSlabSize) return;
-  if (!HugePagesEnabled()) return;
-  g_reserve_huge = platform::AdviseHugePages(g_reserve_cursor, static_cast<size_t>(g_reserve_end - g_reserve_cursor));
-}
+Reservation& ReservationFor(Pages pages) { return g_reserve[static_cast<int>(pages)]; }
 
-// A new reservation for superslabs: 64 MiB, or when the OS refuses (an address
-// space limit, a fragmented address space) the cached huge mappings are given
-// back and ever smaller ones are tried, down to one superslab, before ENOMEM.
-bool NewReservationLocked() {
+// A new reservation for superslabs in `pages`: 64 MiB, or when the OS refuses (an
+// address space limit, a fragmented address space) the cached huge mappings are
+// given back and ever smaller ones are tried, down to one superslab, before ENOMEM.
+bool NewReservationLocked(Pages pages) {
   for (int round = 0; round < 2; ++round) {
     for (size_t length = kReservationSize; length >= kSuperSlabSize; length /= 2) {
       char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
@@ -199,10 +196,8 @@ bool NewReservationLocked() {
         g_reservation_lengths[n] = length;
         g_reservation_count.store(n + 1, std::memory_order_release);
       }
-      g_reserve_cursor = r;
-      g_reserve_end = r + length;
-      g_reserve_huge = false;
-      MaybeAdviseReservationLocked();
+      const bool huge = pages == Pages::kHuge && platform::AdviseHugePages(r, length);
+      ReservationFor(pages) = Reservation{r, r + length, huge};
       return true;
     }
     if (round == 0 && !PurgeCachesLocked(/*force=*/true, platform::NowNanos())) break;
@@ -211,23 +206,42 @@ bool NewReservationLocked() {
   return false;
 }
 
-// When the OS refuses a new mapping (an address space limit), the part of the
+// When the OS refuses a new mapping (an address space limit), the part of a
 // superslab reservation not carved yet is address space like any other: a huge
-// mapping takes `len` bytes of it from the cursor (superslab-aligned), and the
-// slack up to the next superslab goes back to the OS at once.
+// mapping takes `len` bytes of one from its cursor (superslab-aligned; the small
+// pages' one first, whose pages are not advised), and the slack up to the next
+// superslab goes back to the OS at once.
 char* TakeFromReservation(size_t len) {
   platform::SpinLockHolder hold(&g_lock);
   const size_t whole = RoundUp(len, kSuperSlabSize);
-  if (static_cast<size_t>(g_reserve_end - g_reserve_cursor) < whole) return nullptr;
-  char* base = g_reserve_cursor;
-  g_reserve_cursor += whole;
-  if (whole != len) platform::Release(base + len, whole - len);
-  return base;
+  for (Pages pages : {Pages::kSmall, Pages::kHuge}) {
+    Reservation& r = ReservationFor(pages);
+    if (static_cast<size_t>(r.end - r.cursor) < whole) continue;
+    char* base = r.cursor;
+    r.cursor += whole;
+    if (whole != len) platform::Release(base + len, whole - len);
+    return base;
+  }
+  return nullptr;
+}
+
+// A decommitted superslab from the cache for `pages`: for small pages one not
+// advised huge pages (its first touches would fault in 2 MiB each), unless `any`.
+SuperSlab* TakeColdLocked(Pages pages, bool any) {
+  for (SuperSlab* ss = g_cold.head; ss != nullptr; ss = ss->next) {
+    if (any || pages == Pages::kHuge || !ss->huge_pages) {
+      g_cold.Remove(ss);
+      ss->decommitted = false;
+      return ss;
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace
 
-SuperSlab* AcquireSuperSlab(void* owner) {
+SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
+  if (pages == Pages::kHuge && !HugePagesEnabled()) pages = Pages::kSmall;  // one reservation will do
   SuperSlab* ss = nullptr;
   bool fresh = false;
   bool huge = false;  // a fresh superslab from the advised part of a reservation
@@ -236,21 +250,23 @@ SuperSlab* AcquireSuperSlab(void* owner) {
     if (g_warm.head != nullptr) {
       ss = g_warm.head;
       g_warm.Remove(ss);
-    } else if (g_cold.head != nullptr) {
-      ss = g_cold.head;
-      g_cold.Remove(ss);
-      ss->decommitted = false;
+    } else {
+      ss = TakeColdLocked(pages, /*any=*/false);
     }
-    if (ss != nullptr) {
+    if (ss == nullptr) {
+      Reservation& r = ReservationFor(pages);
+      if (r.cursor != r.end || NewReservationLocked(pages)) {
+        ss = reinterpret_cast<SuperSlab*>(r.cursor);
+        huge = r.huge;
+        r.cursor += kSuperSlabSize;
+        fresh = true;
+      } else if ((ss = TakeColdLocked(pages, /*any=*/true)) == nullptr) {
+        return nullptr;  // errno is ENOMEM
+      }
+    }
+    if (!fresh) {
       Count(Counter::k_superslabs_reused);
       UpdateNextPurgeLocked();
-    } else {
-      if (g_reserve_cursor == g_reserve_end && !NewReservationLocked()) return nullptr;
-      MaybeAdviseReservationLocked();
-      ss = reinterpret_cast<SuperSlab*>(g_reserve_cursor);
-      huge = g_reserve_huge;
-      g_reserve_cursor += kSuperSlabSize;
-      fresh = true;
     }
   }
   if (fresh) {
@@ -264,7 +280,8 @@ SuperSlab* AcquireSuperSlab(void* owner) {
       // reservation when it is the last one carved (the usual case); its header
       // is written again, identically, when it is carved next time.
       platform::SpinLockHolder hold(&g_lock);
-      if (g_reserve_cursor == reinterpret_cast<char*>(ss) + kSuperSlabSize) g_reserve_cursor -= kSuperSlabSize;
+      Reservation& r = ReservationFor(pages);
+      if (r.cursor == reinterpret_cast<char*>(ss) + kSuperSlabSize) r.cursor -= kSuperSlabSize;
       errno = ENOMEM;
       return nullptr;
     }
@@ -275,6 +292,7 @@ SuperSlab* AcquireSuperSlab(void* owner) {
     }
   }
   ss->next = ss->prev = nullptr;
+  ss->occupancy = occupancy;
   ss->owner.store(owner, std::memory_order_release);
   return ss;
 }
@@ -609,22 +627,14 @@ void SetRetainBytes(uint64_t bytes) {
 
 void ForEachSuperSlab(void (*fn)(const SuperSlab* ss, void* arg), void* arg) {
   const size_t n = g_reservation_count.load(std::memory_order_acquire);
-  char* cursor;
-  char* end;
-  {
-    platform::SpinLockHolder hold(&g_lock);
-    cursor = g_reserve_cursor;
-    end = g_reserve_end;
-  }
   for (size_t i = 0; i < n; ++i) {
     char* base = g_reservations[i];
     char* limit = base + g_reservation_lengths[i];
-    // The reservation being carved ends at the cursor; older ones are carved whole.
-    char* carved = limit == end ? cursor : limit;
-    for (char* p = base; p < carved; p += kSuperSlabSize) {
-      // Under address-space pressure a huge mapping may have taken part of a
-      // reservation (TakeFromReservation), and may be gone since: only a chunk the
-      // registry maps to itself can hold a superslab header.
+    for (char* p = base; p < limit; p += kSuperSlabSize) {
+      // Only a chunk the registry maps to itself can hold a superslab header: the
+      // chunks not carved yet are not registered (nor read), and under address
+      // space pressure a huge mapping may have taken part of a reservation
+      // (TakeFromReservation), and may be gone since.
       if (registry::Lookup(p) != p) continue;
       const SuperSlab* ss = reinterpret_cast<const SuperSlab*>(p);
       // A superslab whose header is not written yet (carved a moment ago) is skipped.

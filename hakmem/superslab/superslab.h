@@ -32,11 +32,26 @@ namespace hakmem {
 inline constexpr uint32_t kSuperSlabMagic = 0x534c4142;  // "SLAB"
 inline constexpr uint32_t kHugeMagic = 0x48554745;       // "HUGE"
 inline constexpr size_t kReservationSize = size_t{64} << 20;
-// Huge pages pay once the heap is big: the first superslabs of a process stay in
-// 4 KiB pages (a small program's RSS grows by what it touches, not in 2 MiB
-// steps); the ones carved after them are advised MADV_HUGEPAGE before their first
-// touch (HAKMEM_THP).
-inline constexpr uint64_t kSmallPageSuperSlabs = 4;  // 8 MiB
+
+// How a superslab's blocks are touched, which decides its pages (HAKMEM_THP).
+// Programs write most of a block of a few KiB or less, so the superslabs of those
+// classes are dense: once a heap is big, they get 2 MiB pages (one fault per
+// 2 MiB). Bigger blocks are often written in part (a 32 KiB buffer holding 3 KiB),
+// and 2 MiB pages would back what 4 KiB pages leave untouched: their superslabs
+// are sparse, in 4 KiB pages. A heap keeps the two apart so that neither kind of
+// page is wasted on the other's blocks.
+enum class Occupancy : uint8_t { kDense, kSparse };
+inline constexpr size_t kDenseBlockMax = size_t{8} << 10;  // sparse from 8 KiB + 1
+inline constexpr Occupancy OccupancyOfBlock(size_t block_size) {
+  return block_size <= kDenseBlockMax ? Occupancy::kDense : Occupancy::kSparse;
+}
+// A heap's first superslabs stay in 4 KiB pages, dense ones too: a small program
+// or thread grows its RSS by what it touches, not by 2 MiB steps.
+inline constexpr uint32_t kSmallPageSuperSlabs = 4;  // 8 MiB
+
+// The pages a superslab is carved with: each kind has its own reservation, the
+// huge one advised MADV_HUGEPAGE whole when it is made (when HugePagesEnabled()).
+enum class Pages : uint8_t { kSmall, kHuge };
 
 // What the registry points to: the first bytes of a superslab or huge header.
 struct ChunkHeader {
@@ -76,6 +91,7 @@ struct SuperSlab : ChunkHeader {
   uint32_t used_units;
   bool decommitted;
   bool huge_pages;          // advised MADV_HUGEPAGE when carved
+  Occupancy occupancy;      // of the blocks the owner carves from it now
   uint64_t cached_at_ns;
   SuperSlab* next;  // in the owner heap's list, or in the cache
   SuperSlab* prev;
@@ -108,9 +124,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsBlockStart(const SlabMeta* slab, cons
 static_assert(kPoolMax <= (size_t{1} << 17) && kSuperSlabSize <= (size_t{1} << 21),
               "IsBlockStart's one-multiply test needs offsets < 2^21, sizes <= 2^17");
 
-// Takes an empty superslab for `owner`: warm from the cache, then decommitted from
-// the cache, then carved from a reservation. nullptr when the OS refuses memory.
-SuperSlab* AcquireSuperSlab(void* owner);
+// Takes an empty superslab for `owner` to carve blocks of `occupancy` from, in
+// `pages` where it is new: warm from the cache (any: its pages are resident
+// already), then decommitted from the cache (for small pages one not advised huge
+// pages, while address space lasts), then carved from the reservation of `pages`.
+// nullptr when the OS refuses memory.
+SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages);
 
 // Gives back an empty superslab (no unit in use) to the cache.
 void ReleaseSuperSlab(SuperSlab* ss);

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -16,7 +17,7 @@ namespace {
 int g_owner;  // stands for a heap
 
 TEST(SuperSlabTest, AcquiredSuperSlabIsAlignedRegisteredAndOwned) {
-  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(ss) % kSuperSlabSize, 0u);
   EXPECT_EQ(ss->magic, kSuperSlabMagic);
@@ -29,8 +30,46 @@ TEST(SuperSlabTest, AcquiredSuperSlabIsAlignedRegisteredAndOwned) {
   EXPECT_EQ(registry::Lookup(ss), ss);  // stays registered while cached
 }
 
+// Superslabs for huge pages come from a reservation advised MADV_HUGEPAGE when
+// huge pages are on, the others from one that never is; cached ones keep their
+// advice, so a decommitted huge-page superslab is not taken for small pages while
+// address space lasts.
+TEST(SuperSlabTest, PagesPickTheReservationAndColdHugeOnesStayOutOfSmallPages) {
+  if (!HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << ThpStatus();
+  // The cache's superslabs go first; fresh ones for huge pages are advised.
+  std::vector<SuperSlab*> taken;
+  std::vector<SuperSlab*> huge;
+  while (huge.size() < 3 && taken.size() < 64) {
+    SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kHuge);
+    ASSERT_NE(ss, nullptr);
+    EXPECT_EQ(ss->occupancy, Occupancy::kDense);
+    (ss->huge_pages ? huge : taken).push_back(ss);
+  }
+  ASSERT_EQ(huge.size(), 3u);
+  SuperSlab* small = AcquireSuperSlab(&g_owner, Occupancy::kSparse, Pages::kSmall);
+  ASSERT_NE(small, nullptr);
+  EXPECT_FALSE(small->huge_pages);
+  EXPECT_EQ(small->occupancy, Occupancy::kSparse);
+  SetRetainBytes(0);  // what is released now is decommitted at once (cold)
+  for (SuperSlab* ss : huge) ReleaseSuperSlab(ss);
+  // Only huge-page superslabs are cold now: small pages get a fresh one.
+  SuperSlab* again = AcquireSuperSlab(&g_owner, Occupancy::kSparse, Pages::kSmall);
+  ASSERT_NE(again, nullptr);
+  EXPECT_FALSE(again->huge_pages);
+  EXPECT_EQ(std::find(huge.begin(), huge.end(), again), huge.end());
+  SuperSlab* dense = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kHuge);
+  ASSERT_NE(dense, nullptr);
+  EXPECT_TRUE(dense->huge_pages);
+  EXPECT_NE(std::find(huge.begin(), huge.end(), dense), huge.end()) << "a cold huge one is reused for huge pages";
+  taken.push_back(dense);
+  taken.push_back(again);
+  taken.push_back(small);
+  for (SuperSlab* ss : taken) ReleaseSuperSlab(ss);
+  SetRetainBytes(UINT64_MAX);
+}
+
 TEST(SuperSlabTest, RunsAreDisjointAlignedAndTracked) {
-  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
   bool fresh = false;
   SlabMeta* a = AllocRun(ss, 4, 1, &fresh);
@@ -56,7 +95,7 @@ TEST(SuperSlabTest, RunsAreDisjointAlignedAndTracked) {
 }
 
 TEST(SuperSlabTest, FreshRunsReadZeroAndReusedRunsAreMarkedDirty) {
-  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
   bool fresh = false;
   SlabMeta* run = AllocRun(ss, 2, 1, &fresh);
@@ -76,7 +115,7 @@ TEST(SuperSlabTest, FreshRunsReadZeroAndReusedRunsAreMarkedDirty) {
 
 TEST(SuperSlabTest, RunGrowsOverTheFreeUnitsAfterIt) {
   PurgeCaches(/*force=*/true);  // every cached superslab clean: runs go first fit
-  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
   bool fresh;
   SlabMeta* a = AllocRun(ss, 4, 1, &fresh);
@@ -107,7 +146,7 @@ TEST(SuperSlabTest, RunGrowsOverTheFreeUnitsAfterIt) {
 }
 
 TEST(SuperSlabTest, BlockStartsAreRecognised) {
-  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
   for (uint32_t size : {16u, 48u, 1024u, 1152u, 14336u, 131072u}) {
     bool fresh;
@@ -128,7 +167,7 @@ TEST(SuperSlabTest, BlockStartsAreRecognised) {
 }
 
 TEST(SuperSlabTest, PurgeDecommitsAndReuseStillWorks) {
-  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
   bool fresh;
   SlabMeta* run = AllocRun(ss, 1, 1, &fresh);
@@ -139,7 +178,7 @@ TEST(SuperSlabTest, PurgeDecommitsAndReuseStillWorks) {
   PurgeCaches(/*force=*/true);
   EXPECT_GT(platform::SyscallCount(platform::Syscall::k_madvise), madvises);
   // Whatever superslab comes back next is usable, and a decommitted one reads zero.
-  SuperSlab* again = AcquireSuperSlab(&g_owner);
+  SuperSlab* again = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(again, nullptr);
   run = AllocRun(again, 1, 1, &fresh);
   ASSERT_NE(run, nullptr);
@@ -282,7 +321,7 @@ namespace {
 
 // AllocRun against a reference search, over random fragmentation patterns.
 TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
-  SuperSlab* ss = AcquireSuperSlab(&g_owner);
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
   uint32_t r = 12345;
   auto next = [&r] {

@@ -65,4 +65,37 @@ TEST(HugePagesTest, GrowingHeapFaultsInWholeHugePages) {
   for (void* p : blocks) free(p);
 }
 
+// Resident bytes of the process (VmRSS), from /proc/self/statm.
+uint64_t ResidentBytes() {
+  FILE* f = fopen("/proc/self/statm", "re");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0, resident = 0;
+  const int n = fscanf(f, "%llu %llu", &size, &resident);
+  fclose(f);
+  return n == 2 ? resident * 4096 : 0;
+}
+
+// Big blocks that a program writes only the start of (mid_large_mt's pattern) cost
+// the pages it touches, huge pages on or off: their superslabs stay in 4 KiB pages.
+TEST(HugePagesTest, PartlyWrittenBigBlocksCostOnlyTheirTouchedPages) {
+  constexpr size_t kBlock = 32 << 10;
+  constexpr size_t kBlocks = 2048;  // 64 MiB
+  std::vector<void*> blocks;
+  blocks.reserve(kBlocks);
+  const uint64_t huge_before = hak_huge_page_bytes();
+  const uint64_t rss_before = ResidentBytes();
+  ASSERT_NE(rss_before, 0u);
+  for (size_t i = 0; i < kBlocks; ++i) {
+    char* p = static_cast<char*>(malloc(kBlock));
+    ASSERT_NE(p, nullptr);
+    p[0] = 1;
+    blocks.push_back(p);
+  }
+  const uint64_t grown = ResidentBytes() - rss_before;
+  // One 4 KiB page per block is 8 MiB; 2 MiB pages would make it 64 MiB.
+  EXPECT_LT(grown, 16 * kMiB) << "RSS growth for " << kBlocks << " blocks of " << kBlock << " bytes, one byte each";
+  EXPECT_LE(hak_huge_page_bytes(), huge_before);
+  for (void* p : blocks) free(p);
+}
+
 }  // namespace
