@@ -18,10 +18,9 @@
 #include "hakmem/hakmem.h"
 #include "hakmem/heap/heap.h"
 #include "hakmem/platform/platform.h"
-#include "hakmem/pool_tls/pool_tls.h"
 #include "hakmem/size_class/size_class.h"
 #include "hakmem/superslab/superslab.h"
-#include "hakmem/tiny_tls/tiny_tls.h"
+#include "hakmem/thread_cache/thread_cache.h"
 
 namespace hakmem {
 namespace {
@@ -73,13 +72,8 @@ void AddSuperSlab(const SuperSlab* ss, void* arg) {
 void Measure(Usage* u) {
   memset(u, 0, sizeof(*u));
   ForEachSuperSlab(AddSuperSlab, u);
-  for (int c = 0; c < kNumTinyClasses; ++c) {
-    u->class_cached[c] = tiny_tls::tls_tiny.lists[c].count;
-  }
-  for (int c = kFirstPoolClass; c < kNumClasses; ++c) {
-    u->class_cached[c] = pool_tls::tls_pool.lists[c - kFirstPoolClass].count;
-  }
   for (int c = 0; c < kNumClasses; ++c) {
+    u->class_cached[c] = thread_cache::CachedBlocks(c);
     // The walk and the caller's caches are read at slightly different times.
     if (u->class_cached[c] > u->class_blocks[c]) u->class_cached[c] = u->class_blocks[c];
     u->in_use += (u->class_blocks[c] - u->class_cached[c]) * kSizeClasses[c].size;

@@ -24,12 +24,12 @@
 //    block, at most its fixed limit), and every class's heat (its recent events)
 //    halves.
 //  - A refill or flush moves half the limit (BatchFor).
-// A lowered limit reaches its list at that thread cache's next slow path (trims:
-// the list gives back what it holds beyond it). With --define hakmem_ace=off, heap
-// never calls this box and the limits stay the table's.
+// A lowered limit reaches its list at the thread cache's next slow path (trims:
+// the list gives back what it holds beyond it). With --define hakmem_ace=off, the
+// thread cache never calls this box and the limits stay the table's.
 // Thread-safety: a State belongs to one thread (tls_ace; tests make their own);
 // the peak table is relaxed atomics, read and written by any thread.
-// Called by: heap (ClassCaches::Refill and Flush, the empty-slab keep policy),
+// Called by: thread_cache (ThreadCache::Refill and Flush), heap (the empty-slab keep policy),
 // //hakmem (the stats report).
 #ifndef HAKMEM_ACE_ACE_H_
 #define HAKMEM_ACE_ACE_H_

@@ -8,7 +8,7 @@ The first value of each flag is its default, which is always the fast, safe buil
 
 # name: (values in order, default first; the int each value becomes; what it changes)
 HAKMEM_FLAGS = {
-    "pool_tls": (["on", "off"], [1, 0], "Pool lane (1 KiB..128 KiB) thread caches. off sends pool sizes to the large lane (A/B only)."),
+    "pool_tls": (["on", "off"], [1, 0], "Thread caching of the pool classes (1 KiB..128 KiB). off: their cache limit is 0, served straight from the slabs (A/B only)."),
     "remote_queue": (["lockfree", "mutex"], [0, 1], "Cross-thread free: lock-free MPSC push, or a per-heap mutex (A/B only)."),
     "prewarm": (["off", "on"], [0, 1], "on: a new thread fills its pool caches with one batch of each common class."),
     "prefault": (["off", "on"], [0, 1], "on: new superslab memory is populated (MADV_WILLNEED + touch) when it is carved."),

@@ -29,10 +29,7 @@ ABSL_CONST_INIT pthread_key_t g_thread_key = 0;
 ABSL_CONST_INIT int g_report_fd = 2;
 
 // Gives the calling thread's cached blocks back to their slabs.
-void FlushThreadCaches(Heap* heap) {
-  tiny_tls::FlushAll(heap);
-  pool_tls::FlushAll(heap);
-}
+void FlushThreadCaches(Heap* heap) { thread_cache::FlushAll(heap); }
 
 // Set once the thread's exit has begun (its key destructor ran): from then on a
 // heap attached by a later destructor's allocation is handed back right after that
@@ -116,10 +113,9 @@ ABSL_ATTRIBUTE_NOINLINE Heap* AttachThread() {
   if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return heap;  // handed back after this call
   pthread_setspecific(g_thread_key, heap);
   if (ABSL_PREDICT_FALSE(profiler::Enabled())) {
-    tiny_tls::SetUncached();
-    pool_tls::SetUncached();
+    thread_cache::SetUncached();
   } else {
-    pool_tls::Prewarm(heap);
+    thread_cache::Prewarm(heap);
   }
   return heap;
 }
@@ -142,18 +138,10 @@ HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls, bool* zeroed) {
   *zeroed = false;
   void* p;
   bool refilled = false;
-  if (cls < kNumTinyClasses) {
-    p = tiny_tls::TryAlloc(cls);
-    if (p == nullptr) {
-      p = tiny_tls::Refill(heap, cls, zeroed);
-      refilled = true;
-    }
-  } else {
-    p = pool_tls::TryAlloc(cls);
-    if (p == nullptr) {
-      p = pool_tls::Refill(heap, cls, zeroed);
-      refilled = true;
-    }
+  p = thread_cache::TryAlloc(cls);
+  if (p == nullptr) {
+    p = thread_cache::Refill(heap, cls, zeroed);
+    refilled = true;
   }
   if (p == nullptr) return Fail();
   stats::CountClassAlloc(cls);

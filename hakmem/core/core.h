@@ -1,7 +1,7 @@
 // core: hakmem's allocation routing and lifecycle, under the C API.
 //
 // Owns: size -> lane routing for malloc, calloc, realloc and the aligned
-// allocators (tiny and pool through their thread caches, large runs through the
+// allocators (tiny and pool through the thread cache, large runs through the
 // heap, huge mappings through superslab); lazy initialisation (options, the
 // thread-exit key, fork handlers) that is safe before main, inside dlsym, during
 // thread exit and in a fork child; the thread-exit hand-back of caches and heap;
@@ -17,11 +17,10 @@
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "hakmem/free_dispatch/free_dispatch.h"
-#include "hakmem/pool_tls/pool_tls.h"
 #include "hakmem/profiler/profiler.h"
 #include "hakmem/size_class/size_class.h"
 #include "hakmem/stats/stats.h"
-#include "hakmem/tiny_tls/tiny_tls.h"
+#include "hakmem/thread_cache/thread_cache.h"
 
 namespace hakmem::core {
 
@@ -31,18 +30,17 @@ namespace hakmem::core {
 HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* MallocSlow(size_t size);
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Malloc(size_t size) {
+  int cls;
   if (ABSL_PREDICT_TRUE(size <= kTinyMax)) {
-    const int cls = TinyClass(size);
-    if (void* p = tiny_tls::TryAlloc(cls); ABSL_PREDICT_TRUE(p != nullptr)) {
-      stats::CountClassAlloc(cls);
-      return p;
-    }
+    cls = TinyClass(size);
   } else if (size <= kPoolMax) {
-    const int cls = PoolClass(size);
-    if (void* p = pool_tls::TryAlloc(cls); ABSL_PREDICT_TRUE(p != nullptr)) {
-      stats::CountClassAlloc(cls);
-      return p;
-    }
+    cls = PoolClass(size);
+  } else {
+    return MallocSlow(size);
+  }
+  if (void* p = thread_cache::TryAlloc(cls); ABSL_PREDICT_TRUE(p != nullptr)) {
+    stats::CountClassAlloc(cls);
+    return p;
   }
   return MallocSlow(size);
 }

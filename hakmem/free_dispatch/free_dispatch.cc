@@ -53,8 +53,7 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   if (LooksFree(ptr)) {
     // Tagged as free: confirmed by finding it in the thread cache, the slab's free
     // list or the remote queue (else the program wrote the tag itself).
-    const bool cached = cls < kNumTinyClasses ? tiny_tls::IsCached(cls, ptr) : pool_tls::IsCached(cls, ptr);
-    if (cached || IsFreeInSlab(tls_heap, slab, ptr)) return ReportInvalid(ptr, call, "double free");
+    if (thread_cache::IsCached(cls, ptr) || IsFreeInSlab(tls_heap, slab, ptr)) return ReportInvalid(ptr, call, "double free");
   }
   CacheOwnBlock(cls, ptr);
 }

@@ -22,11 +22,10 @@
 #include "absl/base/optimization.h"
 #include "hakmem/config/build_config.h"
 #include "hakmem/heap/heap.h"
-#include "hakmem/pool_tls/pool_tls.h"
 #include "hakmem/registry/registry.h"
 #include "hakmem/stats/stats.h"
 #include "hakmem/superslab/superslab.h"
-#include "hakmem/tiny_tls/tiny_tls.h"
+#include "hakmem/thread_cache/thread_cache.h"
 
 namespace hakmem::free_dispatch {
 
@@ -40,11 +39,7 @@ ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
 // Caches a valid block of `cls` that the calling thread's heap owns.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(int cls, void* ptr) {
   stats::CountLocalFree();
-  if (cls < kNumTinyClasses) {
-    if (ABSL_PREDICT_FALSE(!tiny_tls::TryFree(cls, ptr))) tiny_tls::Flush(tls_heap, cls, ptr);
-  } else if (ABSL_PREDICT_FALSE(!pool_tls::TryFree(cls, ptr))) {
-    pool_tls::Flush(tls_heap, cls, ptr);
-  }
+  if (ABSL_PREDICT_FALSE(!thread_cache::TryFree(cls, ptr))) thread_cache::Flush(tls_heap, cls, ptr);
 }
 
 // Frees `ptr` (not nullptr).
@@ -71,14 +66,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
   const int cls = slab->cls;
   // A block start whose word 1 is not the freed-block tag: a live block (a block
   // with the tag goes to the slow path, which looks for it in its lists).
-  if (ABSL_PREDICT_TRUE(cls < kNumTinyClasses)) {
-    if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
-      return CacheOwnBlock(cls, ptr);
-    }
-  } else if (cls < kNumClasses && config::kPoolTls) {
-    if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
-      return CacheOwnBlock(cls, ptr);
-    }
+  // (Large runs and unit gaps have a class >= kNumClasses.)
+  if (ABSL_PREDICT_TRUE(cls < kNumClasses && IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
+    return CacheOwnBlock(cls, ptr);
   }
   FreeSlow(ptr, header, call);
 }

@@ -13,8 +13,8 @@ Heap* MyHeap() { return HasHeap() ? tls_heap : AttachHeap(); }
 
 void* TinyBlock(int cls) {
   bool zeroed;
-  void* p = tiny_tls::TryAlloc(cls);
-  return p != nullptr ? p : tiny_tls::Refill(MyHeap(), cls, &zeroed);
+  void* p = thread_cache::TryAlloc(cls);
+  return p != nullptr ? p : thread_cache::Refill(MyHeap(), cls, &zeroed);
 }
 
 void BM_LocalFreeRouting(benchmark::State& state) {

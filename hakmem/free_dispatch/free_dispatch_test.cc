@@ -17,18 +17,12 @@ namespace {
 
 Heap* MyHeap() { return HasHeap() ? tls_heap : AttachHeap(); }
 
-void* TinyBlock(size_t size) {
-  const int cls = TinyClass(size);
+// A block of `size` (tiny or pool) through the thread cache.
+void* Block(size_t size) {
+  const int cls = SizeClass(size);
   bool zeroed;
-  void* p = tiny_tls::TryAlloc(cls);
-  return p != nullptr ? p : tiny_tls::Refill(MyHeap(), cls, &zeroed);
-}
-
-void* PoolBlock(size_t size) {
-  const int cls = PoolClass(size);
-  bool zeroed;
-  void* p = pool_tls::TryAlloc(cls);
-  return p != nullptr ? p : pool_tls::Refill(MyHeap(), cls, &zeroed);
+  void* p = thread_cache::TryAlloc(cls);
+  return p != nullptr ? p : thread_cache::Refill(MyHeap(), cls, &zeroed);
 }
 
 Heap* MyHeapOf(void* block) { return static_cast<Heap*>(SuperSlabOf(block)->owner.load()); }
@@ -40,20 +34,20 @@ uint64_t Counter(stats::Counter c) {
 }
 
 TEST(FreeDispatchTest, LocalFreeGoesToTheThreadCache) {
-  void* p = TinyBlock(64);
+  void* p = Block(64);
   ASSERT_NE(p, nullptr);
   Free(p, Call::kFree);
-  EXPECT_EQ(tiny_tls::tls_tiny.Head(TinyClass(64)), p);
-  void* q = PoolBlock(5000);
+  EXPECT_EQ(thread_cache::tls_cache.Head(TinyClass(64)), p);
+  void* q = Block(5000);
   ASSERT_NE(q, nullptr);
   Free(q, Call::kFree);
   if constexpr (config::kPoolTls) {
-    EXPECT_EQ(pool_tls::tls_pool.Head(PoolClass(5000)), q);
+    EXPECT_EQ(thread_cache::tls_cache.Head(PoolClass(5000)), q);
   }
 }
 
 TEST(FreeDispatchTest, FreeFromAnotherThreadIsRemote) {
-  void* p = TinyBlock(128);
+  void* p = Block(128);
   const uint64_t remote = Counter(stats::Counter::k_frees_remote);
   std::thread([p] { Free(p, Call::kFree); }).join();
   if constexpr (config::kStats) EXPECT_EQ(Counter(stats::Counter::k_frees_remote), remote + 1);
@@ -78,7 +72,7 @@ TEST(FreeDispatchTest, RemoteFreesGoOverInBatchesAndAllAtThreadExit) {
   DrainRemote(MyHeap());
   constexpr size_t kBlocks = 1000;
   std::vector<void*> blocks;
-  for (size_t i = 0; i < kBlocks; ++i) blocks.push_back(TinyBlock(48));
+  for (size_t i = 0; i < kBlocks; ++i) blocks.push_back(Block(48));
   const uint64_t batches = Counter(stats::Counter::k_remote_batches);
   size_t queued_before_exit = 0;
   uint32_t pending_before_exit = 0;
@@ -114,12 +108,12 @@ TEST(FreeDispatchTest, BatchesForManyOwnersAllArrive) {
   std::vector<std::thread> owners;
   for (int o = 0; o < kOwners; ++o) {
     owners.emplace_back([&, o] {
-      for (int i = 0; i < kPerOwner; ++i) blocks[o].push_back(TinyBlock(80));
+      for (int i = 0; i < kPerOwner; ++i) blocks[o].push_back(Block(80));
       heaps[o] = MyHeap();
       ready.fetch_add(1);
       while (!done.load()) std::this_thread::yield();  // alive: distinct heaps
       // No core here to hand the heap back at thread exit: done by hand.
-      tiny_tls::FlushAll(heaps[o]);
+      thread_cache::FlushAll(heaps[o]);
       AbandonHeap();
     });
   }
@@ -145,11 +139,10 @@ TEST(FreeDispatchTest, FreesIntoAnExitedThreadsHeapComeBackAtOnce) {
   std::vector<void*> blocks;
   Heap* heap = nullptr;
   std::thread([&] {
-    for (int i = 0; i < kBlocks; ++i) blocks.push_back(PoolBlock(8000));
+    for (int i = 0; i < kBlocks; ++i) blocks.push_back(Block(8000));
     heap = MyHeap();
     // No core here to hand the heap back at thread exit: done by hand.
-    tiny_tls::FlushAll(heap);
-    pool_tls::FlushAll(heap);
+    thread_cache::FlushAll(heap);
     AbandonHeap();
   }).join();
   ASSERT_TRUE(IsAbandoned(heap));
@@ -164,7 +157,7 @@ TEST(FreeDispatchTest, FreesIntoAnExitedThreadsHeapComeBackAtOnce) {
 }
 
 TEST(FreeDispatchTest, FindReportsKindAndUsableSize) {
-  void* tiny = TinyBlock(100);
+  void* tiny = Block(100);
   Found f = Find(tiny, Call::kUsableSize);
   EXPECT_EQ(f.kind, Kind::kBlock);
   EXPECT_EQ(f.usable, ClassSize(TinyClass(100)));
@@ -204,13 +197,13 @@ TEST(FreeDispatchTest, ForeignPointersGoBackToTheCLibrary) {
 TEST(FreeDispatchDeathTest, InvalidFreesAreReportedAndAbort) {
   EXPECT_DEATH(
       {
-        char* p = static_cast<char*>(TinyBlock(64));
+        char* p = static_cast<char*>(Block(64));
         Free(p + 16, Call::kFree);
       },
       "hakmem: invalid free of 0x[0-9a-f]+ \\(interior pointer\\) in free\\(\\)");
   EXPECT_DEATH(
       {
-        void* p = TinyBlock(48);
+        void* p = Block(48);
         Free(p, Call::kFree);
         Free(p, Call::kDelete);
       },
@@ -244,7 +237,7 @@ TEST(FreeDispatchDeathTest, InvalidFreesAreReportedAndAbort) {
 TEST(FreeDispatchTest, WarnPolicyReportsAndGoesOn) {
   setenv("HAKMEM_INVALID_FREE", "warn", 1);
   config::ReloadOptionsForTesting();
-  char* p = static_cast<char*>(TinyBlock(64));
+  char* p = static_cast<char*>(Block(64));
   testing::internal::CaptureStderr();
   Free(p + 16, Call::kFree);
   const std::string err = testing::internal::GetCapturedStderr();

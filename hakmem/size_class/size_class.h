@@ -2,8 +2,8 @@
 //
 // Owns: the class table (block size, slab length, batch and cache sizes), the O(1)
 // maps size -> class and size -> lane, and the lane boundaries:
-//   tiny   0 .. 1 KiB      classes 0..31, thread caches in tiny_tls
-//   pool   1 KiB .. 128 KiB classes 32..87, thread caches in pool_tls
+//   tiny   0 .. 1 KiB      classes 0..31, cached by thread_cache
+//   pool   1 KiB .. 128 KiB classes 32..87, cached by thread_cache
 //   large  128 KiB .. 1 MiB runs of 16 KiB units inside a superslab
 //   huge   above 1 MiB      one mapping each (cached for reuse)
 // Every size maps to exactly one lane; internal waste above 128 bytes is below

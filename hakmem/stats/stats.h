@@ -7,7 +7,7 @@
 // Thread-safety: Count*/Record* touch only the caller's TLS or relaxed atomics;
 // AttachThread/DetachThread/Collect take the stats lock. With
 // --define hakmem_stats=off every counter compiles away.
-// Called by: registry, superslab, heap, tiny_tls, pool_tls, free_dispatch, core.
+// Called by: registry, superslab, heap, thread_cache, free_dispatch, core.
 #ifndef HAKMEM_STATS_STATS_H_
 #define HAKMEM_STATS_STATS_H_
 

@@ -1,13 +1,14 @@
-// Tiny lane alloc/free pairs through the thread cache (the box's hot path).
+// Alloc/free pairs through the thread cache (the box's hot path), tiny and pool
+// classes alike.
 #include "benchmark/benchmark.h"
-#include "hakmem/tiny_tls/tiny_tls.h"
+#include "hakmem/thread_cache/thread_cache.h"
 
-namespace hakmem::tiny_tls {
+namespace hakmem::thread_cache {
 namespace {
 
-void BM_TinyAllocFreePair(benchmark::State& state) {
+void BM_AllocFreePair(benchmark::State& state) {
   Heap* heap = HasHeap() ? tls_heap : AttachHeap();
-  const int cls = TinyClass(static_cast<size_t>(state.range(0)));
+  const int cls = SizeClass(static_cast<size_t>(state.range(0)));
   for (auto _ : state) {
     bool zeroed;
     void* p = TryAlloc(cls);
@@ -16,11 +17,11 @@ void BM_TinyAllocFreePair(benchmark::State& state) {
     if (!TryFree(cls, p)) Flush(heap, cls, p);
   }
 }
-BENCHMARK(BM_TinyAllocFreePair)->Arg(16)->Arg(64)->Arg(256)->Arg(1024);
+BENCHMARK(BM_AllocFreePair)->Arg(16)->Arg(64)->Arg(256)->Arg(1024)->Arg(2048)->Arg(8192)->Arg(33000)->Arg(131072);
 
-void BM_TinyBatch100(benchmark::State& state) {
+void BM_Batch100(benchmark::State& state) {
   Heap* heap = HasHeap() ? tls_heap : AttachHeap();
-  const int cls = TinyClass(64);
+  const int cls = SizeClass(64);
   void* blocks[100];
   bool zeroed;
   for (auto _ : state) {
@@ -34,9 +35,9 @@ void BM_TinyBatch100(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * 100);
 }
-BENCHMARK(BM_TinyBatch100);
+BENCHMARK(BM_Batch100);
 
 }  // namespace
-}  // namespace hakmem::tiny_tls
+}  // namespace hakmem::thread_cache
 
 BENCHMARK_MAIN();

@@ -1,4 +1,4 @@
-#include "hakmem/pool_tls/pool_tls.h"
+#include "hakmem/thread_cache/thread_cache.h"
 
 #include <cstring>
 #include <set>
@@ -8,7 +8,7 @@
 #include "gtest/gtest.h"
 #include "hakmem/stats/stats.h"
 
-namespace hakmem::pool_tls {
+namespace hakmem::thread_cache {
 namespace {
 
 void* Alloc(Heap* heap, int cls) {
@@ -21,7 +21,94 @@ void Free(Heap* heap, int cls, void* p) {
   if (!TryFree(cls, p)) Flush(heap, cls, p);
 }
 
-TEST(PoolTlsTest, EveryPoolClassRoundTripsWithContents) {
+TEST(ThreadCacheTest, EmptyCacheRefillsThenServesLocally) {
+  std::thread([] {
+    EXPECT_EQ(TryAlloc(3), nullptr);  // the constant-initialised empty state
+    Heap* heap = AttachHeap();
+    void* first = Alloc(heap, 3);
+    ASSERT_NE(first, nullptr);
+    void* second = Alloc(heap, 3);
+    ASSERT_NE(second, nullptr);
+    EXPECT_NE(second, first);
+    Free(heap, 3, first);
+    EXPECT_TRUE(IsCached(3, first));
+    EXPECT_EQ(TryAlloc(3), first);  // LIFO: the hottest block comes back first
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
+}
+
+// A refill from a new slab links no block: the cache gets the slab's untouched
+// tail as a range and hands its blocks out in order, writing none before.
+TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
+  std::thread([] {
+    Heap* heap = AttachHeap();
+    const int cls = 9;  // 160 bytes: a class no other test here uses
+    const size_t size = kSizeClasses[cls].size;
+    bool zeroed = false;
+    char* first = static_cast<char*>(Refill(heap, cls, &zeroed));
+    ASSERT_NE(first, nullptr);
+    const SlabMeta* slab = SlabOf(SuperSlabOf(first), first);
+    EXPECT_EQ(zeroed, slab->fresh);
+    const CarvedRange& range = tls_cache.ranges[cls];
+    EXPECT_EQ(range.next, first + size);
+    EXPECT_EQ(range.end, slab->end);
+    EXPECT_EQ(slab->bump, slab->end) << "the whole tail went to the cache";
+    EXPECT_EQ(slab->used, slab->capacity);
+    EXPECT_EQ(tls_cache.lists[cls].count, 0u);
+    EXPECT_EQ(TryAlloc(cls), nullptr) << "nothing was linked";
+    if (zeroed) {
+      // Untouched: no link or tag was written into any block of the range.
+      for (const char* p = range.next; p < range.end; p += size) {
+        ASSERT_EQ(reinterpret_cast<const uint64_t*>(p)[0], 0u);
+        ASSERT_EQ(reinterpret_cast<const uint64_t*>(p)[1], 0u);
+      }
+    }
+    EXPECT_TRUE(IsCached(cls, first + 5 * size)) << "a block of the range is free";
+    char* second = static_cast<char*>(Refill(heap, cls, &zeroed));
+    EXPECT_EQ(second, first + size);
+    Free(heap, cls, first);
+    Free(heap, cls, second);
+    // Back to the slab: the range as its bump region again, the blocks on lists.
+    FlushAll(heap);
+    EXPECT_EQ(tls_cache.ranges[cls].next, tls_cache.ranges[cls].end);
+    if (slab->cls == cls) {  // not released
+      EXPECT_EQ(slab->used, 0u);
+      EXPECT_EQ(slab->bump, first + 2 * size);
+    }
+    AbandonHeap();
+  }).join();
+}
+
+TEST(ThreadCacheTest, FullListFlushesABatchAndKeepsTheBound) {
+  std::thread([] {
+    Heap* heap = AttachHeap();
+    for (int cls : {0, 15, kNumTinyClasses - 1}) {
+      const int n = 3 * kSizeClasses[cls].cache_max;
+      std::vector<void*> blocks;
+      for (int i = 0; i < n; ++i) {
+        void* p = Alloc(heap, cls);
+        ASSERT_NE(p, nullptr);
+        memset(p, i, kSizeClasses[cls].size);
+        blocks.push_back(p);
+      }
+      EXPECT_EQ(std::set<void*>(blocks.begin(), blocks.end()).size(), blocks.size());
+      for (void* p : blocks) {
+        Free(heap, cls, p);
+        ASSERT_LE(tls_cache.lists[cls].count, tls_cache.lists[cls].max);
+        if constexpr (!config::kAce) {
+          ASSERT_EQ(tls_cache.lists[cls].max, kSizeClasses[cls].cache_max);
+        }
+      }
+      EXPECT_GE(tls_cache.lists[cls].count, 1u);
+    }
+    FlushAll(heap);
+    for (const FreeList& list : tls_cache.lists) EXPECT_EQ(list.head, nullptr);
+    AbandonHeap();
+  }).join();
+}
+
+TEST(ThreadCacheTest, EveryPoolClassRoundTripsWithContents) {
   std::thread([] {
     Heap* heap = AttachHeap();
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
@@ -41,7 +128,7 @@ TEST(PoolTlsTest, EveryPoolClassRoundTripsWithContents) {
         ASSERT_EQ(p[size - 1], static_cast<char>(i));
         Free(heap, cls, p);
         if constexpr (config::kPoolTls) {
-          const FreeList& list = tls_pool.lists[cls - kFirstPoolClass];
+          const FreeList& list = tls_cache.lists[cls];
           ASSERT_LE(list.count, list.max);
           if constexpr (!config::kAce) ASSERT_EQ(list.max, kSizeClasses[cls].cache_max);
         }
@@ -52,7 +139,7 @@ TEST(PoolTlsTest, EveryPoolClassRoundTripsWithContents) {
   }).join();
 }
 
-TEST(PoolTlsTest, CacheServesRepeatsWithoutTheHeap) {
+TEST(ThreadCacheTest, CacheServesRepeatsWithoutTheHeap) {
   if constexpr (!config::kPoolTls) GTEST_SKIP() << "pool_tls=off build";
   std::thread([] {
     Heap* heap = AttachHeap();
@@ -71,12 +158,12 @@ TEST(PoolTlsTest, CacheServesRepeatsWithoutTheHeap) {
 // makes ACE raise the limit until the cache holds the whole cycle: no refill and
 // no flush after that. With hakmem_ace=off the limit stays and every cycle
 // refills and flushes.
-TEST(PoolTlsTest, AceGrowsABreathingClassUntilItStopsRefilling) {
+TEST(ThreadCacheTest, AceGrowsABreathingClassUntilItStopsRefilling) {
   if constexpr (!config::kPoolTls) GTEST_SKIP() << "pool_tls=off build";
   std::thread([] {
     Heap* heap = AttachHeap();
     const int cls = PoolClass(36000);
-    const FreeList& list = tls_pool.lists[cls - kFirstPoolClass];
+    const FreeList& list = tls_cache.lists[cls];
     std::vector<void*> blocks(20);
     auto cycle = [&] {
       for (void*& p : blocks) {
@@ -108,15 +195,15 @@ TEST(PoolTlsTest, AceGrowsABreathingClassUntilItStopsRefilling) {
 }
 
 // When ACE lowers a class's limit (here: idle for two windows while another
-// class has events), the next slow path of the pool caches cuts that list to
+// class has events), the next slow path of the thread cache cuts that list to
 // its new limit and gives the rest back to the slabs.
-TEST(PoolTlsTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
+TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
   if constexpr (!config::kPoolTls || !config::kAce) GTEST_SKIP() << "pool_tls or ace off";
   std::thread([] {
     Heap* heap = AttachHeap();
     const int idle = PoolClass(4096);  // fixed limit 64, batch 32
     const int busy = PoolClass(100000);
-    const FreeList& list = tls_pool.lists[idle - kFirstPoolClass];
+    const FreeList& list = tls_cache.lists[idle];
     std::vector<void*> filled;  // 32 blocks cached (below the fixed limit: no flush)
     for (int i = 0; i < 32; ++i) filled.push_back(Alloc(heap, idle));
     for (void* b : filled) Free(heap, idle, b);
@@ -135,7 +222,7 @@ TEST(PoolTlsTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
     const uint32_t lowered = ace::LimitOf(ace::tls_ace, idle);
     ASSERT_LT(lowered, 32u) << "below what the list holds";
     ASSERT_LT(lowered, limit);
-    EXPECT_EQ(list.max, limit) << "not taken until a slow path of these caches";
+    EXPECT_EQ(list.max, limit) << "not taken until a slow path of the cache";
     void* p = Alloc(heap, busy);  // a refill of the busy class: a slow path
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(list.max, lowered);
@@ -156,7 +243,7 @@ TEST(PoolTlsTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
   }).join();
 }
 
-TEST(PoolTlsTest, PrewarmFillsCommonClassesWhenEnabled) {
+TEST(ThreadCacheTest, PrewarmFillsCommonClassesWhenEnabled) {
   std::thread([] {
     Heap* heap = AttachHeap();
     Prewarm(heap);
@@ -167,5 +254,28 @@ TEST(PoolTlsTest, PrewarmFillsCommonClassesWhenEnabled) {
   }).join();
 }
 
+// One cache for every class: tiny and pool lists side by side, each starting at
+// its class's fixed limit; with --define hakmem_pool_tls=off the pool classes'
+// limit is 0 (uncached): their frees go straight back to the slabs.
+TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
+  std::thread([] {
+    EXPECT_EQ(tls_cache.lists[0].max, kSizeClasses[0].cache_max);
+    EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].max, kSizeClasses[kNumTinyClasses - 1].cache_max);
+    for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
+      ASSERT_EQ(tls_cache.lists[cls].max, config::kPoolTls ? kSizeClasses[cls].cache_max : 0u) << cls;
+    }
+    Heap* heap = AttachHeap();
+    const int cls = PoolClass(3000);
+    void* p = Alloc(heap, cls);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(TryAlloc(cls), nullptr) << "a refill of one block when uncached, else of a range";
+    Free(heap, cls, p);
+    EXPECT_EQ(IsCached(cls, p), config::kPoolTls);
+    EXPECT_EQ(CachedBlocks(cls), config::kPoolTls ? 1u : 0u);
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
+}
+
 }  // namespace
-}  // namespace hakmem::pool_tls
+}  // namespace hakmem::thread_cache

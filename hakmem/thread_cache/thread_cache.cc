@@ -1,0 +1,30 @@
+#include "hakmem/thread_cache/thread_cache.h"
+
+namespace hakmem::thread_cache {
+
+ABSL_CONST_INIT __thread ThreadCache tls_cache HAKMEM_TLS = ThreadCache::Empty();
+
+void* Refill(Heap* heap, int cls, bool* zeroed) { return tls_cache.Refill(heap, cls, zeroed); }
+
+void Flush(Heap* heap, int cls, void* block) { tls_cache.Flush(heap, cls, block); }
+
+bool IsCached(int cls, const void* block) { return tls_cache.Contains(cls, block); }
+
+uint32_t CachedBlocks(int cls) { return tls_cache.lists[cls].count & ~kListCorrupt; }
+
+void SetUncached() { tls_cache.SetUncached(); }
+
+void Prewarm(Heap* heap) {
+  if constexpr (!config::kPoolTls || !config::kPrewarm) return;
+  for (int cls = kFirstPoolClass; cls < kNumClasses && kSizeClasses[cls].size <= 8192; ++cls) {
+    if (tls_cache.Head(cls) != nullptr) continue;
+    bool zeroed;
+    void* block = tls_cache.Refill(heap, cls, &zeroed);
+    if (block == nullptr) return;
+    tls_cache.Push(cls, block);
+  }
+}
+
+void FlushAll(Heap* heap) { tls_cache.FlushAll(heap); }
+
+}  // namespace hakmem::thread_cache

@@ -1,0 +1,307 @@
+// thread_cache: the calling thread's cache of free blocks, one list per size class
+// (tiny and pool alike), in one constant-initialised initial-exec TLS block.
+//
+// Owns: ThreadCache (a FreeList and a carved range per class) and its paths.
+// Allocation pops a list and a local free pushes one: no atomics, no locks, a
+// handful of instructions, and no branch on the lane. An empty list is served from
+// its class's carved range or refilled with a batch from the heap (its slabs, then
+// remote frees, then partial slabs, then a new slab); a full list gives a batch
+// back. Each list's limit and batch come from ace (adaptive, slow paths only);
+// a limit of 0 means uncached: heap profiling (every free reaches the profiler)
+// and pool classes with --define hakmem_pool_tls=off (A/B runs).
+// Thread-safety: the caller's own TLS only; the Heap* passed in is the caller's.
+// Called by: free_dispatch (local free, the double-free search), core (malloc,
+// thread attach and exit, trim), //hakmem (introspection).
+#ifndef HAKMEM_THREAD_CACHE_THREAD_CACHE_H_
+#define HAKMEM_THREAD_CACHE_THREAD_CACHE_H_
+
+#include <cstdint>
+#include <cstdlib>
+
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
+#include "hakmem/ace/ace.h"
+#include "hakmem/config/build_config.h"
+#include "hakmem/config/options.h"
+#include "hakmem/heap/heap.h"
+#include "hakmem/platform/platform.h"
+#include "hakmem/profiler/profiler.h"
+#include "hakmem/size_class/size_class.h"
+#include "hakmem/stats/stats.h"
+#include "hakmem/superslab/free_link.h"
+#include "hakmem/superslab/superslab.h"
+
+namespace hakmem {
+
+// A block freed twice in a row by its owner while the caches are uncached (heap
+// profiling): reported as free_dispatch reports invalid frees (HAKMEM_INVALID_FREE).
+ABSL_ATTRIBUTE_NOINLINE inline void ReportUncachedDoubleFree(const void* block) {
+  stats::Count(stats::Counter::k_frees_invalid);
+  platform::DiagLine()
+      .Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(block))
+      .Str(" (double free)").Write();
+  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+}
+
+// The free list of one class. Constant-initialised to empty: an empty list sends
+// the caller to its refill path, so the fast paths need no init branch.
+struct FreeList {
+  void* head;
+  uint32_t count;
+  // The most blocks it holds, kept beside count (no table load): the class's
+  // fixed kSizeClasses[cls].cache_max to start with, then what ACE decides on the
+  // slow paths (hakmem/ace); 0: uncached (heap profiling, pool classes with
+  // --define hakmem_pool_tls=off).
+  uint32_t max;
+};
+
+// A thread's cache: one list per size class, tiny and pool alike.
+struct ThreadCache {
+  FreeList lists[kNumClasses];
+  // Each class's carved range, served by Refill when its list is empty. Apart
+  // from the lists, so the fast path's lists stay 16 bytes each.
+  CarvedRange ranges[kNumClasses];
+
+  // Empty lists with their bounds: a constant initialiser for TLS.
+  static constexpr ThreadCache Empty() {
+    ThreadCache cache{};
+    for (int cls = 0; cls < kNumClasses; ++cls) {
+      const bool cached = config::kPoolTls || cls < kNumTinyClasses;
+      cache.lists[cls].max = cached ? kSizeClasses[cls].cache_max : 0;
+    }
+    return cache;
+  }
+
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Pop(int cls) {
+    FreeList& list = lists[cls];
+    void* block = list.head;
+    if (ABSL_PREDICT_TRUE(block != nullptr)) {
+      void* next = LoadLinkOrEnd(block);
+      if constexpr (config::kHardened) {
+        if (next != nullptr && !IsOwnBlockOfClass(next, cls)) {
+          next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+        }
+      }
+      list.head = next;
+      list.count = (list.count - 1) | LinkFailure(block);
+      MarkInUse(block);
+    }
+    return block;
+  }
+
+  // false when the list is full (the caller flushes).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Push(int cls, void* block) {
+    FreeList& list = lists[cls];
+    if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
+    MarkFree(block);
+    StoreLink(block, list.head);
+    list.head = block;
+    ++list.count;
+    return true;
+  }
+
+  // The head of the list (a double free of it is detectable in one compare).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const { return lists[cls].head; }
+
+  // Called when the list is empty: returns the next block of the class's carved
+  // range, or refills the list with one batch (and maybe a new range) and returns
+  // one block (nullptr: out of memory). `*zeroed` tells whether the block reads as
+  // zero (a range of fresh memory). Uncached (max 0): no range; the block
+  // returned, and as many more as the heap profiler counts as unsampled
+  // (profiler::UnsampledBlocks).
+  ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed) {
+    FreeList& list = lists[cls];
+    if (ABSL_PREDICT_FALSE(list.count != 0)) {  // Pop ended the list at a bad link
+      ReportCorruptList(cls, list.count & ~kListCorrupt);
+      list.count = 0;  // those blocks are leaked, never handed out
+    }
+    CarvedRange& range = ranges[cls];
+    if (range.next == range.end) {
+      MaybeDecay(heap);  // the decay clock ticks on the slow paths only
+      int batch = kSizeClasses[cls].batch;
+      if constexpr (config::kAce) {
+        if (ABSL_PREDICT_TRUE(list.max != 0)) batch = static_cast<int>(Adapt(heap, cls));
+      }
+      int want = batch;
+      if (ABSL_PREDICT_FALSE(list.max == 0)) {
+        want = 1;
+        if (profiler::Enabled()) want += profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
+        if (!config::kPoolTls && cls >= kNumTinyClasses) stats::Count(stats::Counter::k_fallback_pool_uncached);
+      }
+      void* head = nullptr;
+      const int got = AllocBatch(heap, cls, want, &head, list.max != 0 ? &range : nullptr);
+      if (got == 0 && range.next == range.end) return nullptr;
+      stats::Count(stats::Counter::k_cache_refills);
+      if (got != 0) {
+        list.head = LoadLink(head);
+        list.count = static_cast<uint32_t>(got - 1);
+        MarkInUse(head);
+        *zeroed = false;
+        return head;
+      }
+    }
+    void* block = range.next;
+    range.next += kSizeClasses[cls].size;
+    MarkInUse(block);  // a reused unit may hold an old block's freed-block tag
+    *zeroed = range.zeroed;
+    return block;
+  }
+
+  // The list is full: gives one batch back to the slabs, then keeps `block`.
+  // Uncached (max 0): `block` goes straight back to its slab.
+  ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
+    MaybeDecay(heap);
+    FreeList& list = lists[cls];
+    if (ABSL_PREDICT_FALSE((list.count & kListCorrupt) != 0)) {  // Pop ended the list at a bad link
+      ReportCorruptList(cls, list.count & ~kListCorrupt);
+      // Those blocks are leaked, never handed out; the list starts again at `block`.
+      MarkFree(block);
+      StoreLink(block, nullptr);
+      list.head = block;
+      list.count = 1;
+      return;
+    }
+    if (ABSL_PREDICT_FALSE(list.max == 0)) {
+      // No cache head to catch an immediate double free: the slab's free list
+      // head does.
+      SuperSlab* ss = SuperSlabOf(block);
+      if (ABSL_PREDICT_FALSE(SlabOf(ss, block)->free_list == block)) {
+        return ReportUncachedDoubleFree(block);
+      }
+      profiler::OnFree(block);
+      StoreLink(block, nullptr);
+      FreeBlockList(heap, block);
+      stats::Count(stats::Counter::k_cache_flushes);
+      return;
+    }
+    uint32_t batch = kSizeClasses[cls].batch;
+    if constexpr (config::kAce) {
+      batch = Adapt(heap, cls);
+      if (list.count < list.max) {  // the limit grew: keep the block, give nothing back
+        MarkFree(block);
+        StoreLink(block, list.head);
+        list.head = block;
+        ++list.count;
+        return;
+      }
+    }
+    void* head = list.head;
+    void* last = head;
+    uint32_t returned = 1;
+    void* rest = LoadLink(last);
+    while (returned < batch && rest != nullptr) {
+      last = rest;
+      rest = LoadLink(last);
+      ++returned;
+    }
+    StoreLink(last, nullptr);
+    FreeBlockList(heap, head);
+    stats::Count(stats::Counter::k_cache_flushes);
+    MarkFree(block);
+    StoreLink(block, rest);
+    list.head = block;
+    list.count = list.count - returned + 1;
+  }
+
+  // ACE (hakmem/ace): a refill or flush of `cls` is an event of its class; its
+  // list takes the limit ACE leaves it, and lists whose limit ACE lowered give
+  // back what they hold beyond it. Returns the blocks a refill or flush moves.
+  ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls) {
+    const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls);
+    lists[cls].max = decision.limit;
+    if (ABSL_PREDICT_FALSE(ace::HasTrims(ace::tls_ace))) {
+      for (int c; (c = ace::TakeTrim(&ace::tls_ace, 0, kNumClasses)) >= 0;) {
+        FreeList& list = lists[c];
+        if (list.max == 0) continue;  // uncached
+        list.max = ace::LimitOf(ace::tls_ace, c);
+        // (A list a forged link ended is left for its refill or flush to report.)
+        if (list.count <= list.max || (list.count & kListCorrupt) != 0) continue;
+        void* last = list.head;  // the first count - max blocks go back
+        for (uint32_t i = 1; i < list.count - list.max; ++i) last = LoadLink(last);
+        void* head = list.head;
+        list.head = LoadLink(last);
+        list.count = list.max;
+        StoreLink(last, nullptr);
+        FreeBlockList(heap, head);
+      }
+    }
+    return decision.batch;
+  }
+
+  // Heap profiling: a list takes no freed block from now on (every free of this
+  // thread reaches Flush, and the profiler), and holds only what a refill left
+  // for allocations the sampler has already passed over. Set when the thread
+  // attaches its heap, its lists empty.
+  void SetUncached() {
+    for (FreeList& list : lists) list.max = 0;
+  }
+
+  // Gives every cached block and range back to the slabs (thread exit, trim).
+  void FlushAll(Heap* heap) {
+    for (FreeList& list : lists) {
+      if (list.head != nullptr) FreeBlockList(heap, list.head);
+      list.head = nullptr;
+      list.count = 0;
+    }
+    for (CarvedRange& range : ranges) {
+      ReturnRange(heap, range);
+      range = CarvedRange{};
+    }
+  }
+
+  // Whether `block` is on the list of `cls` or in its range (the double-free
+  // search: a block of the range was never handed out).
+  bool Contains(int cls, const void* block) const {
+    const CarvedRange& range = ranges[cls];
+    if (block >= range.next && block < range.end) return true;
+    for (void* p = lists[cls].head; p != nullptr; p = LoadLink(p)) {
+      if (p == block) return true;
+    }
+    return false;
+  }
+};
+
+namespace thread_cache {
+
+// Starts as empty lists (the sentinel state): the first allocation of each class
+// takes the refill path, which is where a thread's heap is attached. __thread
+// rather than thread_local: the compiler then calls no TLS init wrapper.
+extern __thread ThreadCache tls_cache HAKMEM_TLS;
+
+// A cached block of `cls`, or nullptr (then call Refill).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) { return tls_cache.Pop(cls); }
+
+// The list of `cls` is empty: a block of its carved range, or of a refill from
+// `heap` (nullptr: out of memory); `*zeroed` says whether it reads as zero.
+ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed);
+
+// Caches a block of `cls` freed by its owner; false when the list is full (or
+// uncached): then call Flush.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {
+  return tls_cache.Push(cls, block);
+}
+
+// The list of `cls` is full: gives a batch back to `heap`'s slabs and keeps
+// `block` (uncached: `block` goes straight back to its slab).
+ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block);
+
+// Whether `block` is cached now (a search of the class's list: slow path only).
+bool IsCached(int cls, const void* block);
+
+// Blocks cached for `cls` now.
+uint32_t CachedBlocks(int cls);
+
+// Heap profiling: this thread's caches never hold a block (see profiler.h).
+void SetUncached();
+
+// Prewarm builds: a new thread's caches get one batch of each pool class up to
+// 8 KiB.
+void Prewarm(Heap* heap);
+
+// Thread exit, trim: every cached block and range goes back to the slabs.
+void FlushAll(Heap* heap);
+
+}  // namespace thread_cache
+}  // namespace hakmem
+
+#endif  // HAKMEM_THREAD_CACHE_THREAD_CACHE_H_
