@@ -63,12 +63,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
     tls_owned_chunk = chunk;
   }
   SlabMeta* slab = SlabOf(ss, ptr);
-  const int cls = slab->cls;
   // A block start whose word 1 is not the freed-block tag: a live block (a block
   // with the tag goes to the slow path, which looks for it in its lists).
-  // (Large runs and unit gaps have a class >= kNumClasses.)
-  if (ABSL_PREDICT_TRUE(cls < kNumClasses && IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
-    return CacheOwnBlock(cls, ptr);
+  // (IsBlockStart also proves that `cls` is a size class: it fails in large runs
+  // and free units.)
+  if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
+    return CacheOwnBlock(slab->cls, ptr);
   }
   FreeSlow(ptr, header, call);
 }

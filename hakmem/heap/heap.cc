@@ -218,6 +218,19 @@ void DecayKeptEmptySlabs(Heap* heap) {
   heap->empty_taken[0] = heap->empty_taken[1] = 0;
 }
 
+// A run of units as one large block, in use. Its div_magic is 0, so IsBlockStart
+// fails for every pointer into it and the free fast path sends it to FreeSlow
+// without testing its class (a run aligned for posix_memalign may be shorter
+// than kPoolMax, where the block-start test would otherwise pass).
+void InitLargeRun(SlabMeta* run) {
+  InitSlabBlocks(run, static_cast<uint32_t>(run->units * kUnitSize));
+  run->div_magic = 0;
+  run->cls = kLargeClass;
+  run->state = SlabState::kLarge;
+  run->used = 1;
+  run->bump = run->end;
+}
+
 SlabMeta* NewSlab(Heap* heap, int cls) {
   bool fresh;
   SlabMeta* slab = AllocRunInHeap(heap, kSizeClasses[cls].slab_units, 1,
@@ -551,11 +564,7 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
   }
   SlabMeta* run = AllocRunInHeap(heap, units, align_units, Occupancy::kSparse, zeroed);
   if (run == nullptr) return nullptr;
-  InitSlabBlocks(run, static_cast<uint32_t>(units * kUnitSize));
-  run->cls = kLargeClass;
-  run->state = SlabState::kLarge;
-  run->used = 1;
-  run->bump = run->end;
+  InitLargeRun(run);
   Count(Counter::k_large_runs);
   return run->start;
 }
@@ -578,9 +587,7 @@ bool GrowLargeInPlace(Heap* heap, void* block, size_t size) {
   SlabMeta* run = SlabOf(ss, block);
   bool fresh;
   if (!GrowRun(ss, run, LargeUnits(size), &fresh)) return false;
-  InitSlabBlocks(run, static_cast<uint32_t>(run->units * kUnitSize));
-  run->used = 1;
-  run->bump = run->end;
+  InitLargeRun(run);
   return true;
 }
 

@@ -70,7 +70,7 @@ struct Heap {
 // allocation takes the slow path, which attaches a real heap. Initial-exec TLS,
 // declared __thread (not thread_local) so no TLS init wrapper is called on access.
 extern __thread Heap* tls_heap HAKMEM_TLS;
-extern Heap g_sentinel_heap;
+extern Heap g_sentinel_heap HAKMEM_HIDDEN;
 
 // A 2 MiB chunk (address >> 21) holding a superslab the calling thread's heap
 // owns, or kNoOwnedChunk (no address maps to it): the free fast path's shortcut past the registry and the owner

@@ -189,6 +189,7 @@ TEST(HeapTest, LargeRunsAreAlignedAndReturned) {
       SlabMeta* run = SlabOf(ss, p);
       EXPECT_EQ(run->cls, kLargeClass);
       EXPECT_GE(run->block_size, size);
+      EXPECT_FALSE(IsBlockStart(run, p)) << "the free fast path's test fails for large runs";
       if (zeroed) EXPECT_EQ(p[size - 1], 0);
       memset(p, 1, size);
       FreeLarge(heap, ss, run);
@@ -224,6 +225,23 @@ TEST(HeapTest, DenseAndSparseBlocksLiveInSeparateSuperSlabs) {
     FreeLarge(heap, SuperSlabOf(large), SlabOf(SuperSlabOf(large), large));
     FreeBlockList(heap, dense);
     FreeBlockList(heap, sparse);
+  });
+}
+
+// A large run shorter than a pool block (posix_memalign with a big alignment)
+// fails the block-start test too: its class is not a size class.
+TEST(HeapTest, ShortAlignedLargeRunFailsTheBlockStartTest) {
+  OnNewThread([](Heap* heap) {
+    bool zeroed = false;
+    char* p = static_cast<char*>(AllocLarge(heap, 20000, size_t{64} << 10, &zeroed));
+    ASSERT_NE(p, nullptr);
+    SlabMeta* run = SlabOf(SuperSlabOf(p), p);
+    ASSERT_EQ(run->cls, kLargeClass);
+    ASSERT_LE(run->block_size, kPoolMax);
+    for (size_t offset = 0; offset < run->block_size; offset += 16) {
+      ASSERT_FALSE(IsBlockStart(run, p + offset)) << offset;
+    }
+    FreeLarge(heap, SuperSlabOf(p), run);
   });
 }
 

@@ -21,6 +21,9 @@
 // translation unit that inlines a fast path (tests included) agrees on how it is
 // reached.
 #define HAKMEM_TLS __attribute__((tls_model("initial-exec"), visibility("hidden")))
+// On the declaration of a global the fast paths read: hidden there too, the
+// compiler addresses it %rip-relative in one load instead of through the GOT.
+#define HAKMEM_HIDDEN __attribute__((visibility("hidden")))
 
 namespace hakmem::platform {
 

@@ -28,6 +28,7 @@
 #include <cstdint>
 
 #include "absl/base/attributes.h"
+#include "hakmem/platform/platform.h"
 
 // The functions between a program's call into hakmem and OnAlloc: malloc & co in
 // wrappers, the hak_* API, core's allocation entry points and OnAlloc itself. They
@@ -39,7 +40,7 @@
 
 namespace hakmem::profiler {
 
-extern std::atomic<bool> g_enabled;
+extern std::atomic<bool> g_enabled HAKMEM_HIDDEN;
 
 // Whether the profiler runs. Read on slow paths only.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool Enabled() {

@@ -18,6 +18,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/platform/platform.h"
 
 namespace hakmem::registry {
 
@@ -32,7 +33,7 @@ struct Leaf {
   std::atomic<void*> entry[size_t{1} << kLeafBits];
 };
 
-extern std::atomic<Leaf*> g_root[size_t{1} << kRootBits];
+extern std::atomic<Leaf*> g_root[size_t{1} << kRootBits] HAKMEM_HIDDEN;
 
 // The header registered for the chunk holding `address`, or nullptr.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Lookup(const void* address) {

@@ -77,7 +77,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLaneAlloc(int lane, uint64_t bytes
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(int cls) {
-  if constexpr (config::kStats) ++tls_counters.class_allocs[cls];
+  if constexpr (config::kStats) ++tls_counters.class_allocs[static_cast<uint32_t>(cls)];
 }
 
 // The fast path's local free: its thread always has a heap, so it is attached.

@@ -25,6 +25,7 @@
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "hakmem/config/build_config.h"
+#include "hakmem/platform/platform.h"
 #include "hakmem/registry/registry.h"
 
 namespace hakmem {
@@ -34,7 +35,7 @@ struct BlockSecrets {
   uint64_t free_tag;  // word 1 of a free block; never 0
 };
 // Constant-initialised to zero; InitBlockSecrets sets both before any block exists.
-extern BlockSecrets g_block_secrets;
+extern BlockSecrets g_block_secrets HAKMEM_HIDDEN;
 
 // Draws the secrets from the kernel's per-process random bytes (AT_RANDOM) and
 // ASLR, once. No syscall, no allocation. The caller serialises (heaps lock).

@@ -412,7 +412,7 @@ void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
   slab->end = slab->start + size_t{slab->capacity} * block_size;
   slab->free_list = nullptr;
   slab->used = 0;
-  slab->div_magic = ((uint64_t{1} << 40) + block_size - 1) / block_size;
+  slab->div_magic = (((uint64_t{1} << 40) + block_size - 1) / block_size) << 24;
   slab->next = slab->prev = nullptr;
 }
 

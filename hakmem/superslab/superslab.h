@@ -72,7 +72,7 @@ struct SlabMeta {
   char* bump;          // next never-used block
   char* end;           // end of the last whole block
   char* start;         // first block
-  uint64_t div_magic;  // ceil(2^40 / block_size), see IsBlockStart
+  uint64_t div_magic;  // ceil(2^40 / block_size) << 24, see IsBlockStart
   uint32_t block_size;
   uint32_t used;       // blocks out: in use, in a thread cache or in a remote queue
   uint32_t capacity;   // blocks in the slab
@@ -114,12 +114,14 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* 
 // blocks, not an interior pointer nor the tail past the last block. Divisibility
 // by the block size with one multiply (Lemire, Kaser, Kurz 2019): for offsets
 // below 2^21 and block sizes up to 2^17, offset % size == 0 exactly when
-// (offset * ceil(2^40 / size)) mod 2^40 < ceil(2^40 / size). Slab classes only;
-// large runs compare with their start.
+// (offset * ceil(2^40 / size)) mod 2^40 < ceil(2^40 / size). Both sides shifted
+// left by 24 (the magic is stored shifted) compare the same low 40 bits with no
+// mask: one multiply and one compare. False for every pointer into a slab that is
+// not a class's (a large run, free units: their div_magic is 0), so a true answer
+// also proves the slab's class is a size class.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsBlockStart(const SlabMeta* slab, const void* p) {
   const uint64_t offset = static_cast<uint64_t>(static_cast<const char*>(p) - slab->start);
-  constexpr uint64_t kMask = (uint64_t{1} << 40) - 1;
-  return ((offset * slab->div_magic) & kMask) < slab->div_magic && p < slab->end;
+  return offset * slab->div_magic < slab->div_magic && p < slab->end;
 }
 static_assert(kPoolMax <= (size_t{1} << 17) && kSuperSlabSize <= (size_t{1} << 21),
               "IsBlockStart's one-multiply test needs offsets < 2^21, sizes <= 2^17");

@@ -62,6 +62,10 @@ struct ThreadCache {
   // from the lists, so the fast path's lists stay 16 bytes each.
   CarvedRange ranges[kNumClasses];
 
+  // The list of `cls` (indexed unsigned: a class loaded as a byte needs no sign
+  // extension).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE FreeList& ListOf(int cls) { return lists[static_cast<uint32_t>(cls)]; }
+
   // Empty lists with their bounds: a constant initialiser for TLS.
   static constexpr ThreadCache Empty() {
     ThreadCache cache{};
@@ -73,7 +77,7 @@ struct ThreadCache {
   }
 
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Pop(int cls) {
-    FreeList& list = lists[cls];
+    FreeList& list = ListOf(cls);
     void* block = list.head;
     if (ABSL_PREDICT_TRUE(block != nullptr)) {
       void* next = LoadLinkOrEnd(block);
@@ -91,7 +95,7 @@ struct ThreadCache {
 
   // false when the list is full (the caller flushes).
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool Push(int cls, void* block) {
-    FreeList& list = lists[cls];
+    FreeList& list = ListOf(cls);
     if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
     MarkFree(block);
     StoreLink(block, list.head);
@@ -110,7 +114,7 @@ struct ThreadCache {
   // returned, and as many more as the heap profiler counts as unsampled
   // (profiler::UnsampledBlocks).
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed) {
-    FreeList& list = lists[cls];
+    FreeList& list = ListOf(cls);
     if (ABSL_PREDICT_FALSE(list.count != 0)) {  // Pop ended the list at a bad link
       ReportCorruptList(cls, list.count & ~kListCorrupt);
       list.count = 0;  // those blocks are leaked, never handed out
@@ -151,7 +155,7 @@ struct ThreadCache {
   // Uncached (max 0): `block` goes straight back to its slab.
   ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
     MaybeDecay(heap);
-    FreeList& list = lists[cls];
+    FreeList& list = ListOf(cls);
     if (ABSL_PREDICT_FALSE((list.count & kListCorrupt) != 0)) {  // Pop ended the list at a bad link
       ReportCorruptList(cls, list.count & ~kListCorrupt);
       // Those blocks are leaked, never handed out; the list starts again at `block`.
