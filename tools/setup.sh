@@ -6,6 +6,8 @@ set -euo pipefail
 
 PACKAGES=(
   bazel-bootstrap g++ git python3 python3-matplotlib strace
+  # callgrind pins the fast paths' instruction counts (hakmem/tests:fast_path_test).
+  valgrind
   clang libclang-rt-14-dev
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4

@@ -153,19 +153,31 @@ constexpr int ComputeClass(size_t size) {
 
 namespace size_class_internal {
 
-struct TinyIndex {
-  uint8_t cls[kTinyMax / 16 + 1];
+// size -> class for every request up to kPoolMax in one byte table (as tcmalloc's
+// class_array): 16-byte steps up to kTinyMax (entries 0..64), then 128-byte steps
+// (every pool class size is a multiple of 128), entry (size + 127 + 56 * 128) >> 7,
+// 65 for 1025..1152 up to 1080 for kPoolMax.
+inline constexpr size_t kPoolIndexBias = 127 + 56 * 128;
+inline constexpr size_t kTinyIndexEntries = kTinyMax / 16 + 1;                 // 65
+inline constexpr size_t kClassIndexEntries = ((kPoolMax + kPoolIndexBias) >> 7) + 1;  // 1081
+
+struct ClassIndex {
+  uint8_t cls[kClassIndexEntries];
 };
 
-constexpr TinyIndex MakeTinyIndex() {
-  TinyIndex index{};
-  for (size_t i = 0; i <= kTinyMax / 16; ++i) {
+constexpr ClassIndex MakeClassIndex() {
+  ClassIndex index{};
+  for (size_t i = 0; i < kTinyIndexEntries; ++i) {
     index.cls[i] = static_cast<uint8_t>(ComputeClass(i * 16));
+  }
+  for (size_t i = kTinyIndexEntries; i < kClassIndexEntries; ++i) {
+    index.cls[i] = static_cast<uint8_t>(ComputeClass((i - 56) * 128));  // the bucket's largest size
   }
   return index;
 }
 
-inline constexpr TinyIndex kTinyIndex = MakeTinyIndex();
+inline constexpr ClassIndex kClassIndex = MakeClassIndex();
+static_assert(((kTinyMax + 1 + kPoolIndexBias) >> 7) == kTinyIndexEntries, "pool entries follow the tiny ones");
 
 constexpr bool TableIsWellFormed() {
   for (int c = 0; c < kNumClasses; ++c) {
@@ -208,14 +220,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr Lane LaneOf(size_t size) {
 
 // Class of a tiny request (size <= kTinyMax): one table load.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline int TinyClass(size_t size) {
-  return size_class_internal::kTinyIndex.cls[(size + 15) >> 4];
+  return size_class_internal::kClassIndex.cls[(size + 15) >> 4];
 }
 
-// Class of a pool request (kTinyMax < size <= kPoolMax): a bit scan and shifts.
+// Class of a pool request (kTinyMax < size <= kPoolMax): one table load.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline int PoolClass(size_t size) {
-  const int k = 63 - __builtin_clzll(size - 1);  // 2^k < size <= 2^(k+1)
-  const size_t j = (size - 1 - (size_t{1} << k)) >> (k - 3);
-  return 8 + (k - 7) * 8 + static_cast<int>(j);
+  return size_class_internal::kClassIndex.cls[(size + size_class_internal::kPoolIndexBias) >> 7];
 }
 
 // Class of any request up to kPoolMax.

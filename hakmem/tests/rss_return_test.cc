@@ -57,15 +57,20 @@ TEST(RssReturnTest, DecayGivesMemoryBackAfterThePurgeDelay) {
   const size_t start = ResidentBytes();
   AllocateTouchAndFreeEverything();
   const size_t after_free = ResidentBytes();
-  const timespec pause = {0, 200 * 1000 * 1000};  // 4x the purge delay
-  nanosleep(&pause, nullptr);
-  // Ordinary use afterwards: the slow paths it takes run the decay clock.
-  for (int round = 0; round < 64; ++round) {
-    std::vector<void*> few;
-    for (size_t size = 16; size <= (256 << 10); size *= 2) few.push_back(malloc(size));
-    for (void* p : few) free(p);
+  // Pauses of 4x the purge delay, each followed by ordinary use (the slow paths
+  // it takes run the decay clock), until RSS is back; at most 2 s, so a loaded
+  // machine that runs this thread late does not fail it.
+  size_t settled = after_free;
+  for (int attempt = 0; attempt < 10 && settled >= start + 24 * kMiB; ++attempt) {
+    const timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, nullptr);
+    for (int round = 0; round < 64; ++round) {
+      std::vector<void*> few;
+      for (size_t size = 16; size <= (256 << 10); size *= 2) few.push_back(malloc(size));
+      for (void* p : few) free(p);
+    }
+    settled = ResidentBytes();
   }
-  const size_t settled = ResidentBytes();
   EXPECT_LT(settled, start + 24 * kMiB)
       << "start " << start / kMiB << " MiB, after free " << after_free / kMiB
       << " MiB, after the delay " << settled / kMiB << " MiB";
