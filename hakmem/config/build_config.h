@@ -36,6 +36,9 @@
 #ifndef HAKMEM_BUILD_ACE
 #define HAKMEM_BUILD_ACE 1
 #endif
+#ifndef HAKMEM_BUILD_CHECKS
+#define HAKMEM_BUILD_CHECKS 0
+#endif
 #ifndef HAKMEM_BUILD_SANITIZER
 #define HAKMEM_BUILD_SANITIZER 0
 #endif
@@ -67,6 +70,8 @@ inline constexpr bool kDebugLog = HAKMEM_BUILD_DEBUG_LOG == 1;
 // --define hakmem_ace=on|off: thread-cache limits and batches adapt per thread and
 // class (hakmem/ace); off keeps the fixed limits of the size-class table (A/B).
 inline constexpr bool kAce = HAKMEM_BUILD_ACE == 1;
+// --define hakmem_checks=off|on: HAKMEM_DCHECK invariants checked (config/check.h).
+inline constexpr bool kChecks = HAKMEM_BUILD_CHECKS == 1;
 // Set by --config=asan|tsan|ubsan (1, 2, 3); 0 otherwise.
 inline constexpr int kSanitizer = HAKMEM_BUILD_SANITIZER;
 

@@ -18,6 +18,7 @@ HAKMEM_FLAGS = {
     "thp": (["on", "off"], [1, 0], "Transparent huge pages: on, superslabs and huge mappings are advised MADV_HUGEPAGE when the kernel's mode allows and HAKMEM_THP=auto; off, never (A/B)."),
     "debug_log": (["off", "on"], [0, 1], "on: slow-path events (new superslab, adopt, purge) are written to stderr."),
     "ace": (["on", "off"], [1, 0], "Adaptive thread caches (hakmem/ace): per-class limits and batches learned per thread within HAKMEM_ACE_BUDGET_KB. off: today's fixed limits (A/B only)."),
+    "checks": (["off", "on"], [0, 1], "on: the invariants written as HAKMEM_DCHECK (slab states, used counts, heap ownership) are checked, and a failure aborts naming it. --config=debug sets it."),
     "sanitizer": (["none", "asan", "tsan", "ubsan"], [0, 1, 2, 3], "Set by --config=asan/tsan/ubsan; not for users."),
 }
 

@@ -5,6 +5,7 @@
 #include <new>
 
 #include "hakmem/config/build_config.h"
+#include "hakmem/config/check.h"
 #include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/platform/spin_lock.h"
@@ -64,6 +65,7 @@ void LinkSuperSlab(Heap* heap, SuperSlab* ss) {
 }
 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
+  HAKMEM_DCHECK(heap->superslab_count != 0 && ss->owner.load(std::memory_order_relaxed) == heap);
   if (tls_owned_chunk == reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift) {
     tls_owned_chunk = kNoOwnedChunk;  // leaving the heap: no longer proof of ownership
   }
@@ -74,6 +76,7 @@ void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
 }
 
 void PushPartial(Heap* heap, SlabMeta* slab) {
+  HAKMEM_DCHECK(slab->cls < kNumClasses && slab->state != SlabState::kPartial);
   SlabMeta*& head = heap->partial[slab->cls];
   slab->state = SlabState::kPartial;
   slab->prev = nullptr;
@@ -164,6 +167,8 @@ void StartDecayClock(Heap* heap) {
 // empty is kept (one per heap, against churn) or given back to the cache.
 // `clean`: its units were just decommitted (nothing for decay to wait for).
 void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab, bool clean = false) {
+  HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
+  HAKMEM_DCHECK(slab->used == 0);  // a large run's, too: FreeLarge and the cache set 0
   FreeRun(ss, slab);
   Count(Counter::k_slabs_released);
   if (!clean) {
@@ -461,6 +466,7 @@ int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
       }
     }
     slab->used += static_cast<uint32_t>(taken) + carved;
+    HAKMEM_DCHECK(slab->used <= slab->capacity);
     got += taken;
     if (!SlabHasFree(slab)) {
       slab->state = SlabState::kFull;
@@ -480,6 +486,8 @@ namespace {
 // of a free. A slab being carved stays current; a full one becomes partial; an
 // empty partial one is released, or kept when it is its class's only partial.
 void AfterBlocksReturned(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
+  HAKMEM_DCHECK(slab->state == SlabState::kCurrent || slab->state == SlabState::kFull ||
+                slab->state == SlabState::kPartial);
   if (slab->state == SlabState::kCurrent) return;
   if (slab->state == SlabState::kFull) PushPartial(heap, slab);
   if (slab->used != 0) return;
@@ -497,6 +505,9 @@ void AfterBlocksReturned(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
 }  // namespace
 
 void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
+  HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
+  HAKMEM_DCHECK(slab->cls < kNumClasses && slab->used != 0);
+  HAKMEM_DCHECK(block >= slab->start && IsBlockStart(slab, block));
   MarkFree(block);
   StoreLink(block, slab->free_list);
   slab->free_list = block;
@@ -511,6 +522,7 @@ void ReturnRange(Heap* heap, const CarvedRange& range) {
   // AllocBatch handed out the slab's whole tail and nothing carves it meanwhile.
   if (slab->bump != range.end) platform::Fatal("hakmem: a carved range is not its slab's tail");
   slab->bump = range.next;
+  HAKMEM_DCHECK(slab->used >= (range.end - range.next) / slab->block_size);
   slab->used -= static_cast<uint32_t>((range.end - range.next) / slab->block_size);
   AfterBlocksReturned(heap, ss, slab);
 }
@@ -570,9 +582,10 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
 }
 
 void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
+  HAKMEM_DCHECK(slab->cls == kLargeClass && slab->used == 1);
+  slab->used = 0;  // free (cached or released): a second free of it is a double free
   if (heap->large_cache_count < sizeof(heap->large_cache) / sizeof(heap->large_cache[0]) &&
       heap->large_cache_units + slab->units <= kLargeCacheUnits) {
-    slab->used = 0;  // cached: a second free of it is a double free
     heap->large_cache[heap->large_cache_count++] = slab;
     heap->large_cache_units += slab->units;
     StartDecayClock(heap);

@@ -6,6 +6,7 @@
 #include <initializer_list>
 
 #include "hakmem/config/build_config.h"
+#include "hakmem/config/check.h"
 #include "hakmem/config/options.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/platform/spin_lock.h"
@@ -298,6 +299,7 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
 }
 
 void ReleaseSuperSlab(SuperSlab* ss) {
+  HAKMEM_DCHECK(ss->used_units == 0 && ss->magic == kSuperSlabMagic);
   ss->owner.store(nullptr, std::memory_order_release);
   const uint64_t now = platform::NowNanos();
   platform::SpinLockHolder hold(&g_lock);
@@ -329,6 +331,7 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
   const size_t first = low != 0 ? static_cast<size_t>(__builtin_ctzll(low))
                                 : 64 + static_cast<size_t>(__builtin_ctzll(static_cast<uint64_t>(starts >> 64)));
   const UnitMask mask = RunMask(first, units);
+  HAKMEM_DCHECK(first != 0 && (free_units & mask) == mask);
   Store(ss->free_units, free_units & ~mask);
   *fresh = (dirty & mask) == 0;
   Store(ss->dirty_units, dirty | mask);
@@ -362,6 +365,8 @@ bool GrowRun(SuperSlab* ss, SlabMeta* run, size_t units, bool* fresh) {
 
 void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   const size_t first = static_cast<size_t>(slab - ss->slabs);
+  HAKMEM_DCHECK(first != 0 && slab->units != 0 && ss->used_units >= slab->units);
+  HAKMEM_DCHECK((Load(ss->free_units) & RunMask(first, slab->units)) == 0);  // its units are in use
   Store(ss->free_units, Load(ss->free_units) | RunMask(first, slab->units));
   ss->used_units -= slab->units;
   memset(&ss->unit_slab[first], 0, slab->units);
