@@ -70,13 +70,18 @@ _LIBRARY = [
 # Code generation of the fast paths. gcc 12's -O2 merges a free's two stores into a
 # block (its link and its freed-block tag) into one vector store built from two
 # scalars: four instructions for two, and a trip through the vector unit.
-# clang 14 writes DWARF 5 where it writes debug information, which Debian's
+# With clang, the thread-safety analysis. clang 14 writes DWARF 5 where it writes debug information, which Debian's
 # valgrind 3.19 cannot read (it gives up on the whole library): DWARF 4 keeps
 # callgrind and memcheck usable on a program linked with hakmem, without turning
 # debug information on where it is off. (Bazel's auto-configured gcc toolchain
 # names its compiler "compiler", so gcc is the default branch.)
 _CODEGEN = select({
-    "//hakmem/config:clang": ["-fdebug-default-version=4"],
+    "//hakmem/config:clang": [
+        "-fdebug-default-version=4",
+        # The locked globals are ABSL_GUARDED_BY their lock (platform/spin_lock.h):
+        # every clang build checks that they are touched only with it held.
+        "-Wthread-safety",
+    ],
     "//conditions:default": ["-fno-tree-slp-vectorize"],
 })
 

@@ -27,19 +27,19 @@ using stats::Count;
 using stats::Counter;
 
 ABSL_CONST_INIT platform::SpinLock g_heaps_lock;
-// Under g_heaps_lock:
-ABSL_CONST_INIT Heap* g_all_heaps = nullptr;
-ABSL_CONST_INIT Heap* g_abandoned = nullptr;
-ABSL_CONST_INIT uint64_t g_heap_count = 0;
-ABSL_CONST_INIT uint64_t g_abandoned_count = 0;
-ABSL_CONST_INIT char* g_arena_cursor = nullptr;  // metadata arena for Heap objects
-ABSL_CONST_INIT char* g_arena_end = nullptr;
+ABSL_CONST_INIT Heap* g_all_heaps ABSL_GUARDED_BY(g_heaps_lock) = nullptr;
+ABSL_CONST_INIT Heap* g_abandoned ABSL_GUARDED_BY(g_heaps_lock) = nullptr;
+ABSL_CONST_INIT uint64_t g_heap_count ABSL_GUARDED_BY(g_heaps_lock) = 0;
+ABSL_CONST_INIT uint64_t g_abandoned_count ABSL_GUARDED_BY(g_heaps_lock) = 0;
+// The metadata arena Heap objects are placed in.
+ABSL_CONST_INIT char* g_arena_cursor ABSL_GUARDED_BY(g_heaps_lock) = nullptr;
+ABSL_CONST_INIT char* g_arena_end ABSL_GUARDED_BY(g_heaps_lock) = nullptr;
 
 constexpr size_t kArenaChunk = size_t{1} << 20;
 constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
 
-// A zeroed Heap from the metadata arena (under g_heaps_lock).
-Heap* NewHeapLocked() {
+// A zeroed Heap from the metadata arena.
+Heap* NewHeapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_heaps_lock) {
   InitBlockSecrets();  // before the first block exists
   if (g_arena_end - g_arena_cursor < static_cast<ptrdiff_t>(kHeapBytes)) {
     char* chunk = static_cast<char*>(platform::Reserve(kArenaChunk, platform::kPageSize));
@@ -617,10 +617,12 @@ HeapCounts GetHeapCounts() {
   return HeapCounts{g_heap_count, g_abandoned_count};
 }
 
-void PrepareForkHeaps() { g_heaps_lock.Lock(); }
-void ParentAfterForkHeaps() { g_heaps_lock.Unlock(); }
+// Fork handlers hold the lock across fork(), from Prepare to the After
+// handlers: beyond what -Wthread-safety follows.
+void PrepareForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_heaps_lock.Lock(); }
+void ParentAfterForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_heaps_lock.Unlock(); }
 
-void ChildAfterForkHeaps() {
+void ChildAfterForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
     heap->remote.ResetAfterFork();
     if (heap->live && heap != tls_heap) {

@@ -17,10 +17,10 @@ ABSL_CONST_INIT std::atomic<uint64_t> g_size_hist[kNumHist] = {};
 namespace {
 
 ABSL_CONST_INIT platform::SpinLock g_lock;
-ABSL_CONST_INIT ThreadCounters* g_live = nullptr;  // under g_lock
-// Counters of exited threads (under g_lock).
-ABSL_CONST_INIT uint64_t g_retired_class_allocs[kNumClasses] = {};
-ABSL_CONST_INIT uint64_t g_retired_counters[kNumCounters] = {};
+ABSL_CONST_INIT ThreadCounters* g_live ABSL_GUARDED_BY(g_lock) = nullptr;
+// Counters of exited threads.
+ABSL_CONST_INIT uint64_t g_retired_class_allocs[kNumClasses] ABSL_GUARDED_BY(g_lock) = {};
+ABSL_CONST_INIT uint64_t g_retired_counters[kNumCounters] ABSL_GUARDED_BY(g_lock) = {};
 
 constexpr const char* kNames[] = {
 #define HAKMEM_STATS_NAME(field, help) #field,
@@ -33,7 +33,7 @@ constexpr const char* kHelps[] = {
 #undef HAKMEM_STATS_HELP
 };
 
-void Unlink(ThreadCounters* t) {
+void Unlink(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   if (t->prev != nullptr) {
     t->prev->next = t->next;
   } else {
@@ -44,8 +44,8 @@ void Unlink(ThreadCounters* t) {
   t->attached = false;
 }
 
-// Moves `t`'s counts into the retired totals and zeroes them (under g_lock).
-void Retire(ThreadCounters* t) {
+// Moves `t`'s counts into the retired totals and zeroes them.
+void Retire(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   for (int i = 0; i < kNumCounters; ++i) g_retired_counters[i] += t->counters[i];
   for (int c = 0; c < kNumClasses; ++c) g_retired_class_allocs[c] += t->class_allocs[c];
   memset(t->counters, 0, sizeof(t->counters));
@@ -96,10 +96,12 @@ void Collect(Snapshot* out) {
   if (!tls_counters.attached) add(&tls_counters);  // the caller may not be listed
 }
 
-void PrepareFork() { g_lock.Lock(); }
-void ParentAfterFork() { g_lock.Unlock(); }
+// Fork handlers hold the lock across fork(), from Prepare to the After
+// handlers: beyond what -Wthread-safety follows.
+void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Lock(); }
+void ParentAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Unlock(); }
 
-void ChildAfterFork() {
+void ChildAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ThreadCounters* self = &tls_counters;
   ThreadCounters* t = g_live;
   while (t != nullptr) {

@@ -42,7 +42,6 @@ struct AgeList {
 };
 
 ABSL_CONST_INIT platform::SpinLock g_lock;
-// Everything below is under g_lock.
 // The reservation superslabs of one kind of pages are carved from, [cursor, end).
 struct Reservation {
   char* cursor;
@@ -51,11 +50,11 @@ struct Reservation {
   // is advised whole when it is made, so carving stays free of syscalls.
   bool huge;
 };
-ABSL_CONST_INIT Reservation g_reserve[2] = {};  // by Pages
-ABSL_CONST_INIT AgeList<SuperSlab> g_warm;  // empty, committed
-ABSL_CONST_INIT AgeList<SuperSlab> g_cold;  // empty, decommitted
-ABSL_CONST_INIT AgeList<HugeHeader> g_huge_cache;
-ABSL_CONST_INIT uint64_t g_huge_cached_bytes = 0;
+ABSL_CONST_INIT Reservation g_reserve[2] ABSL_GUARDED_BY(g_lock) = {};  // by Pages
+ABSL_CONST_INIT AgeList<SuperSlab> g_warm ABSL_GUARDED_BY(g_lock);  // empty, committed
+ABSL_CONST_INIT AgeList<SuperSlab> g_cold ABSL_GUARDED_BY(g_lock);  // empty, decommitted
+ABSL_CONST_INIT AgeList<HugeHeader> g_huge_cache ABSL_GUARDED_BY(g_lock);
+ABSL_CONST_INIT uint64_t g_huge_cached_bytes ABSL_GUARDED_BY(g_lock) = 0;
 
 ABSL_CONST_INIT std::atomic<uint64_t> g_superslab_bytes{0};
 ABSL_CONST_INIT std::atomic<uint64_t> g_huge_bytes{0};
@@ -110,7 +109,7 @@ UnitMask RunStarts(UnitMask mask, size_t units) {
   return starts;
 }
 
-void DecommitLocked(SuperSlab* ss) {
+void DecommitLocked(SuperSlab* ss) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   // Units are marked clean (reading as zero, so calloc skips its memset) only
   // when the OS really dropped them.
   if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize)) return;
@@ -128,9 +127,9 @@ void DecommitLocked(SuperSlab* ss) {
 // g_lock, read without it (relaxed: a pointer is either recorded or not).
 constexpr int kReleasedHugeSlots = 64;
 ABSL_CONST_INIT std::atomic<uintptr_t> g_released_huge[kReleasedHugeSlots] = {};
-ABSL_CONST_INIT uint32_t g_released_huge_next = 0;
+ABSL_CONST_INIT uint32_t g_released_huge_next ABSL_GUARDED_BY(g_lock) = 0;
 
-void ReleaseHugeLocked(HugeHeader* h) {
+void ReleaseHugeLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   g_released_huge[g_released_huge_next++ % kReleasedHugeSlots].store(
       reinterpret_cast<uintptr_t>(h->user), std::memory_order_relaxed);
   g_huge_cache.Remove(h);
@@ -146,7 +145,7 @@ void ReleaseHugeLocked(HugeHeader* h) {
 
 // Keeps the committed empty memory under HAKMEM_RETAIN_MB: oldest huge mappings
 // go first, then the oldest warm superslabs are decommitted.
-void EnforceRetainCapLocked() {
+void EnforceRetainCapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   const uint64_t cap = RetainBytes();
   while (g_huge_cache.tail != nullptr &&
          g_huge_cached_bytes + g_warm.count * kSuperSlabSize > cap) {
@@ -160,7 +159,7 @@ void EnforceRetainCapLocked() {
   }
 }
 
-void UpdateNextPurgeLocked() {
+void UpdateNextPurgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   uint64_t oldest = UINT64_MAX;
   if (g_warm.tail != nullptr) oldest = g_warm.tail->cached_at_ns;
   if (g_huge_cache.tail != nullptr && g_huge_cache.tail->cached_at_ns < oldest) {
@@ -178,14 +177,14 @@ void InitFreshHeader(SuperSlab* ss) {
   for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
 }
 
-bool PurgeCachesLocked(bool force, uint64_t now);
+bool PurgeCachesLocked(bool force, uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock);
 
 Reservation& ReservationFor(Pages pages) { return g_reserve[static_cast<int>(pages)]; }
 
 // A new reservation for superslabs in `pages`: 64 MiB, or when the OS refuses (an
 // address space limit, a fragmented address space) the cached huge mappings are
 // given back and ever smaller ones are tried, down to one superslab, before ENOMEM.
-bool NewReservationLocked(Pages pages) {
+bool NewReservationLocked(Pages pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   for (int round = 0; round < 2; ++round) {
     for (size_t length = kReservationSize; length >= kSuperSlabSize; length /= 2) {
       char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
@@ -228,7 +227,7 @@ char* TakeFromReservation(size_t len) {
 
 // A decommitted superslab from the cache for `pages`: for small pages one not
 // advised huge pages (its first touches would fault in 2 MiB each), unless `any`.
-SuperSlab* TakeColdLocked(Pages pages, bool any) {
+SuperSlab* TakeColdLocked(Pages pages, bool any) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   for (SuperSlab* ss = g_cold.head; ss != nullptr; ss = ss->next) {
     if (any || pages == Pages::kHuge || !ss->huge_pages) {
       g_cold.Remove(ss);
@@ -429,7 +428,7 @@ bool PurgeCaches(bool force) {
 
 namespace {
 
-bool PurgeCachesLocked(bool force, uint64_t now) {
+bool PurgeCachesLocked(bool force, uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   const uint64_t delay = PurgeDelayNs();
   bool purged = false;
   while (g_huge_cache.tail != nullptr &&
@@ -664,8 +663,10 @@ const char* ThpStatus() {
   return "off (kernel: never, or no THP)";
 }
 
-void PrepareForkSuperSlabs() { g_lock.Lock(); }
-void ParentAfterForkSuperSlabs() { g_lock.Unlock(); }
-void ChildAfterForkSuperSlabs() { g_lock.ResetAfterFork(); }
+// Fork handlers hold the lock across fork(), from Prepare to the After
+// handlers: beyond what -Wthread-safety follows.
+void PrepareForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Lock(); }
+void ParentAfterForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Unlock(); }
+void ChildAfterForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.ResetAfterFork(); }
 
 }  // namespace hakmem
