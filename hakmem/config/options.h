@@ -4,9 +4,9 @@
 // Read once, lazily, on first use, without allocating (a text option points into
 // the environment); a value that does not parse
 // is reported on stderr and the default is kept. Thread-safety: GetOptions() may be
-// called from any thread at any time; concurrent first calls parse the same
-// environment and publish equal values. Called by: stats, superslab, ace,
-// free_dispatch, core.
+// called from any thread at any time; the first call parses the environment (a
+// concurrent first caller waits for it to finish). Called by: profiler, superslab
+// (and free_link), ace, heap, thread_cache, free_dispatch, core, //hakmem.
 #ifndef HAKMEM_CONFIG_OPTIONS_H_
 #define HAKMEM_CONFIG_OPTIONS_H_
 

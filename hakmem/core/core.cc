@@ -91,6 +91,7 @@ ABSL_ATTRIBUTE_NOINLINE void GlobalInit() {
     return;
   }
   g_init_thread.store(platform::ThreadId(), std::memory_order_relaxed);
+  platform::CheckPageSize();
   const config::Options& options = config::GetOptions();
   if (options.stats || options.size_hist) {
     const int fd = platform::DuplicateFd(2);

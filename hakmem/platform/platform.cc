@@ -384,6 +384,15 @@ int DuplicateFd(int fd) {
   return fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
 
+void CheckPageSize() {
+  const long os_page = sysconf(_SC_PAGESIZE);  // glibc reads it from the auxv: no allocation
+  if (os_page > static_cast<long>(kPageSize)) {
+    DiagLine().Str("hakmem: fatal: the OS page is ").Dec(static_cast<uint64_t>(os_page))
+        .Str(" bytes; hakmem supports pages of up to ").Dec(kPageSize).Str(" bytes").Write();
+    abort();
+  }
+}
+
 void Fatal(const char* message) {
   DiagLine().Str("hakmem: fatal: ").Str(message).Write();
   abort();

@@ -1,12 +1,15 @@
-// platform: the only code in hakmem that talks to the operating system.
+// platform: hakmem's memory and clock calls to the operating system.
 //
 // Owns: reservation of aligned address ranges and their commit/decommit/release
 // (mmap, madvise, munmap, mremap), the page size, a small thread id kept in TLS, the
-// monotonic clock, the environment, and diagnostics written to stderr without
-// calling malloc. Every syscall made here is counted; stats prints the counts.
+// monotonic clock, the environment, the kernel's THP mode and the process's page
+// faults, and diagnostics written to stderr without calling malloc. Every syscall
+// made here is counted; stats prints the counts. (The rest of hakmem's OS calls
+// are libc ones where they are used: pthread keys and atfork in core, getauxval for
+// the block secrets, getpid in reports, the heap profiler's file.)
 // Thread-safety: every function may be called from any thread at any time,
 // including before main, inside a fork child and during thread exit. Nothing here
-// allocates. Called by: config, stats, registry, superslab, heap, wrappers.
+// allocates. Called by every box above it and //hakmem.
 #ifndef HAKMEM_PLATFORM_PLATFORM_H_
 #define HAKMEM_PLATFORM_PLATFORM_H_
 
@@ -28,8 +31,12 @@
 namespace hakmem::platform {
 
 // The allocator's page: the unit of its address arithmetic. The OS page may be
-// smaller (never larger on the targets we build for; checked at first use).
+// smaller, never larger: CheckPageSize() stops a process where it is.
 inline constexpr size_t kPageSize = 4096;
+
+// Fatal when the OS page is larger than kPageSize (a 16 or 64 KiB-page kernel,
+// which hakmem does not support). Called once, by core's initialisation.
+void CheckPageSize();
 
 // The syscalls hakmem makes, counted as they happen.
 #define HAKMEM_SYSCALL_LIST(X) \

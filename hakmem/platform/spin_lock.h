@@ -3,7 +3,7 @@
 // that yields the CPU after a short spin; it never calls futex and never allocates,
 // so it works before main, in signal-free fork handlers and during thread exit.
 // Never taken on the malloc/free fast paths.
-// Thread-safety: it is the lock. Called by: stats, registry, superslab, heap, core.
+// Thread-safety: it is the lock. Called by: stats, profiler, registry, superslab, heap.
 #ifndef HAKMEM_PLATFORM_SPIN_LOCK_H_
 #define HAKMEM_PLATFORM_SPIN_LOCK_H_
 

@@ -18,7 +18,8 @@
 // malloc/free fast paths are the same instructions as without it.
 // Thread-safety: any thread; the sampler state is per thread, the live table is
 // sharded under spin locks, the stack table under one lock (sampled
-// allocations only). Called by: heap (uncached frees), free_dispatch (FreeSlow),
+// allocations only). Called by: thread_cache (uncached refills and frees),
+// free_dispatch (FreeSlow),
 // core (allocation slow paths, init, fork), //hakmem (hak_heap_profile_dump).
 #ifndef HAKMEM_PROFILER_PROFILER_H_
 #define HAKMEM_PROFILER_PROFILER_H_

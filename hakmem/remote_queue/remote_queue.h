@@ -7,7 +7,8 @@
 // blocks to their slabs in a batch. There is no ABA problem: the only consumer
 // takes everything, and never pops single nodes.
 // With --define hakmem_remote_queue=mutex the same interface takes a pthread
-// mutex instead (A/B runs only: it is the seed's futex-bound design).
+// mutex instead (A/B runs only: it reproduces a design whose remote frees wait on
+// a futex under contention).
 // Thread-safety: Push from any thread; TakeAll and MaybeNonEmpty from the owner
 // (or any single consumer). Called by: heap (drain), free_dispatch (push).
 #ifndef HAKMEM_REMOTE_QUEUE_REMOTE_QUEUE_H_

@@ -1,4 +1,4 @@
-// Size -> class lookup, for sizes drawn like the seed's mixed tiny workload and
+// Size -> class lookup, for sizes drawn like random_mixed's tiny requests and
 // across the pool lane.
 #include <cstddef>
 #include <vector>

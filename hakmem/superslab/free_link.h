@@ -15,7 +15,8 @@
 //    block is almost surely a double free.
 // Thread-safety: the secret is written once, before any block exists (the first
 // heap is made under the heaps lock), and read relaxed (plain loads) after.
-// Called by: remote_queue (push), heap (caches, slabs, drain), free_dispatch.
+// Called by: remote_queue (push), heap (slabs, drain), thread_cache (its lists),
+// superslab, free_dispatch (through heap).
 #ifndef HAKMEM_SUPERSLAB_FREE_LINK_H_
 #define HAKMEM_SUPERSLAB_FREE_LINK_H_
 
