@@ -56,39 +56,24 @@ Heap* NewHeapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_heaps_lock) {
   return heap;
 }
 
-void LinkSuperSlab(Heap* heap, SuperSlab* ss) {
-  ++heap->superslab_count;
-  ss->prev = nullptr;
-  ss->next = heap->superslabs;
-  if (heap->superslabs != nullptr) heap->superslabs->prev = ss;
-  heap->superslabs = ss;
-}
+void LinkSuperSlab(Heap* heap, SuperSlab* ss) { heap->superslabs.PushFront(ss); }
 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
-  HAKMEM_DCHECK(heap->superslab_count != 0 && ss->owner.load(std::memory_order_relaxed) == heap);
+  HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
   if (tls_owned_chunk == reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift) {
     tls_owned_chunk = kNoOwnedChunk;  // leaving the heap: no longer proof of ownership
   }
-  if (ss->prev != nullptr) ss->prev->next = ss->next; else heap->superslabs = ss->next;
-  if (ss->next != nullptr) ss->next->prev = ss->prev;
-  ss->next = ss->prev = nullptr;
-  --heap->superslab_count;
+  heap->superslabs.Remove(ss);
 }
 
 void PushPartial(Heap* heap, SlabMeta* slab) {
   HAKMEM_DCHECK(slab->cls < kNumClasses && slab->state != SlabState::kPartial);
-  SlabMeta*& head = heap->partial[slab->cls];
   slab->state = SlabState::kPartial;
-  slab->prev = nullptr;
-  slab->next = head;
-  if (head != nullptr) head->prev = slab;
-  head = slab;
+  heap->partial[slab->cls].PushFront(slab);
 }
 
 void RemovePartial(Heap* heap, SlabMeta* slab) {
-  if (slab->prev != nullptr) slab->prev->next = slab->next; else heap->partial[slab->cls] = slab->next;
-  if (slab->next != nullptr) slab->next->prev = slab->prev;
-  slab->next = slab->prev = nullptr;
+  heap->partial[slab->cls].Remove(slab);
 }
 
 void ReleaseKeptEmptySlabs(Heap* heap);
@@ -99,7 +84,7 @@ void ReleaseKeptEmptySlabs(Heap* heap);
 // acquired one.
 SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy occupancy, bool* fresh) {
   for (bool released = false;; released = true) {
-    for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+    for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
       if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
       const bool was_empty = ss->used_units == 0;
       if (ss->occupancy != occupancy && !was_empty) continue;
@@ -112,7 +97,7 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
     if (released || heap->empty_total == 0) break;
     ReleaseKeptEmptySlabs(heap);
   }
-  const bool big = heap->superslab_count >= kSmallPageSuperSlabs;
+  const bool big = heap->superslabs.size() >= kSmallPageSuperSlabs;
   SuperSlab* ss = AcquireSuperSlab(heap, occupancy,
                                    occupancy == Occupancy::kDense && big ? Pages::kHuge : Pages::kSmall);
   if (ss == nullptr) return nullptr;
@@ -128,31 +113,23 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
 bool KeepEmpty(const Heap* heap, int cls) {
   const uint32_t blocks = kSizeClasses[cls].blocks;
   const uint32_t slabs = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
-  return heap->empty_count[cls] < (slabs > 1 ? slabs : 1);
+  return heap->empty[cls].size() < (slabs > 1 ? slabs : 1);
 }
 
 void PushEmpty(Heap* heap, SlabMeta* slab) {
-  SlabMeta*& head = heap->empty[slab->cls];
   slab->state = SlabState::kPartial;  // free blocks, not current: as a partial slab
-  slab->prev = nullptr;
-  slab->next = head;
-  if (head != nullptr) head->prev = slab;
-  head = slab;
-  ++heap->empty_count[slab->cls];
+  heap->empty[slab->cls].PushFront(slab);
   ++heap->empty_total;
 }
 
 void RemoveEmpty(Heap* heap, SlabMeta* slab) {
-  if (slab->prev != nullptr) slab->prev->next = slab->next; else heap->empty[slab->cls] = slab->next;
-  if (slab->next != nullptr) slab->next->prev = slab->prev;
-  slab->next = slab->prev = nullptr;
-  --heap->empty_count[slab->cls];
+  heap->empty[slab->cls].Remove(slab);
   --heap->empty_total;
 }
 
 // A kept slab for a refill of `cls` (noted: the class is using its kept slabs).
 SlabMeta* PopEmpty(Heap* heap, int cls) {
-  SlabMeta* slab = heap->empty[cls];
+  SlabMeta* slab = heap->empty[cls].head();
   if (slab == nullptr) return nullptr;
   RemoveEmpty(heap, slab);
   heap->empty_taken[cls / 64] |= uint64_t{1} << (cls % 64);
@@ -197,7 +174,7 @@ void ReleaseCachedLargeRuns(Heap* heap) {
 void ReleaseKeptEmptySlabs(Heap* heap) {
   if (heap->empty_total == 0) return;
   for (int cls = 0; cls < kNumClasses; ++cls) {
-    while (SlabMeta* slab = heap->empty[cls]) {
+    while (SlabMeta* slab = heap->empty[cls].head()) {
       RemoveEmpty(heap, slab);
       ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
     }
@@ -213,7 +190,7 @@ void DecayKeptEmptySlabs(Heap* heap) {
   if (heap->empty_total == 0) return;
   for (int cls = 0; cls < kNumClasses; ++cls) {
     if ((heap->empty_taken[cls / 64] & (uint64_t{1} << (cls % 64))) != 0) continue;
-    while (SlabMeta* slab = heap->empty[cls]) {
+    while (SlabMeta* slab = heap->empty[cls].head()) {
       SuperSlab* ss = SuperSlabOf(slab->start);
       RemoveEmpty(heap, slab);
       DecommitRun(ss, slab);
@@ -253,7 +230,7 @@ SlabMeta* NewSlab(Heap* heap, int cls) {
 // the start of the batch), then a kept empty one, then a new slab. Partial slabs
 // first, so the kept ones stay empty for decay to release if demand falls.
 SlabMeta* NextSlab(Heap* heap, int cls) {
-  SlabMeta* slab = heap->partial[cls];
+  SlabMeta* slab = heap->partial[cls].head();
   if (slab != nullptr) {
     RemovePartial(heap, slab);
   } else {
@@ -311,7 +288,7 @@ Heap* AttachHeap() {
     }
     __atomic_store_n(&heap->live, true, __ATOMIC_RELAXED);
   }
-  if (heap->superslabs != nullptr || heap->remote.MaybeNonEmpty()) {
+  if (!heap->superslabs.empty() || heap->remote.MaybeNonEmpty()) {
     Count(Counter::k_heaps_adopted);
   } else {
     Count(Counter::k_heaps_created);
@@ -385,13 +362,13 @@ void DecayHeap(Heap* heap) {
   const uint64_t delay = PurgeDelayNanos();
   // Free units unused for the delay first: a superslab that the kept slabs below
   // leave empty then goes to the shared cache clean.
-  for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+  for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
     DecayFreeUnits(ss, now, delay);
   }
   DecayKeptEmptySlabs(heap);
   ReleaseCachedLargeRuns(heap);
   bool dirty_left = false;  // free units still waiting (just released runs among them)
-  for (SuperSlab* ss = heap->superslabs; ss != nullptr; ss = ss->next) {
+  for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
     dirty_left |= DecayFreeUnits(ss, now, delay);
   }
   heap->next_decay_ns = dirty_left || heap->empty_total != 0 ? now + delay : 0;
@@ -399,7 +376,7 @@ void DecayHeap(Heap* heap) {
 
 // The heap's empty superslabs (one is kept against churn) to the shared cache.
 void ReleaseEmptySuperSlabs(Heap* heap) {
-  for (SuperSlab* ss = heap->superslabs; ss != nullptr;) {
+  for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr;) {
     SuperSlab* next = ss->next;
     if (ss->used_units == 0) {
       UnlinkSuperSlab(heap, ss);

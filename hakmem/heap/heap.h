@@ -21,6 +21,7 @@
 #include "hakmem/ace/ace.h"
 #include "hakmem/config/build_config.h"
 #include "hakmem/config/options.h"
+#include "hakmem/platform/intrusive_list.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/profiler/profiler.h"
 #include "hakmem/registry/registry.h"
@@ -35,18 +36,16 @@ namespace hakmem {
 struct Heap {
   RemoteQueue remote;  // written by other threads: on its own cache line
   alignas(64) SlabMeta* current[kNumClasses];
-  SlabMeta* partial[kNumClasses];  // slabs with free blocks, not current
+  IntrusiveList<SlabMeta> partial[kNumClasses];  // slabs with free blocks, not current
   // Empty slabs kept for the next refills of their class instead of released and
   // carved again (churn): up to what the class's thread cache holds (KeepEmpty in
   // heap.cc). Linked through next/prev. A class that took none of its kept slabs
   // between two decay ticks has them decommitted and released at the second;
   // trim, thread exit, and a heap about to take a new superslab release them all.
-  SlabMeta* empty[kNumClasses];
-  uint16_t empty_count[kNumClasses];
+  IntrusiveList<SlabMeta> empty[kNumClasses];
   uint32_t empty_total;              // kept slabs, all classes
   uint64_t empty_taken[2];           // classes that took a kept slab since the last tick
-  SuperSlab* superslabs;           // owned superslabs
-  uint32_t superslab_count;        // in the list
+  IntrusiveList<SuperSlab> superslabs;  // owned superslabs
   uint32_t empty_superslabs;       // owned superslabs with no unit in use
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
   SlabMeta* large_cache[8];

@@ -118,9 +118,9 @@ TEST(HeapTest, EmptySlabsAreKeptForTheirClassUntilTrim) {
     EXPECT_EQ(heap->current[cls], nullptr) << "every slab was filled";
     FreeBlockList(heap, head);
     // All empty: `keep` of them are kept, the other 3 released.
-    EXPECT_EQ(heap->empty_count[cls], keep);
+    EXPECT_EQ(heap->empty[cls].size(), keep);
     std::set<SlabMeta*> kept;
-    for (SlabMeta* slab = heap->empty[cls]; slab != nullptr; slab = slab->next) {
+    for (SlabMeta* slab = heap->empty[cls].head(); slab != nullptr; slab = slab->next) {
       EXPECT_EQ(slab->used, 0u);
       kept.insert(slab);
     }
@@ -129,12 +129,12 @@ TEST(HeapTest, EmptySlabsAreKeptForTheirClassUntilTrim) {
     const int again = static_cast<int>(keep * blocks);
     ASSERT_EQ(AllocBatch(heap, cls, again, &head), again);
     for (void* p : ListToVector(head)) EXPECT_EQ(kept.count(SlabOf(SuperSlabOf(p), p)), 1u);
-    EXPECT_EQ(heap->empty_count[cls], 0u);
+    EXPECT_EQ(heap->empty[cls].size(), 0u);
     FreeBlockList(heap, head);
-    EXPECT_EQ(heap->empty_count[cls], keep);
+    EXPECT_EQ(heap->empty[cls].size(), keep);
     TrimHeap(heap);
-    EXPECT_EQ(heap->empty_count[cls], 0u);
-    EXPECT_EQ(heap->empty[cls], nullptr);
+    EXPECT_EQ(heap->empty[cls].size(), 0u);
+    EXPECT_TRUE(heap->empty[cls].empty());
   });
 }
 
@@ -148,32 +148,32 @@ TEST(HeapTest, KeptSlabsUnusedForATickAreDecommittedAndReleased) {
       void* head = nullptr;
       ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
       FreeBlockList(heap, head);
-      ASSERT_GE(heap->empty_count[cls], 1u);
+      ASSERT_GE(heap->empty[cls].size(), 1u);
     };
     keep_some(used_cls);
     keep_some(idle_cls);
     DecayHeap(heap);  // both took kept slabs never: both go
-    EXPECT_EQ(heap->empty_count[used_cls], 0u);
-    EXPECT_EQ(heap->empty_count[idle_cls], 0u);
+    EXPECT_EQ(heap->empty[used_cls].size(), 0u);
+    EXPECT_EQ(heap->empty[idle_cls].size(), 0u);
     EXPECT_NE(heap->next_decay_ns, 0u) << "the clock keeps ticking while memory waits";
     keep_some(used_cls);
     keep_some(idle_cls);
     void* head = nullptr;  // the used class takes a kept slab (its current one now)
     ASSERT_EQ(AllocBatch(heap, used_cls, 1, &head), 1);
     FreeBlockList(heap, head);
-    const uint32_t kept = heap->empty_count[used_cls];
+    const uint32_t kept = heap->empty[used_cls].size();
     ASSERT_GE(kept, 1u);
     const uint64_t purged = stats::tls_counters.counters[static_cast<int>(stats::Counter::k_units_purged)];
     DecayHeap(heap);
-    EXPECT_EQ(heap->empty_count[used_cls], kept) << "taken since the last tick: kept";
-    EXPECT_EQ(heap->empty_count[idle_cls], 0u) << "untouched since the last tick: released";
+    EXPECT_EQ(heap->empty[used_cls].size(), kept) << "taken since the last tick: kept";
+    EXPECT_EQ(heap->empty[idle_cls].size(), 0u) << "untouched since the last tick: released";
     if constexpr (config::kStats) {
       EXPECT_GE(stats::tls_counters.counters[static_cast<int>(stats::Counter::k_units_purged)],
                 purged + kSizeClasses[idle_cls].slab_units)
           << "and decommitted";
     }
     DecayHeap(heap);  // now the used class took none either
-    EXPECT_EQ(heap->empty_count[used_cls], 0u);
+    EXPECT_EQ(heap->empty[used_cls].size(), 0u);
   });
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "hakmem/platform/intrusive_list.h"
 #include "hakmem/platform/spin_lock.h"
 
 namespace hakmem::stats {
@@ -17,7 +18,7 @@ ABSL_CONST_INIT std::atomic<uint64_t> g_size_hist[kNumHist] = {};
 namespace {
 
 ABSL_CONST_INIT platform::SpinLock g_lock;
-ABSL_CONST_INIT ThreadCounters* g_live ABSL_GUARDED_BY(g_lock) = nullptr;
+ABSL_CONST_INIT IntrusiveList<ThreadCounters> g_live ABSL_GUARDED_BY(g_lock);
 // Counters of exited threads.
 ABSL_CONST_INIT uint64_t g_retired_class_allocs[kNumClasses] ABSL_GUARDED_BY(g_lock) = {};
 ABSL_CONST_INIT uint64_t g_retired_counters[kNumCounters] ABSL_GUARDED_BY(g_lock) = {};
@@ -34,13 +35,7 @@ constexpr const char* kHelps[] = {
 };
 
 void Unlink(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
-  if (t->prev != nullptr) {
-    t->prev->next = t->next;
-  } else {
-    g_live = t->next;
-  }
-  if (t->next != nullptr) t->next->prev = t->prev;
-  t->next = t->prev = nullptr;
+  g_live.Remove(t);
   t->attached = false;
 }
 
@@ -61,10 +56,7 @@ void AttachThread() {
   ThreadCounters* t = &tls_counters;
   if (t->attached) return;
   platform::SpinLockHolder hold(&g_lock);
-  t->prev = nullptr;
-  t->next = g_live;
-  if (g_live != nullptr) g_live->prev = t;
-  g_live = t;
+  g_live.PushFront(t);
   t->attached = true;
 }
 
@@ -92,7 +84,7 @@ void Collect(Snapshot* out) {
   for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] = g_retired_class_allocs[c];
   for (int b = 0; b < kNumHist; ++b) out->size_hist[b] = g_size_hist[b].load(std::memory_order_relaxed);
   // Other threads' counters are read while they run: a snapshot, not a barrier.
-  for (const ThreadCounters* t = g_live; t != nullptr; t = t->next) add(t);
+  for (const ThreadCounters* t = g_live.head(); t != nullptr; t = t->next) add(t);
   if (!tls_counters.attached) add(&tls_counters);  // the caller may not be listed
 }
 
@@ -103,7 +95,7 @@ void ParentAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Unlock(); }
 
 void ChildAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ThreadCounters* self = &tls_counters;
-  ThreadCounters* t = g_live;
+  ThreadCounters* t = g_live.head();
   while (t != nullptr) {
     ThreadCounters* next = t->next;
     if (t != self) {

@@ -8,6 +8,7 @@
 #include "hakmem/config/build_config.h"
 #include "hakmem/config/check.h"
 #include "hakmem/config/options.h"
+#include "hakmem/platform/intrusive_list.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/platform/spin_lock.h"
 #include "hakmem/stats/stats.h"
@@ -17,29 +18,6 @@ namespace {
 
 using stats::Count;
 using stats::Counter;
-
-// An intrusive list with a head (newest) and a tail (oldest).
-template <typename T>
-struct AgeList {
-  T* head = nullptr;
-  T* tail = nullptr;
-  uint64_t count = 0;
-
-  void PushFront(T* item) {
-    item->prev = nullptr;
-    item->next = head;
-    if (head != nullptr) head->prev = item;
-    head = item;
-    if (tail == nullptr) tail = item;
-    ++count;
-  }
-  void Remove(T* item) {
-    if (item->prev != nullptr) item->prev->next = item->next; else head = item->next;
-    if (item->next != nullptr) item->next->prev = item->prev; else tail = item->prev;
-    item->next = item->prev = nullptr;
-    --count;
-  }
-};
 
 ABSL_CONST_INIT platform::SpinLock g_lock;
 // The reservation superslabs of one kind of pages are carved from, [cursor, end).
@@ -51,9 +29,9 @@ struct Reservation {
   bool huge;
 };
 ABSL_CONST_INIT Reservation g_reserve[2] ABSL_GUARDED_BY(g_lock) = {};  // by Pages
-ABSL_CONST_INIT AgeList<SuperSlab> g_warm ABSL_GUARDED_BY(g_lock);  // empty, committed
-ABSL_CONST_INIT AgeList<SuperSlab> g_cold ABSL_GUARDED_BY(g_lock);  // empty, decommitted
-ABSL_CONST_INIT AgeList<HugeHeader> g_huge_cache ABSL_GUARDED_BY(g_lock);
+ABSL_CONST_INIT IntrusiveList<SuperSlab> g_warm ABSL_GUARDED_BY(g_lock);  // empty, committed
+ABSL_CONST_INIT IntrusiveList<SuperSlab> g_cold ABSL_GUARDED_BY(g_lock);  // empty, decommitted
+ABSL_CONST_INIT IntrusiveList<HugeHeader> g_huge_cache ABSL_GUARDED_BY(g_lock);
 ABSL_CONST_INIT uint64_t g_huge_cached_bytes ABSL_GUARDED_BY(g_lock) = 0;
 
 ABSL_CONST_INIT std::atomic<uint64_t> g_superslab_bytes{0};
@@ -147,12 +125,12 @@ void ReleaseHugeLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 // go first, then the oldest warm superslabs are decommitted.
 void EnforceRetainCapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   const uint64_t cap = RetainBytes();
-  while (g_huge_cache.tail != nullptr &&
-         g_huge_cached_bytes + g_warm.count * kSuperSlabSize > cap) {
-    ReleaseHugeLocked(g_huge_cache.tail);
+  while (g_huge_cache.tail() != nullptr &&
+         g_huge_cached_bytes + g_warm.size() * kSuperSlabSize > cap) {
+    ReleaseHugeLocked(g_huge_cache.tail());
   }
-  while (g_warm.tail != nullptr && g_warm.count * kSuperSlabSize > cap) {
-    SuperSlab* ss = g_warm.tail;
+  while (g_warm.tail() != nullptr && g_warm.size() * kSuperSlabSize > cap) {
+    SuperSlab* ss = g_warm.tail();
     g_warm.Remove(ss);
     DecommitLocked(ss);
     g_cold.PushFront(ss);
@@ -161,9 +139,9 @@ void EnforceRetainCapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 
 void UpdateNextPurgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   uint64_t oldest = UINT64_MAX;
-  if (g_warm.tail != nullptr) oldest = g_warm.tail->cached_at_ns;
-  if (g_huge_cache.tail != nullptr && g_huge_cache.tail->cached_at_ns < oldest) {
-    oldest = g_huge_cache.tail->cached_at_ns;
+  if (g_warm.tail() != nullptr) oldest = g_warm.tail()->cached_at_ns;
+  if (g_huge_cache.tail() != nullptr && g_huge_cache.tail()->cached_at_ns < oldest) {
+    oldest = g_huge_cache.tail()->cached_at_ns;
   }
   g_next_purge_ns.store(oldest == UINT64_MAX ? UINT64_MAX : oldest + PurgeDelayNs(),
                         std::memory_order_relaxed);
@@ -228,7 +206,7 @@ char* TakeFromReservation(size_t len) {
 // A decommitted superslab from the cache for `pages`: for small pages one not
 // advised huge pages (its first touches would fault in 2 MiB each), unless `any`.
 SuperSlab* TakeColdLocked(Pages pages, bool any) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
-  for (SuperSlab* ss = g_cold.head; ss != nullptr; ss = ss->next) {
+  for (SuperSlab* ss = g_cold.head(); ss != nullptr; ss = ss->next) {
     if (any || pages == Pages::kHuge || !ss->huge_pages) {
       g_cold.Remove(ss);
       ss->decommitted = false;
@@ -247,8 +225,8 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
   bool huge = false;  // a fresh superslab from the advised part of a reservation
   {
     platform::SpinLockHolder hold(&g_lock);
-    if (g_warm.head != nullptr) {
-      ss = g_warm.head;
+    if (g_warm.head() != nullptr) {
+      ss = g_warm.head();
       g_warm.Remove(ss);
     } else {
       ss = TakeColdLocked(pages, /*any=*/false);
@@ -431,13 +409,13 @@ namespace {
 bool PurgeCachesLocked(bool force, uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   const uint64_t delay = PurgeDelayNs();
   bool purged = false;
-  while (g_huge_cache.tail != nullptr &&
-         (force || now - g_huge_cache.tail->cached_at_ns >= delay)) {
-    ReleaseHugeLocked(g_huge_cache.tail);
+  while (g_huge_cache.tail() != nullptr &&
+         (force || now - g_huge_cache.tail()->cached_at_ns >= delay)) {
+    ReleaseHugeLocked(g_huge_cache.tail());
     purged = true;
   }
-  while (g_warm.tail != nullptr && (force || now - g_warm.tail->cached_at_ns >= delay)) {
-    SuperSlab* ss = g_warm.tail;
+  while (g_warm.tail() != nullptr && (force || now - g_warm.tail()->cached_at_ns >= delay)) {
+    SuperSlab* ss = g_warm.tail();
     g_warm.Remove(ss);
     DecommitLocked(ss);
     g_cold.PushFront(ss);
@@ -480,7 +458,7 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
     // block realloc in place.
     platform::SpinLockHolder hold(&g_lock);
     HugeHeader* best = nullptr;
-    for (HugeHeader* h = g_huge_cache.head; h != nullptr; h = h->next) {
+    for (HugeHeader* h = g_huge_cache.head(); h != nullptr; h = h->next) {
       if (HugeUsableSize(h) >= size && h->map_len <= 4 * RoundUp(needed, kSuperSlabSize) &&
           (best == nullptr || h->map_len < best->map_len)) {
         best = h;
@@ -614,9 +592,9 @@ SuperSlabStats GetSuperSlabStats() {
   s.superslab_bytes = g_superslab_bytes.load(std::memory_order_relaxed);
   s.huge_bytes = g_huge_bytes.load(std::memory_order_relaxed);
   platform::SpinLockHolder hold(&g_lock);
-  s.cached_superslabs = g_warm.count + g_cold.count;
-  s.cached_huge = g_huge_cache.count;
-  s.warm_superslabs = g_warm.count;
+  s.cached_superslabs = g_warm.size() + g_cold.size();
+  s.cached_huge = g_huge_cache.size();
+  s.warm_superslabs = g_warm.size();
   s.cached_huge_bytes = g_huge_cached_bytes;
   s.huge_mappings = g_huge_count.load(std::memory_order_relaxed);
   return s;
