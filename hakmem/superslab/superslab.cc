@@ -147,12 +147,19 @@ void UpdateNextPurgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
                         std::memory_order_relaxed);
 }
 
+// Points units [first, first + count) at slabs[slab].
+void MapUnits(SuperSlab* ss, size_t first, size_t count, size_t slab) {
+  const auto offset = static_cast<uint16_t>(reinterpret_cast<char*>(&ss->slabs[slab]) - reinterpret_cast<char*>(ss));
+  for (size_t u = first; u < first + count; ++u) ss->slab_offset[u] = offset;
+}
+
 void InitFreshHeader(SuperSlab* ss) {
   // Fresh reservation memory reads as zero: only non-zero fields are written.
   ss->magic = kSuperSlabMagic;
   Store(ss->free_units, ~UnitMask{1});
   Store(ss->dirty_units, 1);
   for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
+  MapUnits(ss, 0, kUnitsPerSuperSlab, 0);  // every unit free: slabs[0], never a slab
 }
 
 bool PurgeCachesLocked(bool force, uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock);
@@ -313,7 +320,7 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
   *fresh = (dirty & mask) == 0;
   Store(ss->dirty_units, dirty | mask);
   ss->used_units += static_cast<uint32_t>(units);
-  memset(&ss->unit_slab[first], static_cast<int>(first), units);
+  MapUnits(ss, first, units, first);
   SlabMeta* slab = &ss->slabs[first];
   slab->start = reinterpret_cast<char*>(ss) + first * kUnitSize;
   slab->units = static_cast<uint16_t>(units);
@@ -321,6 +328,12 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
     if (*fresh) platform::Populate(slab->start, units * kUnitSize);
   }
   return slab;
+}
+
+size_t SlabIndexOfUnit(const SuperSlab* ss, size_t unit) {
+  return static_cast<size_t>(
+      (reinterpret_cast<const char*>(ss) + ss->slab_offset[unit] - reinterpret_cast<const char*>(ss->slabs)) /
+      static_cast<ptrdiff_t>(sizeof(SlabMeta)));
 }
 
 bool GrowRun(SuperSlab* ss, SlabMeta* run, size_t units, bool* fresh) {
@@ -335,7 +348,7 @@ bool GrowRun(SuperSlab* ss, SlabMeta* run, size_t units, bool* fresh) {
   *fresh = (dirty & mask) == 0;
   Store(ss->dirty_units, dirty | mask);
   ss->used_units += static_cast<uint32_t>(added);
-  memset(&ss->unit_slab[first + run->units], static_cast<int>(first), added);
+  MapUnits(ss, first + run->units, added, first);
   run->units = static_cast<uint16_t>(units);
   return true;
 }
@@ -346,7 +359,7 @@ void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   HAKMEM_DCHECK((Load(ss->free_units) & RunMask(first, slab->units)) == 0);  // its units are in use
   Store(ss->free_units, Load(ss->free_units) | RunMask(first, slab->units));
   ss->used_units -= slab->units;
-  memset(&ss->unit_slab[first], 0, slab->units);
+  MapUnits(ss, first, slab->units, 0);
   *slab = SlabMeta{};
   slab->cls = kNoClass;
   slab->state = SlabState::kFree;

@@ -95,7 +95,10 @@ struct SuperSlab : ChunkHeader {
   uint64_t cached_at_ns;
   SuperSlab* next;  // in the owner heap's list, or in the cache
   SuperSlab* prev;
-  uint8_t unit_slab[kUnitsPerSuperSlab];  // first unit of the slab holding a unit
+  // For each unit, the byte offset from the superslab to the SlabMeta of the slab
+  // holding it (slabs[its first unit]; slabs[0]'s for a free unit). An offset, not
+  // an index: the free fast path adds it instead of multiplying by sizeof(SlabMeta).
+  uint16_t slab_offset[kUnitsPerSuperSlab];
   SlabMeta slabs[kUnitsPerSuperSlab];     // by first unit; slabs[0] stays kNoClass
 };
 static_assert(sizeof(SuperSlab) <= kUnitSize, "the header fits unit 0");
@@ -107,8 +110,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SuperSlab* SuperSlabOf(const void* p) {
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* p) {
   const size_t unit = (reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(ss)) / kUnitSize;
-  return &ss->slabs[ss->unit_slab[unit]];
+  return reinterpret_cast<SlabMeta*>(reinterpret_cast<char*>(ss) + ss->slab_offset[unit]);
 }
+
+// The first unit of the slab holding `unit` (0 for a free unit): tests.
+size_t SlabIndexOfUnit(const SuperSlab* ss, size_t unit);
 
 // Whether `p` (an address inside `slab`'s units) is the first byte of one of its
 // blocks, not an interior pointer nor the tail past the last block. Divisibility

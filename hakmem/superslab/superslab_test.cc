@@ -133,7 +133,7 @@ TEST(SuperSlabTest, RunGrowsOverTheFreeUnitsAfterIt) {
   EXPECT_EQ(a->units, 10u);
   EXPECT_EQ(ss->used_units, used - 2 + 6);
   for (size_t u = first; u < first + 10; ++u) {
-    EXPECT_EQ(ss->unit_slab[u], first) << u;
+    EXPECT_EQ(SlabIndexOfUnit(ss, u), first) << u;
     EXPECT_EQ((ss->free_units[u / 64] >> (u % 64)) & 1, 0u) << u;
     EXPECT_EQ((ss->dirty_units[u / 64] >> (u % 64)) & 1, 1u) << u;
   }
@@ -365,7 +365,7 @@ TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
     ASSERT_NE(run, nullptr) << units << " " << align;
     ASSERT_EQ(run, &ss->slabs[expected]) << units << " " << align;
     ASSERT_EQ(run->units, units);
-    for (size_t u = expected; u < expected + units; ++u) ASSERT_EQ(ss->unit_slab[u], expected);
+    for (size_t u = expected; u < expected + units; ++u) ASSERT_EQ(SlabIndexOfUnit(ss, u), expected);
     live.push_back(run);
   }
   for (SlabMeta* run : live) FreeRun(ss, run);
