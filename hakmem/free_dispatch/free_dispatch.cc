@@ -21,13 +21,8 @@ namespace {
 using stats::Count;
 using stats::Counter;
 
-ABSL_ATTRIBUTE_NOINLINE void ReportInvalid(const void* ptr, Call call, const char* reason) {
-  Count(Counter::k_frees_invalid);
-  platform::DiagLine()
-      .Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(ptr))
-      .Str(" (").Str(reason).Str(") in ").Str(CallName(call)).Str("()")
-      .Write();
-  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+void ReportInvalid(const void* ptr, Call call, const char* reason) {
+  ReportInvalidFree(ptr, reason, CallName(call));
 }
 
 // Whether `ptr` lies in the live part of the calling thread's stack: between the

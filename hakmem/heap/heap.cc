@@ -244,25 +244,17 @@ SlabMeta* NextSlab(Heap* heap, int cls) {
 // A large run freed twice, the second time by another thread: found only when its
 // owner drains the remote queue. Reported like free_dispatch reports.
 ABSL_ATTRIBUTE_NOINLINE void ReportRemoteDoubleFree(const void* block) {
-  Count(Counter::k_frees_invalid);
-  platform::DiagLine()
-      .Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(block))
-      .Str(" (double free of a large block, from another thread) in free()")
-      .Write();
-  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+  ReportInvalidFree(block, "double free of a large block, from another thread", "free");
 }
 
 }  // namespace
 
 void ReportCorruptOwner(const SuperSlab* ss, const void* block) {
-  Count(Counter::k_frees_invalid);
-  platform::DiagLine()
-      .Str("hakmem: corrupted superslab header at ").Hex(reinterpret_cast<uintptr_t>(ss))
+  platform::DiagLine line;
+  line.Str("hakmem: corrupted superslab header at ").Hex(reinterpret_cast<uintptr_t>(ss))
       .Str(" (its owner heap fails its check: overwritten by an overflow?) freeing ")
-      .Hex(reinterpret_cast<uintptr_t>(block))
-      .Write();
-  // Nothing is written through the forged owner; the block is leaked.
-  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+      .Hex(reinterpret_cast<uintptr_t>(block));
+  ReportMisuse(line);  // nothing is written through the forged owner; the block is leaked
 }
 
 namespace {

@@ -42,29 +42,38 @@ void InitBlockSecrets() {
   g_block_secrets.free_tag = Mix(seed + 0x9E3779B97F4A7C15ull) | 1;
 }
 
-void* ReportCorruptLink(const void* block, uintptr_t decoded) {
+void ReportMisuse(platform::DiagLine& line) {
   stats::Count(stats::Counter::k_frees_invalid);
-  platform::DiagLine()
-      .Str("hakmem: corrupted free list: the link in freed block ")
+  line.Write();
+  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+}
+
+void ReportInvalidFree(const void* ptr, const char* reason, const char* call) {
+  platform::DiagLine line;
+  line.Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(ptr))
+      .Str(" (").Str(reason).Str(") in ").Str(call).Str("()");
+  ReportMisuse(line);
+}
+
+void* ReportCorruptLink(const void* block, uintptr_t decoded) {
+  platform::DiagLine line;
+  line.Str("hakmem: corrupted free list: the link in freed block ")
       .Hex(reinterpret_cast<uintptr_t>(block))
       .Str(" decodes to ")
       .Hex(decoded)
-      .Str(" (written after free?)")
-      .Write();
-  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+      .Str(" (written after free?)");
+  ReportMisuse(line);
   return nullptr;
 }
 
 void ReportCorruptList(int cls, uint32_t blocks_lost) {
-  stats::Count(stats::Counter::k_frees_invalid);
-  platform::DiagLine()
-      .Str("hakmem: corrupted free list: a link in the thread cache of size class ")
+  platform::DiagLine line;
+  line.Str("hakmem: corrupted free list: a link in the thread cache of size class ")
       .Dec(static_cast<uint64_t>(cls))
       .Str(" failed its check (written after free?); ")
       .Dec(blocks_lost)
-      .Str(" cached blocks dropped")
-      .Write();
-  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+      .Str(" cached blocks dropped");
+  ReportMisuse(line);
 }
 
 }  // namespace hakmem

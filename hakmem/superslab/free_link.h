@@ -89,6 +89,15 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t LinkFailure(const void* block) {
   return static_cast<uint32_t>((decoded & kLinkCheckBits) != 0) << 31;
 }
 
+// The one reporter of the program errors hakmem finds (invalid and double frees,
+// forged links, overwritten headers): counts frees_invalid, writes `line` to
+// stderr and aborts, unless HAKMEM_INVALID_FREE=warn: then it returns, and the
+// caller leaks whatever it cannot trust.
+ABSL_ATTRIBUTE_NOINLINE void ReportMisuse(platform::DiagLine& line);
+
+// "hakmem: invalid free of <ptr> (<reason>) in <call>()", through ReportMisuse.
+ABSL_ATTRIBUTE_NOINLINE void ReportInvalidFree(const void* ptr, const char* reason, const char* call);
+
 // A thread cache list of `cls` that ended before its count of blocks did: a link
 // failed LoadLinkOrEnd's check. Reported like ReportCorruptLink.
 ABSL_ATTRIBUTE_NOINLINE void ReportCorruptList(int cls, uint32_t blocks_lost);

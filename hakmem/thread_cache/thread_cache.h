@@ -36,11 +36,7 @@ namespace hakmem {
 // A block freed twice in a row by its owner while the caches are uncached (heap
 // profiling): reported as free_dispatch reports invalid frees (HAKMEM_INVALID_FREE).
 ABSL_ATTRIBUTE_NOINLINE inline void ReportUncachedDoubleFree(const void* block) {
-  stats::Count(stats::Counter::k_frees_invalid);
-  platform::DiagLine()
-      .Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(block))
-      .Str(" (double free)").Write();
-  if (config::GetOptions().invalid_free == config::InvalidFreePolicy::kAbort) abort();
+  ReportInvalidFree(block, "double free", "free");
 }
 
 // The free list of one class. Constant-initialised to empty: an empty list sends
