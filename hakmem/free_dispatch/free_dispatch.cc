@@ -36,12 +36,6 @@ bool OnCurrentStack(const void* ptr) {
   return p >= sp && p < top;
 }
 
-// ReportInvalid, as FindIn's answer.
-Found Invalid(const void* ptr, Call call, const char* reason) {
-  ReportInvalid(ptr, call, reason);
-  return {Kind::kInvalid, 0};
-}
-
 // A slab block freed by the thread that owns it, after the fast path declined.
 void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   const int cls = slab->cls;
@@ -178,7 +172,7 @@ const char* CallName(Call call) {
 
 Found Find(const void* ptr, Call call) { return FindIn(ptr, registry::Lookup(ptr), call); }
 
-Found FindIn(const void* ptr, void* header, Call call) {
+Classified Classify(const void* ptr, void* header) {
   if (header != nullptr && static_cast<const ChunkHeader*>(header)->magic == kHugeMagic &&
       !InHugeMapping(static_cast<const HugeHeader*>(header), ptr)) {
     header = nullptr;  // past the huge mapping's last page: someone else's memory
@@ -186,32 +180,38 @@ Found FindIn(const void* ptr, void* header, Call call) {
   if (header == nullptr) {
     // Not ours: the C library's pointer, unless plainly wrong.
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(max_align_t) != 0) {
-      return Invalid(ptr, call, "misaligned: not from any allocator");
+      return {Kind::kInvalid, 0, "misaligned: not from any allocator"};
     }
-    if (OnCurrentStack(ptr)) return Invalid(ptr, call, "stack address");
+    if (OnCurrentStack(ptr)) return {Kind::kInvalid, 0, "stack address"};
     // A huge block's user pointer is page-aligned, which the C library's blocks
     // handed out through malloc never are: no pointer of its can match.
-    if (WasReleasedHuge(ptr)) return Invalid(ptr, call, "double free of a released huge block");
-    return {Kind::kForeign, 0};
+    if (WasReleasedHuge(ptr)) return {Kind::kInvalid, 0, "double free of a released huge block"};
+    return {Kind::kForeign, 0, nullptr};
   }
   const ChunkHeader* chunk = static_cast<const ChunkHeader*>(header);
   if (chunk->magic == kHugeMagic) {
     const HugeHeader* h = static_cast<const HugeHeader*>(chunk);
-    if (ptr != h->user) return Invalid(ptr, call, "interior pointer of a huge block");
-    if (h->cached) return Invalid(ptr, call, "double free of a huge block");
-    return {Kind::kHuge, HugeUsableSize(h)};
+    if (ptr != h->user) return {Kind::kInvalid, 0, "interior pointer of a huge block"};
+    if (h->cached) return {Kind::kInvalid, 0, kCachedHugeBlock};
+    return {Kind::kHuge, HugeUsableSize(h), nullptr};
   }
   SuperSlab* ss = static_cast<SuperSlab*>(header);
   const SlabMeta* slab = SlabOf(ss, ptr);
   if (slab->cls == kNoClass || ss->owner.load(std::memory_order_acquire) == nullptr) {
-    return Invalid(ptr, call, "not an allocated block");
+    return {Kind::kInvalid, 0, "not an allocated block"};
   }
   if (slab->cls == kLargeClass) {
-    if (ptr != slab->start) return Invalid(ptr, call, "interior pointer of a large block");
-    return {Kind::kLarge, slab->block_size};
+    if (ptr != slab->start) return {Kind::kInvalid, 0, "interior pointer of a large block"};
+    return {Kind::kLarge, slab->block_size, nullptr};
   }
-  if (!IsBlockStart(slab, ptr)) return Invalid(ptr, call, "interior pointer");
-  return {Kind::kBlock, slab->block_size};
+  if (!IsBlockStart(slab, ptr)) return {Kind::kInvalid, 0, "interior pointer"};
+  return {Kind::kBlock, slab->block_size, nullptr};
+}
+
+Found FindIn(const void* ptr, void* header, Call call) {
+  const Classified c = Classify(ptr, header);
+  if (c.kind == Kind::kInvalid) ReportInvalid(ptr, call, c.reason);
+  return {c.kind, c.usable};
 }
 
 void FreeSlow(void* ptr, void* header, Call call) {
@@ -269,15 +269,9 @@ uint32_t PendingRemoteFrees() {
 }
 
 bool Owns(const void* ptr) {
-  void* header = registry::Lookup(ptr);
-  if (header == nullptr) return false;
-  const ChunkHeader* chunk = static_cast<const ChunkHeader*>(header);
-  if (chunk->magic == kHugeMagic) return ptr == static_cast<const HugeHeader*>(chunk)->user;
-  SuperSlab* ss = static_cast<SuperSlab*>(header);
-  const SlabMeta* slab = SlabOf(ss, ptr);
-  if (slab->cls == kNoClass) return false;
-  if (slab->cls == kLargeClass) return ptr == slab->start;
-  return IsBlockStart(slab, ptr);
+  const Classified c = Classify(ptr, registry::Lookup(ptr));
+  return c.kind == Kind::kBlock || c.kind == Kind::kLarge || c.kind == Kind::kHuge ||
+         c.reason == kCachedHugeBlock;
 }
 
 }  // namespace hakmem::free_dispatch

@@ -80,6 +80,19 @@ struct Found {
   size_t usable;  // bytes the caller may use (0 for kForeign and kInvalid)
 };
 
+// What `ptr` (not nullptr) is, given the registry's answer for it (`header`),
+// without reporting anything: the one pointer classifier that free, realloc,
+// malloc_usable_size and hak_owns share. `reason` says why a kInvalid pointer is
+// invalid (nullptr otherwise); a huge block sitting in the huge cache is invalid
+// to free with reason kCachedHugeBlock.
+inline constexpr char kCachedHugeBlock[] = "double free of a huge block";
+struct Classified {
+  Kind kind;
+  size_t usable;
+  const char* reason;
+};
+Classified Classify(const void* ptr, void* header);
+
 // Validates `ptr` (not nullptr) as the start of a live block. Reports an invalid
 // pointer as Free would (and aborts unless HAKMEM_INVALID_FREE=warn).
 Found Find(const void* ptr, Call call);
@@ -89,7 +102,8 @@ Found FindIn(const void* ptr, void* header, Call call);
 // malloc_usable_size: hakmem's blocks, the C library's pointers, 0 for nullptr.
 size_t UsableSize(const void* ptr);
 
-// Whether `ptr` is the start of a hakmem block (live or cached). Never reports.
+// Whether `ptr` is the start of a hakmem block (live, or a huge block in the huge
+// cache; a slab block in a thread cache counts as live). Never reports.
 bool Owns(const void* ptr);
 
 // Remote frees go to their owners in batches: a block freed into another

@@ -181,6 +181,35 @@ TEST(FreeDispatchTest, FindReportsKindAndUsableSize) {
   EXPECT_TRUE(HugeHeaderOf(huge)->cached);
 }
 
+// The one classifier: kinds and reasons without a report (frees_invalid stays),
+// and hak_owns's answers derived from it, a huge block in the huge cache included.
+TEST(FreeDispatchTest, ClassifyNamesWhatAPointerIsWithoutReporting) {
+  const uint64_t invalid = Counter(stats::Counter::k_frees_invalid);
+  char* tiny = static_cast<char*>(Block(64));
+  Classified c = Classify(tiny, registry::Lookup(tiny));
+  EXPECT_EQ(c.kind, Kind::kBlock);
+  EXPECT_EQ(c.usable, ClassSize(TinyClass(64)));
+  EXPECT_EQ(c.reason, nullptr);
+  c = Classify(tiny + 16, registry::Lookup(tiny + 16));
+  EXPECT_EQ(c.kind, Kind::kInvalid);
+  EXPECT_STREQ(c.reason, "interior pointer");
+  alignas(16) char on_stack[32] = {};
+  c = Classify(on_stack, registry::Lookup(on_stack));
+  EXPECT_EQ(c.kind, Kind::kInvalid);
+  EXPECT_STREQ(c.reason, "stack address");
+  bool zeroed;
+  void* huge = HugeAlloc(5 << 20, 16, &zeroed);
+  ASSERT_NE(huge, nullptr);
+  Free(huge, Call::kFree);
+  ASSERT_TRUE(HugeHeaderOf(huge)->cached);
+  c = Classify(huge, registry::Lookup(huge));
+  EXPECT_EQ(c.kind, Kind::kInvalid);
+  EXPECT_EQ(c.reason, kCachedHugeBlock);
+  EXPECT_TRUE(Owns(huge)) << "a cached huge block is still hakmem's";
+  if constexpr (config::kStats) EXPECT_EQ(Counter(stats::Counter::k_frees_invalid), invalid);
+  Free(tiny, Call::kFree);
+}
+
 TEST(FreeDispatchTest, ForeignPointersGoBackToTheCLibrary) {
   void* small = __libc_malloc(100);
   void* big = __libc_malloc(1 << 20);  // mmapped by glibc

@@ -179,6 +179,11 @@ bool AdviseHugePages(void* ptr, size_t size) {
   return madvise(ptr, size, MADV_HUGEPAGE) == 0;
 }
 
+bool AdviseNoHugePages(void* ptr, size_t size) {
+  Count(Syscall::k_madvise);
+  return madvise(ptr, size, MADV_NOHUGEPAGE) == 0;
+}
+
 bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
   void* moved = MAP_FAILED;
   WithRetries(Syscall::k_mremap, [&] {

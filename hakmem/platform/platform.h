@@ -92,6 +92,9 @@ ThpMode ParseThpMode(const char* text);
 // Asks the OS to back a range with 2 MiB pages when it is faulted in
 // (MADV_HUGEPAGE). `ptr` and `size` are page-aligned; false if refused.
 bool AdviseHugePages(void* ptr, size_t size);
+// The opposite (MADV_NOHUGEPAGE): the range stays in 4 KiB pages, and khugepaged
+// does not collapse it into huge pages again.
+bool AdviseNoHugePages(void* ptr, size_t size);
 
 // Moves the pages of [old_ptr, old_ptr + old_size) to new_ptr, a reserved range of
 // new_size >= old_size bytes, without copying (mremap with MREMAP_FIXED). The old

@@ -87,7 +87,18 @@ UnitMask RunStarts(UnitMask mask, size_t units) {
   return starts;
 }
 
+// The first time part of a huge-page superslab goes back to the OS, the whole
+// superslab is advised MADV_NOHUGEPAGE, and stays in 4 KiB pages from then on:
+// khugepaged (by default it collapses a 2 MiB range holding a single resident
+// page) would otherwise fault what decay gave back in again as one huge page.
+// One madvise per superslab, on the decay path. (Owner or g_lock holder only.)
+void LeaveHugePages(SuperSlab* ss) {
+  if (!ss->huge_pages) return;
+  if (platform::AdviseNoHugePages(ss, kSuperSlabSize)) ss->huge_pages = false;
+}
+
 void DecommitLocked(SuperSlab* ss) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
+  LeaveHugePages(ss);
   // Units are marked clean (reading as zero, so calloc skips its memset) only
   // when the OS really dropped them.
   if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize)) return;
@@ -372,6 +383,7 @@ bool RunIsDirty(const SuperSlab* ss, const SlabMeta* slab) {
 
 void DecommitRun(SuperSlab* ss, const SlabMeta* slab) {
   const size_t first = static_cast<size_t>(slab - ss->slabs);
+  LeaveHugePages(ss);
   if (platform::Decommit(slab->start, size_t{slab->units} * kUnitSize)) {
     Store(ss->dirty_units, Load(ss->dirty_units) & ~RunMask(first, slab->units));
     Count(Counter::k_units_purged, slab->units);
@@ -382,6 +394,7 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
   const UnitMask free_dirty = Load(ss->free_units) & Load(ss->dirty_units);
   if (free_dirty == 0) return false;
   if (now_ns - ss->last_free_ns < delay_ns) return true;
+  LeaveHugePages(ss);
   // Decommit each maximal run of free dirty units with one madvise.
   for (size_t unit = 1; unit < kUnitsPerSuperSlab;) {
     if (((free_dirty >> unit) & 1) == 0) {

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -31,10 +33,10 @@ TEST(SuperSlabTest, AcquiredSuperSlabIsAlignedRegisteredAndOwned) {
 }
 
 // Superslabs for huge pages come from a reservation advised MADV_HUGEPAGE when
-// huge pages are on, the others from one that never is; cached ones keep their
-// advice, so a decommitted huge-page superslab is not taken for small pages while
-// address space lasts.
-TEST(SuperSlabTest, PagesPickTheReservationAndColdHugeOnesStayOutOfSmallPages) {
+// huge pages are on, the others from one that never is. A superslab decommitted
+// in the cache leaves huge pages (see DecayedHugePageSuperSlabLeavesHugePages),
+// so reused it is in 4 KiB pages, for either kind.
+TEST(SuperSlabTest, PagesPickTheReservationAndDecommittedOnesLeaveHugePages) {
   if (!HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << ThpStatus();
   // The cache's superslabs go first; fresh ones for huge pages are advised.
   std::vector<SuperSlab*> taken;
@@ -51,21 +53,67 @@ TEST(SuperSlabTest, PagesPickTheReservationAndColdHugeOnesStayOutOfSmallPages) {
   EXPECT_FALSE(small->huge_pages);
   EXPECT_EQ(small->occupancy, Occupancy::kSparse);
   SetRetainBytes(0);  // what is released now is decommitted at once (cold)
-  for (SuperSlab* ss : huge) ReleaseSuperSlab(ss);
-  // Only huge-page superslabs are cold now: small pages get a fresh one.
+  for (SuperSlab* ss : huge) {
+    ReleaseSuperSlab(ss);
+    EXPECT_FALSE(ss->huge_pages) << "decommitted: advised MADV_NOHUGEPAGE";
+  }
   SuperSlab* again = AcquireSuperSlab(&g_owner, Occupancy::kSparse, Pages::kSmall);
   ASSERT_NE(again, nullptr);
   EXPECT_FALSE(again->huge_pages);
-  EXPECT_EQ(std::find(huge.begin(), huge.end(), again), huge.end());
-  SuperSlab* dense = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kHuge);
-  ASSERT_NE(dense, nullptr);
-  EXPECT_TRUE(dense->huge_pages);
-  EXPECT_NE(std::find(huge.begin(), huge.end(), dense), huge.end()) << "a cold huge one is reused for huge pages";
-  taken.push_back(dense);
   taken.push_back(again);
   taken.push_back(small);
   for (SuperSlab* ss : taken) ReleaseSuperSlab(ss);
   SetRetainBytes(UINT64_MAX);
+}
+
+// The VmFlags line of the mapping of /proc/self/smaps that holds `p`.
+std::string VmFlagsOf(const void* p) {
+  FILE* f = fopen("/proc/self/smaps", "re");
+  if (f == nullptr) return "";
+  char line[512];
+  bool inside = false;
+  std::string flags;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  while (fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long start, end;
+    // A mapping's line starts with its address in lowercase hex; field lines
+    // ("Size:", "AnonHugePages:", "VmFlags:") with a capital letter.
+    const bool mapping = (line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f');
+    if (mapping && sscanf(line, "%lx-%lx ", &start, &end) == 2) {
+      inside = a >= start && a < end;
+    } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+      flags = line;
+      break;
+    }
+  }
+  fclose(f);
+  return flags;
+}
+
+// Decay that gives units of a huge-page superslab back also advises it
+// MADV_NOHUGEPAGE, so khugepaged cannot fault them back in as a huge page.
+TEST(SuperSlabTest, DecayedHugePageSuperSlabLeavesHugePages) {
+  if (!HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << ThpStatus();
+  std::vector<SuperSlab*> taken;
+  SuperSlab* ss = nullptr;
+  while (ss == nullptr && taken.size() < 64) {
+    SuperSlab* s = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kHuge);
+    ASSERT_NE(s, nullptr);
+    (s->huge_pages ? ss : taken.emplace_back(s)) = s;
+  }
+  ASSERT_NE(ss, nullptr);
+  EXPECT_NE(VmFlagsOf(ss).find(" hg"), std::string::npos) << VmFlagsOf(ss);
+  bool fresh;
+  SlabMeta* run = AllocRun(ss, 8, 1, &fresh);
+  ASSERT_NE(run, nullptr);
+  memset(run->start, 1, 8 * kUnitSize);
+  ss->last_free_ns = 0;
+  FreeRun(ss, run);
+  EXPECT_FALSE(DecayFreeUnits(ss, /*now_ns=*/1, /*delay_ns=*/0));
+  EXPECT_FALSE(ss->huge_pages);
+  EXPECT_NE(VmFlagsOf(ss).find(" nh"), std::string::npos) << VmFlagsOf(ss);
+  ReleaseSuperSlab(ss);
+  for (SuperSlab* s : taken) ReleaseSuperSlab(s);
 }
 
 TEST(SuperSlabTest, RunsAreDisjointAlignedAndTracked) {
