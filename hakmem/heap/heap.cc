@@ -241,12 +241,6 @@ SlabMeta* NextSlab(Heap* heap, int cls) {
   return slab;
 }
 
-// A large run freed twice, the second time by another thread: found only when its
-// owner drains the remote queue. Reported like free_dispatch reports.
-ABSL_ATTRIBUTE_NOINLINE void ReportRemoteDoubleFree(const void* block) {
-  ReportInvalidFree(block, "double free of a large block, from another thread", "free");
-}
-
 }  // namespace
 
 void ReportCorruptOwner(const SuperSlab* ss, const void* block) {
@@ -513,7 +507,9 @@ void DrainRemote(Heap* heap) {
     SlabMeta* slab = SlabOf(ss, block);
     if (slab->cls == kLargeClass) {
       if (slab->used == 0) {
-        ReportRemoteDoubleFree(block);  // already freed and cached
+        // A large run freed twice, the second time by another thread: found only
+        // when its owner drains the remote queue.
+        ReportInvalidFree(block, "double free of a large block, from another thread", "free");
       } else {
         FreeLarge(heap, ss, slab);
       }

@@ -221,18 +221,6 @@ char* TakeFromReservation(size_t len) {
   return nullptr;
 }
 
-// A decommitted superslab from the cache for `pages`: for small pages one not
-// advised huge pages (its first touches would fault in 2 MiB each), unless `any`.
-SuperSlab* TakeColdLocked(Pages pages, bool any) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
-  for (SuperSlab* ss = g_cold.head(); ss != nullptr; ss = ss->next) {
-    if (any || pages == Pages::kHuge || !ss->huge_pages) {
-      g_cold.Remove(ss);
-      ss->decommitted = false;
-      return ss;
-    }
-  }
-  return nullptr;
-}
 
 }  // namespace
 
@@ -246,19 +234,20 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
     if (g_warm.head() != nullptr) {
       ss = g_warm.head();
       g_warm.Remove(ss);
-    } else {
-      ss = TakeColdLocked(pages, /*any=*/false);
+    } else if (g_cold.head() != nullptr) {
+      // Decommitted: it left huge pages then (LeaveHugePages), and its header page
+      // stays resident, so it faults in 4 KiB pages whatever `pages` asks.
+      ss = g_cold.head();
+      g_cold.Remove(ss);
+      ss->decommitted = false;
     }
     if (ss == nullptr) {
       Reservation& r = ReservationFor(pages);
-      if (r.cursor != r.end || NewReservationLocked(pages)) {
-        ss = reinterpret_cast<SuperSlab*>(r.cursor);
-        huge = r.huge;
-        r.cursor += kSuperSlabSize;
-        fresh = true;
-      } else if ((ss = TakeColdLocked(pages, /*any=*/true)) == nullptr) {
-        return nullptr;  // errno is ENOMEM
-      }
+      if (r.cursor == r.end && !NewReservationLocked(pages)) return nullptr;  // errno is ENOMEM
+      ss = reinterpret_cast<SuperSlab*>(r.cursor);
+      huge = r.huge;
+      r.cursor += kSuperSlabSize;
+      fresh = true;
     }
     if (!fresh) {
       Count(Counter::k_superslabs_reused);

@@ -133,9 +133,9 @@ static_assert(kPoolMax <= (size_t{1} << 17) && kSuperSlabSize <= (size_t{1} << 2
               "IsBlockStart's one-multiply test needs offsets < 2^21, sizes <= 2^17");
 
 // Takes an empty superslab for `owner` to carve blocks of `occupancy` from, in
-// `pages` where it is new: warm from the cache (any: its pages are resident
-// already), then decommitted from the cache (for small pages one not advised huge
-// pages, while address space lasts), then carved from the reservation of `pages`.
+// `pages` where it is new: warm from the cache (its pages are resident already),
+// then decommitted from the cache (in 4 KiB pages, see LeaveHugePages), then carved
+// from the reservation of `pages`.
 // nullptr when the OS refuses memory.
 SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages);
 

@@ -33,12 +33,6 @@
 
 namespace hakmem {
 
-// A block freed twice in a row by its owner while the caches are uncached (heap
-// profiling): reported as free_dispatch reports invalid frees (HAKMEM_INVALID_FREE).
-ABSL_ATTRIBUTE_NOINLINE inline void ReportUncachedDoubleFree(const void* block) {
-  ReportInvalidFree(block, "double free", "free");
-}
-
 // The free list of one class. Constant-initialised to empty: an empty list sends
 // the caller to its refill path, so the fast paths need no init branch.
 struct FreeList {
@@ -166,7 +160,7 @@ struct ThreadCache {
       // head does.
       SuperSlab* ss = SuperSlabOf(block);
       if (ABSL_PREDICT_FALSE(SlabOf(ss, block)->free_list == block)) {
-        return ReportUncachedDoubleFree(block);
+        return ReportInvalidFree(block, "double free", "free");
       }
       profiler::OnFree(block);
       StoreLink(block, nullptr);
