@@ -39,7 +39,10 @@ passed=0
 failed=0
 
 # Preflight: the library loads into a process (and the loader finds it mapped).
-if ! LD_PRELOAD="$LIB" cat /proc/self/maps 2>"$WORK/preload.err" | grep -qF "$LIB"; then
+# The maps go to a file first: `cat | grep -q` under pipefail fails at random,
+# because grep -q exits at the first match and cat then dies of SIGPIPE.
+LD_PRELOAD="$LIB" cat /proc/self/maps >"$WORK/preload.maps" 2>"$WORK/preload.err"
+if ! grep -qF "$LIB" "$WORK/preload.maps"; then
   echo "FAIL preload: $LIB is not mapped into a preloaded process" >&2
   cat "$WORK/preload.err" >&2
   echo "0 passed, 1 failed"
