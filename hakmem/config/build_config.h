@@ -1,5 +1,6 @@
-// config/build_config: the build flags (`--define hakmem_<name>=<value>`) as
-// constexpr values, read with `if constexpr` so a disabled feature costs nothing.
+// config/build_config: the build flags (`--define hakmem_<name>=<value>`, or a
+// test's flag variant: hakmem/config/variants.bzl) as constexpr values, read with
+// `if constexpr` so a disabled feature costs nothing.
 // The -D macros come from hakmem/config/flags.bzl; the defaults below (the fast,
 // safe build) apply when this header is compiled outside Bazel.
 // Thread-safety: constants only. Called by: every box above config.
@@ -39,9 +40,6 @@
 #ifndef HAKMEM_BUILD_CHECKS
 #define HAKMEM_BUILD_CHECKS 0
 #endif
-#ifndef HAKMEM_BUILD_SANITIZER
-#define HAKMEM_BUILD_SANITIZER 0
-#endif
 
 namespace hakmem::config {
 
@@ -72,8 +70,6 @@ inline constexpr bool kDebugLog = HAKMEM_BUILD_DEBUG_LOG == 1;
 inline constexpr bool kAce = HAKMEM_BUILD_ACE == 1;
 // --define hakmem_checks=off|on: HAKMEM_DCHECK invariants checked (config/check.h).
 inline constexpr bool kChecks = HAKMEM_BUILD_CHECKS == 1;
-// Set by --config=asan|tsan|ubsan (1, 2, 3); 0 otherwise.
-inline constexpr int kSanitizer = HAKMEM_BUILD_SANITIZER;
 
 }  // namespace hakmem::config
 

@@ -1,8 +1,8 @@
 // config/check: HAKMEM_DCHECK, the allocator's invariants written in code.
 //
 // Owns: the check macro and its failure report. A check is compiled in with
-// --define hakmem_checks=on (--config=debug sets it; CI's flag matrix runs the
-// unit tests so): a false condition writes "hakmem: check failed: <condition>
+// --define hakmem_checks=on (--config=debug sets it; the *_checks_on flag
+// variants run the unit tests so): a false condition writes "hakmem: check failed: <condition>
 // at <file>:<line>" to stderr without allocating, and aborts. Off (the default),
 // the condition is compiled (so it stays well-formed) but never evaluated.
 // Thread-safety: any thread. Called by: every box above config.

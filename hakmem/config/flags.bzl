@@ -1,9 +1,22 @@
 """hakmem's build flags: `--define hakmem_<name>=<value>`.
 
-Each flag is a `config_setting` per value (`//hakmem/config:<name>_<value>`), turned
-into `-DHAKMEM_BUILD_<NAME>=<int>` and read through hakmem/config/build_config.h as
-`constexpr` values. An unknown value fails the build with the list of valid ones.
-The first value of each flag is its default, which is always the fast, safe build.
+Each flag is a `config_setting` per value, turned into `-DHAKMEM_BUILD_<NAME>=<int>`
+and read through hakmem/config/build_config.h as `constexpr` values. An unknown
+value fails the build with the list of valid ones. The first value of each flag is
+its default, which is always the fast, safe build.
+
+A value is set in one of two ways, never both in one configuration:
+  --define hakmem_<name>=<value>   what users (and CI's all-flags run) write;
+                                   any number of flags at once. Matches
+                                   `//hakmem/config:<name>_<value>`.
+  the `variant` build setting      "<name>=<value>", set only by the transition of
+                                   a flag-variant test (hakmem/config/variants.bzl):
+                                   the default build with that one flag changed,
+                                   whatever --define says, so `bazel test //...`
+                                   covers every value. Matches
+                                   `//hakmem/config:<name>_<value>_variant`.
+The --define settings match only where `variant` is empty, so the two never both
+match (select() would call that ambiguous).
 """
 
 # name: (values in order, default first; the int each value becomes; what it changes)
@@ -19,19 +32,59 @@ HAKMEM_FLAGS = {
     "debug_log": (["off", "on"], [0, 1], "on: slow-path events (new superslab, adopt, purge) are written to stderr."),
     "ace": (["on", "off"], [1, 0], "Adaptive thread caches (hakmem/ace): per-class limits and batches learned per thread within HAKMEM_ACE_BUDGET_KB. off: today's fixed limits (A/B only)."),
     "checks": (["off", "on"], [0, 1], "on: the invariants written as HAKMEM_DCHECK (slab states, used counts, heap ownership) are checked, and a failure aborts naming it. --config=debug sets it."),
-    "sanitizer": (["none", "asan", "tsan", "ubsan"], [0, 1, 2, 3], "Set by --config=asan/tsan/ubsan; not for users."),
 }
+
+# Every non-default value, as "<name>=<value>": the flag variants of a test.
+HAKMEM_FLAG_VARIANTS = [
+    "%s=%s" % (name, value)
+    for name, (values, _ints, _doc) in HAKMEM_FLAGS.items()
+    for value in values[1:]
+]
+
+def hakmem_flag_values(variant):
+    """The int of every flag under a variant ("<name>=<value>"), as "POOL_TLS=1,...".
+
+    What a variant's binary must have been compiled with (build_config_test)."""
+    changed, _, changed_value = variant.partition("=")
+    values = []
+    for name, (names, ints, _doc) in HAKMEM_FLAGS.items():
+        number = ints[names.index(changed_value)] if name == changed else ints[0]
+        values.append("%s=%d" % (name.upper(), number))
+    return ",".join(values)
 
 def _setting_name(name, value):
     return "%s_%s" % (name, value)
 
+def _variant_setting_impl(ctx):
+    value = ctx.build_setting_value
+    if value and value not in HAKMEM_FLAG_VARIANTS:
+        fail("hakmem flag variant %r is not one of: %s" % (value, ", ".join(HAKMEM_FLAG_VARIANTS)))
+    return []
+
+_variant_setting = rule(
+    implementation = _variant_setting_impl,
+    build_setting = config.string(flag = False),
+    doc = "The one flag a flag-variant test changes (\"<name>=<value>\"), or empty.",
+)
+
 def hakmem_flag_settings():
-    """Declares the config_settings of every flag, and the check of their values."""
+    """Declares the config_settings of every flag, the variant setting and the check of their values."""
+    _variant_setting(
+        name = "variant",
+        build_setting_default = "",
+        visibility = ["//visibility:public"],
+    )
     for name, (values, _ints, _doc) in HAKMEM_FLAGS.items():
         for value in values:
             native.config_setting(
                 name = _setting_name(name, value),
                 define_values = {"hakmem_" + name: value},
+                flag_values = {":variant": ""},
+                visibility = ["//visibility:public"],
+            )
+            native.config_setting(
+                name = _setting_name(name, value) + "_variant",
+                flag_values = {":variant": "%s=%s" % (name, value)},
                 visibility = ["//visibility:public"],
             )
     hakmem_flag_check(name = "flag_check")
@@ -43,7 +96,9 @@ def hakmem_flag_defines():
         macro = "HAKMEM_BUILD_%s=" % name.upper()
         branches = {"//conditions:default": [macro + str(ints[0])]}
         for value, number in zip(values[1:], ints[1:]):
-            branches["//hakmem/config:" + _setting_name(name, value)] = [macro + str(number)]
+            setting = "//hakmem/config:" + _setting_name(name, value)
+            branches[setting] = [macro + str(number)]
+            branches[setting + "_variant"] = [macro + str(number)]
         defines += select(branches)
     return defines
 

@@ -30,7 +30,8 @@ namespace hakmem::core {
 HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* MallocSlow(size_t size);
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Malloc(size_t size) {
-  int cls;
+  // Unsigned: gcc 12 would sign-extend an int index again for the class count.
+  uint32_t cls;
   if (ABSL_PREDICT_TRUE(size <= kTinyMax)) {
     cls = TinyClass(size);
   } else if (size <= kPoolMax) {

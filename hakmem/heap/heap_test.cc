@@ -163,12 +163,12 @@ TEST(HeapTest, KeptSlabsUnusedForATickAreDecommittedAndReleased) {
     FreeBlockList(heap, head);
     const uint32_t kept = heap->empty[used_cls].size();
     ASSERT_GE(kept, 1u);
-    const uint64_t purged = stats::tls_counters.counters[static_cast<int>(stats::Counter::k_units_purged)];
+    const uint64_t purged = stats::ThreadCount(stats::Counter::k_units_purged);
     DecayHeap(heap);
     EXPECT_EQ(heap->empty[used_cls].size(), kept) << "taken since the last tick: kept";
     EXPECT_EQ(heap->empty[idle_cls].size(), 0u) << "untouched since the last tick: released";
     if constexpr (config::kStats) {
-      EXPECT_GE(stats::tls_counters.counters[static_cast<int>(stats::Counter::k_units_purged)],
+      EXPECT_GE(stats::ThreadCount(stats::Counter::k_units_purged),
                 purged + kSizeClasses[idle_cls].slab_units)
           << "and decommitted";
     }

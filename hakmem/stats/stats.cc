@@ -41,8 +41,8 @@ void Unlink(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 
 // Moves `t`'s counts into the retired totals and zeroes them.
 void Retire(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
-  for (int i = 0; i < kNumCounters; ++i) g_retired_counters[i] += t->counters[i];
-  for (int c = 0; c < kNumClasses; ++c) g_retired_class_allocs[c] += t->class_allocs[c];
+  for (int i = 0; i < kNumCounters; ++i) g_retired_counters[i] += LoadCounter(&t->counters[i]);
+  for (int c = 0; c < kNumClasses; ++c) g_retired_class_allocs[c] += LoadCounter(&t->class_allocs[c]);
   memset(t->counters, 0, sizeof(t->counters));
   memset(t->class_allocs, 0, sizeof(t->class_allocs));
 }
@@ -76,14 +76,14 @@ void Collect(Snapshot* out) {
   }
   platform::SpinLockHolder hold(&g_lock);
   auto add = [out](const ThreadCounters* t) {
-    const volatile ThreadCounters* v = t;
-    for (int i = 0; i < kNumCounters; ++i) out->counters[i] += v->counters[i];
-    for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += v->class_allocs[c];
+    for (int i = 0; i < kNumCounters; ++i) out->counters[i] += LoadCounter(&t->counters[i]);
+    for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += LoadCounter(&t->class_allocs[c]);
   };
   for (int i = 0; i < kNumCounters; ++i) out->counters[i] += g_retired_counters[i];
   for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] = g_retired_class_allocs[c];
   for (int b = 0; b < kNumHist; ++b) out->size_hist[b] = g_size_hist[b].load(std::memory_order_relaxed);
-  // Other threads' counters are read while they run: a snapshot, not a barrier.
+  // Other threads' counters are read while they run (relaxed loads of words
+  // their owners add to): a snapshot, not a barrier.
   for (const ThreadCounters* t = g_live.head(); t != nullptr; t = t->next) add(t);
   if (!tls_counters.attached) add(&tls_counters);  // the caller may not be listed
 }

@@ -1,5 +1,6 @@
 #include "hakmem/stats/stats.h"
 
+#include <atomic>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -37,6 +38,36 @@ TEST(StatsTest, CountsOfLiveAndExitedThreadsAreMerged) {
     DetachThread();
   }).join();
   EXPECT_EQ(ClassAllocs(5), before + 8);
+}
+
+// A thread counts while another collects: every snapshot is between the counts
+// before and after, never falls, and (under --config=tsan) the reads of the
+// running thread's counters are not a data race.
+TEST(StatsTest, CollectWhileAnotherThreadCounts) {
+  if constexpr (!config::kStats) GTEST_SKIP() << "stats compiled out";
+  constexpr int kCounts = 200000;
+  const uint64_t before = ClassAllocs(6);
+  std::atomic<bool> done{false};
+  std::thread counter([&] {
+    AttachThread();
+    for (int i = 0; i < kCounts; ++i) {
+      CountClassAlloc(6);
+      Count(Counter::k_cache_refills);
+    }
+    done = true;
+    DetachThread();
+  });
+  uint64_t last = before;
+  int snapshots = 0;
+  while (!done || snapshots == 0) {
+    const uint64_t now = ClassAllocs(6);
+    EXPECT_GE(now, last);
+    EXPECT_LE(now, before + kCounts);
+    last = now;
+    ++snapshots;
+  }
+  counter.join();
+  EXPECT_EQ(ClassAllocs(6), before + kCounts);
 }
 
 TEST(StatsTest, GlobalCountersAndLanes) {

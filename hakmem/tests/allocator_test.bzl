@@ -7,6 +7,8 @@
                 brings its own allocator). Compiled with HAKMEM_TEST_LINKS_HAKMEM=1,
                 which turns on the few checks that only hold for hakmem (its
                 statistics, its invalid-free reports).
+  x_test_<flag>_<value>  x_test under each non-default build flag value
+                (hakmem/config/variants.bzl), unless x_test is tagged `slow`.
   x_glibc_test  (with `glibc_reference = True`) the same source against the C
                 library's allocator. It shows that the test itself is right: every
                 check that is not hakmem-specific must pass with glibc too. Tagged
@@ -17,10 +19,11 @@
   x_profiled_test  (with `profiled = True`) the hakmem variant with the heap
                 profiler on, sampling every 4 KiB on average (thread caches
                 uncached, every free and many allocations through the profiler's
-                paths). Tagged `slow` (tools/flag_matrix.sh skips it).
+                paths). Tagged `slow` (no flag variants).
 """
 
 load("//hakmem:copts.bzl", "HAKMEM_TEST_COPTS")
+load("//hakmem/config:variants.bzl", "flag_variant_tests")
 
 def allocator_test(
         name,
@@ -60,6 +63,15 @@ def allocator_test(
         deps = deps + hakmem_deps,
         tags = tags + ["no_sanitizer"],
         **kwargs
+    )
+    flag_variant_tests(
+        name = name,
+        tags = tags + ["no_sanitizer"],
+        env = kwargs.get("env", {}),
+        args = kwargs.get("args", []),
+        size = kwargs.get("size"),
+        timeout = kwargs.get("timeout"),
+        shard_count = kwargs.get("shard_count"),
     )
     stem = name[:-len("_test")]
     if profiled:

@@ -174,9 +174,8 @@ TEST(ThreadCacheTest, AceGrowsABreathingClassUntilItStopsRefilling) {
     };
     for (int i = 0; i < 10; ++i) cycle();
     auto events = [] {
-      const auto& c = stats::tls_counters.counters;
-      return c[static_cast<int>(stats::Counter::k_cache_refills)] +
-             c[static_cast<int>(stats::Counter::k_cache_flushes)];
+      return stats::ThreadCount(stats::Counter::k_cache_refills) +
+             stats::ThreadCount(stats::Counter::k_cache_flushes);
     };
     const uint64_t before = events();
     for (int i = 0; i < 100; ++i) cycle();
