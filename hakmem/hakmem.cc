@@ -19,45 +19,20 @@ static_assert(HAKMEM_STATS_NUM_CLASSES == hakmem::kNumClasses);
 static_assert(HAKMEM_STATS_NUM_SYSCALLS ==
               static_cast<int>(hakmem::platform::Syscall::kCount));
 
-using hakmem::core::Free;
-using hakmem::core::Malloc;
-
 extern "C" {
 
-// The allocation functions of the API sit in the section the heap profiler's
+// hak_malloc, hak_free, ... (core.h's list; wrappers.cc defines the same
+// functions under the C library's names). In the section the heap profiler's
 // stack walk skips (placement only).
-HAKMEM_ALLOC_ENTRY void* hak_malloc(size_t size);
-HAKMEM_ALLOC_ENTRY void* hak_calloc(size_t count, size_t size);
-HAKMEM_ALLOC_ENTRY void* hak_realloc(void* ptr, size_t size);
-HAKMEM_ALLOC_ENTRY void* hak_reallocarray(void* ptr, size_t count, size_t size);
-HAKMEM_ALLOC_ENTRY int hak_posix_memalign(void** out, size_t alignment, size_t size);
-HAKMEM_ALLOC_ENTRY void* hak_aligned_alloc(size_t alignment, size_t size);
-HAKMEM_ALLOC_ENTRY void* hak_memalign(size_t alignment, size_t size);
-HAKMEM_ALLOC_ENTRY void* hak_valloc(size_t size);
-HAKMEM_ALLOC_ENTRY void* hak_pvalloc(size_t size);
+#define HAK_DEFINE_ENTRY_POINT(type, name, params, call) \
+  HAKMEM_ALLOC_ENTRY type hak_##name params { return call; }
+HAKMEM_ENTRY_POINTS(HAK_DEFINE_ENTRY_POINT)
+#undef HAK_DEFINE_ENTRY_POINT
 
-void* hak_malloc(size_t size) { return Malloc(size); }
-void hak_free(void* ptr) { Free(ptr); }
-void* hak_calloc(size_t count, size_t size) { return hakmem::core::Calloc(count, size); }
-void* hak_realloc(void* ptr, size_t size) { return hakmem::core::Realloc(ptr, size); }
-void* hak_reallocarray(void* ptr, size_t count, size_t size) {
-  return hakmem::core::ReallocArray(ptr, count, size);
-}
-int hak_posix_memalign(void** out, size_t alignment, size_t size) {
-  return hakmem::core::PosixMemalign(out, alignment, size);
-}
-void* hak_aligned_alloc(size_t alignment, size_t size) {
-  return hakmem::core::AlignedAllocC11(alignment, size);
-}
-void* hak_memalign(size_t alignment, size_t size) {
-  return hakmem::core::Memalign(alignment, size);
-}
-void* hak_valloc(size_t size) { return hakmem::core::Valloc(size); }
-void* hak_pvalloc(size_t size) { return hakmem::core::Pvalloc(size); }
 size_t hak_malloc_usable_size(const void* ptr) {
   return hakmem::free_dispatch::UsableSize(ptr);
 }
-void hak_free_sized(void* ptr, size_t) { Free(ptr); }
+void hak_free_sized(void* ptr, size_t) { hakmem::core::Free(ptr); }
 int hak_owns(const void* ptr) { return ptr != nullptr && hakmem::free_dispatch::Owns(ptr); }
 void hak_purge(void) { hakmem::core::Purge(); }
 

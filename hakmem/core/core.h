@@ -75,4 +75,24 @@ int ReportFd();
 
 }  // namespace hakmem::core
 
+// The C library's allocation functions, listed once: hakmem.cc defines each as
+// hak_<name> (the API of hakmem.h), wrappers.cc as <name> (replacing the C
+// library's), both forwarding to the call given here.
+// X(return type, name, parameters, forwarding call). malloc_usable_size is not
+// here: glibc declares its parameter `void*`, hak_malloc_usable_size `const void*`.
+#define HAKMEM_ENTRY_POINTS(X)                                                              \
+  X(void*, malloc, (size_t size), hakmem::core::Malloc(size))                              \
+  X(void, free, (void* ptr), hakmem::core::Free(ptr))                                       \
+  X(void*, calloc, (size_t count, size_t size), hakmem::core::Calloc(count, size))          \
+  X(void*, realloc, (void* ptr, size_t size), hakmem::core::Realloc(ptr, size))             \
+  X(void*, reallocarray, (void* ptr, size_t count, size_t size),                            \
+    hakmem::core::ReallocArray(ptr, count, size))                                           \
+  X(int, posix_memalign, (void** out, size_t alignment, size_t size),                       \
+    hakmem::core::PosixMemalign(out, alignment, size))                                      \
+  X(void*, aligned_alloc, (size_t alignment, size_t size),                                  \
+    hakmem::core::AlignedAllocC11(alignment, size))                                         \
+  X(void*, memalign, (size_t alignment, size_t size), hakmem::core::Memalign(alignment, size)) \
+  X(void*, valloc, (size_t size), hakmem::core::Valloc(size))                               \
+  X(void*, pvalloc, (size_t size), hakmem::core::Pvalloc(size))
+
 #endif  // HAKMEM_CORE_CORE_H_

@@ -15,9 +15,10 @@
 #include "hakmem/hakmem.h"
 #include "hakmem/profiler/profiler.h"
 
-// hakmem builds with -fvisibility=hidden: these are the symbols it exports. They
-// sit in the section the heap profiler's stack walk skips (placement only).
-#define HAKMEM_EXPORT __attribute__((visibility("default"))) HAKMEM_ALLOC_ENTRY
+// hakmem builds with -fvisibility=hidden: these are the symbols it exports (as
+// hakmem.h's HAK_API). They sit in the section the heap profiler's stack walk
+// skips (placement only).
+#define HAKMEM_EXPORT HAK_API HAKMEM_ALLOC_ENTRY
 
 namespace {
 
@@ -65,22 +66,13 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Delete(void* ptr) {
 
 extern "C" {
 
-HAKMEM_EXPORT void* malloc(size_t size) { return Malloc(size); }
-HAKMEM_EXPORT void free(void* ptr) { Free(ptr); }
-HAKMEM_EXPORT void* calloc(size_t count, size_t size) { return hakmem::core::Calloc(count, size); }
-HAKMEM_EXPORT void* realloc(void* ptr, size_t size) { return hakmem::core::Realloc(ptr, size); }
-HAKMEM_EXPORT void* reallocarray(void* ptr, size_t count, size_t size) {
-  return hakmem::core::ReallocArray(ptr, count, size);
-}
-HAKMEM_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
-  return hakmem::core::PosixMemalign(out, alignment, size);
-}
-HAKMEM_EXPORT void* aligned_alloc(size_t alignment, size_t size) {
-  return hakmem::core::AlignedAllocC11(alignment, size);
-}
-HAKMEM_EXPORT void* memalign(size_t alignment, size_t size) { return hakmem::core::Memalign(alignment, size); }
-HAKMEM_EXPORT void* valloc(size_t size) { return hakmem::core::Valloc(size); }
-HAKMEM_EXPORT void* pvalloc(size_t size) { return hakmem::core::Pvalloc(size); }
+// malloc, free, calloc, ... (core.h's list; hakmem.cc defines the same functions
+// as the hak_* API).
+#define HAKMEM_DEFINE_ENTRY_POINT(type, name, params, call) \
+  HAKMEM_EXPORT type name params { return call; }
+HAKMEM_ENTRY_POINTS(HAKMEM_DEFINE_ENTRY_POINT)
+#undef HAKMEM_DEFINE_ENTRY_POINT
+
 HAKMEM_EXPORT size_t malloc_usable_size(void* ptr) { return hakmem::free_dispatch::UsableSize(ptr); }
 
 // glibc's malloc_trim would trim only the C library's own arena: ours gives every
