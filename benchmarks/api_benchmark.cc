@@ -44,7 +44,8 @@ void BM_HakMixedWorkingSet(benchmark::State& state) {
   for (void* p : live) hak_free(p);
 }
 
-#define HAKMEM_SIZES ->Arg(16)->Arg(256)->Arg(1024)->Arg(4096)->Arg(32768)->Arg(262144)->Arg(4 << 20)
+#define HAKMEM_SIZES \
+  ->Arg(16)->Arg(256)->Arg(1024)->Arg(4096)->Arg(32768)->Arg(262144)->Arg(4 << 20)
 BENCHMARK(BM_HakMallocFree) HAKMEM_SIZES;
 BENCHMARK(BM_LibcMallocFree) HAKMEM_SIZES;
 BENCHMARK(BM_HakMixedWorkingSet);

@@ -28,8 +28,8 @@ void PrintUsage(FILE* out) {
   fprintf(out, "\n%s\nArguments are positional; a missing one takes its default.\n", g_what);
   for (size_t i = 0; i < g_arg_count; ++i) {
     const Arg& a = g_args[i];
-    fprintf(out, "  %-10s %s (default %.15g, range %.15g..%.15g)\n", a.name, a.help,
-            g_defaults[i], a.min, a.max);
+    fprintf(out, "  %-10s %s (default %.15g, range %.15g..%.15g)\n", a.name, a.help, g_defaults[i],
+            a.min, a.max);
   }
   fprintf(out, "Integers take a K, M or G suffix (powers of 1024).\n");
 }

@@ -30,8 +30,7 @@ struct Arg {
 // Integers take a K/M/G (binary) suffix. -h/--help prints the usage and exits 0; a
 // bad, out-of-range or extra argument prints it to stderr and exits 2. Records the
 // workload's name and values for PrintResult and Fail.
-void ParseArgs(int argc, char** argv, const char* bench, const char* what, Arg* args,
-               size_t count);
+void ParseArgs(int argc, char** argv, const char* bench, const char* what, Arg* args, size_t count);
 template <size_t N>
 void ParseArgs(int argc, char** argv, const char* bench, const char* what, Arg (&args)[N]) {
   ParseArgs(argc, argv, bench, what, args, N);
@@ -72,7 +71,7 @@ class Stopwatch {
   std::chrono::steady_clock::time_point start_;
 };
 
-// The seed reports' generator (r ^= r<<13; r ^= r>>17; r ^= r<<5); a zero seed,
+// The original HAKMEM reports' generator (r ^= r<<13; r ^= r>>17; r ^= r<<5); a zero seed,
 // which would stay zero, is replaced.
 class Xorshift32 {
  public:
@@ -88,7 +87,7 @@ class Xorshift32 {
   uint32_t r_;
 };
 
-// Seed of thread `t` of a multi-threaded workload, as in the seed's mid_large_mt.
+// Seed of thread `t` of a multi-threaded workload, as in the original HAKMEM's mid_large_mt.
 inline uint32_t ThreadSeed(uint32_t seed, unsigned t) {
   return seed ^ static_cast<uint32_t>((t + 1) * 2654435761u);
 }

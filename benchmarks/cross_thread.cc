@@ -63,12 +63,10 @@ int main(int argc, char** argv) {
       {"BLOCKS", "blocks each producer allocates", 2e6, 1, 1e12},
       {"MIN", "smallest block size", 16, 1, 1 << 30},
       {"MAX", "largest block size", 32768, 1, 1 << 30},
-      {"SEED", "xorshift32 seed; producer t uses SEED ^ (t + 1) * 2654435761", 42, 0,
-       4294967295.0},
+      {"SEED", "xorshift32 seed; producer t uses SEED ^ (t + 1) * 2654435761", 42, 0, 4294967295.0},
   };
   bench::ParseArgs(argc, argv, "cross_thread",
-                   "Producers malloc, consumers free: every free comes from another thread.",
-                   args);
+                   "Producers malloc, consumers free: every free comes from another thread.", args);
   const unsigned producers = static_cast<unsigned>(args[0].u());
   const unsigned consumers = static_cast<unsigned>(args[1].u());
   const uint64_t blocks = args[2].u();

@@ -19,8 +19,7 @@ int main(int argc, char** argv) {
       {"SEED", "xorshift32 seed", 42, 0, 4294967295.0},
   };
   bench::ParseArgs(argc, argv, "fragmentation",
-                   "Fill, free most blocks at random, refill with other sizes; RSS vs live.",
-                   args);
+                   "Fill, free most blocks at random, refill with other sizes; RSS vs live.", args);
   const size_t blocks = args[0].u();
   const uint64_t rounds = args[1].u();
   const size_t keep = blocks * args[2].u() / 100;

@@ -58,8 +58,7 @@ int main(int argc, char** argv) {
       {"MAX", "largest block size", 1000, 1, 1 << 30},
       {"BLOCKS", "blocks per lane", 5000, 1, 1e8},
       {"ROUNDS", "a generation replaces ROUNDS * BLOCKS blocks", 10, 1, 1e6},
-      {"SEED", "xorshift32 seed; lane t uses SEED ^ (t + 1) * 2654435761", 4141, 0,
-       4294967295.0},
+      {"SEED", "xorshift32 seed; lane t uses SEED ^ (t + 1) * 2654435761", 4141, 0, 4294967295.0},
       {"THREADS", "lanes (threads alive at once)", 2, 1, 1024},
   };
   bench::ParseArgs(argc, argv, "larson",

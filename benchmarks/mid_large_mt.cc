@@ -1,4 +1,4 @@
-// mid_large_mt: the seed reports' mid-size workload (bench_mid_large_mt). THREADS
+// mid_large_mt: the original HAKMEM reports' mid-size workload (bench_mid_large_mt). THREADS
 // threads, each with its own WS slots and seed, allocate 8..34 KiB blocks
 // ((1 << (13 + r % 3)) + (r & 0x7FF)) or free them; every free is local.
 #include <thread>
@@ -11,8 +11,7 @@ int main(int argc, char** argv) {
       {"THREADS", "worker threads", 2, 1, 1024},
       {"CYCLES", "iterations per thread, one malloc or free each", 5e6, 1, 1e12},
       {"WS", "slots per thread", 2048, 1, 1e8},
-      {"SEED", "xorshift32 seed; thread t uses SEED ^ (t + 1) * 2654435761", 42, 0,
-       4294967295.0},
+      {"SEED", "xorshift32 seed; thread t uses SEED ^ (t + 1) * 2654435761", 42, 0, 4294967295.0},
   };
   bench::ParseArgs(argc, argv, "mid_large_mt",
                    "Multi-threaded random malloc/free of 8..34 KiB blocks, thread-local slots.",

@@ -1,4 +1,4 @@
-// random_mixed: the seed reports' tiny-lane workload. One thread, WS slots; each
+// random_mixed: the original HAKMEM reports' tiny-lane workload. One thread, WS slots; each
 // iteration frees an occupied slot or fills an empty one with 16..1039 bytes.
 #include "benchmarks/bench_util.h"
 
@@ -20,8 +20,7 @@ int main(int argc, char** argv) {
   bench::Stopwatch watch;
   bench::SlotLoop(
       cycles, args[1].u(), static_cast<uint32_t>(args[2].u()),
-      [=](uint32_t r) { return bench::Clamp(16 + (r & 0x3FF), min, max); },
-      [](void*, size_t) {});
+      [=](uint32_t r) { return bench::Clamp(16 + (r & 0x3FF), min, max); }, [](void*, size_t) {});
   bench::PrintResult(cycles, watch.Seconds());
   return 0;
 }

@@ -8,11 +8,12 @@
 // harness reports at least that harness's RSS as its own peak. Started from here,
 // the floor is this launcher's, about 1 MiB.
 //
-// The figures are the program's and its own children's (wait4's rusage). LIB goes into the program's LD_PRELOAD only (this launcher runs on the C
-// library's malloc); without --preload, LD_PRELOAD is removed. When the program
-// ends, one line goes to FILE (default: stderr):
+// The figures are the program's and its own children's (wait4's rusage). LIB goes into the
+// program's LD_PRELOAD only (this launcher runs on the C library's malloc); without --preload,
+// LD_PRELOAD is removed. When the program ends, one line goes to FILE (default: stderr):
 //
-//   MEASURED status=0 seconds=1.234567 maxrss_kb=52340 minflt=12800 majflt=0 user_seconds=1.10 sys_seconds=0.10
+//   MEASURED status=0 seconds=1.234567 maxrss_kb=52340 minflt=12800 majflt=0 user_seconds=1.10
+//   sys_seconds=0.10
 //
 // status is the exit code, or minus the signal that killed it (as Python's
 // returncode). This launcher exits with the program's exit code, or 128 + signal.
@@ -127,8 +128,8 @@ int main(int argc, char** argv) {
   fprintf(report,
           "MEASURED status=%d seconds=%.6f maxrss_kb=%ld minflt=%ld majflt=%ld "
           "user_seconds=%.3f sys_seconds=%.3f\n",
-          code, seconds, usage.ru_maxrss, usage.ru_minflt, usage.ru_majflt,
-          Seconds(usage.ru_utime), Seconds(usage.ru_stime));
+          code, seconds, usage.ru_maxrss, usage.ru_minflt, usage.ru_majflt, Seconds(usage.ru_utime),
+          Seconds(usage.ru_stime));
   if (report != stderr) fclose(report);
   return code >= 0 ? code : 128 - code;
 }

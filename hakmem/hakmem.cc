@@ -16,8 +16,7 @@
 #include "hakmem/superslab/superslab.h"
 
 static_assert(HAKMEM_STATS_NUM_CLASSES == hakmem::kNumClasses);
-static_assert(HAKMEM_STATS_NUM_SYSCALLS ==
-              static_cast<int>(hakmem::platform::Syscall::kCount));
+static_assert(HAKMEM_STATS_NUM_SYSCALLS == static_cast<int>(hakmem::platform::Syscall::kCount));
 
 extern "C" {
 
@@ -29,9 +28,7 @@ extern "C" {
 HAKMEM_ENTRY_POINTS(HAK_DEFINE_ENTRY_POINT)
 #undef HAK_DEFINE_ENTRY_POINT
 
-size_t hak_malloc_usable_size(const void* ptr) {
-  return hakmem::free_dispatch::UsableSize(ptr);
-}
+size_t hak_malloc_usable_size(const void* ptr) { return hakmem::free_dispatch::UsableSize(ptr); }
 void hak_free_sized(void* ptr, size_t) { hakmem::core::Free(ptr); }
 int hak_owns(const void* ptr) { return ptr != nullptr && hakmem::free_dispatch::Owns(ptr); }
 void hak_purge(void) { hakmem::core::Purge(); }
@@ -95,14 +92,26 @@ void hak_print_stats(int fd) {
   DiagLine().Str("hakmem stats (pid ").Dec(static_cast<uint64_t>(getpid())).Str(")").Write(fd);
   DiagLine().Str("  lane").Pad(10).Str("allocs").Pad(26).Str("bytes").Write(fd);
   for (int lane = 0; lane < HAKMEM_STATS_NUM_LANES; ++lane) {
-    DiagLine().Str("  ").Str(hakmem::LaneName(static_cast<hakmem::Lane>(lane))).Pad(10)
-        .Dec(s.lane_allocs[lane]).Pad(26).Dec(s.lane_bytes[lane]).Write(fd);
+    DiagLine()
+        .Str("  ")
+        .Str(hakmem::LaneName(static_cast<hakmem::Lane>(lane)))
+        .Pad(10)
+        .Dec(s.lane_allocs[lane])
+        .Pad(26)
+        .Dec(s.lane_bytes[lane])
+        .Write(fd);
   }
   DiagLine().Str("  class").Pad(10).Str("size").Pad(18).Str("allocs").Write(fd);
   for (int c = 0; c < hakmem::kNumClasses; ++c) {
     if (s.class_allocs[c] == 0) continue;
-    DiagLine().Str("  ").Dec(c).Pad(10).Dec(hakmem::kSizeClasses[c].size).Pad(18)
-        .Dec(s.class_allocs[c]).Write(fd);
+    DiagLine()
+        .Str("  ")
+        .Dec(c)
+        .Pad(10)
+        .Dec(hakmem::kSizeClasses[c].size)
+        .Pad(18)
+        .Dec(s.class_allocs[c])
+        .Write(fd);
   }
 #define HAK_STATS_PRINT(field, help) \
   DiagLine().Str("  " #field).Pad(28).Dec(s.field).Pad(44).Str(help).Write(fd);
@@ -124,21 +133,52 @@ void hak_print_stats(int fd) {
       const uint32_t now = hakmem::ace::LimitOf(hakmem::ace::tls_ace, c);
       if (peak <= fixed && now == fixed) continue;
       if (!header) {
-        DiagLine().Str("  ace limits (blocks)").Pad(28).Str("size").Pad(38).Str("fixed")
-            .Pad(46).Str("peak").Pad(54).Str("this thread").Write(fd);
+        DiagLine()
+            .Str("  ace limits (blocks)")
+            .Pad(28)
+            .Str("size")
+            .Pad(38)
+            .Str("fixed")
+            .Pad(46)
+            .Str("peak")
+            .Pad(54)
+            .Str("this thread")
+            .Write(fd);
         header = true;
       }
-      DiagLine().Str("  class ").Dec(c).Pad(28).Dec(hakmem::kSizeClasses[c].size).Pad(38)
-          .Dec(fixed).Pad(46).Dec(peak > fixed ? peak : fixed).Pad(54).Dec(now).Write(fd);
+      DiagLine()
+          .Str("  class ")
+          .Dec(c)
+          .Pad(28)
+          .Dec(hakmem::kSizeClasses[c].size)
+          .Pad(38)
+          .Dec(fixed)
+          .Pad(46)
+          .Dec(peak > fixed ? peak : fixed)
+          .Pad(54)
+          .Dec(now)
+          .Write(fd);
     }
   }
-  DiagLine().Str("  superslab bytes mapped ").Dec(s.bytes_in_superslabs)
-      .Str(", huge bytes mapped ").Dec(s.bytes_in_huge)
-      .Str(", registry leaf bytes ").Dec(hakmem::registry::LeafBytes()).Write(fd);
-  DiagLine().Str("  page faults (process): minor ").Dec(s.minor_faults)
-      .Str(", major ").Dec(s.major_faults)
-      .Str("; hakmem memory in 2 MiB pages ").Dec(hak_huge_page_bytes())
-      .Str(" bytes (THP ").Str(hakmem::ThpStatus()).Str(")").Write(fd);
+  DiagLine()
+      .Str("  superslab bytes mapped ")
+      .Dec(s.bytes_in_superslabs)
+      .Str(", huge bytes mapped ")
+      .Dec(s.bytes_in_huge)
+      .Str(", registry leaf bytes ")
+      .Dec(hakmem::registry::LeafBytes())
+      .Write(fd);
+  DiagLine()
+      .Str("  page faults (process): minor ")
+      .Dec(s.minor_faults)
+      .Str(", major ")
+      .Dec(s.major_faults)
+      .Str("; hakmem memory in 2 MiB pages ")
+      .Dec(hak_huge_page_bytes())
+      .Str(" bytes (THP ")
+      .Str(hakmem::ThpStatus())
+      .Str(")")
+      .Write(fd);
   if (!hakmem::config::GetOptions().size_hist) return;
   // Up to 128 KiB the classes are the buckets (a class takes the sizes above the
   // one below it); above, powers of two.
@@ -146,13 +186,25 @@ void hak_print_stats(int fd) {
   for (int c = 0; c < hakmem::kNumClasses; ++c) {
     if (s.class_allocs[c] == 0) continue;
     const uint64_t low = c == 0 ? 0 : hakmem::kSizeClasses[c - 1].size + 1;
-    DiagLine().Str("  ").Dec(low).Str(" .. ").Dec(hakmem::kSizeClasses[c].size).Pad(36)
-        .Dec(s.class_allocs[c]).Write(fd);
+    DiagLine()
+        .Str("  ")
+        .Dec(low)
+        .Str(" .. ")
+        .Dec(hakmem::kSizeClasses[c].size)
+        .Pad(36)
+        .Dec(s.class_allocs[c])
+        .Write(fd);
   }
   for (int b = 0; b < HAKMEM_STATS_NUM_HIST; ++b) {
     if (s.size_hist[b] == 0) continue;
-    DiagLine().Str("  ").Dec(uint64_t{1} << (b - 1)).Str(" .. ").Dec((uint64_t{1} << b) - 1)
-        .Pad(36).Dec(s.size_hist[b]).Write(fd);
+    DiagLine()
+        .Str("  ")
+        .Dec(uint64_t{1} << (b - 1))
+        .Str(" .. ")
+        .Dec((uint64_t{1} << b) - 1)
+        .Pad(36)
+        .Dec(s.size_hist[b])
+        .Write(fd);
   }
 }
 

@@ -48,14 +48,14 @@ typedef struct hak_stats {
 #define HAK_STATS_FIELD(field, help) uint64_t field;
   HAKMEM_STATS_COUNTERS(HAK_STATS_FIELD)
 #undef HAK_STATS_FIELD
-  uint64_t lane_allocs[HAKMEM_STATS_NUM_LANES];   /* tiny, pool, large, huge */
-  uint64_t lane_bytes[HAKMEM_STATS_NUM_LANES];    /* bytes of blocks handed out */
+  uint64_t lane_allocs[HAKMEM_STATS_NUM_LANES]; /* tiny, pool, large, huge */
+  uint64_t lane_bytes[HAKMEM_STATS_NUM_LANES];  /* bytes of blocks handed out */
   uint64_t class_allocs[HAKMEM_STATS_NUM_CLASSES];
-  uint64_t syscalls[HAKMEM_STATS_NUM_SYSCALLS];   /* names: hak_syscall_name(i) */
-  uint64_t size_hist[HAKMEM_STATS_NUM_HIST];      /* requests > 128 KiB: [2^(i-1), 2^i) */
-  uint64_t bytes_in_superslabs;                   /* mapped, in use or cached */
-  uint64_t bytes_in_huge;                         /* huge mappings, live or cached */
-  uint64_t minor_faults;                          /* of the process (getrusage) */
+  uint64_t syscalls[HAKMEM_STATS_NUM_SYSCALLS]; /* names: hak_syscall_name(i) */
+  uint64_t size_hist[HAKMEM_STATS_NUM_HIST];    /* requests > 128 KiB: [2^(i-1), 2^i) */
+  uint64_t bytes_in_superslabs;                 /* mapped, in use or cached */
+  uint64_t bytes_in_huge;                       /* huge mappings, live or cached */
+  uint64_t minor_faults;                        /* of the process (getrusage) */
   uint64_t major_faults;
 } hak_stats;
 

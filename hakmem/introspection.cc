@@ -32,10 +32,10 @@ struct Usage {
   uint64_t class_cached[kNumClasses];  // blocks in the calling thread's caches
   uint64_t large_runs;
   uint64_t large_bytes;
-  uint64_t large_cached_runs;          // freed runs kept whole for reuse
+  uint64_t large_cached_runs;  // freed runs kept whole for reuse
   uint64_t large_cached_bytes;
-  uint64_t in_use;                     // bytes, the caller's caches taken out
-  uint64_t cached_bytes;               // bytes in the caller's caches
+  uint64_t in_use;        // bytes, the caller's caches taken out
+  uint64_t cached_bytes;  // bytes in the caller's caches
   SuperSlabStats ss;
 };
 
@@ -177,12 +177,27 @@ struct mallinfo hak_mallinfo(void) {
 void hak_malloc_stats(void) {
   using hakmem::platform::DiagLine;
   const struct mallinfo2 m = hak_mallinfo2();
-  DiagLine().Str("hakmem malloc_stats (pid ").Dec(static_cast<uint64_t>(getpid())).Str(")").Write(2);
+  DiagLine()
+      .Str("hakmem malloc_stats (pid ")
+      .Dec(static_cast<uint64_t>(getpid()))
+      .Str(")")
+      .Write(2);
   DiagLine().Str("system bytes     = ").Dec(m.arena + m.hblkhd).Write(2);
   DiagLine().Str("in use bytes     = ").Dec(m.uordblks + m.hblkhd).Write(2);
-  DiagLine().Str("free bytes held  = ").Dec(m.fordblks)
-      .Str(" (thread cache of this thread ").Dec(m.fsmblks).Str(")").Write(2);
-  DiagLine().Str("huge mappings    = ").Dec(m.hblks).Str(" (").Dec(m.hblkhd).Str(" bytes)").Write(2);
+  DiagLine()
+      .Str("free bytes held  = ")
+      .Dec(m.fordblks)
+      .Str(" (thread cache of this thread ")
+      .Dec(m.fsmblks)
+      .Str(")")
+      .Write(2);
+  DiagLine()
+      .Str("huge mappings    = ")
+      .Dec(m.hblks)
+      .Str(" (")
+      .Dec(m.hblkhd)
+      .Str(" bytes)")
+      .Write(2);
   DiagLine().Str("trimmable bytes  = ").Dec(m.keepcost).Write(2);
   hak_print_stats(2);
 }
@@ -214,24 +229,38 @@ int hak_malloc_info(int options, FILE* stream) {
   x.Str("<malloc version=\"1\"").Attr("allocator", "hakmem").Str(">\n");
   x.Str("<lanes>\n");
   for (int lane = 0; lane < HAKMEM_STATS_NUM_LANES; ++lane) {
-    x.Str("<lane").Attr("name", hakmem::LaneName(static_cast<hakmem::Lane>(lane)))
-        .Attr("count", lane_blocks[lane]).Attr("size", lane_bytes[lane]).Str("/>\n");
+    x.Str("<lane")
+        .Attr("name", hakmem::LaneName(static_cast<hakmem::Lane>(lane)))
+        .Attr("count", lane_blocks[lane])
+        .Attr("size", lane_bytes[lane])
+        .Str("/>\n");
   }
   x.Str("</lanes>\n<classes>\n");
   for (int c = 0; c < kNumClasses; ++c) {
     if (u.class_blocks[c] == 0 && u.class_free[c] == 0) continue;
-    x.Str("<class").Attr("nr", static_cast<uint64_t>(c)).Attr("size", kSizeClasses[c].size)
+    x.Str("<class")
+        .Attr("nr", static_cast<uint64_t>(c))
+        .Attr("size", kSizeClasses[c].size)
         .Attr("in_use", u.class_blocks[c] - u.class_cached[c])
-        .Attr("cached", u.class_cached[c]).Attr("free", u.class_free[c]).Str("/>\n");
+        .Attr("cached", u.class_cached[c])
+        .Attr("free", u.class_free[c])
+        .Str("/>\n");
   }
   x.Str("</classes>\n");
   x.Str("<total").Attr("type", "inuse").Attr("size", m.uordblks).Str("/>\n");
-  x.Str("<total").Attr("type", "free").Attr("count", m.ordblks).Attr("size", m.fordblks).Str("/>\n");
+  x.Str("<total")
+      .Attr("type", "free")
+      .Attr("count", m.ordblks)
+      .Attr("size", m.fordblks)
+      .Str("/>\n");
   x.Str("<total").Attr("type", "cache").Attr("count", m.smblks).Attr("size", m.fsmblks).Str("/>\n");
   x.Str("<total").Attr("type", "mmap").Attr("count", m.hblks).Attr("size", m.hblkhd).Str("/>\n");
   x.Str("<system").Attr("type", "current").Attr("size", m.arena + m.hblkhd).Str("/>\n");
-  x.Str("<aspace").Attr("type", "superslabs").Attr("count", u.superslabs)
-      .Attr("size", u.ss.superslab_bytes).Str("/>\n");
+  x.Str("<aspace")
+      .Attr("type", "superslabs")
+      .Attr("count", u.superslabs)
+      .Attr("size", u.ss.superslab_bytes)
+      .Str("/>\n");
   x.Str("</malloc>\n");
   x.Flush();
   if (!x.ok()) {

@@ -9,6 +9,8 @@ PACKAGES=(
   # callgrind pins the fast paths' instruction counts (hakmem/tests:fast_path_test).
   valgrind
   clang libclang-rt-14-dev
+  # CI checks every C++ file against .clang-format.
+  clang-format
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4
   # google-pprof reads HAKMEM_HEAP_PROFILE's profiles (heap_profile_test needs

@@ -23,7 +23,8 @@ struct Floors {
 };
 constexpr Floors MakeFloors() {
   Floors f{};
-  for (int cls = 0; cls < kNumClasses; ++cls) f.blocks[cls] = static_cast<uint16_t>(FloorLimit(cls));
+  for (int cls = 0; cls < kNumClasses; ++cls)
+    f.blocks[cls] = static_cast<uint16_t>(FloorLimit(cls));
   return f;
 }
 constexpr Floors kFloors = MakeFloors();  // no division in the searches

@@ -56,8 +56,8 @@ inline constexpr uint32_t kMaxLimit = 2048;
 inline constexpr uint32_t kFloorBytes = 16 << 10;
 
 struct ClassState {
-  uint16_t limit;       // blocks its list may hold; 0: no event yet (not in use)
-  uint16_t heat;        // events, halved every window (saturates)
+  uint16_t limit;  // blocks its list may hold; 0: no event yet (not in use)
+  uint16_t heat;   // events, halved every window (saturates)
   // Its heat when its last search for a class to take from found none: it
   // searches again once its heat has doubled, or after the next decay scan (so a
   // full budget costs a few searches per window, not one per event). 0: none.

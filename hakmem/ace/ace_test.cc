@@ -138,8 +138,8 @@ TEST(AceTest, TheBudgetIsNeverExceeded) {
     for (int i = 0; i < 200000; ++i) {
       const int phase = i / 20000;
       const int hot = 32 + (phase * 7) % 28;
-      const int cls = rng() % 4 != 0 ? hot + static_cast<int>(rng() % 3)
-                                      : 32 + static_cast<int>(rng() % 30);
+      const int cls =
+          rng() % 4 != 0 ? hot + static_cast<int>(rng() % 3) : 32 + static_cast<int>(rng() % 30);
       const Decision d = OnEvent(&s, cls);
       ASSERT_EQ(s.used, SumOfLimits(s)) << "event " << i;
       ASSERT_LE(s.used, budget) << "event " << i << " class " << cls;
@@ -185,7 +185,7 @@ TEST(AceTest, AFullBudgetMakesTheColdestClassGiveFirst) {
 TEST(AceTest, IdleClassesGiveBeforeBusyOnes) {
   State s = Fresh(1024 * kKiB);
   const int idle = 40, busy = 41, hot = 56;  // 2304, 2560 and 9216 bytes
-  OnEvent(&s, idle);  // about 256 KiB each at their fixed limits
+  OnEvent(&s, idle);                         // about 256 KiB each at their fixed limits
   OnEvent(&s, busy);
   // A window of events of a small class (32 KiB at most): `idle` falls idle...
   for (uint32_t i = 0; i < kWindow; ++i) OnEvent(&s, 0);

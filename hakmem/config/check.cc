@@ -8,8 +8,12 @@ namespace hakmem::config {
 
 void CheckFailed(const char* condition, const char* file, int line) {
   platform::DiagLine()
-      .Str("hakmem: check failed: ").Str(condition)
-      .Str(" at ").Str(file).Str(":").Dec(static_cast<uint64_t>(line))
+      .Str("hakmem: check failed: ")
+      .Str(condition)
+      .Str(" at ")
+      .Str(file)
+      .Str(":")
+      .Dec(static_cast<uint64_t>(line))
       .Write();
   abort();
 }

@@ -15,17 +15,18 @@
 
 namespace hakmem::config {
 
-[[noreturn]] ABSL_ATTRIBUTE_NOINLINE void CheckFailed(const char* condition, const char* file, int line);
+[[noreturn]] ABSL_ATTRIBUTE_NOINLINE void CheckFailed(const char* condition, const char* file,
+                                                      int line);
 
 }  // namespace hakmem::config
 
-#define HAKMEM_DCHECK(condition)                                                \
-  do {                                                                          \
-    if constexpr (::hakmem::config::kChecks) {                                  \
-      if (ABSL_PREDICT_FALSE(!(condition))) {                                   \
-        ::hakmem::config::CheckFailed(#condition, __FILE__, __LINE__);          \
-      }                                                                         \
-    }                                                                           \
+#define HAKMEM_DCHECK(condition)                                       \
+  do {                                                                 \
+    if constexpr (::hakmem::config::kChecks) {                         \
+      if (ABSL_PREDICT_FALSE(!(condition))) {                          \
+        ::hakmem::config::CheckFailed(#condition, __FILE__, __LINE__); \
+      }                                                                \
+    }                                                                  \
   } while (0)
 
 #endif  // HAKMEM_CONFIG_CHECK_H_

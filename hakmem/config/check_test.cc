@@ -9,7 +9,8 @@ namespace {
 TEST(CheckDeathTest, AFalseConditionAbortsWithItsTextWhenChecksAreOn) {
   if constexpr (!kChecks) GTEST_SKIP() << "built with hakmem_checks=off";
   int used = 0;
-  EXPECT_DEATH(HAKMEM_DCHECK(used == 1), "hakmem: check failed: used == 1 at .*check_test.cc:[0-9]+");
+  EXPECT_DEATH(HAKMEM_DCHECK(used == 1),
+               "hakmem: check failed: used == 1 at .*check_test.cc:[0-9]+");
 }
 
 // Off, the condition is not evaluated at all (its side effect never happens);

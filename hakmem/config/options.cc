@@ -12,8 +12,13 @@ namespace {
 
 void ReportBadValue(const char* name, const char* value, const char* expected) {
   platform::DiagLine()
-      .Str("hakmem: ignoring ").Str(name).Str("=").Str(value)
-      .Str(": expected ").Str(expected).Str("; the default stays")
+      .Str("hakmem: ignoring ")
+      .Str(name)
+      .Str("=")
+      .Str(value)
+      .Str(": expected ")
+      .Str(expected)
+      .Str("; the default stays")
       .Write();
 }
 
@@ -21,8 +26,8 @@ void Parse(const char* name, const char* text, bool* out) {
   if (strcmp(text, "1") == 0 || strcmp(text, "on") == 0 || strcmp(text, "yes") == 0 ||
       strcmp(text, "true") == 0) {
     *out = true;
-  } else if (strcmp(text, "0") == 0 || strcmp(text, "off") == 0 ||
-             strcmp(text, "no") == 0 || strcmp(text, "false") == 0) {
+  } else if (strcmp(text, "0") == 0 || strcmp(text, "off") == 0 || strcmp(text, "no") == 0 ||
+             strcmp(text, "false") == 0) {
     *out = false;
   } else {
     ReportBadValue(name, text, "1 or 0");
@@ -68,9 +73,9 @@ void Parse(const char* name, const char* text, ThpPolicy* out) {
 
 Options ReadEnvironment() {
   Options options;
-#define HAKMEM_OPTION_READ(NAME, field, type, default_value, help)            \
+#define HAKMEM_OPTION_READ(NAME, field, type, default_value, help)             \
   if (const char* text = platform::GetEnv("HAKMEM_" #NAME); text != nullptr) { \
-    Parse("HAKMEM_" #NAME, text, &options.field);                             \
+    Parse("HAKMEM_" #NAME, text, &options.field);                              \
   }
   HAKMEM_OPTION_LIST(HAKMEM_OPTION_READ)
 #undef HAKMEM_OPTION_READ

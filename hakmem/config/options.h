@@ -19,31 +19,30 @@ enum class ThpPolicy : uint8_t { kAuto, kNever };
 
 //  X(NAME,        field,          type,              default,  help)
 #define HAKMEM_OPTION_LIST(X)                                                         \
-  X(STATS, stats, bool, false,                                                       \
-    "1: print allocation, lane, class and syscall statistics to stderr at exit")     \
-  X(SIZE_HIST, size_hist, bool, false,                                               \
-    "1: print a histogram of requested sizes at exit (by class, then powers of two)")\
-  X(INVALID_FREE, invalid_free, InvalidFreePolicy, InvalidFreePolicy::kAbort,        \
-    "abort (default): report an invalid free and abort; warn: report and go on")     \
-  X(PURGE_DELAY_MS, purge_delay_ms, uint64_t, 1000,                                  \
-    "milliseconds an empty superslab or huge mapping stays committed before purge")  \
-  X(RETAIN_MB, retain_mb, uint64_t, 256,                                             \
-    "MiB of empty memory kept committed for reuse; beyond it, purge at once")        \
+  X(STATS, stats, bool, false,                                                        \
+    "1: print allocation, lane, class and syscall statistics to stderr at exit")      \
+  X(SIZE_HIST, size_hist, bool, false,                                                \
+    "1: print a histogram of requested sizes at exit (by class, then powers of two)") \
+  X(INVALID_FREE, invalid_free, InvalidFreePolicy, InvalidFreePolicy::kAbort,         \
+    "abort (default): report an invalid free and abort; warn: report and go on")      \
+  X(PURGE_DELAY_MS, purge_delay_ms, uint64_t, 1000,                                   \
+    "milliseconds an empty superslab or huge mapping stays committed before purge")   \
+  X(RETAIN_MB, retain_mb, uint64_t, 256,                                              \
+    "MiB of empty memory kept committed for reuse; beyond it, purge at once")         \
   X(THP, thp, ThpPolicy, ThpPolicy::kAuto,                                            \
     "auto: 2 MiB pages for superslabs and huge blocks when the kernel's THP mode is " \
-    "always or madvise; never: 4 KiB pages only")                                    \
-  X(HEAP_PROFILE, heap_profile, const char*, nullptr,                                \
+    "always or madvise; never: 4 KiB pages only")                                     \
+  X(HEAP_PROFILE, heap_profile, const char*, nullptr,                                 \
     "<prefix>: sample allocations; write <prefix>.<pid>.heap (pprof format) at exit") \
-  X(HEAP_PROFILE_RATE, heap_profile_rate, uint64_t, 512 * 1024,                      \
-    "mean bytes allocated between two heap-profile samples")                        \
-  X(HEAP_PROFILE_SEED, heap_profile_seed, uint64_t, 0,                               \
-    "seed of the heap-profile sampler; 0: a different one each run")                 \
-  X(ACE_BUDGET_KB, ace_budget_kb, uint64_t, 4096,                                    \
+  X(HEAP_PROFILE_RATE, heap_profile_rate, uint64_t, 512 * 1024,                       \
+    "mean bytes allocated between two heap-profile samples")                          \
+  X(HEAP_PROFILE_SEED, heap_profile_seed, uint64_t, 0,                                \
+    "seed of the heap-profile sampler; 0: a different one each run")                  \
+  X(ACE_BUDGET_KB, ace_budget_kb, uint64_t, 4096,                                     \
     "KiB of thread-cache limits one thread may hold (ACE): hot classes take from idle ones")
 
 struct Options {
-#define HAKMEM_OPTION_FIELD(NAME, field, type, default_value, help) \
-  type field = default_value;
+#define HAKMEM_OPTION_FIELD(NAME, field, type, default_value, help) type field = default_value;
   HAKMEM_OPTION_LIST(HAKMEM_OPTION_FIELD)
 #undef HAKMEM_OPTION_FIELD
 };

@@ -59,7 +59,7 @@ HAKMEM_ALLOC_ENTRY void* ReallocArray(void* ptr, size_t count, size_t size);
 // `alignment` is a power of two; nullptr with errno ENOMEM when out of memory.
 HAKMEM_ALLOC_ENTRY void* AlignedAlloc(size_t alignment, size_t size);
 HAKMEM_ALLOC_ENTRY int PosixMemalign(void** out, size_t alignment, size_t size);
-HAKMEM_ALLOC_ENTRY void* Memalign(size_t alignment, size_t size);      // glibc memalign semantics
+HAKMEM_ALLOC_ENTRY void* Memalign(size_t alignment, size_t size);  // glibc memalign semantics
 HAKMEM_ALLOC_ENTRY void* AlignedAllocC11(size_t alignment, size_t size);  // C11 aligned_alloc
 HAKMEM_ALLOC_ENTRY void* Valloc(size_t size);
 HAKMEM_ALLOC_ENTRY void* Pvalloc(size_t size);
@@ -80,19 +80,19 @@ int ReportFd();
 // library's), both forwarding to the call given here.
 // X(return type, name, parameters, forwarding call). malloc_usable_size is not
 // here: glibc declares its parameter `void*`, hak_malloc_usable_size `const void*`.
-#define HAKMEM_ENTRY_POINTS(X)                                                              \
-  X(void*, malloc, (size_t size), hakmem::core::Malloc(size))                              \
-  X(void, free, (void* ptr), hakmem::core::Free(ptr))                                       \
-  X(void*, calloc, (size_t count, size_t size), hakmem::core::Calloc(count, size))          \
-  X(void*, realloc, (void* ptr, size_t size), hakmem::core::Realloc(ptr, size))             \
-  X(void*, reallocarray, (void* ptr, size_t count, size_t size),                            \
-    hakmem::core::ReallocArray(ptr, count, size))                                           \
-  X(int, posix_memalign, (void** out, size_t alignment, size_t size),                       \
-    hakmem::core::PosixMemalign(out, alignment, size))                                      \
-  X(void*, aligned_alloc, (size_t alignment, size_t size),                                  \
-    hakmem::core::AlignedAllocC11(alignment, size))                                         \
+#define HAKMEM_ENTRY_POINTS(X)                                                                 \
+  X(void*, malloc, (size_t size), hakmem::core::Malloc(size))                                  \
+  X(void, free, (void* ptr), hakmem::core::Free(ptr))                                          \
+  X(void*, calloc, (size_t count, size_t size), hakmem::core::Calloc(count, size))             \
+  X(void*, realloc, (void* ptr, size_t size), hakmem::core::Realloc(ptr, size))                \
+  X(void*, reallocarray, (void* ptr, size_t count, size_t size),                               \
+    hakmem::core::ReallocArray(ptr, count, size))                                              \
+  X(int, posix_memalign, (void** out, size_t alignment, size_t size),                          \
+    hakmem::core::PosixMemalign(out, alignment, size))                                         \
+  X(void*, aligned_alloc, (size_t alignment, size_t size),                                     \
+    hakmem::core::AlignedAllocC11(alignment, size))                                            \
   X(void*, memalign, (size_t alignment, size_t size), hakmem::core::Memalign(alignment, size)) \
-  X(void*, valloc, (size_t size), hakmem::core::Valloc(size))                               \
+  X(void*, valloc, (size_t size), hakmem::core::Valloc(size))                                  \
   X(void*, pvalloc, (size_t size), hakmem::core::Pvalloc(size))
 
 #endif  // HAKMEM_CORE_CORE_H_

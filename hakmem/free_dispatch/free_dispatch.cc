@@ -11,7 +11,7 @@
 #include "hakmem/profiler/profiler.h"
 
 extern "C" {
-void __libc_free(void* ptr);  // glibc: the C library's own free
+void __libc_free(void* ptr);    // glibc: the C library's own free
 extern void* __libc_stack_end;  // ld.so: the main thread's stack top at start
 }
 
@@ -31,7 +31,8 @@ void ReportInvalid(const void* ptr, Call call, const char* reason) {
 bool OnCurrentStack(const void* ptr) {
   const uintptr_t sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   const uintptr_t self = static_cast<uintptr_t>(pthread_self());
-  const uintptr_t top = self > sp ? self : reinterpret_cast<uintptr_t>(__libc_stack_end) + (256 << 10);
+  const uintptr_t top =
+      self > sp ? self : reinterpret_cast<uintptr_t>(__libc_stack_end) + (256 << 10);
   const uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
   return p >= sp && p < top;
 }
@@ -42,7 +43,8 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   if (LooksFree(ptr)) {
     // Tagged as free: confirmed by finding it in the thread cache, the slab's free
     // list or the remote queue (else the program wrote the tag itself).
-    if (thread_cache::IsCached(cls, ptr) || IsFreeInSlab(tls_heap, slab, ptr)) return ReportInvalid(ptr, call, "double free");
+    if (thread_cache::IsCached(cls, ptr) || IsFreeInSlab(tls_heap, slab, ptr))
+      return ReportInvalid(ptr, call, "double free");
   }
   CacheOwnBlock(cls, ptr);
 }
@@ -93,9 +95,8 @@ void FlushAtThreadExit(void*) {
 }
 
 bool SetExitHook() {
-  pthread_once(&g_remote_key_once, [] {
-    g_remote_key_ok = pthread_key_create(&g_remote_key, FlushAtThreadExit) == 0;
-  });
+  pthread_once(&g_remote_key_once,
+               [] { g_remote_key_ok = pthread_key_create(&g_remote_key, FlushAtThreadExit) == 0; });
   return g_remote_key_ok && pthread_setspecific(g_remote_key, &tls_remote) == 0;
 }
 

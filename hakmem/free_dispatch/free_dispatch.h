@@ -9,10 +9,10 @@
 // pointer, a block freed twice (a slab block whose word 1 holds the freed-block
 // tag, confirmed by its owner's search of its lists, at once from another thread),
 // a stack address, a misaligned
-// or never-allocated address — gets one line on stderr naming the address, the reason and the call, then
-// abort() (HAKMEM_INVALID_FREE=warn: the line, and the call returns).
-// Thread-safety: any thread; it touches only the caller's TLS, slabs its heap owns,
-// and lock-free remote queues. Called by: core, wrappers (through core).
+// or never-allocated address — gets one line on stderr naming the address, the reason and the call,
+// then abort() (HAKMEM_INVALID_FREE=warn: the line, and the call returns). Thread-safety: any
+// thread; it touches only the caller's TLS, slabs its heap owns, and lock-free remote queues.
+// Called by: core, wrappers (through core).
 #ifndef HAKMEM_FREE_DISPATCH_FREE_DISPATCH_H_
 #define HAKMEM_FREE_DISPATCH_FREE_DISPATCH_H_
 

@@ -122,7 +122,8 @@ TEST(FreeDispatchTest, BatchesForManyOwnersAllArrive) {
   std::thread([&] {
     for (int i = 0; i < kPerOwner; ++i) {
       for (int o = 0; o < kOwners; ++o) Free(blocks[o][i], Call::kFree);
-      EXPECT_LE(PendingRemoteFrees(), static_cast<uint32_t>(kRemoteBatchSlots * kRemoteBatchBlocks));
+      EXPECT_LE(PendingRemoteFrees(),
+                static_cast<uint32_t>(kRemoteBatchSlots * kRemoteBatchBlocks));
     }
     FlushRemoteFrees();
     EXPECT_EQ(PendingRemoteFrees(), 0u);

@@ -16,10 +16,8 @@ namespace hakmem {
 // `{}`: aggregate initialisation, a constant expression in C++17 (plain default
 // initialisation leaves members without initialisers, which clang rejects here).
 ABSL_CONST_INIT Heap g_sentinel_heap{};
-ABSL_CONST_INIT __thread Heap* tls_heap HAKMEM_TLS =
-    &g_sentinel_heap;
-ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk HAKMEM_TLS =
-    kNoOwnedChunk;
+ABSL_CONST_INIT __thread Heap* tls_heap HAKMEM_TLS = &g_sentinel_heap;
+ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk HAKMEM_TLS = kNoOwnedChunk;
 
 namespace {
 
@@ -72,9 +70,7 @@ void PushPartial(Heap* heap, SlabMeta* slab) {
   heap->partial[slab->cls].PushFront(slab);
 }
 
-void RemovePartial(Heap* heap, SlabMeta* slab) {
-  heap->partial[slab->cls].Remove(slab);
-}
+void RemovePartial(Heap* heap, SlabMeta* slab) { heap->partial[slab->cls].Remove(slab); }
 
 void ReleaseKeptEmptySlabs(Heap* heap);
 
@@ -82,7 +78,8 @@ void ReleaseKeptEmptySlabs(Heap* heap);
 // occupancy, or an empty one of the other (after releasing the kept empty slabs
 // if they are in the way: the heap does not grow for them), or from a newly
 // acquired one.
-SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy occupancy, bool* fresh) {
+SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy occupancy,
+                         bool* fresh) {
   for (bool released = false;; released = true) {
     for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
       if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
@@ -98,8 +95,8 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
     ReleaseKeptEmptySlabs(heap);
   }
   const bool big = heap->superslabs.size() >= kSmallPageSuperSlabs;
-  SuperSlab* ss = AcquireSuperSlab(heap, occupancy,
-                                   occupancy == Occupancy::kDense && big ? Pages::kHuge : Pages::kSmall);
+  SuperSlab* ss = AcquireSuperSlab(
+      heap, occupancy, occupancy == Occupancy::kDense && big ? Pages::kHuge : Pages::kSmall);
   if (ss == nullptr) return nullptr;
   LinkSuperSlab(heap, ss);
   return AllocRun(ss, units, align_units, fresh);
@@ -245,7 +242,8 @@ SlabMeta* NextSlab(Heap* heap, int cls) {
 
 void ReportCorruptOwner(const SuperSlab* ss, const void* block) {
   platform::DiagLine line;
-  line.Str("hakmem: corrupted superslab header at ").Hex(reinterpret_cast<uintptr_t>(ss))
+  line.Str("hakmem: corrupted superslab header at ")
+      .Hex(reinterpret_cast<uintptr_t>(ss))
       .Str(" (its owner heap fails its check: overwritten by an overflow?) freeing ")
       .Hex(reinterpret_cast<uintptr_t>(block));
   ReportMisuse(line);  // nothing is written through the forged owner; the block is leaked
@@ -284,8 +282,12 @@ Heap* AttachHeap() {
   tls_heap = heap;
   stats::AttachThread();
   if constexpr (config::kDebugLog) {
-    platform::DiagLine().Str("hakmem: thread ").Dec(heap->thread_id).Str(" attached heap ")
-        .Hex(reinterpret_cast<uintptr_t>(heap)).Write();
+    platform::DiagLine()
+        .Str("hakmem: thread ")
+        .Dec(heap->thread_id)
+        .Str(" attached heap ")
+        .Hex(reinterpret_cast<uintptr_t>(heap))
+        .Write();
   }
   return heap;
 }
@@ -379,7 +381,6 @@ void TrimHeap(Heap* heap) {
   ReleaseEmptySuperSlabs(heap);
 }
 
-
 int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
   // Blocks other threads freed come back before anything new is carved, so a
   // producer/consumer pair reuses memory instead of growing.
@@ -388,7 +389,10 @@ int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
   void* first = nullptr;
   void* last = nullptr;  // the list is built in order: each block links to the next
   auto append = [&](void* block) {
-    if (last != nullptr) StoreLink(last, block); else first = block;
+    if (last != nullptr)
+      StoreLink(last, block);
+    else
+      first = block;
     last = block;
   };
   int got = 0;

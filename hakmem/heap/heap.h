@@ -13,8 +13,8 @@
 #define HAKMEM_HEAP_HEAP_H_
 
 #include <cstddef>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
@@ -43,25 +43,25 @@ struct Heap {
   // between two decay ticks has them decommitted and released at the second;
   // trim, thread exit, and a heap about to take a new superslab release them all.
   IntrusiveList<SlabMeta> empty[kNumClasses];
-  uint32_t empty_total;              // kept slabs, all classes
-  uint64_t empty_taken[2];           // classes that took a kept slab since the last tick
+  uint32_t empty_total;                 // kept slabs, all classes
+  uint64_t empty_taken[2];              // classes that took a kept slab since the last tick
   IntrusiveList<SuperSlab> superslabs;  // owned superslabs
-  uint32_t empty_superslabs;       // owned superslabs with no unit in use
+  uint32_t empty_superslabs;            // owned superslabs with no unit in use
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
   SlabMeta* large_cache[8];
   uint32_t large_cache_count;
   uint32_t large_cache_units;
-  uint64_t next_decay_ns;          // next decay tick; 0: nothing waits for one
-  uint64_t clock_ns;               // the clock as last read by MaybeDecay
-  int32_t decay_countdown;         // slow-path calls until the clock is read again
+  uint64_t next_decay_ns;   // next decay tick; 0: nothing waits for one
+  uint64_t clock_ns;        // the clock as last read by MaybeDecay
+  int32_t decay_countdown;  // slow-path calls until the clock is read again
   // This heap's address ^ the freed-block tag: a superslab's `owner` is written
   // through (remote frees) only after its seal checks, so an owner forged by an
   // overflow into a superslab header is reported instead of written to.
   uintptr_t seal;
-  bool live;                       // a thread runs on it (under the heaps lock; IsAbandoned reads it without)
+  bool live;  // a thread runs on it (under the heaps lock; IsAbandoned reads it without)
   uint32_t thread_id;
-  Heap* next_all;                  // every heap ever made (under the heaps lock)
-  Heap* next_abandoned;            // heaps waiting for a thread
+  Heap* next_all;        // every heap ever made (under the heaps lock)
+  Heap* next_abandoned;  // heaps waiting for a thread
 };
 
 // The calling thread's heap. It starts at a sentinel that owns nothing, so the
@@ -72,9 +72,9 @@ extern __thread Heap* tls_heap HAKMEM_TLS;
 extern Heap g_sentinel_heap HAKMEM_HIDDEN;
 
 // A 2 MiB chunk (address >> 21) holding a superslab the calling thread's heap
-// owns, or kNoOwnedChunk (no address maps to it): the free fast path's shortcut past the registry and the owner
-// test. Only the owner thread sets it (after a local free) and clears it (when
-// the superslab leaves the heap), so a match proves ownership.
+// owns, or kNoOwnedChunk (no address maps to it): the free fast path's shortcut past the registry
+// and the owner test. Only the owner thread sets it (after a local free) and clears it (when the
+// superslab leaves the heap), so a match proves ownership.
 inline constexpr uintptr_t kNoOwnedChunk = ~uintptr_t{0};
 extern __thread uintptr_t tls_owned_chunk HAKMEM_TLS;
 
@@ -87,7 +87,8 @@ static_assert(kSizeClasses[0].size >= 2 * sizeof(uint64_t), "every slab block ha
 // out, so a forged link can never make malloc return an address of its choosing.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsOwnBlockOfClass(const void* p, int cls) {
   SuperSlab* ss = SuperSlabOf(p);
-  if (registry::Lookup(p) != ss || ss->owner.load(std::memory_order_relaxed) != tls_heap) return false;
+  if (registry::Lookup(p) != ss || ss->owner.load(std::memory_order_relaxed) != tls_heap)
+    return false;
   const SlabMeta* slab = SlabOf(ss, p);
   return slab->cls == cls && p >= slab->start && IsBlockStart(slab, p);
 }
@@ -198,7 +199,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void PushRemote(SuperSlab* ss, void* block) 
 bool IsFreeInSlab(Heap* heap, const SlabMeta* slab, const void* block);
 
 // Whether no thread runs on `heap` now (a hint, read without the heaps lock).
-inline bool IsAbandoned(const Heap* heap) { return !__atomic_load_n(&heap->live, __ATOMIC_RELAXED); }
+inline bool IsAbandoned(const Heap* heap) {
+  return !__atomic_load_n(&heap->live, __ATOMIC_RELAXED);
+}
 
 // Frees pushed into a heap whose thread has exited come back to its slabs at
 // once, not when a new thread adopts it: the caller (any thread, having just

@@ -36,8 +36,14 @@ class IntrusiveList {
 
   // `item` must be on this list.
   void Remove(T* item) {
-    if (item->prev != nullptr) item->prev->next = item->next; else head_ = item->next;
-    if (item->next != nullptr) item->next->prev = item->prev; else tail_ = item->prev;
+    if (item->prev != nullptr)
+      item->prev->next = item->next;
+    else
+      head_ = item->next;
+    if (item->next != nullptr)
+      item->next->prev = item->prev;
+    else
+      tail_ = item->prev;
     item->next = item->prev = nullptr;
     --size_;
   }

@@ -42,7 +42,8 @@ bool WithRetries(Syscall kind, Call call) {
 // One anonymous read-write mapping of `size` bytes, at `hint` if the kernel
 // takes it (nullptr: anywhere); nullptr with errno when refused. Not counted.
 void* MapAnonymous(void* hint, size_t size) {
-  void* p = mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p =
+      mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -54,8 +55,7 @@ void* RawMmap(size_t size) {
 
 // The thread id counter starts at 1 so that 0 can mean "not yet assigned".
 std::atomic<uint32_t> g_next_thread_id{1};
-ABSL_CONST_INIT __thread uint32_t tls_thread_id
-    HAKMEM_TLS = 0;
+ABSL_CONST_INIT __thread uint32_t tls_thread_id HAKMEM_TLS = 0;
 
 }  // namespace
 
@@ -108,8 +108,8 @@ void* ReserveAtHint(size_t size, size_t alignment, size_t offset) {
 }  // namespace
 
 void* Reserve(size_t size, size_t alignment, size_t offset) {
-  if (alignment < kPageSize || (alignment & (alignment - 1)) != 0 ||
-      size == 0 || size % kPageSize != 0 || offset % kPageSize != 0 || offset >= size) {
+  if (alignment < kPageSize || (alignment & (alignment - 1)) != 0 || size == 0 ||
+      size % kPageSize != 0 || offset % kPageSize != 0 || offset >= size) {
     errno = EINVAL;
     return nullptr;
   }
@@ -167,9 +167,10 @@ ThpMode KernelThpMode() {
   const int mode = g_thp_mode.load(std::memory_order_relaxed);
   if (ABSL_PREDICT_TRUE(mode != 0)) return static_cast<ThpMode>(mode - 1);
   char text[128];
-  const ThpMode read = ReadSmallFile("/sys/kernel/mm/transparent_hugepage/enabled", text, sizeof(text)) > 0
-                           ? ParseThpMode(text)
-                           : ThpMode::kNever;
+  const ThpMode read =
+      ReadSmallFile("/sys/kernel/mm/transparent_hugepage/enabled", text, sizeof(text)) > 0
+          ? ParseThpMode(text)
+          : ThpMode::kNever;
   g_thp_mode.store(static_cast<int>(read) + 1, std::memory_order_relaxed);
   return read;
 }
@@ -205,8 +206,7 @@ uint32_t ThreadId() {
 uint64_t NowNanos() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u +
-         static_cast<uint64_t>(ts.tv_nsec);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 const char* GetEnv(const char* name) { return getenv(name); }
@@ -242,9 +242,12 @@ uintptr_t ParseHex(const char* text) {
   uintptr_t value = 0;
   for (;; ++text) {
     const char c = *text;
-    if (c >= '0' && c <= '9') value = value * 16 + static_cast<uintptr_t>(c - '0');
-    else if (c >= 'a' && c <= 'f') value = value * 16 + static_cast<uintptr_t>(c - 'a' + 10);
-    else return value;
+    if (c >= '0' && c <= '9')
+      value = value * 16 + static_cast<uintptr_t>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      value = value * 16 + static_cast<uintptr_t>(c - 'a' + 10);
+    else
+      return value;
   }
 }
 
@@ -278,7 +281,8 @@ uint64_t AnonHugePageBytes(bool (*counted)(uintptr_t start)) {
         const char* digits = line + sizeof(kField) - 1;
         while (*digits == ' ') ++digits;
         uint64_t kib = 0;
-        while (*digits >= '0' && *digits <= '9') kib = kib * 10 + static_cast<uint64_t>(*digits++ - '0');
+        while (*digits >= '0' && *digits <= '9')
+          kib = kib * 10 + static_cast<uint64_t>(*digits++ - '0');
         bytes += kib << 10;
       }
     }
@@ -392,8 +396,13 @@ int DuplicateFd(int fd) {
 void CheckPageSize() {
   const long os_page = sysconf(_SC_PAGESIZE);  // glibc reads it from the auxv: no allocation
   if (os_page > static_cast<long>(kPageSize)) {
-    DiagLine().Str("hakmem: fatal: the OS page is ").Dec(static_cast<uint64_t>(os_page))
-        .Str(" bytes; hakmem supports pages of up to ").Dec(kPageSize).Str(" bytes").Write();
+    DiagLine()
+        .Str("hakmem: fatal: the OS page is ")
+        .Dec(static_cast<uint64_t>(os_page))
+        .Str(" bytes; hakmem supports pages of up to ")
+        .Dec(kPageSize)
+        .Str(" bytes")
+        .Write();
     abort();
   }
 }

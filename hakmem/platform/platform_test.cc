@@ -129,10 +129,17 @@ TEST(PlatformTest, ThreadIdsAreStableAndDistinct) {
 
 TEST(PlatformTest, DiagLineFormatsWithoutAllocating) {
   DiagLine line;
-  line.Str("a=").Dec(0).Str(" b=").Dec(18446744073709551615u).Str(" c=").Hex(0xdeadbeef)
-      .Str(" d=").SignedDec(-42).Str(" e=").SignedDec(INT64_MIN);
-  EXPECT_STREQ(line.text(),
-               "a=0 b=18446744073709551615 c=0xdeadbeef d=-42 e=-9223372036854775808");
+  line.Str("a=")
+      .Dec(0)
+      .Str(" b=")
+      .Dec(18446744073709551615u)
+      .Str(" c=")
+      .Hex(0xdeadbeef)
+      .Str(" d=")
+      .SignedDec(-42)
+      .Str(" e=")
+      .SignedDec(INT64_MIN);
+  EXPECT_STREQ(line.text(), "a=0 b=18446744073709551615 c=0xdeadbeef d=-42 e=-9223372036854775808");
   DiagLine padded;
   padded.Str("x").Pad(4).Str("y");
   EXPECT_STREQ(padded.text(), "x   y");

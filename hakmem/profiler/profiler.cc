@@ -66,9 +66,9 @@ ABSL_CONST_INIT Shard g_shards[kShards];
 
 constexpr size_t kBucketSlots = 1 << 14;
 ABSL_CONST_INIT platform::SpinLock g_bucket_lock;
-ABSL_CONST_INIT Bucket** g_bucket_table = nullptr;                // under g_bucket_lock
-ABSL_CONST_INIT std::atomic<Bucket*> g_all_buckets{nullptr};      // published list
-ABSL_CONST_INIT char* g_arena = nullptr;                          // under g_bucket_lock
+ABSL_CONST_INIT Bucket** g_bucket_table = nullptr;            // under g_bucket_lock
+ABSL_CONST_INIT std::atomic<Bucket*> g_all_buckets{nullptr};  // published list
+ABSL_CONST_INIT char* g_arena = nullptr;                      // under g_bucket_lock
 ABSL_CONST_INIT char* g_arena_end = nullptr;
 
 ABSL_CONST_INIT std::atomic<uint64_t> g_samples{0};
@@ -110,7 +110,8 @@ int64_t NextInterval(Sampler* s) {
 
 void Seed(Sampler* s) {
   const uint64_t thread = platform::ThreadId();
-  const uint64_t base = g_seed != 0 ? g_seed : platform::NowNanos() ^ reinterpret_cast<uintptr_t>(s);
+  const uint64_t base =
+      g_seed != 0 ? g_seed : platform::NowNanos() ^ reinterpret_cast<uintptr_t>(s);
   s->rng = Mix(base ^ Mix(thread));
   s->seeded = true;
   s->bytes_until = NextInterval(s);
@@ -203,8 +204,8 @@ uintptr_t StackTop(uintptr_t fp) {
 void StartProfiling() {
   constexpr size_t kTableBytes = kShards * kSlots * sizeof(Sample);
   char* table = static_cast<char*>(platform::Reserve(kTableBytes, platform::kPageSize));
-  Bucket** buckets = static_cast<Bucket**>(
-      platform::Reserve(kBucketSlots * sizeof(Bucket*), platform::kPageSize));
+  Bucket** buckets =
+      static_cast<Bucket**>(platform::Reserve(kBucketSlots * sizeof(Bucket*), platform::kPageSize));
   if (table == nullptr || buckets == nullptr) {
     platform::DiagLine().Str("hakmem: heap profiler off: cannot map its tables").Write();
     return;
@@ -240,8 +241,14 @@ class Writer {
   }
   // "<objs>: <bytes> [<objs>: <bytes>] @"
   Writer& Counts(uint64_t live, uint64_t live_bytes, uint64_t allocs, uint64_t bytes) {
-    return Dec(live, 6).Str(": ").Dec(live_bytes, 8).Str(" [").Dec(allocs, 6).Str(": ")
-        .Dec(bytes, 8).Str("] @");
+    return Dec(live, 6)
+        .Str(": ")
+        .Dec(live_bytes, 8)
+        .Str(" [")
+        .Dec(allocs, 6)
+        .Str(": ")
+        .Dec(bytes, 8)
+        .Str("] @");
   }
   void Raw(const char* data, size_t size) {
     Flush();
@@ -286,8 +293,13 @@ __attribute__((destructor)) void DumpAtExit() {
   platform::DiagLine name;
   name.Str(g_prefix).Str(".").Dec(static_cast<uint64_t>(getpid())).Str(".heap");
   if (Dump(name.text()) != 0) {
-    platform::DiagLine().Str("hakmem: cannot write the heap profile ").Str(name.text())
-        .Str(" (errno ").Dec(static_cast<uint64_t>(errno)).Str(")").Write();
+    platform::DiagLine()
+        .Str("hakmem: cannot write the heap profile ")
+        .Str(name.text())
+        .Str(" (errno ")
+        .Dec(static_cast<uint64_t>(errno))
+        .Str(")")
+        .Write();
   }
 }
 
@@ -300,7 +312,9 @@ void Init() {
   if (options.heap_profile != nullptr) {
     const size_t n = strlen(options.heap_profile);
     if (n + 32 >= sizeof(g_prefix)) {
-      platform::DiagLine().Str("hakmem: heap profiler off: HAKMEM_HEAP_PROFILE is too long").Write();
+      platform::DiagLine()
+          .Str("hakmem: heap profiler off: HAKMEM_HEAP_PROFILE is too long")
+          .Write();
     } else {
       memcpy(g_prefix, options.heap_profile, n + 1);
       g_rate = options.heap_profile_rate > 0 ? options.heap_profile_rate : 1;
@@ -414,7 +428,8 @@ void OnFree(const void* ptr) {
 
 Totals GetTotals() {
   Totals t{};
-  for (const Bucket* b = g_all_buckets.load(std::memory_order_acquire); b != nullptr; b = b->next_all) {
+  for (const Bucket* b = g_all_buckets.load(std::memory_order_acquire); b != nullptr;
+       b = b->next_all) {
     const BucketCounts c = Read(b);
     t.live_samples += c.allocs - c.frees;
     t.live_bytes += c.alloc_bytes - c.free_bytes;
@@ -447,7 +462,9 @@ int Dump(const char* path) {
   w.Str("heap profile: ")
       .Counts(total.allocs - total.frees, total.alloc_bytes - total.free_bytes, total.allocs,
               total.alloc_bytes)
-      .Str(" heap_v2/").Dec(g_rate).Str("\n");
+      .Str(" heap_v2/")
+      .Dec(g_rate)
+      .Str("\n");
   for (const Bucket* b = all; b != nullptr; b = b->next_all) {
     const BucketCounts c = Read(b);
     if (c.allocs == 0 || b->depth == 0) continue;
@@ -461,7 +478,8 @@ int Dump(const char* path) {
   if (maps >= 0) {
     char chunk[4096];
     long n;
-    while ((n = platform::ReadSome(maps, chunk, sizeof(chunk))) > 0) w.Raw(chunk, static_cast<size_t>(n));
+    while ((n = platform::ReadSome(maps, chunk, sizeof(chunk))) > 0)
+      w.Raw(chunk, static_cast<size_t>(n));
     platform::CloseFile(maps);
   }
   const bool ok = w.Flush();

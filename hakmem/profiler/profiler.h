@@ -75,10 +75,10 @@ int Dump(const char* path);
 struct Totals {
   uint64_t live_samples;
   uint64_t live_bytes;
-  uint64_t samples;        // every sampled allocation so far
-  uint64_t stacks;         // distinct stacks
-  uint64_t dropped;        // sampled but not recorded: the live table was full
-  uint64_t recursive;      // allocations made while sampling (must stay 0)
+  uint64_t samples;    // every sampled allocation so far
+  uint64_t stacks;     // distinct stacks
+  uint64_t dropped;    // sampled but not recorded: the live table was full
+  uint64_t recursive;  // allocations made while sampling (must stay 0)
 };
 Totals GetTotals();
 

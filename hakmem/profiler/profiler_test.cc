@@ -116,7 +116,8 @@ TEST_F(SamplerTest, SamplesInProportionToBytes) {
   const double sigma = std::sqrt(kBlocks * p * (1 - p));
   const double sampled = static_cast<double>(during.live_samples - before.live_samples);
   EXPECT_NEAR(sampled, expected, 5 * sigma);
-  EXPECT_EQ(during.live_bytes - before.live_bytes, (during.live_samples - before.live_samples) * kSize);
+  EXPECT_EQ(during.live_bytes - before.live_bytes,
+            (during.live_samples - before.live_samples) * kSize);
   EXPECT_EQ(during.dropped, 0u);
   EXPECT_EQ(during.recursive, 0u);
   // Every sampled block is forgotten when freed; unsampled frees change nothing.
@@ -164,7 +165,8 @@ TEST_F(SamplerTest, FreesInAnyOrderLeaveTheTableConsistent) {
   constexpr int kBlocks = 30000;
   for (int i = 0; i < kBlocks; ++i) OnAlloc(reinterpret_cast<void*>(FakeAddress(i)), 64 << 20);
   EXPECT_EQ(GetTotals().live_samples - before.live_samples, uint64_t{kBlocks});
-  for (int i = 0; i < kBlocks; i += 2) OnFree(reinterpret_cast<void*>(FakeAddress((i * 7919) % kBlocks)));
+  for (int i = 0; i < kBlocks; i += 2)
+    OnFree(reinterpret_cast<void*>(FakeAddress((i * 7919) % kBlocks)));
   EXPECT_EQ(GetTotals().live_samples - before.live_samples, uint64_t{kBlocks / 2});
   for (int i = 0; i < kBlocks; ++i) OnFree(reinterpret_cast<void*>(FakeAddress(i)));
   EXPECT_EQ(GetTotals().live_samples, before.live_samples);
@@ -173,8 +175,8 @@ TEST_F(SamplerTest, FreesInAnyOrderLeaveTheTableConsistent) {
 
 TEST_F(SamplerTest, DumpWritesTheGperftoolsHeapFormat) {
   for (int i = 0; i < 100; ++i) OnAlloc(reinterpret_cast<void*>(FakeAddress(i)), 1 << 20);
-  const std::string path = std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") +
-                           "/profiler_test.heap";
+  const std::string path =
+      std::string(getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp") + "/profiler_test.heap";
   ASSERT_EQ(Dump(path.c_str()), 0) << errno;
   std::ifstream in(path);
   std::stringstream text;
@@ -182,7 +184,8 @@ TEST_F(SamplerTest, DumpWritesTheGperftoolsHeapFormat) {
   const std::string s = text.str();
   EXPECT_EQ(s.rfind("heap profile: ", 0), 0u) << s.substr(0, 200);
   const size_t header_end = s.find('\n');
-  EXPECT_NE(s.substr(0, header_end).find("] @ heap_v2/65536"), std::string::npos) << s.substr(0, 200);
+  EXPECT_NE(s.substr(0, header_end).find("] @ heap_v2/65536"), std::string::npos)
+      << s.substr(0, 200);
   // One line per stack: "<n>: <bytes> [<n>: <bytes>] @ 0x...".
   const std::string line = s.substr(header_end + 1, s.find('\n', header_end + 1) - header_end - 1);
   EXPECT_NE(line.find("] @ 0x"), std::string::npos) << line;

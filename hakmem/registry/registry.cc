@@ -32,8 +32,7 @@ Leaf* LeafFor(uintptr_t chunk) {
 
 bool ValidRange(const void* base, size_t size) {
   const uintptr_t start = reinterpret_cast<uintptr_t>(base);
-  return start % kChunkSize == 0 && size != 0 &&
-         ((start + size - 1) >> kAddressBits) == 0;
+  return start % kChunkSize == 0 && size != 0 && ((start + size - 1) >> kAddressBits) == 0;
 }
 
 }  // namespace

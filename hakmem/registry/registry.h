@@ -41,8 +41,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Lookup(const void* address) {
   if (ABSL_PREDICT_FALSE(chunk >> (kRootBits + kLeafBits) != 0)) return nullptr;
   const Leaf* leaf = g_root[chunk >> kLeafBits].load(std::memory_order_acquire);
   if (ABSL_PREDICT_FALSE(leaf == nullptr)) return nullptr;
-  return leaf->entry[chunk & ((uintptr_t{1} << kLeafBits) - 1)].load(
-      std::memory_order_acquire);
+  return leaf->entry[chunk & ((uintptr_t{1} << kLeafBits) - 1)].load(std::memory_order_acquire);
 }
 
 // Maps every chunk of [base, base + size) to `header`. `base` is 2 MiB-aligned and

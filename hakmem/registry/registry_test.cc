@@ -77,7 +77,8 @@ TEST(RegistryTest, ConcurrentLookupsDuringWrites) {
     }
   });
   for (int round = 0; round < 200; ++round) {
-    for (int c = 1; c < kChunks; ++c) ASSERT_TRUE(Register(base + c * kChunkSize, kChunkSize, &headers[c]));
+    for (int c = 1; c < kChunks; ++c)
+      ASSERT_TRUE(Register(base + c * kChunkSize, kChunkSize, &headers[c]));
     for (int c = 1; c < kChunks; ++c) Unregister(base + c * kChunkSize, kChunkSize);
   }
   stop = true;

@@ -20,8 +20,20 @@ const char* LaneName(Lane lane) {
 
 void PrintSizeClassTable(int fd) {
   platform::DiagLine()
-      .Str("class").Pad(7).Str("lane").Pad(13).Str("size").Pad(22).Str("slab KiB")
-      .Pad(32).Str("blocks").Pad(40).Str("batch").Pad(47).Str("cache").Pad(54)
+      .Str("class")
+      .Pad(7)
+      .Str("lane")
+      .Pad(13)
+      .Str("size")
+      .Pad(22)
+      .Str("slab KiB")
+      .Pad(32)
+      .Str("blocks")
+      .Pad(40)
+      .Str("batch")
+      .Pad(47)
+      .Str("cache")
+      .Pad(54)
       .Str("max waste %")
       .Write(fd);
   for (int c = 0; c < kNumClasses; ++c) {
@@ -30,16 +42,36 @@ void PrintSizeClassTable(int fd) {
     // Waste in hundredths of a percent, of the smallest request this class takes.
     const uint64_t waste = (info.size - worst) * 10000 / worst;
     platform::DiagLine()
-        .Dec(c).Pad(7).Str(LaneName(LaneOf(info.size))).Pad(13).Dec(info.size).Pad(22)
-        .Dec(info.slab_units * kUnitSize / 1024).Pad(32).Dec(info.blocks).Pad(40)
-        .Dec(info.batch).Pad(47).Dec(info.cache_max).Pad(54)
-        .Dec(waste / 100).Str(".").Dec(waste % 100 / 10).Dec(waste % 10)
+        .Dec(c)
+        .Pad(7)
+        .Str(LaneName(LaneOf(info.size)))
+        .Pad(13)
+        .Dec(info.size)
+        .Pad(22)
+        .Dec(info.slab_units * kUnitSize / 1024)
+        .Pad(32)
+        .Dec(info.blocks)
+        .Pad(40)
+        .Dec(info.batch)
+        .Pad(47)
+        .Dec(info.cache_max)
+        .Pad(54)
+        .Dec(waste / 100)
+        .Str(".")
+        .Dec(waste % 100 / 10)
+        .Dec(waste % 10)
         .Write(fd);
   }
   platform::DiagLine()
-      .Str("large: ").Dec(kPoolMax + 1).Str(" .. ").Dec(kHugeThreshold)
-      .Str(" bytes in runs of ").Dec(kUnitSize / 1024).Str(" KiB units; huge: above ")
-      .Dec(kHugeThreshold).Str(" bytes, one mapping each")
+      .Str("large: ")
+      .Dec(kPoolMax + 1)
+      .Str(" .. ")
+      .Dec(kHugeThreshold)
+      .Str(" bytes in runs of ")
+      .Dec(kUnitSize / 1024)
+      .Str(" KiB units; huge: above ")
+      .Dec(kHugeThreshold)
+      .Str(" bytes, one mapping each")
       .Write(fd);
 }
 

@@ -23,11 +23,11 @@ namespace hakmem {
 
 enum class Lane : uint8_t { kTiny, kPool, kLarge, kHuge };
 
-inline constexpr size_t kAlignment = 16;             // every block, every lane
-inline constexpr size_t kTinyMax = 1024;             // largest tiny request
-inline constexpr size_t kPoolMax = size_t{128} << 10;  // largest pool request
+inline constexpr size_t kAlignment = 16;                   // every block, every lane
+inline constexpr size_t kTinyMax = 1024;                   // largest tiny request
+inline constexpr size_t kPoolMax = size_t{128} << 10;      // largest pool request
 inline constexpr size_t kHugeThreshold = size_t{1} << 20;  // above: huge lane
-inline constexpr size_t kUnitSize = size_t{16} << 10;  // slab/run granularity
+inline constexpr size_t kUnitSize = size_t{16} << 10;      // slab/run granularity
 inline constexpr size_t kSuperSlabSize = size_t{2} << 20;
 inline constexpr size_t kUnitsPerSuperSlab = kSuperSlabSize / kUnitSize;  // 128
 
@@ -44,6 +44,8 @@ struct SizeClassInfo {
 // Slabs hold >= 8 blocks (>= 4 above 16 KiB) and lose <= 1/8 to their tail.
 // Thread caches hold up to 64 KiB per tiny class and 256 KiB per pool class
 // (between 2 and 256 blocks); a refill or flush moves half of that.
+// (A table aligned by column: clang-format leaves it alone.)
+// clang-format off
 inline constexpr SizeClassInfo kSizeClasses[] = {
     // size, units, blocks, batch, cache_max     class
     {    16,  1, 1024, 128, 256},  //  0
@@ -135,6 +137,7 @@ inline constexpr SizeClassInfo kSizeClasses[] = {
     {122880, 30,    4,   1,   2},  // 86
     {131072, 32,    4,   1,   2},  // 87
 };
+// clang-format on
 
 inline constexpr int kNumClasses = sizeof(kSizeClasses) / sizeof(kSizeClasses[0]);
 inline constexpr int kNumTinyClasses = 32;  // classes 0..31 serve 0..1024 bytes
@@ -158,7 +161,7 @@ namespace size_class_internal {
 // (every pool class size is a multiple of 128), entry (size + 127 + 56 * 128) >> 7,
 // 65 for 1025..1152 up to 1080 for kPoolMax.
 inline constexpr size_t kPoolIndexBias = 127 + 56 * 128;
-inline constexpr size_t kTinyIndexEntries = kTinyMax / 16 + 1;                 // 65
+inline constexpr size_t kTinyIndexEntries = kTinyMax / 16 + 1;                        // 65
 inline constexpr size_t kClassIndexEntries = ((kPoolMax + kPoolIndexBias) >> 7) + 1;  // 1081
 
 struct ClassIndex {
@@ -177,7 +180,8 @@ constexpr ClassIndex MakeClassIndex() {
 }
 
 inline constexpr ClassIndex kClassIndex = MakeClassIndex();
-static_assert(((kTinyMax + 1 + kPoolIndexBias) >> 7) == kTinyIndexEntries, "pool entries follow the tiny ones");
+static_assert(((kTinyMax + 1 + kPoolIndexBias) >> 7) == kTinyIndexEntries,
+              "pool entries follow the tiny ones");
 
 constexpr bool TableIsWellFormed() {
   for (int c = 0; c < kNumClasses; ++c) {
@@ -233,9 +237,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline int SizeClass(size_t size) {
   return size <= kTinyMax ? TinyClass(size) : PoolClass(size);
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr size_t ClassSize(int cls) {
-  return kSizeClasses[cls].size;
-}
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr size_t ClassSize(int cls) { return kSizeClasses[cls].size; }
 
 // 16 KiB units of a large run for `size` bytes (kPoolMax < size <= kHugeThreshold).
 ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr size_t LargeUnits(size_t size) {

@@ -50,8 +50,8 @@ TEST(SizeClassTest, EverySizeHasExactlyOneLaneAndClass) {
 }
 
 TEST(SizeClassTest, LanesAboveTheThresholdAreHuge) {
-  for (size_t size : {kHugeThreshold + 1, size_t{64} << 20, size_t{1} << 30,
-                      size_t{1} << 40, ~size_t{0} >> 1}) {
+  for (size_t size :
+       {kHugeThreshold + 1, size_t{64} << 20, size_t{1} << 30, size_t{1} << 40, ~size_t{0} >> 1}) {
     EXPECT_EQ(LaneOf(size), Lane::kHuge) << size;
   }
   EXPECT_EQ(LaneOf(kHugeThreshold), Lane::kLarge);

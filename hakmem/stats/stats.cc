@@ -7,8 +7,7 @@
 
 namespace hakmem::stats {
 
-ABSL_CONST_INIT __thread ThreadCounters tls_counters
-    HAKMEM_TLS = {};
+ABSL_CONST_INIT __thread ThreadCounters tls_counters HAKMEM_TLS = {};
 
 ABSL_CONST_INIT std::atomic<uint64_t> g_counters[kNumCounters] = {};
 ABSL_CONST_INIT std::atomic<uint64_t> g_lane_allocs[kNumLanes] = {};
@@ -42,7 +41,8 @@ void Unlink(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 // Moves `t`'s counts into the retired totals and zeroes them.
 void Retire(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   for (int i = 0; i < kNumCounters; ++i) g_retired_counters[i] += LoadCounter(&t->counters[i]);
-  for (int c = 0; c < kNumClasses; ++c) g_retired_class_allocs[c] += LoadCounter(&t->class_allocs[c]);
+  for (int c = 0; c < kNumClasses; ++c)
+    g_retired_class_allocs[c] += LoadCounter(&t->class_allocs[c]);
   memset(t->counters, 0, sizeof(t->counters));
   memset(t->class_allocs, 0, sizeof(t->class_allocs));
 }
@@ -69,7 +69,8 @@ void DetachThread() {
 
 void Collect(Snapshot* out) {
   memset(out, 0, sizeof(*out));
-  for (int i = 0; i < kNumCounters; ++i) out->counters[i] = g_counters[i].load(std::memory_order_relaxed);
+  for (int i = 0; i < kNumCounters; ++i)
+    out->counters[i] = g_counters[i].load(std::memory_order_relaxed);
   for (int l = 0; l < kNumLanes; ++l) {
     out->lane_allocs[l] = g_lane_allocs[l].load(std::memory_order_relaxed);
     out->lane_bytes[l] = g_lane_bytes[l].load(std::memory_order_relaxed);
@@ -81,7 +82,8 @@ void Collect(Snapshot* out) {
   };
   for (int i = 0; i < kNumCounters; ++i) out->counters[i] += g_retired_counters[i];
   for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] = g_retired_class_allocs[c];
-  for (int b = 0; b < kNumHist; ++b) out->size_hist[b] = g_size_hist[b].load(std::memory_order_relaxed);
+  for (int b = 0; b < kNumHist; ++b)
+    out->size_hist[b] = g_size_hist[b].load(std::memory_order_relaxed);
   // Other threads' counters are read while they run (relaxed loads of words
   // their owners add to): a snapshot, not a barrier.
   for (const ThreadCounters* t = g_live.head(); t != nullptr; t = t->next) add(t);

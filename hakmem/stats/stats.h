@@ -54,8 +54,7 @@ struct ThreadCounters {
 
 // Constant-initialised to zero so counting needs no init branch; initial-exec so
 // the fast path addresses it %fs-relative; __thread: no TLS init wrapper.
-extern __thread ThreadCounters tls_counters
-    HAKMEM_TLS;
+extern __thread ThreadCounters tls_counters HAKMEM_TLS;
 
 // Adds `n` to the calling thread's counter tls_counters.<field>[index] (the field
 // at byte offset kField): the thread is its one writer; other threads read it
@@ -74,11 +73,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounter(uintptr_t index, uin
   // the initial-exec offset load (or the local-exec constant).
   const uintptr_t tls_offset = reinterpret_cast<uintptr_t>(&tls_counters) -
                                reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
-  asm volatile("addq %2, %%fs:%c3(%0,%1,8)"
-               :
-               : "r"(tls_offset), "r"(index), "er"(n), "i"(kField));
+  asm volatile("addq %2, %%fs:%c3(%0,%1,8)" : : "r"(tls_offset), "r"(index), "er"(n), "i"(kField));
 #else
-  uint64_t* counter = reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&tls_counters) + kField) + index;
+  uint64_t* counter =
+      reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&tls_counters) + kField) + index;
   __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
 #endif
 }
@@ -89,7 +87,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounterAt(uint64_t n) {
 #if defined(__x86_64__) && !defined(ABSL_HAVE_THREAD_SANITIZER)
   const uintptr_t tls_offset = reinterpret_cast<uintptr_t>(&tls_counters) -
                                reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
-  asm volatile("addq %1, %%fs:%c2(%0)" : : "r"(tls_offset), "er"(n), "i"(kField + kIndex * sizeof(uint64_t)));
+  asm volatile("addq %1, %%fs:%c2(%0)"
+               :
+               : "r"(tls_offset), "er"(n), "i"(kField + kIndex * sizeof(uint64_t)));
 #else
   AddToThreadCounter<kField>(kIndex, n);
 #endif
@@ -134,7 +134,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(uint32_t cls) {
 // The fast path's local free: its thread always has a heap, so it is attached.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree() {
   if constexpr (config::kStats) {
-    AddToThreadCounterAt<offsetof(ThreadCounters, counters), static_cast<size_t>(Counter::k_frees_local)>(1);
+    AddToThreadCounterAt<offsetof(ThreadCounters, counters),
+                         static_cast<size_t>(Counter::k_frees_local)>(1);
   }
 }
 

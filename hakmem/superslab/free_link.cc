@@ -50,8 +50,13 @@ void ReportMisuse(platform::DiagLine& line) {
 
 void ReportInvalidFree(const void* ptr, const char* reason, const char* call) {
   platform::DiagLine line;
-  line.Str("hakmem: invalid free of ").Hex(reinterpret_cast<uintptr_t>(ptr))
-      .Str(" (").Str(reason).Str(") in ").Str(call).Str("()");
+  line.Str("hakmem: invalid free of ")
+      .Hex(reinterpret_cast<uintptr_t>(ptr))
+      .Str(" (")
+      .Str(reason)
+      .Str(") in ")
+      .Str(call)
+      .Str("()");
   ReportMisuse(line);
 }
 

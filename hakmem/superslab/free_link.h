@@ -61,7 +61,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t LinkMask(const void* block) {
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadLink(const void* block) {
   const uintptr_t decoded = *static_cast<const uintptr_t*>(block) ^ LinkMask(block);
   if constexpr (config::kEncodedLists) {
-    if (ABSL_PREDICT_FALSE((decoded & kLinkCheckBits) != 0)) return ReportCorruptLink(block, decoded);
+    if (ABSL_PREDICT_FALSE((decoded & kLinkCheckBits) != 0))
+      return ReportCorruptLink(block, decoded);
   }
   return reinterpret_cast<void*>(decoded);
 }
@@ -96,7 +97,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t LinkFailure(const void* block) {
 ABSL_ATTRIBUTE_NOINLINE void ReportMisuse(platform::DiagLine& line);
 
 // "hakmem: invalid free of <ptr> (<reason>) in <call>()", through ReportMisuse.
-ABSL_ATTRIBUTE_NOINLINE void ReportInvalidFree(const void* ptr, const char* reason, const char* call);
+ABSL_ATTRIBUTE_NOINLINE void ReportInvalidFree(const void* ptr, const char* reason,
+                                               const char* call);
 
 // A thread cache list of `cls` that ended before its count of blocks did: a link
 // failed LoadLinkOrEnd's check. Reported like ReportCorruptLink.
@@ -109,7 +111,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StoreLink(void* block, const void* next
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkFree(void* block) {
   static_cast<uint64_t*>(block)[1] = g_block_secrets.free_tag;
 }
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkInUse(void* block) { static_cast<uint64_t*>(block)[1] = 0; }
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkInUse(void* block) {
+  static_cast<uint64_t*>(block)[1] = 0;
+}
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool LooksFree(const void* block) {
   return static_cast<const uint64_t*>(block)[1] == g_block_secrets.free_tag;
 }

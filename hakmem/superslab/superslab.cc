@@ -28,7 +28,7 @@ struct Reservation {
   // is advised whole when it is made, so carving stays free of syscalls.
   bool huge;
 };
-ABSL_CONST_INIT Reservation g_reserve[2] ABSL_GUARDED_BY(g_lock) = {};  // by Pages
+ABSL_CONST_INIT Reservation g_reserve[2] ABSL_GUARDED_BY(g_lock) = {};    // by Pages
 ABSL_CONST_INIT IntrusiveList<SuperSlab> g_warm ABSL_GUARDED_BY(g_lock);  // empty, committed
 ABSL_CONST_INIT IntrusiveList<SuperSlab> g_cold ABSL_GUARDED_BY(g_lock);  // empty, decommitted
 ABSL_CONST_INIT IntrusiveList<HugeHeader> g_huge_cache ABSL_GUARDED_BY(g_lock);
@@ -55,8 +55,6 @@ uint64_t RetainBytes() {
   const uint64_t set = g_retain_bytes_override.load(std::memory_order_relaxed);
   return set != UINT64_MAX ? set : config::GetOptions().retain_mb << 20;
 }
-
-
 
 constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -101,12 +99,16 @@ void DecommitLocked(SuperSlab* ss) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   LeaveHugePages(ss);
   // Units are marked clean (reading as zero, so calloc skips its memset) only
   // when the OS really dropped them.
-  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize)) return;
+  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize))
+    return;
   Store(ss->dirty_units, 1);  // only the header unit stays touched
   ss->decommitted = true;
   Count(Counter::k_superslabs_purged);
   if constexpr (config::kDebugLog) {
-    platform::DiagLine().Str("hakmem: purged superslab ").Hex(reinterpret_cast<uintptr_t>(ss)).Write();
+    platform::DiagLine()
+        .Str("hakmem: purged superslab ")
+        .Hex(reinterpret_cast<uintptr_t>(ss))
+        .Write();
   }
 }
 
@@ -160,7 +162,8 @@ void UpdateNextPurgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 
 // Points units [first, first + count) at slabs[slab].
 void MapUnits(SuperSlab* ss, size_t first, size_t count, size_t slab) {
-  const auto offset = static_cast<uint16_t>(reinterpret_cast<char*>(&ss->slabs[slab]) - reinterpret_cast<char*>(ss));
+  const auto offset = static_cast<uint16_t>(reinterpret_cast<char*>(&ss->slabs[slab]) -
+                                            reinterpret_cast<char*>(ss));
   for (size_t u = first; u < first + count; ++u) ss->slab_offset[u] = offset;
 }
 
@@ -221,11 +224,11 @@ char* TakeFromReservation(size_t len) {
   return nullptr;
 }
 
-
 }  // namespace
 
 SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
-  if (pages == Pages::kHuge && !HugePagesEnabled()) pages = Pages::kSmall;  // one reservation will do
+  if (pages == Pages::kHuge && !HugePagesEnabled())
+    pages = Pages::kSmall;  // one reservation will do
   SuperSlab* ss = nullptr;
   bool fresh = false;
   bool huge = false;  // a fresh superslab from the advised part of a reservation
@@ -273,7 +276,10 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
     g_superslab_bytes.fetch_add(kSuperSlabSize, std::memory_order_relaxed);
     Count(Counter::k_superslabs_mapped);
     if constexpr (config::kDebugLog) {
-      platform::DiagLine().Str("hakmem: new superslab ").Hex(reinterpret_cast<uintptr_t>(ss)).Write();
+      platform::DiagLine()
+          .Str("hakmem: new superslab ")
+          .Hex(reinterpret_cast<uintptr_t>(ss))
+          .Write();
     }
   }
   ss->next = ss->prev = nullptr;
@@ -304,7 +310,8 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
   UnitMask aligned = ~UnitMask{0};
   if (align_units > 1) {
     aligned = 0;
-    for (size_t u = align_units; u < kUnitsPerSuperSlab; u += align_units) aligned |= UnitMask{1} << u;
+    for (size_t u = align_units; u < kUnitsPerSuperSlab; u += align_units)
+      aligned |= UnitMask{1} << u;
   }
   // Memory already backed first: a run of dirty free units costs no page fault
   // and leaves the clean ones (never touched, or decommitted) unbacked.
@@ -312,8 +319,9 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
   if (starts == 0) starts = RunStarts(free_units, units) & aligned;
   if (starts == 0) return nullptr;
   const uint64_t low = static_cast<uint64_t>(starts);
-  const size_t first = low != 0 ? static_cast<size_t>(__builtin_ctzll(low))
-                                : 64 + static_cast<size_t>(__builtin_ctzll(static_cast<uint64_t>(starts >> 64)));
+  const size_t first =
+      low != 0 ? static_cast<size_t>(__builtin_ctzll(low))
+               : 64 + static_cast<size_t>(__builtin_ctzll(static_cast<uint64_t>(starts >> 64)));
   const UnitMask mask = RunMask(first, units);
   HAKMEM_DCHECK(first != 0 && (free_units & mask) == mask);
   Store(ss->free_units, free_units & ~mask);
@@ -331,9 +339,9 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
 }
 
 size_t SlabIndexOfUnit(const SuperSlab* ss, size_t unit) {
-  return static_cast<size_t>(
-      (reinterpret_cast<const char*>(ss) + ss->slab_offset[unit] - reinterpret_cast<const char*>(ss->slabs)) /
-      static_cast<ptrdiff_t>(sizeof(SlabMeta)));
+  return static_cast<size_t>((reinterpret_cast<const char*>(ss) + ss->slab_offset[unit] -
+                              reinterpret_cast<const char*>(ss->slabs)) /
+                             static_cast<ptrdiff_t>(sizeof(SlabMeta)));
 }
 
 bool GrowRun(SuperSlab* ss, SlabMeta* run, size_t units, bool* fresh) {
@@ -392,7 +400,8 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
     }
     size_t end = unit;
     while (end < kUnitsPerSuperSlab && ((free_dirty >> end) & 1) != 0) ++end;
-    if (platform::Decommit(reinterpret_cast<char*>(ss) + unit * kUnitSize, (end - unit) * kUnitSize)) {
+    if (platform::Decommit(reinterpret_cast<char*>(ss) + unit * kUnitSize,
+                           (end - unit) * kUnitSize)) {
       // Clean (reads as zero) only when the OS really dropped the pages.
       Store(ss->dirty_units, Load(ss->dirty_units) & ~(RunMask(unit, end - unit)));
       Count(Counter::k_units_purged, end - unit);
@@ -574,7 +583,8 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   }
   char* old_base = h->map_base;
   const size_t old_len = h->map_len;
-  HugeHeader* moved = reinterpret_cast<HugeHeader*>(new_base + (reinterpret_cast<char*>(h) - old_base));
+  HugeHeader* moved =
+      reinterpret_cast<HugeHeader*>(new_base + (reinterpret_cast<char*>(h) - old_base));
   // Register the new range first: on failure nothing has moved and the old block
   // is intact.
   if (!registry::Register(new_base, needed, moved)) {
@@ -649,9 +659,12 @@ const char* ThpStatus() {
   if constexpr (!config::kThp) return "off (built with hakmem_thp=off)";
   if (config::GetOptions().thp == config::ThpPolicy::kNever) return "off (HAKMEM_THP=never)";
   switch (platform::KernelThpMode()) {
-    case platform::ThpMode::kAlways: return "on (kernel: always)";
-    case platform::ThpMode::kMadvise: return "on (kernel: madvise)";
-    case platform::ThpMode::kNever: break;
+    case platform::ThpMode::kAlways:
+      return "on (kernel: always)";
+    case platform::ThpMode::kMadvise:
+      return "on (kernel: madvise)";
+    case platform::ThpMode::kNever:
+      break;
   }
   return "off (kernel: never, or no THP)";
 }

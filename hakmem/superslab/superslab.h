@@ -74,24 +74,24 @@ struct SlabMeta {
   char* start;         // first block
   uint64_t div_magic;  // ceil(2^40 / block_size) << 24, see IsBlockStart
   uint32_t block_size;
-  uint32_t used;       // blocks out: in use, in a thread cache or in a remote queue
-  uint32_t capacity;   // blocks in the slab
+  uint32_t used;      // blocks out: in use, in a thread cache or in a remote queue
+  uint32_t capacity;  // blocks in the slab
   uint16_t units;
-  uint8_t cls;         // size class, kLargeClass or kNoClass
+  uint8_t cls;  // size class, kLargeClass or kNoClass
   SlabState state;
-  bool fresh;          // its units were untouched when carved: [bump, end) reads as zero
-  SlabMeta* next;      // the heap's partial list of this class
+  bool fresh;      // its units were untouched when carved: [bump, end) reads as zero
+  SlabMeta* next;  // the heap's partial list of this class
   SlabMeta* prev;
 };
 
 struct SuperSlab : ChunkHeader {
   uint64_t free_units[2];   // bit set: unit free (unit 0, the header, never is)
   uint64_t dirty_units[2];  // bit set: unit touched since mapped or decommitted
-  uint64_t last_free_ns;     // when a run of this superslab was last freed
+  uint64_t last_free_ns;    // when a run of this superslab was last freed
   uint32_t used_units;
   bool decommitted;
-  bool huge_pages;          // advised MADV_HUGEPAGE when carved
-  Occupancy occupancy;      // of the blocks the owner carves from it now
+  bool huge_pages;      // advised MADV_HUGEPAGE when carved
+  Occupancy occupancy;  // of the blocks the owner carves from it now
   uint64_t cached_at_ns;
   SuperSlab* next;  // in the owner heap's list, or in the cache
   SuperSlab* prev;
@@ -99,7 +99,7 @@ struct SuperSlab : ChunkHeader {
   // holding it (slabs[its first unit]; slabs[0]'s for a free unit). An offset, not
   // an index: the free fast path adds it instead of multiplying by sizeof(SlabMeta).
   uint16_t slab_offset[kUnitsPerSuperSlab];
-  SlabMeta slabs[kUnitsPerSuperSlab];     // by first unit; slabs[0] stays kNoClass
+  SlabMeta slabs[kUnitsPerSuperSlab];  // by first unit; slabs[0] stays kNoClass
 };
 static_assert(sizeof(SuperSlab) <= kUnitSize, "the header fits unit 0");
 static_assert(kSuperSlabSize == registry::kChunkSize, "one registry chunk each");
@@ -109,7 +109,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SuperSlab* SuperSlabOf(const void* p) {
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* p) {
-  const size_t unit = (reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(ss)) / kUnitSize;
+  const size_t unit =
+      (reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(ss)) / kUnitSize;
   return reinterpret_cast<SlabMeta*>(reinterpret_cast<char*>(ss) + ss->slab_offset[unit]);
 }
 
@@ -209,7 +210,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool InHugeMapping(const HugeHeader* h, cons
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline HugeHeader* HugeHeaderOf(const void* user) {
-  return reinterpret_cast<HugeHeader*>(const_cast<char*>(static_cast<const char*>(user)) - kHugeHeaderSize);
+  return reinterpret_cast<HugeHeader*>(const_cast<char*>(static_cast<const char*>(user)) -
+                                       kHugeHeaderSize);
 }
 
 // Maps (or takes from the cache) a huge block of `size` bytes aligned to
@@ -227,13 +229,13 @@ size_t HugeUsableSize(const HugeHeader* h);
 void* HugeRealloc(HugeHeader* h, size_t new_size);
 
 struct SuperSlabStats {
-  uint64_t superslab_bytes;     // carved from reservations
-  uint64_t cached_superslabs;   // in the cache now (warm or decommitted)
-  uint64_t huge_bytes;          // huge mappings, live or cached
-  uint64_t cached_huge;         // in the huge cache now
-  uint64_t warm_superslabs;     // in the cache and still committed
-  uint64_t cached_huge_bytes;   // mapped bytes of the huge cache
-  uint64_t huge_mappings;       // huge mappings, live or cached
+  uint64_t superslab_bytes;    // carved from reservations
+  uint64_t cached_superslabs;  // in the cache now (warm or decommitted)
+  uint64_t huge_bytes;         // huge mappings, live or cached
+  uint64_t cached_huge;        // in the huge cache now
+  uint64_t warm_superslabs;    // in the cache and still committed
+  uint64_t cached_huge_bytes;  // mapped bytes of the huge cache
+  uint64_t huge_mappings;      // huge mappings, live or cached
 };
 SuperSlabStats GetSuperSlabStats();
 

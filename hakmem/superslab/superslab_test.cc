@@ -261,7 +261,8 @@ TEST(HugeTest, MapsRegistersCachesAndReuses) {
 }
 
 TEST(HugeTest, HonoursLargeAlignments) {
-  for (size_t alignment : {size_t{8192}, size_t{1} << 20, size_t{2} << 20, size_t{4} << 20, size_t{16} << 20}) {
+  for (size_t alignment :
+       {size_t{8192}, size_t{1} << 20, size_t{2} << 20, size_t{4} << 20, size_t{16} << 20}) {
     bool zeroed;
     char* p = static_cast<char*>(HugeAlloc(size_t{2} << 20, alignment, &zeroed));
     ASSERT_NE(p, nullptr) << alignment;
@@ -396,7 +397,8 @@ TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
     };
     size_t expected = 0;
     for (bool want_dirty : {true, false}) {
-      for (size_t first = align; first + units <= kUnitsPerSuperSlab && expected == 0; first += align) {
+      for (size_t first = align; first + units <= kUnitsPerSuperSlab && expected == 0;
+           first += align) {
         bool fits = true;
         for (size_t u = first; u < first + units; ++u) {
           fits &= bit(ss->free_units, u) && (!want_dirty || bit(ss->dirty_units, u));
@@ -413,7 +415,8 @@ TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
     ASSERT_NE(run, nullptr) << units << " " << align;
     ASSERT_EQ(run, &ss->slabs[expected]) << units << " " << align;
     ASSERT_EQ(run->units, units);
-    for (size_t u = expected; u < expected + units; ++u) ASSERT_EQ(SlabIndexOfUnit(ss, u), expected);
+    for (size_t u = expected; u < expected + units; ++u)
+      ASSERT_EQ(SlabIndexOfUnit(ss, u), expected);
     live.push_back(run);
   }
   for (SlabMeta* run : live) FreeRun(ss, run);

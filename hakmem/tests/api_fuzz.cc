@@ -71,8 +71,9 @@ class Input {
       case 14:
         return r % 4096;
       default: {
-        static const size_t kImpossible[] = {SIZE_MAX, SIZE_MAX - 4095, size_t{PTRDIFF_MAX},
-                                             size_t{PTRDIFF_MAX} + 1, size_t{1} << 62, size_t{1} << 48};
+        static const size_t kImpossible[] = {
+            SIZE_MAX,        SIZE_MAX - 4095, size_t{PTRDIFF_MAX}, size_t{PTRDIFF_MAX} + 1,
+            size_t{1} << 62, size_t{1} << 48};
         return kImpossible[r % 6];
       }
     }
@@ -248,13 +249,15 @@ void RunOne(Input* in, Block* slots) {
         break;
       }
       if (p == nullptr) {
-        if (!Impossible(size) || errno != ENOMEM) Fail("realloc failed", size, static_cast<size_t>(errno));
+        if (!Impossible(size) || errno != ENOMEM)
+          Fail("realloc failed", size, static_cast<size_t>(errno));
         if (slot->p != nullptr) Check(*slot, slot->size, "realloc failure changed the block");
         break;
       }
       Block moved = *slot;
       moved.p = static_cast<uint8_t*>(p);
-      if (slot->p != nullptr) Check(moved, size < slot->size ? size : slot->size, "realloc lost contents");
+      if (slot->p != nullptr)
+        Check(moved, size < slot->size ? size : slot->size, "realloc lost contents");
       moved.size = size;
       moved.seed = seed;
       *slot = moved;
@@ -270,7 +273,8 @@ void RunOne(Input* in, Block* slots) {
       const int rc = hak_posix_memalign(&p, alignment, size);
       const bool valid = alignment >= sizeof(void*) && (alignment & (alignment - 1)) == 0;
       if (!valid) {
-        if (rc != EINVAL || p != reinterpret_cast<void*>(0x1)) Fail("posix_memalign bad alignment", alignment, rc);
+        if (rc != EINVAL || p != reinterpret_cast<void*>(0x1))
+          Fail("posix_memalign bad alignment", alignment, rc);
         break;
       }
       if (rc != 0) {
@@ -291,7 +295,8 @@ void RunOne(Input* in, Block* slots) {
       // aligned_alloc refuses an alignment that is not a power of two, memalign
       // one above half the address space (and rounds others up); both EINVAL.
       if (c11 ? !pow2 : alignment > (size_t{1} << 62)) {
-        if (p != nullptr || errno != EINVAL) Fail("bad alignment not refused with EINVAL", alignment, size);
+        if (p != nullptr || errno != EINVAL)
+          Fail("bad alignment not refused with EINVAL", alignment, size);
         break;
       }
       size_t effective = 16;
@@ -330,7 +335,8 @@ void RunOne(Input* in, Block* slots) {
       }
       break;
     case 12:
-      if (slot->p != nullptr && hak_owns(slot->p) != 1) Fail("hak_owns of a live block", slot->size, 0);
+      if (slot->p != nullptr && hak_owns(slot->p) != 1)
+        Fail("hak_owns of a live block", slot->size, 0);
       break;
     default:
       if (in->Byte() % 8 == 0) hak_purge();

@@ -38,16 +38,16 @@ constexpr size_t kPtrdiffMax = static_cast<size_t>(PTRDIFF_MAX);
 
 // Sizes that no allocator can satisfy on x86-64 (47-bit user address space).
 const size_t kImpossibleSizes[] = {
-    SIZE_MAX,         SIZE_MAX - 1,        SIZE_MAX - 4095,         SIZE_MAX - (2 * kMiB),
-    kPtrdiffMax + 1,  kPtrdiffMax,         size_t{1} << 62,         size_t{1} << 48,
+    SIZE_MAX,        SIZE_MAX - 1, SIZE_MAX - 4095, SIZE_MAX - (2 * kMiB),
+    kPtrdiffMax + 1, kPtrdiffMax,  size_t{1} << 62, size_t{1} << 48,
 };
 
 // One size per lane and per boundary: tiny (..1 KiB), pool (..128 KiB), large
 // (..1 MiB), huge (above).
 const size_t kLaneSizes[] = {
-    1,        8,         16,         24,         100,        1000,        1024,     1025,
-    4096,     5000,      65536,      70000,      128 * kKiB, 128 * kKiB + 1, 500000, kMiB,
-    kMiB + 1, 3 * kMiB,  8 * kMiB + 3,
+    1,      8,    16,       24,       100,          1000,       1024,
+    1025,   4096, 5000,     65536,    70000,        128 * kKiB, 128 * kKiB + 1,
+    500000, kMiB, kMiB + 1, 3 * kMiB, 8 * kMiB + 3,
 };
 
 size_t PageSize() { return static_cast<size_t>(sysconf(_SC_PAGESIZE)); }
@@ -105,7 +105,8 @@ TEST(MallocTest, SixteenByteAlignedAroundEveryPowerOfTwoUpTo64MiB) {
         if (i == j) continue;
         const char* a = static_cast<const char*>(blocks[i]);
         const char* b = static_cast<const char*>(blocks[j]);
-        EXPECT_TRUE(a + std::max<size_t>(sizes[i], 1) <= b || b + std::max<size_t>(sizes[j], 1) <= a)
+        EXPECT_TRUE(a + std::max<size_t>(sizes[i], 1) <= b ||
+                    b + std::max<size_t>(sizes[j], 1) <= a)
             << "blocks of " << sizes[i] << " and " << sizes[j] << " overlap";
       }
     }
@@ -171,10 +172,29 @@ TEST(MallocTest, ImpossibleSizesReturnNullWithEnomem) {
 
 TEST(CallocTest, ReusedMemoryIsZeroed) {
   const size_t sizes[] = {
-      1,      8,      16,     24,      100,    512,     1000,     1024,          // tiny
-      1025,   2000,   4096,   8192,    30000,  65536,   100000,   128 * kKiB,    // pool
-      128 * kKiB + 1, 200000, 524288,  kMiB,                                    // large
-      kMiB + 1,       3 * kMiB,        8 * kMiB,                                // huge
+      1,
+      8,
+      16,
+      24,
+      100,
+      512,
+      1000,
+      1024,  // tiny
+      1025,
+      2000,
+      4096,
+      8192,
+      30000,
+      65536,
+      100000,
+      128 * kKiB,  // pool
+      128 * kKiB + 1,
+      200000,
+      524288,
+      kMiB,  // large
+      kMiB + 1,
+      3 * kMiB,
+      8 * kMiB,  // huge
   };
   for (size_t n : sizes) {
     const int rounds = n > kMiB ? 6 : 40;
@@ -313,8 +333,8 @@ TEST(ReallocTest, FailureReturnsNullWithEnomemAndKeepsTheBlock) {
 }
 
 TEST(ReallocTest, EveryLaneUpAndDownPreservesContent) {
-  const size_t chain[] = {8,      100,    1000,  5000, 70000, 500000, 3 * kMiB,
-                          500000, 70000,  5000,  1000, 100,   8};
+  const size_t chain[] = {8,      100,   1000, 5000, 70000, 500000, 3 * kMiB,
+                          500000, 70000, 5000, 1000, 100,   8};
   for (int pass = 0; pass < 4; ++pass) {
     size_t size = chain[0];
     void* p = malloc(Opaque(size));
@@ -339,8 +359,9 @@ TEST(ReallocTest, EveryLaneUpAndDownPreservesContent) {
 }
 
 TEST(ReallocTest, EveryPairOfLanesPreservesContent) {
-  const size_t sizes[] = {8, 100, 1000, 1024, 1025, 5000, 70000, 128 * kKiB,
-                          128 * kKiB + 1, 500000, kMiB, kMiB + 1, 3 * kMiB};
+  const size_t sizes[] = {8,    100,      1000,       1024,           1025,
+                          5000, 70000,    128 * kKiB, 128 * kKiB + 1, 500000,
+                          kMiB, kMiB + 1, 3 * kMiB};
   for (size_t from : sizes) {
     for (size_t to : sizes) {
       void* p = malloc(Opaque(from));
@@ -367,7 +388,8 @@ TEST(ReallocTest, SmallStepsInPlaceOrMovedPreserveContent) {
   for (size_t next = 2; next <= 2048; ++next) {
     p = static_cast<char*>(realloc(Opaque(p), Opaque(next)));
     ASSERT_NE(p, nullptr);
-    for (size_t i = 0; i < size; ++i) ASSERT_EQ(p[i], static_cast<char>(i)) << size << " -> " << next;
+    for (size_t i = 0; i < size; ++i)
+      ASSERT_EQ(p[i], static_cast<char>(i)) << size << " -> " << next;
     p[size] = static_cast<char>(size);
     size = next;
   }
@@ -404,8 +426,10 @@ TEST(ReallocarrayTest, OverflowReturnsNullWithEnomemAndKeepsTheBlock) {
     ASSERT_NE(p, nullptr);
     const uint64_t key = PatternKey(p, n);
     FillPattern(p, n, key);
-    const std::pair<size_t, size_t> overflows[] = {
-        {SIZE_MAX / 2, 3}, {3, SIZE_MAX / 2}, {SIZE_MAX, SIZE_MAX}, {size_t{1} << 33, size_t{1} << 31}};
+    const std::pair<size_t, size_t> overflows[] = {{SIZE_MAX / 2, 3},
+                                                   {3, SIZE_MAX / 2},
+                                                   {SIZE_MAX, SIZE_MAX},
+                                                   {size_t{1} << 33, size_t{1} << 31}};
     for (auto [count, size] : overflows) {
       errno = 0;
       void* q = reallocarray(Opaque(p), Opaque(count), Opaque(size));
@@ -421,8 +445,8 @@ TEST(ReallocarrayTest, OverflowReturnsNullWithEnomemAndKeepsTheBlock) {
 // posix_memalign / aligned_alloc / memalign / valloc / pvalloc
 
 std::vector<size_t> SizesFor(size_t alignment) {
-  return {1,         24,        100,       1000,          5000,          70000,
-          300000,    3 * kMiB,  alignment, alignment + 1, 2 * alignment, alignment - 1};
+  return {1,      24,       100,       1000,          5000,          70000,
+          300000, 3 * kMiB, alignment, alignment + 1, 2 * alignment, alignment - 1};
 }
 
 TEST(AlignedTest, PosixMemalignEveryPowerOfTwoUpTo4MiB) {
@@ -431,7 +455,8 @@ TEST(AlignedTest, PosixMemalignEveryPowerOfTwoUpTo4MiB) {
     for (size_t n : SizesFor(alignment)) {
       void* p = reinterpret_cast<void*>(0x1);
       ASSERT_EQ(posix_memalign(&p, Opaque(alignment), Opaque(n)), 0) << alignment << " " << n;
-      CheckBlock(p, n, alignment, "posix_memalign(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
+      CheckBlock(p, n, alignment,
+                 "posix_memalign(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
       live.push_back(p);
     }
     for (void* p : live) free(p);
@@ -444,7 +469,8 @@ TEST(AlignedTest, AlignedAllocEveryPowerOfTwoUpTo4MiB) {
     for (size_t n : SizesFor(alignment)) {
       if (n == 0) continue;
       void* p = aligned_alloc(Opaque(alignment), Opaque(n));
-      CheckBlock(p, n, alignment, "aligned_alloc(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
+      CheckBlock(p, n, alignment,
+                 "aligned_alloc(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
       live.push_back(p);
     }
     for (void* p : live) free(p);
@@ -457,7 +483,8 @@ TEST(AlignedTest, MemalignEveryPowerOfTwoUpTo4MiB) {
     for (size_t n : SizesFor(alignment)) {
       if (n == 0) continue;
       void* p = memalign(Opaque(alignment), Opaque(n));
-      CheckBlock(p, n, alignment, "memalign(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
+      CheckBlock(p, n, alignment,
+                 "memalign(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
       live.push_back(p);
     }
     for (void* p : live) free(p);
@@ -486,18 +513,20 @@ TEST(AlignedTest, FreedAlignedHugeBlocksAreReusedWithTheRightSize) {
   for (size_t alignment : alignments) {
     for (size_t aligned_size : aligned_sizes) {
       void* a = aligned_alloc(Opaque(alignment), Opaque(aligned_size));
-      CheckBlock(a, aligned_size, alignment,
-                 "aligned_alloc(" + std::to_string(alignment) + ", " + std::to_string(aligned_size) + ")");
+      CheckBlock(
+          a, aligned_size, alignment,
+          "aligned_alloc(" + std::to_string(alignment) + ", " + std::to_string(aligned_size) + ")");
       free(a);
       for (size_t n : plain_sizes) {
         void* p = malloc(Opaque(n));
         CheckBlock(p, n, 16,
-                   "malloc(" + std::to_string(n) + ") after free(aligned_alloc(" + std::to_string(alignment) +
-                       ", " + std::to_string(aligned_size) + "))");
+                   "malloc(" + std::to_string(n) + ") after free(aligned_alloc(" +
+                       std::to_string(alignment) + ", " + std::to_string(aligned_size) + "))");
         free(p);
         void* q = aligned_alloc(Opaque(alignment), Opaque(n));
         CheckBlock(q, n, alignment,
-                   "aligned_alloc(" + std::to_string(alignment) + ", " + std::to_string(n) + ") after a free");
+                   "aligned_alloc(" + std::to_string(alignment) + ", " + std::to_string(n) +
+                       ") after a free");
         free(q);
       }
     }
@@ -505,8 +534,21 @@ TEST(AlignedTest, FreedAlignedHugeBlocksAreReusedWithTheRightSize) {
 }
 
 TEST(AlignedTest, PosixMemalignRejectsBadAlignmentWithEinvalAndKeepsOut) {
-  const size_t bad[] = {0, 1, 2, 4, 3, 12, 24, 48, 100, 4095, 4097, 3 * 4096,
-                        SIZE_MAX, SIZE_MAX / 2 + 2, (SIZE_MAX / 2 + 1) | 8};
+  const size_t bad[] = {0,
+                        1,
+                        2,
+                        4,
+                        3,
+                        12,
+                        24,
+                        48,
+                        100,
+                        4095,
+                        4097,
+                        3 * 4096,
+                        SIZE_MAX,
+                        SIZE_MAX / 2 + 2,
+                        (SIZE_MAX / 2 + 1) | 8};
   for (size_t alignment : bad) {
     void* sentinel = reinterpret_cast<void*>(0xdeadbeef);
     void* out = sentinel;
@@ -549,7 +591,8 @@ TEST(AlignedTest, NonPowerOfTwoAlignmentIsRoundedUpOrEinval) {
     for (int which = 0; which < 2; ++which) {
       const char* name = which == 0 ? "aligned_alloc" : "memalign";
       errno = 0;
-      void* p = which == 0 ? aligned_alloc(Opaque(alignment), 200) : memalign(Opaque(alignment), 200);
+      void* p =
+          which == 0 ? aligned_alloc(Opaque(alignment), 200) : memalign(Opaque(alignment), 200);
       if (p == nullptr) {
         EXPECT_EQ(errno, EINVAL) << name << "(" << alignment << ", 200) failed without EINVAL";
         continue;
@@ -648,7 +691,8 @@ TEST(AlignedTest, BoundarySizesWithEveryAlignment) {
     for (size_t n : sizes) {
       void* p = nullptr;
       ASSERT_EQ(posix_memalign(&p, Opaque(alignment), Opaque(n)), 0) << alignment << " " << n;
-      CheckBlock(p, n, alignment, "posix_memalign(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
+      CheckBlock(p, n, alignment,
+                 "posix_memalign(" + std::to_string(alignment) + ", " + std::to_string(n) + ")");
       live.push_back(p);
       if (live.size() > 16) {
         free(live.front());
@@ -735,8 +779,8 @@ TEST(OperatorNewTest, NothrowForms) {
 TEST(OperatorNewTest, AlignValForms) {
   for (size_t alignment : {size_t{32}, size_t{64}, size_t{4096}, kMiB}) {
     const std::align_val_t al{alignment};
-    for (size_t n : {size_t{1}, size_t{64}, size_t{1000}, size_t{5000}, alignment, 3 * alignment + 8,
-                     size_t{300000}}) {
+    for (size_t n : {size_t{1}, size_t{64}, size_t{1000}, size_t{5000}, alignment,
+                     3 * alignment + 8, size_t{300000}}) {
       void* a = ::operator new(Opaque(n), al);
       void* b = ::operator new[](Opaque(n), al);
       void* c = ::operator new(Opaque(n), al, std::nothrow);
@@ -745,8 +789,10 @@ TEST(OperatorNewTest, AlignValForms) {
       void* f = ::operator new[](Opaque(n), al);
       for (void* p : {a, b, c, d, e, f}) {
         ASSERT_NE(p, nullptr) << alignment << " " << n;
-        EXPECT_TRUE(IsAligned(p, alignment)) << "new(" << n << ", align " << alignment << ") = " << p;
-        ASSERT_GE(malloc_usable_size(p), n) << "new(" << n << ", align " << alignment << ") = " << p;
+        EXPECT_TRUE(IsAligned(p, alignment))
+            << "new(" << n << ", align " << alignment << ") = " << p;
+        ASSERT_GE(malloc_usable_size(p), n)
+            << "new(" << n << ", align " << alignment << ") = " << p;
         memset(p, 0x24, n);
       }
       ::operator delete(Opaque(a), al);
@@ -786,7 +832,8 @@ TEST(OperatorNewTest, NewExpressionsOfOverAlignedTypes) {
 
 TEST(OperatorNewTest, ContainersWork) {
   std::vector<std::string> strings;
-  for (int i = 0; i < 20000; ++i) strings.push_back(std::string(static_cast<size_t>(i % 300), 'x') + std::to_string(i));
+  for (int i = 0; i < 20000; ++i)
+    strings.push_back(std::string(static_cast<size_t>(i % 300), 'x') + std::to_string(i));
   size_t total = 0;
   for (const std::string& s : strings) total += s.size();
   EXPECT_GT(total, 20000u);
@@ -814,10 +861,11 @@ TEST(OperatorNewTest, ImpossibleSizeThrowsBadAlloc) {
     EXPECT_THROW(Opaque(::operator new(Opaque(n))), std::bad_alloc) << n;
     EXPECT_THROW(Opaque(::operator new[](Opaque(n))), std::bad_alloc) << n;
     if (AlignedNewHandles(n, 64)) {
-      EXPECT_THROW(Opaque(::operator new(Opaque(n), std::align_val_t{64})), std::bad_alloc) << n;
+      EXPECT_THROW(Opaque(::operator new (Opaque(n), std::align_val_t{64})), std::bad_alloc) << n;
     }
     if (AlignedNewHandles(n, 4096)) {
-      EXPECT_THROW(Opaque(::operator new[](Opaque(n), std::align_val_t{4096})), std::bad_alloc) << n;
+      EXPECT_THROW(Opaque(::operator new[](Opaque(n), std::align_val_t{4096})), std::bad_alloc)
+          << n;
     }
   }
 }
@@ -827,7 +875,7 @@ TEST(OperatorNewTest, NothrowImpossibleSizeReturnsNullptr) {
     EXPECT_EQ(::operator new(Opaque(n), std::nothrow), nullptr) << n;
     EXPECT_EQ(::operator new[](Opaque(n), std::nothrow), nullptr) << n;
     if (AlignedNewHandles(n, 64)) {
-      EXPECT_EQ(::operator new(Opaque(n), std::align_val_t{64}, std::nothrow), nullptr) << n;
+      EXPECT_EQ(::operator new (Opaque(n), std::align_val_t{64}, std::nothrow), nullptr) << n;
     }
     if (AlignedNewHandles(n, 4096)) {
       EXPECT_EQ(::operator new[](Opaque(n), std::align_val_t{4096}, std::nothrow), nullptr) << n;

@@ -35,7 +35,8 @@ std::vector<uint8_t> ReadFile(const std::string& path) {
   if (f == nullptr) return bytes;
   uint8_t buffer[4096];
   size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), f)) > 0) bytes.insert(bytes.end(), buffer, buffer + n);
+  while ((n = fread(buffer, 1, sizeof(buffer), f)) > 0)
+    bytes.insert(bytes.end(), buffer, buffer + n);
   fclose(f);
   return bytes;
 }

@@ -56,7 +56,8 @@ TEST(HugePagesTest, GrowingHeapFaultsInWholeHugePages) {
     // which stay in small pages: far fewer than a tenth of the rest (the vector's
     // own pages fault too). Most of the memory sits in huge pages.
     const uint64_t small_page_floor = hakmem::kSmallPageSuperSlabs * (2 * kMiB) / 4096;
-    EXPECT_LT(faults, small_page_floor + small_pages / 10) << "minor faults for " << kBytes / kMiB << " MiB";
+    EXPECT_LT(faults, small_page_floor + small_pages / 10)
+        << "minor faults for " << kBytes / kMiB << " MiB";
     EXPECT_GE(huge_bytes, kBytes / 2) << "AnonHugePages of hakmem's mappings";
   } else {
     EXPECT_GE(faults, small_pages * 9 / 10) << "minor faults for " << kBytes / kMiB << " MiB";
@@ -93,7 +94,8 @@ TEST(HugePagesTest, PartlyWrittenBigBlocksCostOnlyTheirTouchedPages) {
   }
   const uint64_t grown = ResidentBytes() - rss_before;
   // One 4 KiB page per block is 8 MiB; 2 MiB pages would make it 64 MiB.
-  EXPECT_LT(grown, 16 * kMiB) << "RSS growth for " << kBlocks << " blocks of " << kBlock << " bytes, one byte each";
+  EXPECT_LT(grown, 16 * kMiB) << "RSS growth for " << kBlocks << " blocks of " << kBlock
+                              << " bytes, one byte each";
   EXPECT_LE(hak_huge_page_bytes(), huge_before);
   for (void* p : blocks) free(p);
 }

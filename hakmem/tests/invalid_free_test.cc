@@ -157,7 +157,8 @@ bool ProfilerOn() { return getenv("HAKMEM_HEAP_PROFILE") != nullptr; }
 
 // The report of a double free in the death-test child (whose addresses the
 // parent does not know).
-constexpr char kDoubleFreeReport[] = "hakmem: invalid free of 0x[0-9a-f]+ \\(double free\\) in free\\(\\)";
+constexpr char kDoubleFreeReport[] =
+    "hakmem: invalid free of 0x[0-9a-f]+ \\(double free\\) in free\\(\\)";
 
 // free a, free b, free a: the second free of a finds it below the head of the
 // thread cache. It used to be accepted, and a was then handed out twice.
@@ -230,7 +231,7 @@ TEST(InvalidFreeTest, WordOneOfALiveBlockIsTheProgramsOwn) {
   memcpy(&cleared, static_cast<char*>(again) + 8, sizeof(cleared));
   EXPECT_NE(cleared, tag) << "a block handed out still carries the freed-block tag";
   memcpy(static_cast<char*>(blocks[5]) + 8, &tag, sizeof(tag));  // the program writes it
-  free(blocks[5]);  // not reported: found in no list
+  free(blocks[5]);                                               // not reported: found in no list
   for (size_t i = 1; i < blocks.size(); ++i) {
     if (i != 5) free(blocks[i]);
   }
@@ -259,7 +260,8 @@ void PoisonFreedLink(size_t size) {
 }
 
 TEST(InvalidFreeDeathTest, UseAfterFreeWriteOfALinkIsReportedNotHandedOut) {
-  if (!hakmem::config::kEncodedLists) GTEST_SKIP() << "built with --define hakmem_encoded_lists=off";
+  if (!hakmem::config::kEncodedLists)
+    GTEST_SKIP() << "built with --define hakmem_encoded_lists=off";
   if (ProfilerOn()) GTEST_SKIP() << "thread caches are uncached under the heap profiler";
   for (size_t size : {size_t{64}, size_t{3000}}) {
     EXPECT_DEATH(PoisonFreedLink(size), "hakmem: corrupted free list") << size;
@@ -272,7 +274,8 @@ TEST(InvalidFreeDeathTest, UseAfterFreeWriteInASlabListIsReported) {
   EXPECT_DEATH(
       {
         std::vector<char*> blocks;
-        for (int i = 0; i < 4000; ++i) blocks.push_back(static_cast<char*>(malloc(Opaque(size_t{48}))));
+        for (int i = 0; i < 4000; ++i)
+          blocks.push_back(static_cast<char*>(malloc(Opaque(size_t{48}))));
         for (char* p : blocks) free(p);  // overflows the thread cache: most go back to slabs
         void* target = g_attack_target;
         for (char* p : blocks) memcpy(p, &target, sizeof(target));
@@ -439,17 +442,22 @@ void ExpectWarnedAndContinued(const std::string& name) {
   const ChildRun run = RunChild(name, "HAKMEM_INVALID_FREE=warn");
   ASSERT_TRUE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0)
       << name << ": child status " << run.status
-      << (WIFSIGNALED(run.status) ? " (killed by signal " + std::to_string(WTERMSIG(run.status)) + ")" : "")
-      << "\nstdout:\n" << run.out << "\nstderr:\n" << run.err;
+      << (WIFSIGNALED(run.status)
+              ? " (killed by signal " + std::to_string(WTERMSIG(run.status)) + ")"
+              : "")
+      << "\nstdout:\n"
+      << run.out << "\nstderr:\n"
+      << run.err;
   EXPECT_NE(run.out.find("continued"), std::string::npos) << name << ": stdout:\n" << run.out;
   const std::vector<std::string> freed = LinesWith(run.out, "freed 0x");
   ASSERT_EQ(freed.size(), 1u) << name << ": stdout:\n" << run.out;
   const uintptr_t address = AddressIn(freed[0]);
   // Exactly one report (a debug_log build adds other hakmem lines, not reports).
   const std::vector<std::string> reports = LinesWith(run.err, "hakmem: invalid free");
-  ASSERT_EQ(reports.size(), 1u) << name << ": expected one invalid-free report on stderr:\n" << run.err;
-  EXPECT_EQ(AddressIn(reports[0]), address) << name << ": report \"" << reports[0] << "\" for a free of 0x"
-                                            << std::hex << address;
+  ASSERT_EQ(reports.size(), 1u) << name << ": expected one invalid-free report on stderr:\n"
+                                << run.err;
+  EXPECT_EQ(AddressIn(reports[0]), address)
+      << name << ": report \"" << reports[0] << "\" for a free of 0x" << std::hex << address;
 }
 
 TEST(InvalidFreeWarnTest, StackAddressIsReportedAndTheProgramGoesOn) {
@@ -473,7 +481,8 @@ TEST(InvalidFreeWarnTest, ChildWithTheVariableSetToAbortDies) {
   // (and the re-executed child is shown to see the variable).
   const ChildRun run = RunChild("interior_tiny", "HAKMEM_INVALID_FREE=abort");
   EXPECT_FALSE(WIFEXITED(run.status) && WEXITSTATUS(run.status) == 0)
-      << "the child went on after an invalid free in abort mode\nstderr:\n" << run.err;
+      << "the child went on after an invalid free in abort mode\nstderr:\n"
+      << run.err;
   EXPECT_EQ(LinesWith(run.err, "hakmem: invalid free").size(), 1u) << run.err;
   EXPECT_EQ(run.out.find("continued"), std::string::npos);
 }

@@ -29,12 +29,12 @@ void AllocateTouchAndFreeEverything() {
       blocks.push_back(p);
     }
   };
-  add(48, 400000 / 8);       // tiny, ~2.4 MiB
-  add(900, 20000);           // tiny, ~18 MiB
-  add(24 << 10, 2000);       // pool, ~48 MiB
-  add(100 << 10, 500);       // pool, ~50 MiB
-  add(600 << 10, 60);        // large, ~36 MiB
-  add(3 * kMiB, 15);         // huge, ~45 MiB
+  add(48, 400000 / 8);  // tiny, ~2.4 MiB
+  add(900, 20000);      // tiny, ~18 MiB
+  add(24 << 10, 2000);  // pool, ~48 MiB
+  add(100 << 10, 500);  // pool, ~50 MiB
+  add(600 << 10, 60);   // large, ~36 MiB
+  add(3 * kMiB, 15);    // huge, ~45 MiB
   for (size_t i = 0; i < blocks.size(); ++i) {
     std::swap(blocks[i], blocks[(i * 7919) % blocks.size()]);
   }

@@ -33,9 +33,9 @@ struct Loop {
       }
       // Mostly tiny, some pool, a few large runs.
       const uint32_t lane = (r >> 12) % 64;
-      const size_t size = lane < 48 ? 1 + (r >> 18) % 1024
-                        : lane < 63 ? 1025 + (r >> 14) % (127 << 10)
-                                    : (129 << 10) + (r >> 14) % (800 << 10);
+      const size_t size = lane < 48   ? 1 + (r >> 18) % 1024
+                          : lane < 63 ? 1025 + (r >> 14) % (127 << 10)
+                                      : (129 << 10) + (r >> 14) % (800 << 10);
       ++lane_allocs[lane < 48 ? 0 : lane < 63 ? 1 : 2];
       slot = malloc(size);
       ASSERT_NE(slot, nullptr);

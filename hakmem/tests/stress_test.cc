@@ -75,7 +75,8 @@ struct Rng {
   size_t Size(size_t lo, size_t hi) {
     const int lo_bits = 64 - __builtin_clzll(lo | 1);
     const int hi_bits = 64 - __builtin_clzll(hi);
-    const int bits = lo_bits + static_cast<int>(Next() % static_cast<uint64_t>(hi_bits - lo_bits + 1));
+    const int bits =
+        lo_bits + static_cast<int>(Next() % static_cast<uint64_t>(hi_bits - lo_bits + 1));
     const size_t top = bits >= 64 ? hi : (size_t{1} << bits) - 1;
     const size_t bottom = size_t{1} << (bits - 1);
     const size_t from = bottom < lo ? lo : bottom;
@@ -109,8 +110,8 @@ void CheckAndFree(Block b, uint64_t salt) {
   ASSERT_TRUE(IsAligned(b.p, 16)) << b.p;
   ASSERT_GE(malloc_usable_size(b.p), b.size);
   const size_t bad = FirstPatternMismatch(b.p, b.size, b.key);
-  ASSERT_EQ(bad, b.size) << "block " << b.p << " of " << b.size << " bytes changed at offset " << bad
-                         << " between its allocation in one thread and its free in another";
+  ASSERT_EQ(bad, b.size) << "block " << b.p << " of " << b.size << " bytes changed at offset "
+                         << bad << " between its allocation in one thread and its free in another";
   if (Mix(salt) % 8 == 0) {
     const size_t new_size = (Mix(salt + 1) & 1) ? b.size + b.size / 2 + 1 : b.size / 2 + 1;
     void* q = realloc(Opaque(b.p), new_size);

@@ -110,7 +110,9 @@ inline void FillBlock(PatternBlock* b, uint64_t seed = 0) {
 }
 
 // Whether `b` still holds its pattern.
-inline bool Intact(const PatternBlock& b) { return FirstPatternMismatch(b.p, b.size, b.key) == b.size; }
+inline bool Intact(const PatternBlock& b) {
+  return FirstPatternMismatch(b.p, b.size, b.key) == b.size;
+}
 
 // Resident set size of this process, from /proc/self/statm.
 inline size_t ResidentBytes() {

@@ -67,7 +67,7 @@ size_t LogUniform(uint64_t r, size_t lo, size_t hi) {
 // block in every fourth thread.
 size_t ChurnSize(uint64_t r, int index, int i) {
   if (i == 15 && index % 4 == 0) return LogUniform(r, 128 * kKiB + 1, kMiB);  // large
-  if (i % 4 == 3) return LogUniform(r, 1 * kKiB + 1, 128 * kKiB);            // pool
+  if (i % 4 == 3) return LogUniform(r, 1 * kKiB + 1, 128 * kKiB);             // pool
   return LogUniform(r, 1, 1024);                                              // tiny
 }
 
@@ -162,8 +162,8 @@ TEST(ThreadsTest, TenThousandShortLivedThreadsKeepMemoryBounded) {
   EXPECT_EQ(failures.load(), 0) << "failed allocations or blocks whose contents changed";
   const size_t limit = 64 * kMiB;
   EXPECT_LT(rss_max - rss_before, limit)
-      << "RSS grew from " << rss_before / kKiB << " KiB to a peak of " << rss_max / kKiB << " KiB over "
-      << kThreads << " threads";
+      << "RSS grew from " << rss_before / kKiB << " KiB to a peak of " << rss_max / kKiB
+      << " KiB over " << kThreads << " threads";
   RecordProperty("rss_before_kib", static_cast<int>(rss_before / kKiB));
   RecordProperty("rss_peak_kib", static_cast<int>(rss_max / kKiB));
   RecordProperty("rss_after_kib", static_cast<int>(rss_after / kKiB));
@@ -177,7 +177,8 @@ TEST(ThreadsTest, TenThousandShortLivedThreadsKeepMemoryBounded) {
   EXPECT_LT(heaps_created, uint64_t{kThreads / 10})
       << "heaps_created grew by " << heaps_created << " over " << kThreads << " sequential threads";
   RecordProperty("heaps_created", static_cast<int>(heaps_created));
-  RecordProperty("heaps_adopted", static_cast<int>(stats_after.heaps_adopted - stats_before.heaps_adopted));
+  RecordProperty("heaps_adopted",
+                 static_cast<int>(stats_after.heaps_adopted - stats_before.heaps_adopted));
 #endif
 }
 
@@ -235,8 +236,8 @@ TEST(ThreadsTest, AllocationsInTheLastDestructorRoundAreHandedBack) {
   const int64_t vm_grown =
       static_cast<int64_t>(hakmem_test::VirtualBytes()) - static_cast<int64_t>(vm_before);
   EXPECT_LT(vm_grown, static_cast<int64_t>(256 * kMiB))
-      << "address space grew by " << vm_grown / static_cast<int64_t>(kMiB) << " MiB over " << kThreads
-      << " threads";
+      << "address space grew by " << vm_grown / static_cast<int64_t>(kMiB) << " MiB over "
+      << kThreads << " threads";
 #if HAKMEM_TEST_LINKS_HAKMEM
   // Every heap attached is handed back: the heaps attached to live threads are as
   // many as before. (hak_get_stats hung here when the thread list had a cycle.)
@@ -266,13 +267,14 @@ enum ChildExit : int {
 // The child of a fork: allocate and free in every lane, free blocks inherited
 // from the parent (one from the main thread, one from a worker thread that does
 // not exist in the child), start and join a thread, report one byte, _exit.
-[[noreturn]] void ChildMain(int write_fd, const Block& inherited_main, const Block& inherited_worker) {
+[[noreturn]] void ChildMain(int write_fd, const Block& inherited_main,
+                            const Block& inherited_worker) {
   alarm(30);  // a deadlocked child dies of SIGALRM instead of hanging the test
   if (!Intact(inherited_main) || !Intact(inherited_worker)) _exit(kChildInheritedBlockChanged);
   free(inherited_main.p);
   free(inherited_worker.p);
-  const size_t sizes[] = {1, 16, 100, 1024, 1025, 5000, 70000, 128 * kKiB, 200000, kMiB,
-                          2 * kMiB + 1, 5 * kMiB};
+  const size_t sizes[] = {1,     16,         100,    1024, 1025,         5000,
+                          70000, 128 * kKiB, 200000, kMiB, 2 * kMiB + 1, 5 * kMiB};
   for (int round = 0; round < 4; ++round) {
     Block blocks[sizeof(sizes) / sizeof(sizes[0])];
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); ++i) {
@@ -325,9 +327,9 @@ TEST(ThreadsTest, ForkWhileOtherThreadsAllocate) {
       while (!stop.load(std::memory_order_relaxed)) {
         r = Mix(r);
         const int lane = static_cast<int>(r % 32);
-        size_t size = 1 + r % 1024;                                      // tiny
-        if (lane >= 20) size = 1 * kKiB + (r >> 8) % (127 * kKiB);       // pool
-        if (lane == 30) size = 128 * kKiB + (r >> 8) % (896 * kKiB);     // large
+        size_t size = 1 + r % 1024;                                                     // tiny
+        if (lane >= 20) size = 1 * kKiB + (r >> 8) % (127 * kKiB);                      // pool
+        if (lane == 30) size = 128 * kKiB + (r >> 8) % (896 * kKiB);                    // large
         if (lane == 31 && (r >> 40) % 8 == 0) size = 2 * kMiB + (r >> 8) % (2 * kMiB);  // huge
         Block b = Allocate(size, r);
         if (b.p == nullptr) {
@@ -406,9 +408,10 @@ TEST(ThreadsTest, ForkWhileOtherThreadsAllocate) {
       waited = waitpid(pid, &status, 0);
     } while (waited < 0 && errno == EINTR);
     ASSERT_EQ(waited, pid);
-    EXPECT_TRUE(WIFEXITED(status)) << "fork " << f << ": child killed by signal "
-                                   << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
-                                   << (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? " (SIGALRM: deadlock?)" : "");
+    EXPECT_TRUE(WIFEXITED(status))
+        << "fork " << f << ": child killed by signal "
+        << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+        << (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM ? " (SIGALRM: deadlock?)" : "");
     if (WIFEXITED(status)) {
       EXPECT_EQ(WEXITSTATUS(status), kChildOk) << "fork " << f << ": child exit code";
     }
@@ -464,7 +467,8 @@ TEST(ThreadsTest, ForkFromASecondaryThread) {
       free(before);
     });
     forker.join();
-    EXPECT_TRUE(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0) << "status " << child_status;
+    EXPECT_TRUE(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0)
+        << "status " << child_status;
   }
   stop = true;
   busy.join();

@@ -54,7 +54,9 @@ struct ThreadCache {
 
   // The list of `cls` (indexed unsigned: a class loaded as a byte needs no sign
   // extension).
-  ABSL_ATTRIBUTE_ALWAYS_INLINE FreeList& ListOf(int cls) { return lists[static_cast<uint32_t>(cls)]; }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE FreeList& ListOf(int cls) {
+    return lists[static_cast<uint32_t>(cls)];
+  }
 
   // Empty lists with their bounds: a constant initialiser for TLS.
   static constexpr ThreadCache Empty() {
@@ -119,8 +121,10 @@ struct ThreadCache {
       int want = batch;
       if (ABSL_PREDICT_FALSE(list.max == 0)) {
         want = 1;
-        if (profiler::Enabled()) want += profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
-        if (!config::kPoolTls && cls >= kNumTinyClasses) stats::Count(stats::Counter::k_fallback_pool_uncached);
+        if (profiler::Enabled())
+          want += profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
+        if (!config::kPoolTls && cls >= kNumTinyClasses)
+          stats::Count(stats::Counter::k_fallback_pool_uncached);
       }
       void* head = nullptr;
       const int got = AllocBatch(heap, cls, want, &head, list.max != 0 ? &range : nullptr);

@@ -17,7 +17,15 @@ void BM_AllocFreePair(benchmark::State& state) {
     if (!TryFree(cls, p)) Flush(heap, cls, p);
   }
 }
-BENCHMARK(BM_AllocFreePair)->Arg(16)->Arg(64)->Arg(256)->Arg(1024)->Arg(2048)->Arg(8192)->Arg(33000)->Arg(131072);
+BENCHMARK(BM_AllocFreePair)
+    ->Arg(16)
+    ->Arg(64)
+    ->Arg(256)
+    ->Arg(1024)
+    ->Arg(2048)
+    ->Arg(8192)
+    ->Arg(33000)
+    ->Arg(131072);
 
 void BM_Batch100(benchmark::State& state) {
   Heap* heap = HasHeap() ? tls_heap : AttachHeap();

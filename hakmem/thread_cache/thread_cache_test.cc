@@ -259,9 +259,11 @@ TEST(ThreadCacheTest, PrewarmFillsCommonClassesWhenEnabled) {
 TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
   std::thread([] {
     EXPECT_EQ(tls_cache.lists[0].max, kSizeClasses[0].cache_max);
-    EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].max, kSizeClasses[kNumTinyClasses - 1].cache_max);
+    EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].max,
+              kSizeClasses[kNumTinyClasses - 1].cache_max);
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
-      ASSERT_EQ(tls_cache.lists[cls].max, config::kPoolTls ? kSizeClasses[cls].cache_max : 0u) << cls;
+      ASSERT_EQ(tls_cache.lists[cls].max, config::kPoolTls ? kSizeClasses[cls].cache_max : 0u)
+          << cls;
     }
     Heap* heap = AttachHeap();
     const int cls = PoolClass(3000);

@@ -26,7 +26,8 @@ using hakmem::core::Free;
 using hakmem::core::Malloc;
 
 // operator new's failure path: the new-handler loop of [new.delete.single].
-HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t alignment, bool nothrow) {
+HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t alignment,
+                                                         bool nothrow) {
   for (;;) {
     void* p = alignment == 0 ? Malloc(size) : hakmem::core::AlignedAlloc(alignment, size);
     if (p != nullptr) return p;
@@ -73,7 +74,9 @@ extern "C" {
 HAKMEM_ENTRY_POINTS(HAKMEM_DEFINE_ENTRY_POINT)
 #undef HAKMEM_DEFINE_ENTRY_POINT
 
-HAKMEM_EXPORT size_t malloc_usable_size(void* ptr) { return hakmem::free_dispatch::UsableSize(ptr); }
+HAKMEM_EXPORT size_t malloc_usable_size(void* ptr) {
+  return hakmem::free_dispatch::UsableSize(ptr);
+}
 
 // glibc's malloc_trim would trim only the C library's own arena: ours gives every
 // empty cached superslab and huge mapping back to the OS. Returns 1 if it did.
@@ -84,7 +87,9 @@ HAKMEM_EXPORT int malloc_trim(size_t) { return hakmem::core::Purge() ? 1 : 0; }
 HAKMEM_EXPORT struct mallinfo2 mallinfo2(void) { return hak_mallinfo2(); }
 HAKMEM_EXPORT struct mallinfo mallinfo(void) { return hak_mallinfo(); }
 HAKMEM_EXPORT void malloc_stats(void) { hak_malloc_stats(); }
-HAKMEM_EXPORT int malloc_info(int options, FILE* stream) { return hak_malloc_info(options, stream); }
+HAKMEM_EXPORT int malloc_info(int options, FILE* stream) {
+  return hak_malloc_info(options, stream);
+}
 HAKMEM_EXPORT int mallopt(int param, int value) { return hak_mallopt(param, value); }
 
 }  // extern "C"
@@ -99,13 +104,19 @@ HAKMEM_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept 
   void* p = Malloc(size);
   return p != nullptr ? p : NewSlow(size, 0, true);
 }
-HAKMEM_EXPORT void* operator new(size_t size, std::align_val_t alignment) { return NewAligned(size, alignment); }
-HAKMEM_EXPORT void* operator new[](size_t size, std::align_val_t alignment) { return NewAligned(size, alignment); }
-HAKMEM_EXPORT void* operator new(size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+HAKMEM_EXPORT void* operator new(size_t size, std::align_val_t alignment) {
+  return NewAligned(size, alignment);
+}
+HAKMEM_EXPORT void* operator new[](size_t size, std::align_val_t alignment) {
+  return NewAligned(size, alignment);
+}
+HAKMEM_EXPORT void* operator new(size_t size, std::align_val_t alignment,
+                                 const std::nothrow_t&) noexcept {
   void* p = hakmem::core::AlignedAlloc(static_cast<size_t>(alignment), size);
   return p != nullptr ? p : NewSlow(size, static_cast<size_t>(alignment), true);
 }
-HAKMEM_EXPORT void* operator new[](size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+HAKMEM_EXPORT void* operator new[](size_t size, std::align_val_t alignment,
+                                   const std::nothrow_t&) noexcept {
   void* p = hakmem::core::AlignedAlloc(static_cast<size_t>(alignment), size);
   return p != nullptr ? p : NewSlow(size, static_cast<size_t>(alignment), true);
 }
@@ -118,7 +129,11 @@ HAKMEM_EXPORT void operator delete(void* ptr, size_t) noexcept { Delete(ptr); }
 HAKMEM_EXPORT void operator delete[](void* ptr, size_t) noexcept { Delete(ptr); }
 HAKMEM_EXPORT void operator delete(void* ptr, std::align_val_t) noexcept { Delete(ptr); }
 HAKMEM_EXPORT void operator delete[](void* ptr, std::align_val_t) noexcept { Delete(ptr); }
-HAKMEM_EXPORT void operator delete(void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { Delete(ptr); }
-HAKMEM_EXPORT void operator delete[](void* ptr, std::align_val_t, const std::nothrow_t&) noexcept { Delete(ptr); }
+HAKMEM_EXPORT void operator delete(void* ptr, std::align_val_t, const std::nothrow_t&) noexcept {
+  Delete(ptr);
+}
+HAKMEM_EXPORT void operator delete[](void* ptr, std::align_val_t, const std::nothrow_t&) noexcept {
+  Delete(ptr);
+}
 HAKMEM_EXPORT void operator delete(void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
 HAKMEM_EXPORT void operator delete[](void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
