@@ -176,7 +176,7 @@ void hak_print_stats(int fd) {
       .Str("; hakmem memory in 2 MiB pages ")
       .Dec(hak_huge_page_bytes())
       .Str(" bytes (THP ")
-      .Str(hakmem::ThpStatus())
+      .Str(hakmem::config::ThpStatus())
       .Str(")")
       .Write(fd);
   if (!hakmem::config::GetOptions().size_hist) return;

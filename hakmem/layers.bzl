@@ -11,6 +11,7 @@ HAKMEM_LAYERS = [
     "profiler",
     "size_class",
     "registry",
+    "huge",
     "superslab",
     "remote_queue",
     "ace",

@@ -5,6 +5,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/config/build_config.h"
 #include "hakmem/platform/platform.h"
 
 namespace hakmem::config {
@@ -108,6 +109,25 @@ const Options& GetOptions() {
 void ReloadOptionsForTesting() {
   g_state.store(0, std::memory_order_relaxed);
   Load();
+}
+
+bool HugePagesEnabled() {
+  return kThp && GetOptions().thp == ThpPolicy::kAuto &&
+         platform::KernelThpMode() != platform::ThpMode::kNever;
+}
+
+const char* ThpStatus() {
+  if constexpr (!kThp) return "off (built with hakmem_thp=off)";
+  if (GetOptions().thp == ThpPolicy::kNever) return "off (HAKMEM_THP=never)";
+  switch (platform::KernelThpMode()) {
+    case platform::ThpMode::kAlways:
+      return "on (kernel: always)";
+    case platform::ThpMode::kMadvise:
+      return "on (kernel: madvise)";
+    case platform::ThpMode::kNever:
+      break;
+  }
+  return "off (kernel: never, or no THP)";
 }
 
 }  // namespace hakmem::config

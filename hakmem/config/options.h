@@ -50,6 +50,12 @@ struct Options {
 // The options of this process (parsed on first call).
 const Options& GetOptions();
 
+// Whether superslabs and huge mappings are advised to use 2 MiB pages (the build
+// allows it, HAKMEM_THP=auto, the kernel's THP mode is not never; slow paths
+// only), and why, for the stats report: "on (kernel: madvise)", ...
+bool HugePagesEnabled();
+const char* ThpStatus();
+
 // Parses the environment again (tests change it with setenv).
 void ReloadOptionsForTesting();
 

@@ -31,12 +31,8 @@ struct Reservation {
 ABSL_CONST_INIT Reservation g_reserve[2] ABSL_GUARDED_BY(g_lock) = {};    // by Pages
 ABSL_CONST_INIT IntrusiveList<SuperSlab> g_warm ABSL_GUARDED_BY(g_lock);  // empty, committed
 ABSL_CONST_INIT IntrusiveList<SuperSlab> g_cold ABSL_GUARDED_BY(g_lock);  // empty, decommitted
-ABSL_CONST_INIT IntrusiveList<HugeHeader> g_huge_cache ABSL_GUARDED_BY(g_lock);
-ABSL_CONST_INIT uint64_t g_huge_cached_bytes ABSL_GUARDED_BY(g_lock) = 0;
 
 ABSL_CONST_INIT std::atomic<uint64_t> g_superslab_bytes{0};
-ABSL_CONST_INIT std::atomic<uint64_t> g_huge_bytes{0};
-ABSL_CONST_INIT std::atomic<uint64_t> g_huge_count{0};  // mappings, live or cached
 // Every reservation ever made, for ForEachSuperSlab (append-only: published with
 // a release store of the count; superslabs are never unmapped).
 constexpr size_t kMaxReservations = 4096;  // 256 GiB of superslabs
@@ -112,35 +108,11 @@ void DecommitLocked(SuperSlab* ss) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   }
 }
 
-// The user pointers of the last huge blocks whose mappings went back to the OS:
-// a stale free of one finds no registry entry, and would otherwise be taken for
-// the C library's pointer and handed to its free (a crash there). Written under
-// g_lock, read without it (relaxed: a pointer is either recorded or not).
-constexpr int kReleasedHugeSlots = 64;
-ABSL_CONST_INIT std::atomic<uintptr_t> g_released_huge[kReleasedHugeSlots] = {};
-ABSL_CONST_INIT uint32_t g_released_huge_next ABSL_GUARDED_BY(g_lock) = 0;
-
-void ReleaseHugeLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
-  g_released_huge[g_released_huge_next++ % kReleasedHugeSlots].store(
-      reinterpret_cast<uintptr_t>(h->user), std::memory_order_relaxed);
-  g_huge_cache.Remove(h);
-  g_huge_cached_bytes -= h->map_len;
-  g_huge_bytes.fetch_sub(h->map_len, std::memory_order_relaxed);
-  g_huge_count.fetch_sub(1, std::memory_order_relaxed);
-  char* base = h->map_base;
-  const size_t len = h->map_len;
-  registry::Unregister(base, len);
-  platform::Release(base, len);
-  Count(Counter::k_huge_released);
-}
-
 // Keeps the committed empty memory under HAKMEM_RETAIN_MB: oldest huge mappings
 // go first, then the oldest warm superslabs are decommitted.
 void EnforceRetainCapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   const uint64_t cap = RetainBytes();
-  while (g_huge_cache.tail() != nullptr &&
-         g_huge_cached_bytes + g_warm.size() * kSuperSlabSize > cap) {
-    ReleaseHugeLocked(g_huge_cache.tail());
+  while (CachedHugeBytes() + g_warm.size() * kSuperSlabSize > cap && ReleaseOldestCachedHuge()) {
   }
   while (g_warm.tail() != nullptr && g_warm.size() * kSuperSlabSize > cap) {
     SuperSlab* ss = g_warm.tail();
@@ -153,9 +125,8 @@ void EnforceRetainCapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 void UpdateNextPurgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   uint64_t oldest = UINT64_MAX;
   if (g_warm.tail() != nullptr) oldest = g_warm.tail()->cached_at_ns;
-  if (g_huge_cache.tail() != nullptr && g_huge_cache.tail()->cached_at_ns < oldest) {
-    oldest = g_huge_cache.tail()->cached_at_ns;
-  }
+  const uint64_t oldest_huge = OldestCachedHugeNs();
+  if (oldest_huge < oldest) oldest = oldest_huge;
   g_next_purge_ns.store(oldest == UINT64_MAX ? UINT64_MAX : oldest + PurgeDelayNs(),
                         std::memory_order_relaxed);
 }
@@ -227,7 +198,7 @@ char* TakeFromReservation(size_t len) {
 }  // namespace
 
 SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
-  if (pages == Pages::kHuge && !HugePagesEnabled())
+  if (pages == Pages::kHuge && !config::HugePagesEnabled())
     pages = Pages::kSmall;  // one reservation will do
   SuperSlab* ss = nullptr;
   bool fresh = false;
@@ -432,12 +403,7 @@ namespace {
 
 bool PurgeCachesLocked(bool force, uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   const uint64_t delay = PurgeDelayNs();
-  bool purged = false;
-  while (g_huge_cache.tail() != nullptr &&
-         (force || now - g_huge_cache.tail()->cached_at_ns >= delay)) {
-    ReleaseHugeLocked(g_huge_cache.tail());
-    purged = true;
-  }
+  bool purged = ReleaseCachedHuge(now, delay, force);
   while (g_warm.tail() != nullptr && (force || now - g_warm.tail()->cached_at_ns >= delay)) {
     SuperSlab* ss = g_warm.tail();
     g_warm.Remove(ss);
@@ -465,163 +431,48 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
     return nullptr;
   }
   if (size == 0) size = 1;  // a minimal block, never a pointer one past the mapping
-  // The user block starts `offset` bytes into the mapping: after the header page,
-  // at the alignment when it is below a superslab, else one superslab in (the
-  // header page at its end), so the mapping stays size + 2 MiB whatever the
-  // alignment.
-  size_t offset = kHugeHeaderSize;
-  if (alignment > kHugeHeaderSize) offset = alignment < kSuperSlabSize ? alignment : kSuperSlabSize;
-  // Whole pages, not whole superslabs: address space is what an RLIMIT_AS counts.
-  // The mapping starts superslab-aligned; the rest of its last registry chunk may
-  // hold a foreign mapping, which FindIn tells apart by the range.
-  const size_t needed = RoundUp(offset + size, platform::kPageSize);
-  if (offset == kHugeHeaderSize) {
-    // Best fit among the cached mappings with room for `size` past their user
-    // pointer (an aligned one's sits further in), at most 4x the length needed:
-    // a warm mapping beats fresh page faults, and a roomy one lets a growing
-    // block realloc in place.
-    platform::SpinLockHolder hold(&g_lock);
-    HugeHeader* best = nullptr;
-    for (HugeHeader* h = g_huge_cache.head(); h != nullptr; h = h->next) {
-      if (HugeUsableSize(h) >= size && h->map_len <= 4 * RoundUp(needed, kSuperSlabSize) &&
-          (best == nullptr || h->map_len < best->map_len)) {
-        best = h;
-      }
-    }
-    if (best != nullptr) {
-      g_huge_cache.Remove(best);
-      g_huge_cached_bytes -= best->map_len;
-      UpdateNextPurgeLocked();
-      best->cached = false;
-      best->size = size;
-      Count(Counter::k_huge_reused);
+  const HugeLayout layout = LayoutOfHuge(size, alignment);
+  if (layout.offset == kHugeHeaderSize) {
+    if (void* user = ReuseCachedHuge(size, layout)) {
       *zeroed = false;
-      return best->user;
+      return user;
     }
   }
-  // base is superslab-aligned (one registry chunk each) and base + offset is
-  // aligned to `alignment`.
-  const size_t reserve_alignment = alignment > kSuperSlabSize ? alignment : kSuperSlabSize;
-  const size_t reserve_offset = alignment > kSuperSlabSize ? offset : 0;
-  char* base = static_cast<char*>(platform::Reserve(needed, reserve_alignment, reserve_offset));
-  if (base == nullptr) {
+  void* user = MapHuge(size, alignment, layout, nullptr);
+  if (user == nullptr) {
     PurgeCaches(true);  // give back what is cached and try once more
-    base = static_cast<char*>(platform::Reserve(needed, reserve_alignment, reserve_offset));
+    user = MapHuge(size, alignment, layout, nullptr);
   }
-  if (base == nullptr && reserve_alignment == kSuperSlabSize) base = TakeFromReservation(needed);
-  if (base == nullptr) {
+  if (user == nullptr && alignment <= kSuperSlabSize) {
+    if (char* base = TakeFromReservation(layout.length))
+      user = MapHuge(size, alignment, layout, base);
+  }
+  if (user == nullptr) {
     errno = ENOMEM;
     return nullptr;
   }
-  char* user = base + offset;
-  HugeHeader* h = HugeHeaderOf(user);
-  h->magic = kHugeMagic;
-  h->map_base = base;
-  h->map_len = needed;
-  h->user = user;
-  h->size = size;
-  if (!registry::Register(base, needed, h)) {
-    platform::Release(base, needed);
-    errno = ENOMEM;
-    return nullptr;
-  }
-  // Whole 2 MiB pages of a big block are faulted in at once (its tail below
-  // 2 MiB stays in small pages).
-  if (needed >= kSuperSlabSize && HugePagesEnabled()) platform::AdviseHugePages(base, needed);
-  g_huge_bytes.fetch_add(needed, std::memory_order_relaxed);
-  g_huge_count.fetch_add(1, std::memory_order_relaxed);
-  Count(Counter::k_huge_mapped);
   *zeroed = true;
   return user;
 }
 
 void HugeFree(HugeHeader* h) {
-  const uint64_t now = platform::NowNanos();
+  CacheHuge(h, platform::NowNanos());
   platform::SpinLockHolder hold(&g_lock);
-  h->cached = true;
-  h->cached_at_ns = now;
-  g_huge_cache.PushFront(h);
-  g_huge_cached_bytes += h->map_len;
   EnforceRetainCapLocked();
   UpdateNextPurgeLocked();
-}
-
-bool WasReleasedHuge(const void* ptr) {
-  const uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
-  for (const std::atomic<uintptr_t>& slot : g_released_huge) {
-    if (slot.load(std::memory_order_relaxed) == p) return true;
-  }
-  return false;
-}
-
-size_t HugeUsableSize(const HugeHeader* h) {
-  return static_cast<size_t>(h->map_base + h->map_len - h->user);
-}
-
-void* HugeRealloc(HugeHeader* h, size_t new_size) {
-  const size_t offset = static_cast<size_t>(h->user - h->map_base);
-  if (new_size > kMaxHugeSize) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  if (offset + new_size <= h->map_len) {
-    h->size = new_size;
-    return h->user;
-  }
-  // A block that grows by realloc tends to grow again: the new mapping runs to
-  // the end of its last superslab, so the next steps stay in place (whole pages
-  // only when the address space is short).
-  size_t needed = RoundUp(offset + new_size, kSuperSlabSize);
-  char* new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
-  if (new_base == nullptr) {
-    needed = RoundUp(offset + new_size, platform::kPageSize);
-    new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
-  }
-  if (new_base == nullptr) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  char* old_base = h->map_base;
-  const size_t old_len = h->map_len;
-  HugeHeader* moved =
-      reinterpret_cast<HugeHeader*>(new_base + (reinterpret_cast<char*>(h) - old_base));
-  // Register the new range first: on failure nothing has moved and the old block
-  // is intact.
-  if (!registry::Register(new_base, needed, moved)) {
-    platform::Release(new_base, needed);
-    errno = ENOMEM;
-    return nullptr;
-  }
-  // Unregister the old range while it is still mapped: once mremap has moved the
-  // pages, another thread's mmap may get that range and register it, and a late
-  // Unregister would erase that thread's entries.
-  registry::Unregister(old_base, old_len);
-  if (!platform::MovePages(old_base, old_len, new_base, needed)) {
-    registry::Register(old_base, old_len, h);  // leaves exist: cannot fail
-    registry::Unregister(new_base, needed);
-    platform::Release(new_base, needed);
-    errno = ENOMEM;
-    return nullptr;
-  }
-  moved->map_base = new_base;
-  moved->map_len = needed;
-  moved->user = new_base + offset;
-  moved->size = new_size;
-  g_huge_bytes.fetch_add(needed - old_len, std::memory_order_relaxed);
-  Count(Counter::k_huge_remapped);
-  return moved->user;
 }
 
 SuperSlabStats GetSuperSlabStats() {
   SuperSlabStats s;
   s.superslab_bytes = g_superslab_bytes.load(std::memory_order_relaxed);
-  s.huge_bytes = g_huge_bytes.load(std::memory_order_relaxed);
   platform::SpinLockHolder hold(&g_lock);
   s.cached_superslabs = g_warm.size() + g_cold.size();
-  s.cached_huge = g_huge_cache.size();
   s.warm_superslabs = g_warm.size();
-  s.cached_huge_bytes = g_huge_cached_bytes;
-  s.huge_mappings = g_huge_count.load(std::memory_order_relaxed);
+  const HugeStats huge = GetHugeStats();
+  s.huge_bytes = huge.huge_bytes;
+  s.huge_mappings = huge.huge_mappings;
+  s.cached_huge = huge.cached_huge;
+  s.cached_huge_bytes = huge.cached_huge_bytes;
   return s;
 }
 
@@ -650,29 +501,20 @@ void ForEachSuperSlab(void (*fn)(const SuperSlab* ss, void* arg), void* arg) {
   }
 }
 
-bool HugePagesEnabled() {
-  return config::kThp && config::GetOptions().thp == config::ThpPolicy::kAuto &&
-         platform::KernelThpMode() != platform::ThpMode::kNever;
-}
-
-const char* ThpStatus() {
-  if constexpr (!config::kThp) return "off (built with hakmem_thp=off)";
-  if (config::GetOptions().thp == config::ThpPolicy::kNever) return "off (HAKMEM_THP=never)";
-  switch (platform::KernelThpMode()) {
-    case platform::ThpMode::kAlways:
-      return "on (kernel: always)";
-    case platform::ThpMode::kMadvise:
-      return "on (kernel: madvise)";
-    case platform::ThpMode::kNever:
-      break;
-  }
-  return "off (kernel: never, or no THP)";
-}
-
 // Fork handlers hold the lock across fork(), from Prepare to the After
 // handlers: beyond what -Wthread-safety follows.
-void PrepareForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Lock(); }
-void ParentAfterForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Unlock(); }
-void ChildAfterForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.ResetAfterFork(); }
+// The huge box's lock is taken after this one, as everywhere.
+void PrepareForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  g_lock.Lock();
+  PrepareForkHuge();
+}
+void ParentAfterForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  ParentAfterForkHuge();
+  g_lock.Unlock();
+}
+void ChildAfterForkSuperSlabs() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  ChildAfterForkHuge();
+  g_lock.ResetAfterFork();
+}
 
 }  // namespace hakmem

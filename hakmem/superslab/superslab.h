@@ -8,12 +8,15 @@
 //    each), registered in the registry once, and never unmapped: an empty one goes
 //    to the cache, is reused warm, and is decommitted (MADV_DONTNEED on units
 //    1..127) after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB.
-//  - Huge mappings (> 1 MiB): one 2 MiB-aligned mapping each with a header page
-//    before the user block, cached on free, unmapped after the delay or beyond
-//    the cap, grown by remapping pages instead of copying.
+//  - The policy of the empty memory kept mapped: cached superslabs and cached
+//    huge mappings (hakmem/huge, which maps and caches them) go back to the OS
+//    after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB (huge first), and
+//    HugeAlloc/HugeFree, the huge lane's entry points, apply it: a refused
+//    mapping gives back the caches, then takes address space from a reservation.
 // Thread-safety: a superslab's units, slabs and SlabMetas are touched only by the
 // thread of its owner heap; `owner` is read by any thread (relaxed). The cache,
-// the reservations and the huge cache are under one spin lock, off the fast path.
+// the reservations are under one spin lock, off the fast path, taken before the
+// huge box's (never after it).
 // Called by: heap (superslabs, runs), free_dispatch and core (huge, lookups).
 #ifndef HAKMEM_SUPERSLAB_SUPERSLAB_H_
 #define HAKMEM_SUPERSLAB_SUPERSLAB_H_
@@ -24,13 +27,13 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/huge/huge.h"
 #include "hakmem/registry/registry.h"
 #include "hakmem/size_class/size_class.h"
 
 namespace hakmem {
 
 inline constexpr uint32_t kSuperSlabMagic = 0x534c4142;  // "SLAB"
-inline constexpr uint32_t kHugeMagic = 0x48554745;       // "HUGE"
 inline constexpr size_t kReservationSize = size_t{64} << 20;
 
 // How a superslab's blocks are touched, which decides its pages (HAKMEM_THP).
@@ -52,14 +55,6 @@ inline constexpr uint32_t kSmallPageSuperSlabs = 4;  // 8 MiB
 // The pages a superslab is carved with: each kind has its own reservation, the
 // huge one advised MADV_HUGEPAGE whole when it is made (when HugePagesEnabled()).
 enum class Pages : uint8_t { kSmall, kHuge };
-
-// What the registry points to: the first bytes of a superslab or huge header.
-struct ChunkHeader {
-  uint32_t magic;
-  // The heap that owns a superslab; always nullptr for a huge mapping, so the
-  // free fast path's "owner == my heap" test sends huge blocks to the slow path.
-  std::atomic<void*> owner;
-};
 
 inline constexpr uint8_t kNoClass = 0xFF;     // unit not in a slab
 inline constexpr uint8_t kLargeClass = 0xFE;  // a large run (one block)
@@ -181,52 +176,15 @@ void MaybePurge();
 // HAKMEM_PURGE_DELAY_MS in nanoseconds.
 uint64_t PurgeDelayNanos();
 
-// ---- huge mappings ----
+// ---- the huge lane (mappings: hakmem/huge) ----
 
-inline constexpr size_t kHugeHeaderSize = 4096;  // the page before the user block
-// Beyond these a request fails with ENOMEM (as glibc's does when the OS refuses):
-// 64 TiB is half the user address space, and an alignment above 1 TiB would need
-// a transient reservation of more than that.
-inline constexpr size_t kMaxHugeSize = size_t{1} << 46;
-inline constexpr size_t kMaxAlignment = size_t{1} << 40;
-
-struct HugeHeader : ChunkHeader {
-  char* map_base;
-  size_t map_len;
-  char* user;
-  size_t size;  // requested bytes
-  bool cached;
-  uint64_t cached_at_ns;
-  HugeHeader* next;  // in the huge cache
-  HugeHeader* prev;
-};
-
-// Whether `p` lies in h's mapping. The registry maps whole 2 MiB chunks and a
-// huge mapping ends on a page, so the chunk of its last page may also hold a
-// foreign mapping, whose pointers read h's header.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool InHugeMapping(const HugeHeader* h, const void* p) {
-  const char* c = static_cast<const char*>(p);
-  return c >= h->map_base && c < h->map_base + h->map_len;
-}
-
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline HugeHeader* HugeHeaderOf(const void* user) {
-  return reinterpret_cast<HugeHeader*>(const_cast<char*>(static_cast<const char*>(user)) -
-                                       kHugeHeaderSize);
-}
-
-// Maps (or takes from the cache) a huge block of `size` bytes aligned to
+// Maps (or takes from the huge cache) a huge block of `size` bytes aligned to
 // `alignment` (a power of two). `*zeroed` tells whether it reads as zero.
-// nullptr with errno ENOMEM when the OS refuses.
+// nullptr with errno ENOMEM when the OS refuses, after giving back the caches and
+// trying the reservations' unused address space.
 void* HugeAlloc(size_t size, size_t alignment, bool* zeroed);
+// Caches a freed huge block's mapping, under the retain cap.
 void HugeFree(HugeHeader* h);
-// Whether `ptr` (which the registry does not know) was the user pointer of one
-// of the last 64 huge blocks whose mappings went back to the OS: a stale free.
-// Lock-free; for the foreign-pointer path only.
-bool WasReleasedHuge(const void* ptr);
-size_t HugeUsableSize(const HugeHeader* h);
-// Resizes in place or by moving pages; returns the new user pointer, or nullptr
-// (the old block intact) when the OS refuses.
-void* HugeRealloc(HugeHeader* h, size_t new_size);
 
 struct SuperSlabStats {
   uint64_t superslab_bytes;    // carved from reservations
@@ -247,12 +205,6 @@ void SetRetainBytes(uint64_t bytes);
 // thread, without stopping the owners: their slab descriptors are read while they
 // change, so what `fn` computes is a snapshot (mallinfo, malloc_info).
 void ForEachSuperSlab(void (*fn)(const SuperSlab* ss, void* arg), void* arg);
-
-// Whether superslabs and huge mappings are advised to use 2 MiB pages (the build
-// allows it, HAKMEM_THP=auto, the kernel's THP mode is not never; slow paths
-// only), and why, for the stats report: "on (kernel: madvise)", ...
-bool HugePagesEnabled();
-const char* ThpStatus();
 
 void PrepareForkSuperSlabs();
 void ParentAfterForkSuperSlabs();

@@ -37,7 +37,7 @@ TEST(SuperSlabTest, AcquiredSuperSlabIsAlignedRegisteredAndOwned) {
 // in the cache leaves huge pages (see DecayedHugePageSuperSlabLeavesHugePages),
 // so reused it is in 4 KiB pages, for either kind.
 TEST(SuperSlabTest, PagesPickTheReservationAndDecommittedOnesLeaveHugePages) {
-  if (!HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << ThpStatus();
+  if (!config::HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << config::ThpStatus();
   // The cache's superslabs go first; fresh ones for huge pages are advised.
   std::vector<SuperSlab*> taken;
   std::vector<SuperSlab*> huge;
@@ -93,7 +93,7 @@ std::string VmFlagsOf(const void* p) {
 // Decay that gives units of a huge-page superslab back also advises it
 // MADV_NOHUGEPAGE, so khugepaged cannot fault them back in as a huge page.
 TEST(SuperSlabTest, DecayedHugePageSuperSlabLeavesHugePages) {
-  if (!HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << ThpStatus();
+  if (!config::HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << config::ThpStatus();
   std::vector<SuperSlab*> taken;
   SuperSlab* ss = nullptr;
   while (ss == nullptr && taken.size() < 64) {

@@ -1,0 +1,227 @@
+#include "hakmem/huge/huge.h"
+
+#include <errno.h>
+
+#include "hakmem/config/options.h"
+#include "hakmem/platform/intrusive_list.h"
+#include "hakmem/platform/platform.h"
+#include "hakmem/platform/spin_lock.h"
+#include "hakmem/registry/registry.h"
+#include "hakmem/size_class/size_class.h"
+#include "hakmem/stats/stats.h"
+
+namespace hakmem {
+namespace {
+
+using stats::Count;
+using stats::Counter;
+
+ABSL_CONST_INIT platform::SpinLock g_lock;
+ABSL_CONST_INIT IntrusiveList<HugeHeader> g_cache ABSL_GUARDED_BY(g_lock);
+ABSL_CONST_INIT uint64_t g_cached_bytes ABSL_GUARDED_BY(g_lock) = 0;
+ABSL_CONST_INIT std::atomic<uint64_t> g_huge_bytes{0};
+ABSL_CONST_INIT std::atomic<uint64_t> g_huge_count{0};  // mappings, live or cached
+
+// The user pointers of the last huge blocks whose mappings went back to the OS:
+// a stale free of one finds no registry entry, and would otherwise be taken for
+// the C library's pointer and handed to its free (a crash there). Written under
+// g_lock, read without it (relaxed: a pointer is either recorded or not).
+constexpr int kReleasedSlots = 64;
+ABSL_CONST_INIT std::atomic<uintptr_t> g_released[kReleasedSlots] = {};
+ABSL_CONST_INIT uint32_t g_released_next ABSL_GUARDED_BY(g_lock) = 0;
+
+constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
+
+void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
+  g_released[g_released_next++ % kReleasedSlots].store(reinterpret_cast<uintptr_t>(h->user),
+                                                       std::memory_order_relaxed);
+  g_cache.Remove(h);
+  g_cached_bytes -= h->map_len;
+  g_huge_bytes.fetch_sub(h->map_len, std::memory_order_relaxed);
+  g_huge_count.fetch_sub(1, std::memory_order_relaxed);
+  char* base = h->map_base;
+  const size_t len = h->map_len;
+  registry::Unregister(base, len);
+  platform::Release(base, len);
+  Count(Counter::k_huge_released);
+}
+
+}  // namespace
+
+HugeLayout LayoutOfHuge(size_t size, size_t alignment) {
+  size_t offset = kHugeHeaderSize;
+  if (alignment > kHugeHeaderSize) offset = alignment < kSuperSlabSize ? alignment : kSuperSlabSize;
+  return {offset, RoundUp(offset + size, platform::kPageSize)};
+}
+
+void* ReuseCachedHuge(size_t size, const HugeLayout& layout) {
+  // A warm mapping beats fresh page faults, and a roomy one lets a growing block
+  // realloc in place; an aligned one's user pointer sits further in.
+  platform::SpinLockHolder hold(&g_lock);
+  HugeHeader* best = nullptr;
+  for (HugeHeader* h = g_cache.head(); h != nullptr; h = h->next) {
+    if (HugeUsableSize(h) >= size && h->map_len <= 4 * RoundUp(layout.length, kSuperSlabSize) &&
+        (best == nullptr || h->map_len < best->map_len)) {
+      best = h;
+    }
+  }
+  if (best == nullptr) return nullptr;
+  g_cache.Remove(best);
+  g_cached_bytes -= best->map_len;
+  best->cached = false;
+  best->size = size;
+  Count(Counter::k_huge_reused);
+  return best->user;
+}
+
+void* MapHuge(size_t size, size_t alignment, const HugeLayout& layout, char* base) {
+  // base is superslab-aligned (one registry chunk each) and base + offset is
+  // aligned to `alignment`; the rest of the last registry chunk may hold a foreign
+  // mapping, which InHugeMapping tells apart by the range.
+  if (base == nullptr) {
+    const size_t reserve_alignment = alignment > kSuperSlabSize ? alignment : kSuperSlabSize;
+    const size_t reserve_offset = alignment > kSuperSlabSize ? layout.offset : 0;
+    base = static_cast<char*>(platform::Reserve(layout.length, reserve_alignment, reserve_offset));
+    if (base == nullptr) return nullptr;
+  }
+  char* user = base + layout.offset;
+  HugeHeader* h = HugeHeaderOf(user);
+  h->magic = kHugeMagic;
+  h->map_base = base;
+  h->map_len = layout.length;
+  h->user = user;
+  h->size = size;
+  if (!registry::Register(base, layout.length, h)) {
+    platform::Release(base, layout.length);
+    return nullptr;
+  }
+  // Whole 2 MiB pages of a big block are faulted in at once (its tail below
+  // 2 MiB stays in small pages).
+  if (layout.length >= kSuperSlabSize && config::HugePagesEnabled()) {
+    platform::AdviseHugePages(base, layout.length);
+  }
+  g_huge_bytes.fetch_add(layout.length, std::memory_order_relaxed);
+  g_huge_count.fetch_add(1, std::memory_order_relaxed);
+  Count(Counter::k_huge_mapped);
+  return user;
+}
+
+void CacheHuge(HugeHeader* h, uint64_t now_ns) {
+  platform::SpinLockHolder hold(&g_lock);
+  h->cached = true;
+  h->cached_at_ns = now_ns;
+  g_cache.PushFront(h);
+  g_cached_bytes += h->map_len;
+}
+
+uint64_t CachedHugeBytes() {
+  platform::SpinLockHolder hold(&g_lock);
+  return g_cached_bytes;
+}
+
+uint64_t OldestCachedHugeNs() {
+  platform::SpinLockHolder hold(&g_lock);
+  return g_cache.tail() != nullptr ? g_cache.tail()->cached_at_ns : UINT64_MAX;
+}
+
+bool ReleaseOldestCachedHuge() {
+  platform::SpinLockHolder hold(&g_lock);
+  if (g_cache.tail() == nullptr) return false;
+  ReleaseLocked(g_cache.tail());
+  return true;
+}
+
+bool ReleaseCachedHuge(uint64_t now_ns, uint64_t delay_ns, bool force) {
+  platform::SpinLockHolder hold(&g_lock);
+  bool released = false;
+  while (g_cache.tail() != nullptr &&
+         (force || now_ns - g_cache.tail()->cached_at_ns >= delay_ns)) {
+    ReleaseLocked(g_cache.tail());
+    released = true;
+  }
+  return released;
+}
+
+bool WasReleasedHuge(const void* ptr) {
+  const uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  for (const std::atomic<uintptr_t>& slot : g_released) {
+    if (slot.load(std::memory_order_relaxed) == p) return true;
+  }
+  return false;
+}
+
+size_t HugeUsableSize(const HugeHeader* h) {
+  return static_cast<size_t>(h->map_base + h->map_len - h->user);
+}
+
+void* HugeRealloc(HugeHeader* h, size_t new_size) {
+  const size_t offset = static_cast<size_t>(h->user - h->map_base);
+  if (new_size > kMaxHugeSize) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (offset + new_size <= h->map_len) {
+    h->size = new_size;
+    return h->user;
+  }
+  // A block that grows by realloc tends to grow again: the new mapping runs to
+  // the end of its last superslab, so the next steps stay in place (whole pages
+  // only when the address space is short).
+  size_t needed = RoundUp(offset + new_size, kSuperSlabSize);
+  char* new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
+  if (new_base == nullptr) {
+    needed = RoundUp(offset + new_size, platform::kPageSize);
+    new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
+  }
+  if (new_base == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  char* old_base = h->map_base;
+  const size_t old_len = h->map_len;
+  HugeHeader* moved =
+      reinterpret_cast<HugeHeader*>(new_base + (reinterpret_cast<char*>(h) - old_base));
+  // Register the new range first: on failure nothing has moved and the old block
+  // is intact.
+  if (!registry::Register(new_base, needed, moved)) {
+    platform::Release(new_base, needed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // Unregister the old range while it is still mapped: once mremap has moved the
+  // pages, another thread's mmap may get that range and register it, and a late
+  // Unregister would erase that thread's entries.
+  registry::Unregister(old_base, old_len);
+  if (!platform::MovePages(old_base, old_len, new_base, needed)) {
+    registry::Register(old_base, old_len, h);  // leaves exist: cannot fail
+    registry::Unregister(new_base, needed);
+    platform::Release(new_base, needed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  moved->map_base = new_base;
+  moved->map_len = needed;
+  moved->user = new_base + offset;
+  moved->size = new_size;
+  g_huge_bytes.fetch_add(needed - old_len, std::memory_order_relaxed);
+  Count(Counter::k_huge_remapped);
+  return moved->user;
+}
+
+HugeStats GetHugeStats() {
+  HugeStats s;
+  s.huge_bytes = g_huge_bytes.load(std::memory_order_relaxed);
+  s.huge_mappings = g_huge_count.load(std::memory_order_relaxed);
+  platform::SpinLockHolder hold(&g_lock);
+  s.cached_huge = g_cache.size();
+  s.cached_huge_bytes = g_cached_bytes;
+  return s;
+}
+
+// Fork handlers hold the lock across fork(), from Prepare to the After
+// handlers: beyond what -Wthread-safety follows.
+void PrepareForkHuge() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Lock(); }
+void ParentAfterForkHuge() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.Unlock(); }
+void ChildAfterForkHuge() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_lock.ResetAfterFork(); }
+
+}  // namespace hakmem
