@@ -58,17 +58,25 @@ extern __thread ThreadCounters tls_counters HAKMEM_TLS;
 
 // Adds `n` to the calling thread's counter tls_counters.<field>[index] (the field
 // at byte offset kField): the thread is its one writer; other threads read it
-// with relaxed atomic loads (LoadCounter, in Collect). On x86-64 one `add` to
-// memory, %fs-relative like the plain increment it replaces: an aligned 8-byte
-// store is single-copy atomic and, with no second writer, needs no lock prefix.
-// Written as asm because gcc 12 makes a relaxed std::atomic load+store three
-// instructions (clang makes one), and an asm memory operand of a thread-local
-// with a variable index two more. No "memory" clobber: the counters are only
-// ever read through LoadCounter. Under ThreadSanitizer (which does not see inside
-// asm, and checks this protocol) and off x86-64, a relaxed atomic store.
+// with relaxed atomic loads (LoadCounter, in Collect), so the add is a relaxed
+// atomic load and store, not a plain `+=` (a data race). clang folds that pair
+// into one %fs-relative `add` to memory, like the plain increment; gcc 12 makes
+// it three instructions, so with gcc on x86-64 the `add` is written as asm (an
+// aligned 8-byte store is single-copy atomic and, with no second writer, needs no
+// lock prefix; the asm takes the thread-local's offset and the index in registers
+// because gcc cannot put a variable index into an asm operand of a thread-local).
+// No "memory" clobber: the counters are only ever read through LoadCounter. Under
+// ThreadSanitizer, which does not see inside asm and checks this protocol, gcc
+// takes the atomic pair too.
+#if defined(__x86_64__) && !defined(__clang__) && !defined(ABSL_HAVE_THREAD_SANITIZER)
+#define HAKMEM_STATS_ASM_ADD 1
+#else
+#define HAKMEM_STATS_ASM_ADD 0
+#endif
+
 template <size_t kField>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounter(uintptr_t index, uint64_t n) {
-#if defined(__x86_64__) && !defined(ABSL_HAVE_THREAD_SANITIZER)
+#if HAKMEM_STATS_ASM_ADD
   // tls_counters' offset from the thread pointer (%fs): compilers fold this into
   // the initial-exec offset load (or the local-exec constant).
   const uintptr_t tls_offset = reinterpret_cast<uintptr_t>(&tls_counters) -
@@ -77,14 +85,14 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounter(uintptr_t index, uin
 #else
   uint64_t* counter =
       reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&tls_counters) + kField) + index;
-  __atomic_store_n(counter, *counter + n, __ATOMIC_RELAXED);
+  __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 #endif
 }
 
 // The same for a counter whose index is a constant: no index register.
 template <size_t kField, size_t kIndex>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounterAt(uint64_t n) {
-#if defined(__x86_64__) && !defined(ABSL_HAVE_THREAD_SANITIZER)
+#if HAKMEM_STATS_ASM_ADD
   const uintptr_t tls_offset = reinterpret_cast<uintptr_t>(&tls_counters) -
                                reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
   asm volatile("addq %1, %%fs:%c2(%0)"
