@@ -46,15 +46,7 @@ def hakmem_test(name, copts = [], tags = [], **kwargs):
         tags = tags,
         **kwargs
     )
-    flag_variant_tests(
-        name = name,
-        tags = tags,
-        env = kwargs.get("env", {}),
-        args = kwargs.get("args", []),
-        size = kwargs.get("size"),
-        timeout = kwargs.get("timeout"),
-        shard_count = kwargs.get("shard_count"),
-    )
+    flag_variant_tests(name = name, tags = tags, **kwargs)
 
 def hakmem_benchmark(name, deps = [], copts = [], **kwargs):
     """A Google Benchmark binary with the test flags.

@@ -58,7 +58,7 @@ void hak_get_stats(hak_stats* out) {
   for (int b = 0; b < HAKMEM_STATS_NUM_HIST; ++b) out->size_hist[b] = s.size_hist[b];
   const hakmem::SuperSlabStats ss = hakmem::GetSuperSlabStats();
   out->bytes_in_superslabs = ss.superslab_bytes;
-  out->bytes_in_huge = ss.huge_bytes;
+  out->bytes_in_huge = hakmem::GetHugeStats().huge_bytes;
   const hakmem::platform::PageFaults faults = hakmem::platform::ProcessPageFaults();
   out->minor_faults = faults.minor;
   out->major_faults = faults.major;

@@ -37,6 +37,7 @@ struct Usage {
   uint64_t in_use;        // bytes, the caller's caches taken out
   uint64_t cached_bytes;  // bytes in the caller's caches
   SuperSlabStats ss;
+  HugeStats huge;
 };
 
 template <typename T>
@@ -81,6 +82,7 @@ void Measure(Usage* u) {
   }
   u->in_use += u->large_bytes;
   u->ss = GetSuperSlabStats();
+  u->huge = GetHugeStats();
 }
 
 struct mallinfo2 ToMallinfo2(const Usage& u) {
@@ -95,14 +97,14 @@ struct mallinfo2 ToMallinfo2(const Usage& u) {
   }
   mi.ordblks = free_blocks;
   mi.smblks = cached_blocks;
-  const uint64_t huge_live_bytes = u.ss.huge_bytes - u.ss.cached_huge_bytes;
-  mi.hblks = u.ss.huge_mappings - u.ss.cached_huge;
+  const uint64_t huge_live_bytes = u.huge.huge_bytes - u.huge.cached_huge_bytes;
+  mi.hblks = u.huge.huge_mappings - u.huge.cached_huge;
   mi.hblkhd = huge_live_bytes;
   mi.usmblks = 0;
   mi.fsmblks = u.cached_bytes;
   mi.uordblks = u.in_use < mi.arena ? u.in_use : mi.arena;
   mi.fordblks = mi.arena - mi.uordblks;
-  mi.keepcost = u.ss.warm_superslabs * kSuperSlabSize + u.ss.cached_huge_bytes + u.cached_bytes;
+  mi.keepcost = u.ss.warm_superslabs * kSuperSlabSize + u.huge.cached_huge_bytes + u.cached_bytes;
   return mi;
 }
 

@@ -61,8 +61,10 @@ _flag_variant_test = rule(
     doc = "Runs a test's binary rebuilt with one build flag changed.",
 )
 
-def flag_variant_tests(name, tags = [], env = {}, args = [], size = None, timeout = None, shard_count = None):
+def flag_variant_tests(name, tags = [], env = {}, args = [], size = None, timeout = None, shard_count = None, **_build_attrs):
     """Declares `<name>_<flag>_<value>` for every non-default flag value.
+
+    Takes the test's own attributes, so a macro passes on what it gave the cc_test.
 
     Args:
       name: the test (a cc_test in the same package).
@@ -72,6 +74,8 @@ def flag_variant_tests(name, tags = [], env = {}, args = [], size = None, timeou
       size: the test's size.
       timeout: the test's timeout.
       shard_count: the test's shard count.
+      **_build_attrs: the test's other attributes (srcs, deps, ...): the
+        variants rebuild the test itself, so these are not needed.
     """
     if "slow" in tags or "manual" in tags:
         return

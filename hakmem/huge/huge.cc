@@ -30,8 +30,6 @@ constexpr int kReleasedSlots = 64;
 ABSL_CONST_INIT std::atomic<uintptr_t> g_released[kReleasedSlots] = {};
 ABSL_CONST_INIT uint32_t g_released_next ABSL_GUARDED_BY(g_lock) = 0;
 
-constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
-
 void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   g_released[g_released_next++ % kReleasedSlots].store(reinterpret_cast<uintptr_t>(h->user),
                                                        std::memory_order_relaxed);
@@ -51,7 +49,7 @@ void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 HugeLayout LayoutOfHuge(size_t size, size_t alignment) {
   size_t offset = kHugeHeaderSize;
   if (alignment > kHugeHeaderSize) offset = alignment < kSuperSlabSize ? alignment : kSuperSlabSize;
-  return {offset, RoundUp(offset + size, platform::kPageSize)};
+  return {offset, platform::RoundUp(offset + size, platform::kPageSize)};
 }
 
 void* ReuseCachedHuge(size_t size, const HugeLayout& layout) {
@@ -60,7 +58,8 @@ void* ReuseCachedHuge(size_t size, const HugeLayout& layout) {
   platform::SpinLockHolder hold(&g_lock);
   HugeHeader* best = nullptr;
   for (HugeHeader* h = g_cache.head(); h != nullptr; h = h->next) {
-    if (HugeUsableSize(h) >= size && h->map_len <= 4 * RoundUp(layout.length, kSuperSlabSize) &&
+    if (HugeUsableSize(h) >= size &&
+        h->map_len <= 4 * platform::RoundUp(layout.length, kSuperSlabSize) &&
         (best == nullptr || h->map_len < best->map_len)) {
       best = h;
     }
@@ -167,10 +166,10 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   // A block that grows by realloc tends to grow again: the new mapping runs to
   // the end of its last superslab, so the next steps stay in place (whole pages
   // only when the address space is short).
-  size_t needed = RoundUp(offset + new_size, kSuperSlabSize);
+  size_t needed = platform::RoundUp(offset + new_size, kSuperSlabSize);
   char* new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
   if (new_base == nullptr) {
-    needed = RoundUp(offset + new_size, platform::kPageSize);
+    needed = platform::RoundUp(offset + new_size, platform::kPageSize);
     new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
   }
   if (new_base == nullptr) {

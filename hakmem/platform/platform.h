@@ -34,6 +34,9 @@ namespace hakmem::platform {
 // smaller, never larger: CheckPageSize() stops a process where it is.
 inline constexpr size_t kPageSize = 4096;
 
+// `n` rounded up to a multiple of `to`, a power of two (pages, superslabs).
+constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
+
 // Fatal when the OS page is larger than kPageSize (a 16 or 64 KiB-page kernel,
 // which hakmem does not support). Called once, by core's initialisation.
 void CheckPageSize();

@@ -74,13 +74,19 @@ extern __thread ThreadCounters tls_counters HAKMEM_TLS;
 #define HAKMEM_STATS_ASM_ADD 0
 #endif
 
+#if HAKMEM_STATS_ASM_ADD
+// tls_counters' offset from the thread pointer (%fs): compilers fold this into the
+// initial-exec offset load (or the local-exec constant).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t ThreadCountersOffset() {
+  return reinterpret_cast<uintptr_t>(&tls_counters) -
+         reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
+}
+#endif
+
 template <size_t kField>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounter(uintptr_t index, uint64_t n) {
 #if HAKMEM_STATS_ASM_ADD
-  // tls_counters' offset from the thread pointer (%fs): compilers fold this into
-  // the initial-exec offset load (or the local-exec constant).
-  const uintptr_t tls_offset = reinterpret_cast<uintptr_t>(&tls_counters) -
-                               reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
+  const uintptr_t tls_offset = ThreadCountersOffset();
   asm volatile("addq %2, %%fs:%c3(%0,%1,8)" : : "r"(tls_offset), "r"(index), "er"(n), "i"(kField));
 #else
   uint64_t* counter =
@@ -93,8 +99,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounter(uintptr_t index, uin
 template <size_t kField, size_t kIndex>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounterAt(uint64_t n) {
 #if HAKMEM_STATS_ASM_ADD
-  const uintptr_t tls_offset = reinterpret_cast<uintptr_t>(&tls_counters) -
-                               reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
+  const uintptr_t tls_offset = ThreadCountersOffset();
   asm volatile("addq %1, %%fs:%c2(%0)"
                :
                : "r"(tls_offset), "er"(n), "i"(kField + kIndex * sizeof(uint64_t)));

@@ -52,8 +52,6 @@ uint64_t RetainBytes() {
   return set != UINT64_MAX ? set : config::GetOptions().retain_mb << 20;
 }
 
-constexpr size_t RoundUp(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
-
 using UnitMask = unsigned __int128;
 
 UnitMask Load(const uint64_t words[2]) {
@@ -183,7 +181,7 @@ bool NewReservationLocked(Pages pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 // superslab goes back to the OS at once.
 char* TakeFromReservation(size_t len) {
   platform::SpinLockHolder hold(&g_lock);
-  const size_t whole = RoundUp(len, kSuperSlabSize);
+  const size_t whole = platform::RoundUp(len, kSuperSlabSize);
   for (Pages pages : {Pages::kSmall, Pages::kHuge}) {
     Reservation& r = ReservationFor(pages);
     if (static_cast<size_t>(r.end - r.cursor) < whole) continue;
@@ -468,11 +466,6 @@ SuperSlabStats GetSuperSlabStats() {
   platform::SpinLockHolder hold(&g_lock);
   s.cached_superslabs = g_warm.size() + g_cold.size();
   s.warm_superslabs = g_warm.size();
-  const HugeStats huge = GetHugeStats();
-  s.huge_bytes = huge.huge_bytes;
-  s.huge_mappings = huge.huge_mappings;
-  s.cached_huge = huge.cached_huge;
-  s.cached_huge_bytes = huge.cached_huge_bytes;
   return s;
 }
 

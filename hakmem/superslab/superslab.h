@@ -186,14 +186,11 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed);
 // Caches a freed huge block's mapping, under the retain cap.
 void HugeFree(HugeHeader* h);
 
+// (The huge mappings' figures: GetHugeStats, huge.h.)
 struct SuperSlabStats {
   uint64_t superslab_bytes;    // carved from reservations
   uint64_t cached_superslabs;  // in the cache now (warm or decommitted)
-  uint64_t huge_bytes;         // huge mappings, live or cached
-  uint64_t cached_huge;        // in the huge cache now
   uint64_t warm_superslabs;    // in the cache and still committed
-  uint64_t cached_huge_bytes;  // mapped bytes of the huge cache
-  uint64_t huge_mappings;      // huge mappings, live or cached
 };
 SuperSlabStats GetSuperSlabStats();
 

@@ -313,7 +313,7 @@ TEST(HugeTest, RetainCapReleasesAtOnce) {
   const uint64_t munmaps = platform::SyscallCount(platform::Syscall::k_munmap);
   HugeFree(HugeHeaderOf(p));
   EXPECT_EQ(platform::SyscallCount(platform::Syscall::k_munmap), munmaps + 1);
-  EXPECT_EQ(GetSuperSlabStats().cached_huge, 0u);
+  EXPECT_EQ(GetHugeStats().cached_huge, 0u);
   unsetenv("HAKMEM_RETAIN_MB");
   config::ReloadOptionsForTesting();
 }

@@ -22,8 +22,8 @@
                 paths). Tagged `slow` (no flag variants).
 """
 
+load("//hakmem:box.bzl", "hakmem_test")
 load("//hakmem:copts.bzl", "HAKMEM_TEST_COPTS")
-load("//hakmem/config:variants.bzl", "flag_variant_tests")
 
 def allocator_test(
         name,
@@ -52,10 +52,10 @@ def allocator_test(
     """
     if not name.endswith("_test"):
         fail("allocator_test name must end in _test: " + name)
-    native.cc_test(
+    # The cc_test and its flag variants (hakmem/box.bzl).
+    hakmem_test(
         name = name,
         srcs = srcs,
-        copts = HAKMEM_TEST_COPTS,
         local_defines = ["HAKMEM_TEST_LINKS_HAKMEM=1"],
         # The allocator under test replaces malloc/free/new/delete of the whole
         # binary, GoogleTest included.
@@ -63,15 +63,6 @@ def allocator_test(
         deps = deps + hakmem_deps,
         tags = tags + ["no_sanitizer"],
         **kwargs
-    )
-    flag_variant_tests(
-        name = name,
-        tags = tags + ["no_sanitizer"],
-        env = kwargs.get("env", {}),
-        args = kwargs.get("args", []),
-        size = kwargs.get("size"),
-        timeout = kwargs.get("timeout"),
-        shard_count = kwargs.get("shard_count"),
     )
     stem = name[:-len("_test")]
     if profiled:
