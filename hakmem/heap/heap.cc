@@ -82,7 +82,7 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
                          bool* fresh) {
   for (bool released = false;; released = true) {
     for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-      if (kUnitsPerSuperSlab - 1 - ss->used_units < units) continue;
+      if (kCarvableUnits - ss->used_units < units) continue;
       const bool was_empty = ss->used_units == 0;
       if (ss->occupancy != occupancy && !was_empty) continue;
       if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh)) {
@@ -530,6 +530,9 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   const size_t units = LargeUnits(size);
   const size_t align_units = alignment > kUnitSize ? alignment / kUnitSize : 1;
+  // A run starts at a multiple of align_units past the header and ends before
+  // the guard unit: one that cannot fits no superslab (the caller maps it).
+  if (align_units + units > kCarvableUnits + 1) return nullptr;
   if (align_units == 1) {
     // A cached run of the same length, or up to 1/8 longer.
     for (uint32_t i = 0; i < heap->large_cache_count; ++i) {

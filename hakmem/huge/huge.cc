@@ -49,7 +49,7 @@ void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 HugeLayout LayoutOfHuge(size_t size, size_t alignment) {
   size_t offset = kHugeHeaderSize;
   if (alignment > kHugeHeaderSize) offset = alignment < kSuperSlabSize ? alignment : kSuperSlabSize;
-  return {offset, platform::RoundUp(offset + size, platform::kPageSize)};
+  return {offset, platform::RoundUp(offset + size, platform::kPageSize) + kHugeGuardSize};
 }
 
 void* ReuseCachedHuge(size_t size, const HugeLayout& layout) {
@@ -90,7 +90,12 @@ void* MapHuge(size_t size, size_t alignment, const HugeLayout& layout, char* bas
   h->map_len = layout.length;
   h->user = user;
   h->size = size;
-  if (!registry::Register(base, layout.length, h)) {
+  bool guarded = true;
+  if constexpr (kHugeGuardSize != 0) {
+    guarded = platform::Protect(base + layout.length - kHugeGuardSize, kHugeGuardSize,
+                                /*accessible=*/false);
+  }
+  if (!guarded || !registry::Register(base, layout.length, h)) {
     platform::Release(base, layout.length);
     return nullptr;
   }
@@ -150,7 +155,7 @@ bool WasReleasedHuge(const void* ptr) {
 }
 
 size_t HugeUsableSize(const HugeHeader* h) {
-  return static_cast<size_t>(h->map_base + h->map_len - h->user);
+  return static_cast<size_t>(h->map_base + h->map_len - kHugeGuardSize - h->user);
 }
 
 void* HugeRealloc(HugeHeader* h, size_t new_size) {
@@ -159,17 +164,17 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (offset + new_size <= h->map_len) {
+  if (offset + new_size + kHugeGuardSize <= h->map_len) {
     h->size = new_size;
     return h->user;
   }
   // A block that grows by realloc tends to grow again: the new mapping runs to
   // the end of its last superslab, so the next steps stay in place (whole pages
   // only when the address space is short).
-  size_t needed = platform::RoundUp(offset + new_size, kSuperSlabSize);
+  size_t needed = platform::RoundUp(offset + new_size + kHugeGuardSize, kSuperSlabSize);
   char* new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
   if (new_base == nullptr) {
-    needed = platform::RoundUp(offset + new_size, platform::kPageSize);
+    needed = platform::RoundUp(offset + new_size, platform::kPageSize) + kHugeGuardSize;
     new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
   }
   if (new_base == nullptr) {
@@ -180,9 +185,23 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   const size_t old_len = h->map_len;
   HugeHeader* moved =
       reinterpret_cast<HugeHeader*>(new_base + (reinterpret_cast<char*>(h) - old_base));
+  // Guarded: the new range gets its guard before anything moves, and the pages
+  // move without growing (new_size old_len), so the guard stays; the old guard
+  // page, which moves with them, is made accessible first (mremap takes one
+  // mapping, and that merge needs no split).
+  const size_t move_len = kHugeGuardSize != 0 ? old_len : needed;
+  char* const old_guard = old_base + old_len - kHugeGuardSize;
   // Register the new range first: on failure nothing has moved and the old block
   // is intact.
-  if (!registry::Register(new_base, needed, moved)) {
+  if ((kHugeGuardSize != 0 &&
+       !platform::Protect(new_base + needed - kHugeGuardSize, kHugeGuardSize, false)) ||
+      !registry::Register(new_base, needed, moved)) {
+    platform::Release(new_base, needed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (kHugeGuardSize != 0 && !platform::Protect(old_guard, kHugeGuardSize, true)) {
+    registry::Unregister(new_base, needed);
     platform::Release(new_base, needed);
     errno = ENOMEM;
     return nullptr;
@@ -191,8 +210,13 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   // pages, another thread's mmap may get that range and register it, and a late
   // Unregister would erase that thread's entries.
   registry::Unregister(old_base, old_len);
-  if (!platform::MovePages(old_base, old_len, new_base, needed)) {
+  if (!platform::MovePages(old_base, old_len, new_base, move_len)) {
     registry::Register(old_base, old_len, h);  // leaves exist: cannot fail
+    if (kHugeGuardSize != 0 && !platform::Protect(old_guard, kHugeGuardSize, false)) {
+      // Made accessible again a moment ago, it cannot be split now: the block
+      // stays whole and in place, and only loses its guard.
+      platform::DiagLine().Str("hakmem: a huge block's guard page could not be restored").Write();
+    }
     registry::Unregister(new_base, needed);
     platform::Release(new_base, needed);
     errno = ENOMEM;

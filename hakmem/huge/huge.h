@@ -1,13 +1,14 @@
 // huge: the mappings of blocks above 1 MiB (and of alignments above it).
 //
 // Owns: one mapping per huge block, superslab-aligned, with a header page before
-// the user block, registered in the registry; the cache of freed mappings (newest
-// first) and the ring of recently released user pointers (a stale free of one is
-// reported, not handed to the C library); growth by moving pages (mremap), not
-// copying. The policy of when cached mappings go back to the OS (the purge delay,
-// HAKMEM_RETAIN_MB, shared with the empty superslabs) is superslab's, which calls
-// the cache functions here; the block-level entry points HugeAlloc and HugeFree
-// are superslab's too (they fall back on its reservations and apply its cap).
+// the user block (and in hardened builds a guard page after it), registered in
+// the registry; the cache of freed mappings (newest first) and the ring of
+// recently released user pointers (a stale free of one is reported, not handed
+// to the C library); growth by moving pages (mremap), not copying. The policy of
+// when cached mappings go back to the OS (the purge delay, HAKMEM_RETAIN_MB,
+// shared with the empty superslabs) is superslab's, which calls the cache
+// functions here; the block-level entry points HugeAlloc and HugeFree are
+// superslab's too (they fall back on its reservations and apply its cap).
 // Thread-safety: any thread; the cache and the ring's writer under this box's
 // spin lock (taken after superslab's lock, never before it), WasReleasedHuge
 // lock-free. Called by: superslab (cache policy, HugeAlloc/HugeFree),
@@ -20,6 +21,8 @@
 #include <cstdint>
 
 #include "absl/base/attributes.h"
+#include "hakmem/config/build_config.h"
+#include "hakmem/platform/platform.h"
 
 namespace hakmem {
 
@@ -34,6 +37,10 @@ struct ChunkHeader {
 
 inline constexpr uint32_t kHugeMagic = 0x48554745;  // "HUGE"
 inline constexpr size_t kHugeHeaderSize = 4096;     // the page before the user block
+// Hardened builds end every huge mapping with a guard page (PROT_NONE, past the
+// usable size), so an overflow off a huge block faults before it reaches what
+// follows (another mapping's header, a superslab's).
+inline constexpr size_t kHugeGuardSize = config::kHardened ? platform::kPageSize : 0;
 // Beyond these a request fails with ENOMEM (as glibc's does when the OS refuses):
 // 64 TiB is half the user address space, and an alignment above 1 TiB would need
 // a transient reservation of more than that.
@@ -67,7 +74,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline HugeHeader* HugeHeaderOf(const void* user) {
 // Where a block of `size` bytes aligned to `alignment` starts in its mapping
 // (after the header page, at the alignment when it is below a superslab, else one
 // superslab in), and the mapping's length (whole pages: address space is what an
-// RLIMIT_AS counts).
+// RLIMIT_AS counts; the guard page included).
 struct HugeLayout {
   size_t offset;
   size_t length;

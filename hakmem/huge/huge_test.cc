@@ -18,7 +18,7 @@ void* Map(size_t size, size_t alignment = 16) {
 TEST(HugeTest, LayoutPutsTheHeaderPageFirstAndAlignsTheBlock) {
   const HugeLayout plain = LayoutOfHuge(3 << 20, 16);
   EXPECT_EQ(plain.offset, kHugeHeaderSize);
-  EXPECT_EQ(plain.length, kHugeHeaderSize + (3 << 20));
+  EXPECT_EQ(plain.length, kHugeHeaderSize + (3 << 20) + kHugeGuardSize);
   const HugeLayout aligned = LayoutOfHuge(3 << 20, 64 << 10);
   EXPECT_EQ(aligned.offset, size_t{64} << 10);
   EXPECT_EQ(LayoutOfHuge(3 << 20, size_t{8} << 20).offset, kSuperSlabSize);

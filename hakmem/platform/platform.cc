@@ -185,6 +185,11 @@ bool AdviseNoHugePages(void* ptr, size_t size) {
   return madvise(ptr, size, MADV_NOHUGEPAGE) == 0;
 }
 
+bool Protect(void* ptr, size_t size, bool accessible) {
+  const int prot = accessible ? PROT_READ | PROT_WRITE : PROT_NONE;
+  return WithRetries(Syscall::k_mprotect, [&] { return mprotect(ptr, size, prot) == 0; });
+}
+
 bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
   void* moved = MAP_FAILED;
   WithRetries(Syscall::k_mremap, [&] {

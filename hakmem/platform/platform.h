@@ -99,6 +99,11 @@ bool AdviseHugePages(void* ptr, size_t size);
 // does not collapse it into huge pages again.
 bool AdviseNoHugePages(void* ptr, size_t size);
 
+// Makes a range inaccessible (PROT_NONE: hardened builds' guards) or, with
+// `accessible`, readable and writable again. `ptr` and `size` are page-aligned;
+// false if refused (no memory for the split mapping, or the map count limit).
+bool Protect(void* ptr, size_t size, bool accessible);
+
 // Moves the pages of [old_ptr, old_ptr + old_size) to new_ptr, a reserved range of
 // new_size >= old_size bytes, without copying (mremap with MREMAP_FIXED). The old
 // range is unmapped. Returns false (nothing moved) if the OS refuses.

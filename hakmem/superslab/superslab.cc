@@ -93,7 +93,7 @@ void DecommitLocked(SuperSlab* ss) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   LeaveHugePages(ss);
   // Units are marked clean (reading as zero, so calloc skips its memset) only
   // when the OS really dropped them.
-  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize))
+  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kCarvableUnits * kUnitSize))
     return;
   Store(ss->dirty_units, 1);  // only the header unit stays touched
   ss->decommitted = true;
@@ -139,7 +139,9 @@ void MapUnits(SuperSlab* ss, size_t first, size_t count, size_t slab) {
 void InitFreshHeader(SuperSlab* ss) {
   // Fresh reservation memory reads as zero: only non-zero fields are written.
   ss->magic = kSuperSlabMagic;
-  Store(ss->free_units, ~UnitMask{1});
+  UnitMask reserved = 1;  // the header
+  if constexpr (kGuardUnit) reserved |= UnitMask{1} << kGuardUnitIndex;
+  Store(ss->free_units, ~reserved);
   Store(ss->dirty_units, 1);
   for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
   MapUnits(ss, 0, kUnitsPerSuperSlab, 0);  // every unit free: slabs[0], never a slab
@@ -149,6 +151,20 @@ bool PurgeCachesLocked(bool force, uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g
 
 Reservation& ReservationFor(Pages pages) { return g_reserve[static_cast<int>(pages)]; }
 
+// Guard builds: makes the guard unit of each superslab of the reservation [r, r +
+// length) inaccessible, now rather than when each is carved, so carving stays
+// free of syscalls. Returns the length of the reservation's guarded prefix: the
+// OS may refuse a split of the mapping (vm.max_map_count), and a superslab is
+// never handed out unguarded.
+size_t GuardSuperSlabs(char* r, size_t length) {
+  size_t guarded = 0;
+  while (guarded < length &&
+         platform::Protect(r + guarded + kGuardUnitIndex * kUnitSize, kUnitSize, false)) {
+    guarded += kSuperSlabSize;
+  }
+  return guarded;
+}
+
 // A new reservation for superslabs in `pages`: 64 MiB, or when the OS refuses (an
 // address space limit, a fragmented address space) the cached huge mappings are
 // given back and ever smaller ones are tried, down to one superslab, before ENOMEM.
@@ -157,6 +173,12 @@ bool NewReservationLocked(Pages pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
     for (size_t length = kReservationSize; length >= kSuperSlabSize; length /= 2) {
       char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
       if (r == nullptr) continue;
+      if constexpr (kGuardUnit) {
+        const size_t guarded = GuardSuperSlabs(r, length);
+        if (guarded != length) platform::Release(r + guarded, length - guarded);
+        if (guarded == 0) continue;
+        length = guarded;
+      }
       Count(Counter::k_reservations);
       const size_t n = g_reservation_count.load(std::memory_order_relaxed);
       if (n < kMaxReservations) {
@@ -186,6 +208,8 @@ char* TakeFromReservation(size_t len) {
     Reservation& r = ReservationFor(pages);
     if (static_cast<size_t>(r.end - r.cursor) < whole) continue;
     char* base = r.cursor;
+    // The block's own guard (kHugeGuardSize) replaces the superslabs' guard units.
+    if (kGuardUnit && !platform::Protect(base, whole, /*accessible=*/true)) return nullptr;
     r.cursor += whole;
     if (whole != len) platform::Release(base + len, whole - len);
     return base;
@@ -196,8 +220,8 @@ char* TakeFromReservation(size_t len) {
 }  // namespace
 
 SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
-  if (pages == Pages::kHuge && !config::HugePagesEnabled())
-    pages = Pages::kSmall;  // one reservation will do
+  // One reservation will do without huge pages; a guard unit splits them anyway.
+  if (pages == Pages::kHuge && (!config::HugePagesEnabled() || kGuardUnit)) pages = Pages::kSmall;
   SuperSlab* ss = nullptr;
   bool fresh = false;
   bool huge = false;  // a fresh superslab from the advised part of a reservation

@@ -7,7 +7,8 @@
 //    are runs of units. Superslabs are carved from 64 MiB reservations (one mmap
 //    each), registered in the registry once, and never unmapped: an empty one goes
 //    to the cache, is reused warm, and is decommitted (MADV_DONTNEED on units
-//    1..127) after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB.
+//    1..127, the guard unit aside) after HAKMEM_PURGE_DELAY_MS or beyond
+//    HAKMEM_RETAIN_MB.
 //  - The policy of the empty memory kept mapped: cached superslabs and cached
 //    huge mappings (hakmem/huge, which maps and caches them) go back to the OS
 //    after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB (huge first), and
@@ -27,6 +28,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
+#include "hakmem/config/build_config.h"
 #include "hakmem/huge/huge.h"
 #include "hakmem/registry/registry.h"
 #include "hakmem/size_class/size_class.h"
@@ -56,6 +58,18 @@ inline constexpr uint32_t kSmallPageSuperSlabs = 4;  // 8 MiB
 // huge one advised MADV_HUGEPAGE whole when it is made (when HugePagesEnabled()).
 enum class Pages : uint8_t { kSmall, kHuge };
 
+// Hardened builds end every superslab with a guard unit: unit 127 is never carved
+// and is PROT_NONE, so an overflow off the superslab's last block faults before it
+// reaches the next superslab's header (or whatever follows). The guard splits the
+// mapping, so those superslabs stay in 4 KiB pages (no MADV_HUGEPAGE), and each
+// costs two more entries of the process's map count (vm.max_map_count: 65530 by
+// default, about 64 GiB of superslabs).
+inline constexpr bool kGuardUnit = config::kHardened;
+inline constexpr size_t kGuardUnitIndex = kUnitsPerSuperSlab - 1;
+// Units a superslab can carve: all but the header (unit 0) and the guard.
+inline constexpr size_t kCarvableUnits = kUnitsPerSuperSlab - 1 - (kGuardUnit ? 1 : 0);
+static_assert(kHugeThreshold <= kCarvableUnits * kUnitSize, "a large run fits a superslab");
+
 inline constexpr uint8_t kNoClass = 0xFF;     // unit not in a slab
 inline constexpr uint8_t kLargeClass = 0xFE;  // a large run (one block)
 
@@ -80,7 +94,7 @@ struct SlabMeta {
 };
 
 struct SuperSlab : ChunkHeader {
-  uint64_t free_units[2];   // bit set: unit free (unit 0, the header, never is)
+  uint64_t free_units[2];   // bit set: unit free (the header and guard units never are)
   uint64_t dirty_units[2];  // bit set: unit touched since mapped or decommitted
   uint64_t last_free_ns;    // when a run of this superslab was last freed
   uint32_t used_units;

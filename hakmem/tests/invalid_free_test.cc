@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,28 +293,36 @@ TEST(InvalidFreeDeathTest, UseAfterFreeWriteInASlabListIsReported) {
 // fails now, and nothing is written.
 uintptr_t g_fake_heap[64] __attribute__((aligned(64)));
 
-void OverflowIntoTheNextSuperSlabHeader() {
-  constexpr uintptr_t kSuperSlab = uintptr_t{2} << 20;
-  constexpr int kBlocks = 70000;
-  static char* blocks[kBlocks];
+constexpr uintptr_t kSuperSlab = uintptr_t{2} << 20;
+// Hardened builds end each superslab with a 16 KiB guard unit (superslab.h).
+constexpr uintptr_t kGuard = hakmem::config::kHardened ? 16 << 10 : 0;
+constexpr int kLayoutBlocks = 70000;  // 64-byte blocks: more than two superslabs
+
+// A 64-byte block that is the last of its superslab (it ends where the guard or
+// the next superslab begins), with `victim` set to a block of the next superslab
+// when `victim` is given; exits 2 when there is none.
+char* LastBlockOfASuperSlab(void** victim) {
+  static char* blocks[kLayoutBlocks];
   for (char*& p : blocks) p = static_cast<char*>(malloc(Opaque(size_t{64})));
-  char* last = nullptr;
-  void* victim = nullptr;
-  for (int i = 0; i < kBlocks && last == nullptr; ++i) {
+  for (int i = 0; i < kLayoutBlocks; ++i) {
     const uintptr_t end = reinterpret_cast<uintptr_t>(blocks[i]) + 64;
-    if (end % kSuperSlab != 0) continue;
+    if ((end + kGuard) % kSuperSlab != 0) continue;
+    if (victim == nullptr) return blocks[i];
+    const uintptr_t next = (end + kGuard) / kSuperSlab;
     for (char* p : blocks) {
-      if (reinterpret_cast<uintptr_t>(p) / kSuperSlab == end / kSuperSlab) {
-        last = blocks[i];
-        victim = p;
-        break;
+      if (reinterpret_cast<uintptr_t>(p) / kSuperSlab == next) {
+        *victim = p;
+        return blocks[i];
       }
     }
   }
-  if (last == nullptr) {
-    fprintf(stderr, "layout not found\n");
-    _exit(2);
-  }
+  fprintf(stderr, "layout not found\n");
+  _exit(2);
+}
+
+void OverflowIntoTheNextSuperSlabHeader() {
+  void* victim = nullptr;
+  char* last = LastBlockOfASuperSlab(&victim);
   uintptr_t* overflow = reinterpret_cast<uintptr_t*>(last + 64);
   overflow[1] = reinterpret_cast<uintptr_t>(g_fake_heap);  // the owner field
   std::thread([victim] { free(victim); }).join();
@@ -325,7 +334,41 @@ void OverflowIntoTheNextSuperSlabHeader() {
 }
 
 TEST(InvalidFreeDeathTest, ForgedOwnerOfASuperSlabIsNeverWrittenThrough) {
+  if (kGuard != 0) GTEST_SKIP() << "the guard unit stops the overflow (OverflowOffTheLast...)";
   EXPECT_DEATH(OverflowIntoTheNextSuperSlabHeader(), "hakmem: corrupted superslab header");
+}
+
+// Hardened builds: the same overflow off a superslab's last block faults in its
+// guard unit and never reaches the next superslab's header.
+TEST(InvalidFreeDeathTest, OverflowOffTheLastBlockOfASuperSlabFaults) {
+  if (kGuard == 0) GTEST_SKIP() << "no guard units without --define hakmem_hardened=on";
+  EXPECT_EXIT(
+      {
+        char* last = LastBlockOfASuperSlab(nullptr);
+        static_cast<volatile char*>(last)[63] = 1;  // its own last byte
+        fprintf(stderr, "last byte written\n");
+        static_cast<volatile char*>(last)[64] = 1;
+        _exit(0);
+      },
+      testing::KilledBySignal(SIGSEGV), "last byte written");
+}
+
+// Hardened builds: a huge block ends with a guard page right after its usable
+// size.
+TEST(InvalidFreeDeathTest, OverflowOffAHugeBlockFaults) {
+  if (kGuard == 0) GTEST_SKIP() << "no guard pages without --define hakmem_hardened=on";
+  EXPECT_EXIT(
+      {
+        const size_t size = (size_t{3} << 20) + 100;
+        char* p = static_cast<char*>(malloc(Opaque(size)));
+        const size_t usable = malloc_usable_size(p);
+        if (p == nullptr || usable < size) _exit(2);
+        memset(p, 1, usable);
+        fprintf(stderr, "usable bytes written\n");
+        static_cast<volatile char*>(p)[usable] = 1;
+        _exit(0);
+      },
+      testing::KilledBySignal(SIGSEGV), "usable bytes written");
 }
 
 // A huge block freed again after its mapping went back to the OS (malloc_trim
