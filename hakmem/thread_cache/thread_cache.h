@@ -45,12 +45,40 @@ struct FreeList {
   uint32_t max;
 };
 
+// Hardened builds keep a thread cache's blocks in slots of its own TLS, not
+// linked through the blocks (a FreeList's head stays nullptr, its count says how
+// many slots are full): a use-after-free write cannot reach a cache, so no block
+// it hands out needs a check, and the fast paths cost what the default build's
+// do. A class then holds at most kCacheSlots blocks, whatever ACE allows it
+// (88 classes x 128 slots: 88 KiB of TLS per thread).
+inline constexpr bool kSlotCache = config::kHardened;
+inline constexpr uint32_t kCacheSlots = 128;
+
+// The slots (an empty struct without kSlotCache).
+template <bool kSlots>
+struct CacheSlots {
+  void* slots[kNumClasses][kCacheSlots];
+  void** Of(int cls) { return slots[static_cast<uint32_t>(cls)]; }
+  void* const* Of(int cls) const { return slots[static_cast<uint32_t>(cls)]; }
+};
+template <>
+struct CacheSlots<false> {
+  void** Of(int) { return nullptr; }
+  void* const* Of(int) const { return nullptr; }
+};
+
 // A thread's cache: one list per size class, tiny and pool alike.
 struct ThreadCache {
   FreeList lists[kNumClasses];
   // Each class's carved range, served by Refill when its list is empty. Apart
   // from the lists, so the fast path's lists stay 16 bytes each.
   CarvedRange ranges[kNumClasses];
+  CacheSlots<kSlotCache> cached;  // last: the default build's lists come first
+
+  // The most blocks a list may hold when ACE allows `limit`.
+  static constexpr uint32_t Capped(uint32_t limit) {
+    return kSlotCache && limit > kCacheSlots ? kCacheSlots : limit;
+  }
 
   // The list of `cls` (indexed unsigned: a class loaded as a byte needs no sign
   // extension).
@@ -63,22 +91,24 @@ struct ThreadCache {
     ThreadCache cache{};
     for (int cls = 0; cls < kNumClasses; ++cls) {
       const bool cached = config::kPoolTls || cls < kNumTinyClasses;
-      cache.lists[cls].max = cached ? kSizeClasses[cls].cache_max : 0;
+      cache.lists[cls].max = cached ? Capped(kSizeClasses[cls].cache_max) : 0;
     }
     return cache;
   }
 
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Pop(int cls) {
     FreeList& list = ListOf(cls);
+    if constexpr (kSlotCache) {
+      const uint32_t count = list.count;
+      if (ABSL_PREDICT_FALSE(count == 0)) return nullptr;
+      void* block = SlotsOf(cls)[count - 1];
+      list.count = count - 1;
+      MarkInUse(block);
+      return block;
+    }
     void* block = list.head;
     if (ABSL_PREDICT_TRUE(block != nullptr)) {
-      void* next = LoadLinkOrEnd(block);
-      if constexpr (config::kHardened) {
-        if (next != nullptr && !IsOwnBlockOfClass(next, cls)) {
-          next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-        }
-      }
-      list.head = next;
+      list.head = LoadLinkOrEnd(block);
       list.count = (list.count - 1) | LinkFailure(block);
       MarkInUse(block);
     }
@@ -90,14 +120,36 @@ struct ThreadCache {
     FreeList& list = ListOf(cls);
     if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
     MarkFree(block);
+    if constexpr (kSlotCache) {
+      SlotsOf(cls)[list.count++] = block;
+      return true;
+    }
     StoreLink(block, list.head);
     list.head = block;
     ++list.count;
     return true;
   }
 
-  // The head of the list (a double free of it is detectable in one compare).
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const { return lists[cls].head; }
+  // The block Pop would return next (a double free of it is detectable in one
+  // compare), or nullptr.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const {
+    if constexpr (kSlotCache) {
+      const uint32_t count = lists[cls].count;
+      return count != 0 ? SlotsOf(cls)[count - 1] : nullptr;
+    }
+    return lists[cls].head;
+  }
+
+  // Calls fn(block) for every block cached for `cls`, from the next one Pop
+  // would return.
+  template <typename Fn>
+  void ForEachCached(int cls, Fn fn) const {
+    if constexpr (kSlotCache) {
+      for (uint32_t i = lists[cls].count; i-- > 0;) fn(SlotsOf(cls)[i]);
+    } else {
+      for (void* p = lists[cls].head; p != nullptr; p = LoadLink(p)) fn(p);
+    }
+  }
 
   // Called when the list is empty: returns the next block of the class's carved
   // range, or refills the list with one batch (and maybe a new range) and returns
@@ -126,12 +178,21 @@ struct ThreadCache {
         if (!config::kPoolTls && cls >= kNumTinyClasses)
           stats::Count(stats::Counter::k_fallback_pool_uncached);
       }
+      if (kSlotCache && want > static_cast<int>(list.max) + 1)
+        want = static_cast<int>(list.max) + 1;
       void* head = nullptr;
       const int got = AllocBatch(heap, cls, want, &head, list.max != 0 ? &range : nullptr);
       if (got == 0 && range.next == range.end) return nullptr;
       stats::Count(stats::Counter::k_cache_refills);
       if (got != 0) {
-        list.head = LoadLink(head);
+        if constexpr (kSlotCache) {
+          // The batch's links were written by AllocBatch a moment ago: the
+          // blocks go into the slots, the second of the batch on top.
+          void* p = head;
+          for (int i = got - 1; i > 0; --i) SlotsOf(cls)[i - 1] = p = LoadLink(p);
+        } else {
+          list.head = LoadLink(head);
+        }
         list.count = static_cast<uint32_t>(got - 1);
         MarkInUse(head);
         *zeroed = false;
@@ -176,12 +237,19 @@ struct ThreadCache {
     if constexpr (config::kAce) {
       batch = Adapt(heap, cls);
       if (list.count < list.max) {  // the limit grew: keep the block, give nothing back
-        MarkFree(block);
-        StoreLink(block, list.head);
-        list.head = block;
-        ++list.count;
+        Push(cls, block);
         return;
       }
+    }
+    if constexpr (kSlotCache) {
+      // The newest `batch` blocks go back (as the default build's list head does).
+      if (batch == 0) batch = 1;
+      if (batch > list.count) batch = list.count;  // (the list is full: count >= 1)
+      list.count -= batch;
+      FreeBlockList(heap, LinkSlots(cls, list.count, batch));
+      stats::Count(stats::Counter::k_cache_flushes);
+      Push(cls, block);
+      return;
     }
     void* head = list.head;
     void* last = head;
@@ -206,14 +274,19 @@ struct ThreadCache {
   // back what they hold beyond it. Returns the blocks a refill or flush moves.
   ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls) {
     const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls);
-    lists[cls].max = decision.limit;
+    lists[cls].max = Capped(decision.limit);
     if (ABSL_PREDICT_FALSE(ace::HasTrims(ace::tls_ace))) {
       for (int c; (c = ace::TakeTrim(&ace::tls_ace, 0, kNumClasses)) >= 0;) {
         FreeList& list = lists[c];
         if (list.max == 0) continue;  // uncached
-        list.max = ace::LimitOf(ace::tls_ace, c);
+        list.max = Capped(ace::LimitOf(ace::tls_ace, c));
         // (A list a forged link ended is left for its refill or flush to report.)
         if (list.count <= list.max || (list.count & kListCorrupt) != 0) continue;
+        if constexpr (kSlotCache) {  // the newest count - max blocks go back
+          FreeBlockList(heap, LinkSlots(c, list.max, list.count - list.max));
+          list.count = list.max;
+          continue;
+        }
         void* last = list.head;  // the first count - max blocks go back
         for (uint32_t i = 1; i < list.count - list.max; ++i) last = LoadLink(last);
         void* head = list.head;
@@ -236,8 +309,13 @@ struct ThreadCache {
 
   // Gives every cached block and range back to the slabs (thread exit, trim).
   void FlushAll(Heap* heap) {
-    for (FreeList& list : lists) {
-      if (list.head != nullptr) FreeBlockList(heap, list.head);
+    for (int cls = 0; cls < kNumClasses; ++cls) {
+      FreeList& list = lists[cls];
+      if constexpr (kSlotCache) {
+        if (list.count != 0) FreeBlockList(heap, LinkSlots(cls, 0, list.count));
+      } else if (list.head != nullptr) {
+        FreeBlockList(heap, list.head);
+      }
       list.head = nullptr;
       list.count = 0;
     }
@@ -252,10 +330,22 @@ struct ThreadCache {
   bool Contains(int cls, const void* block) const {
     const CarvedRange& range = ranges[cls];
     if (block >= range.next && block < range.end) return true;
-    for (void* p = lists[cls].head; p != nullptr; p = LoadLink(p)) {
-      if (p == block) return true;
-    }
-    return false;
+    bool found = false;
+    ForEachCached(cls, [&](const void* p) { found |= p == block; });
+    return found;
+  }
+
+ private:
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* const* SlotsOf(int cls) const { return cached.Of(cls); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void** SlotsOf(int cls) { return cached.Of(cls); }
+
+  // Links the blocks of slots [first, first + n) of `cls` (n >= 1) into a list
+  // for the slabs; returns its head.
+  void* LinkSlots(int cls, uint32_t first, uint32_t n) {
+    void** slots = SlotsOf(cls);
+    for (uint32_t i = first; i + 1 < first + n; ++i) StoreLink(slots[i], slots[i + 1]);
+    StoreLink(slots[first + n - 1], nullptr);
+    return slots[first];
   }
 };
 

@@ -97,13 +97,16 @@ TEST(ThreadCacheTest, FullListFlushesABatchAndKeepsTheBound) {
         Free(heap, cls, p);
         ASSERT_LE(tls_cache.lists[cls].count, tls_cache.lists[cls].max);
         if constexpr (!config::kAce) {
-          ASSERT_EQ(tls_cache.lists[cls].max, kSizeClasses[cls].cache_max);
+          ASSERT_EQ(tls_cache.lists[cls].max, ThreadCache::Capped(kSizeClasses[cls].cache_max));
         }
       }
       EXPECT_GE(tls_cache.lists[cls].count, 1u);
     }
     FlushAll(heap);
-    for (const FreeList& list : tls_cache.lists) EXPECT_EQ(list.head, nullptr);
+    for (const FreeList& list : tls_cache.lists) {
+      EXPECT_EQ(list.head, nullptr);
+      EXPECT_EQ(list.count, 0u);
+    }
     AbandonHeap();
   }).join();
 }
@@ -209,7 +212,7 @@ TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
     ASSERT_EQ(list.count, 32u);
     const uint32_t limit = list.max;
     std::vector<void*> cached;
-    for (void* p = list.head; p != nullptr; p = LoadLink(p)) cached.push_back(p);
+    tls_cache.ForEachCached(idle, [&](void* p) { cached.push_back(p); });
     // Windows of events of another class (its own slow paths, taken here through
     // ACE directly) until the idle class's limit, halved at each scan that finds
     // it idle for a whole window, is below the 32 blocks its list holds (the 32
@@ -258,12 +261,13 @@ TEST(ThreadCacheTest, PrewarmFillsCommonClassesWhenEnabled) {
 // limit is 0 (uncached): their frees go straight back to the slabs.
 TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
   std::thread([] {
-    EXPECT_EQ(tls_cache.lists[0].max, kSizeClasses[0].cache_max);
-    EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].max,
-              kSizeClasses[kNumTinyClasses - 1].cache_max);
+    const auto fixed_limit = [](int cls) {
+      return ThreadCache::Capped(kSizeClasses[cls].cache_max);
+    };
+    EXPECT_EQ(tls_cache.lists[0].max, fixed_limit(0));
+    EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].max, fixed_limit(kNumTinyClasses - 1));
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
-      ASSERT_EQ(tls_cache.lists[cls].max, config::kPoolTls ? kSizeClasses[cls].cache_max : 0u)
-          << cls;
+      ASSERT_EQ(tls_cache.lists[cls].max, config::kPoolTls ? fixed_limit(cls) : 0u) << cls;
     }
     Heap* heap = AttachHeap();
     const int cls = PoolClass(3000);
