@@ -503,10 +503,33 @@ void FreeBlockList(Heap* heap, void* head) {
   }
 }
 
+namespace {
+
+// Whether `p` starts a block (of a class, or a large run) in a slab of `heap`:
+// hardened builds check each link of a remote queue before following it, since
+// freeing a forged one would write through it.
+bool IsBlockOfHeap(const Heap* heap, const void* p) {
+  SuperSlab* ss = SuperSlabOf(p);
+  if (registry::Lookup(p) != ss || ss->magic != kSuperSlabMagic ||
+      ss->owner.load(std::memory_order_relaxed) != heap) {
+    return false;
+  }
+  const SlabMeta* slab = SlabOf(ss, p);
+  if (slab->cls == kLargeClass) return p == slab->start;
+  return p >= slab->start && IsBlockStart(slab, p);
+}
+
+}  // namespace
+
 void DrainRemote(Heap* heap) {
   uint64_t drained = 0;
   for (void* block = heap->remote.TakeAll(); block != nullptr; ++drained) {
     void* next = LoadLink(block);
+    if constexpr (config::kHardened) {
+      if (next != nullptr && !IsBlockOfHeap(heap, next)) {
+        next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+      }
+    }
     SuperSlab* ss = SuperSlabOf(block);
     SlabMeta* slab = SlabOf(ss, block);
     if (slab->cls == kLargeClass) {

@@ -82,28 +82,6 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_senti
 
 static_assert(kSizeClasses[0].size >= 2 * sizeof(uint64_t), "every slab block has a word 1");
 
-// Whether `p` is the start of a block of class `cls` in a slab of the calling
-// thread's heap: hardened builds check every block a thread cache is about to hand
-// out, so a forged link can never make malloc return an address of its choosing.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsOwnBlockOfClass(const void* p, int cls) {
-  SuperSlab* ss = SuperSlabOf(p);
-  if (registry::Lookup(p) != ss || ss->owner.load(std::memory_order_relaxed) != tls_heap)
-    return false;
-  const SlabMeta* slab = SlabOf(ss, p);
-  return slab->cls == cls && p >= slab->start && IsBlockStart(slab, p);
-}
-
-// IsOwnBlockOfClass for `next`, the link of `block`, a block of class `cls` the
-// check passed (the head of a thread cache's list): a `next` in the same
-// superslab is the heap's own without the registry lookup and the owner test.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsOwnNextBlockOfClass(const void* block, const void* next,
-                                                               int cls) {
-  SuperSlab* ss = SuperSlabOf(next);
-  if (ABSL_PREDICT_FALSE(ss != SuperSlabOf(block))) return IsOwnBlockOfClass(next, cls);
-  const SlabMeta* slab = SlabOf(ss, next);
-  return slab->cls == cls && next >= slab->start && IsBlockStart(slab, next);
-}
-
 // Gives the calling thread a heap: an abandoned one (adopting its slabs and its
 // pending remote frees) or a new one. nullptr if no metadata memory is left.
 Heap* AttachHeap();

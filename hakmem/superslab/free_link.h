@@ -8,8 +8,8 @@
 //    the registry covers). The key has its top bit set, so a raw address written
 //    over a link after free (a use-after-free write) always fails the check, and
 //    any other value but for a chance of 2^-21: reported like an invalid free,
-//    never handed out; hardened builds also check every block a thread cache hands out against
-//    its slab (heap.h).
+//    never handed out. (Hardened thread caches keep their blocks in TLS slots,
+//    with no link at all: thread_cache.h.)
 //  - the freed-block tag (as glibc's tcache key): word 1 of every free block holds
 //    a second secret, cleared when the block is handed out, so a free of a tagged
 //    block is almost surely a double free.

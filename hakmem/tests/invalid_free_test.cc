@@ -29,6 +29,7 @@
 
 #include "gtest/gtest.h"
 #include "hakmem/config/build_config.h"
+#include "hakmem/superslab/free_link.h"
 #include "hakmem/tests/test_util.h"
 
 extern "C" void* __libc_malloc(size_t size);
@@ -42,12 +43,12 @@ using hakmem_test::Opaque;
 
 constexpr char kChildFlag[] = "--invalid_free_child=";
 
-// The report of an invalid free of `p`: "hakmem: invalid free", then `p` in hex
-// (either case, any zero padding) somewhere on the same line.
-std::string ReportRegex(const void* p) {
+// The report of an invalid free of `p` (or another `report` naming it):
+// `report`, then `p` in hex (either case, any zero padding) on the same line.
+std::string ReportRegex(const void* p, const char* report = "hakmem: invalid free") {
   char hex[32];
   snprintf(hex, sizeof(hex), "%lx", static_cast<unsigned long>(reinterpret_cast<uintptr_t>(p)));
-  std::string re = "hakmem: invalid free[^\n]*0x0*";
+  std::string re = std::string(report) + "[^\n]*0x0*";
   for (const char* c = hex; *c != '\0'; ++c) {
     if (*c >= 'a' && *c <= 'f') {
       re += '[';
@@ -343,6 +344,32 @@ void OverflowIntoTheNextSuperSlabHeader() {
 TEST(InvalidFreeDeathTest, ForgedOwnerOfASuperSlabIsNeverWrittenThrough) {
   if (kGuard != 0) GTEST_SKIP() << "the guard unit stops the overflow (OverflowOffTheLast...)";
   EXPECT_DEATH(OverflowIntoTheNextSuperSlabHeader(), "hakmem: corrupted superslab header");
+}
+
+// A use-after-free write of a well-encoded link (one made with the process's
+// key, which the test can read) into a block waiting in its owner's remote
+// queue. Hardened builds check each remote link against the owner's slabs before
+// following it: freeing the forged address would write through it.
+void ForgeARemoteLink() {
+  char* block = static_cast<char*>(malloc(Opaque(size_t{64})));
+  std::thread([block] { free(block); }).join();  // into this thread's remote queue
+  hakmem::StoreLink(block, g_attack_target);     // the forged write
+  for (int i = 0; i < 10000; ++i) {
+    if (malloc(Opaque(size_t{64})) == g_attack_target) {
+      fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
+      _exit(1);
+    }
+  }
+  _exit(0);
+}
+
+TEST(InvalidFreeDeathTest, ForgedRemoteLinkIsReported) {
+  if (!hakmem::config::kHardened) {
+    GTEST_SKIP() << "only hardened builds check remote links against the owner's slabs";
+  }
+  // Reported where it is followed: the drain finds the forged address.
+  EXPECT_DEATH(ForgeARemoteLink(),
+               ReportRegex(g_attack_target, "hakmem: corrupted free list[^\n]*decodes to"));
 }
 
 // Hardened builds: the same overflow off a superslab's last block faults in its
