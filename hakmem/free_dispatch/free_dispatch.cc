@@ -40,6 +40,12 @@ bool OnCurrentStack(const void* ptr) {
 // A slab block freed by the thread that owns it, after the fast path declined.
 void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   const int cls = slab->cls;
+  if constexpr (kLiveMap) {
+    // Exact: a block's live byte is set from its hand-out to its first free, by
+    // whichever thread.
+    if (!TakeLive(ptr)) return ReportInvalid(ptr, call, "double free");
+    return CacheOwnBlock(cls, ptr);
+  }
   if (LooksFree(ptr)) {
     // Tagged as free: confirmed by finding it in the thread cache, the slab's free
     // list or the remote queue (else the program wrote the tag itself).
@@ -239,7 +245,7 @@ void FreeSlow(void* ptr, void* header, Call call) {
   if (ss->owner.load(std::memory_order_relaxed) != tls_heap) {
     // Only the owner may search its lists: a tagged block is reported here, before
     // a second push could loop the queue and hand the block out twice.
-    if (found.kind == Kind::kBlock && LooksFree(ptr)) {
+    if (found.kind == Kind::kBlock && (kLiveMap ? !TakeLive(ptr) : LooksFree(ptr))) {
       return ReportInvalid(ptr, call, "double free, from another thread");
     }
     return FreeRemote(ss, ptr, call);

@@ -67,7 +67,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
   // with the tag goes to the slow path, which looks for it in its lists).
   // (IsBlockStart also proves that `cls` is a size class: it fails in large runs
   // and free units.)
-  if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
+  // Hardened builds: the live map decides (TakeLive).
+  if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr) && TakeLive(ptr))) {
     return CacheOwnBlock(slab->cls, ptr);
   }
   FreeSlow(ptr, header, call);

@@ -84,6 +84,7 @@ TEST(HeapTest, RemoteFreesAreDrainedByTheOwner) {
     std::vector<void*> blocks = ListToVector(head);
     SlabMeta* slab = SlabOf(SuperSlabOf(blocks[0]), blocks[0]);
     EXPECT_EQ(slab->used, static_cast<uint32_t>(n));
+    for (void* p : blocks) MarkLive(p);  // handed out, as a thread cache does
     std::thread([&] {
       for (void* p : blocks) PushRemote(SuperSlabOf(p), p);
     }).join();
@@ -258,7 +259,8 @@ TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
     void* head = nullptr;
     ASSERT_EQ(AllocBatch(first, 3, 20, &head), 20);
     blocks = ListToVector(head);
-    AbandonHeap();  // the blocks are still out
+    for (void* p : blocks) MarkLive(p);  // handed out, as a thread cache does
+    AbandonHeap();                       // the blocks are still out
   }).join();
   // Freed after their thread exited: they wait in the abandoned heap's queue.
   for (void* p : blocks) PushRemote(SuperSlabOf(p), p);

@@ -12,7 +12,8 @@
 //    with no link at all: thread_cache.h.)
 //  - the freed-block tag (as glibc's tcache key): word 1 of every free block holds
 //    a second secret, cleared when the block is handed out, so a free of a tagged
-//    block is almost surely a double free.
+//    block is almost surely a double free (not in hardened builds, whose live
+//    map is exact).
 // Thread-safety: the secret is written once, before any block exists (the first
 // heap is made under the heaps lock), and read relaxed (plain loads) after.
 // Called by: remote_queue (push), heap (slabs, drain), thread_cache (its lists),
@@ -108,13 +109,18 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StoreLink(void* block, const void* next
   *static_cast<uintptr_t*>(block) = reinterpret_cast<uintptr_t>(next) ^ LinkMask(block);
 }
 
+// Hardened builds write no tag: their live-block map (superslab.h) finds every
+// double free, a tag only some.
+inline constexpr bool kFreedBlockTag = !config::kHardened;
+
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkFree(void* block) {
-  static_cast<uint64_t*>(block)[1] = g_block_secrets.free_tag;
+  if constexpr (kFreedBlockTag) static_cast<uint64_t*>(block)[1] = g_block_secrets.free_tag;
 }
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkInUse(void* block) {
-  static_cast<uint64_t*>(block)[1] = 0;
+  if constexpr (kFreedBlockTag) static_cast<uint64_t*>(block)[1] = 0;
 }
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool LooksFree(const void* block) {
+  if constexpr (!kFreedBlockTag) return false;
   return static_cast<const uint64_t*>(block)[1] == g_block_secrets.free_tag;
 }
 

@@ -93,7 +93,8 @@ void DecommitLocked(SuperSlab* ss) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   LeaveHugePages(ss);
   // Units are marked clean (reading as zero, so calloc skips its memset) only
   // when the OS really dropped them.
-  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kCarvableUnits * kUnitSize))
+  // From unit 1 to the guard: an empty superslab's live map is all clear.
+  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, (kCarvableEnd - 1) * kUnitSize))
     return;
   Store(ss->dirty_units, 1);  // only the header unit stays touched
   ss->decommitted = true;
@@ -140,6 +141,7 @@ void InitFreshHeader(SuperSlab* ss) {
   // Fresh reservation memory reads as zero: only non-zero fields are written.
   ss->magic = kSuperSlabMagic;
   UnitMask reserved = 1;  // the header
+  if constexpr (kLiveMap) reserved |= ((UnitMask{1} << kLiveMapUnits) - 1) << kLiveMapUnit;
   if constexpr (kGuardUnit) reserved |= UnitMask{1} << kGuardUnitIndex;
   Store(ss->free_units, ~reserved);
   Store(ss->dirty_units, 1);

@@ -3,7 +3,8 @@
 // Owns:
 //  - SuperSlab: a 2 MiB naturally aligned region of 128 units of 16 KiB. Unit 0 is
 //    the header: owner heap, unit bitmaps, the unit -> slab map and one SlabMeta
-//    per possible slab. Slabs (blocks of one class) and large runs (one block)
+//    per possible slab (hardened builds add a live-block map in units 1..8 and a
+//    guard in unit 127). Slabs (blocks of one class) and large runs (one block)
 //    are runs of units. Superslabs are carved from 64 MiB reservations (one mmap
 //    each), registered in the registry once, and never unmapped: an empty one goes
 //    to the cache, is reused warm, and is decommitted (MADV_DONTNEED on units
@@ -66,9 +67,45 @@ enum class Pages : uint8_t { kSmall, kHuge };
 // default, about 64 GiB of superslabs).
 inline constexpr bool kGuardUnit = config::kHardened;
 inline constexpr size_t kGuardUnitIndex = kUnitsPerSuperSlab - 1;
-// Units a superslab can carve: all but the header (unit 0) and the guard.
-inline constexpr size_t kCarvableUnits = kUnitsPerSuperSlab - 1 - (kGuardUnit ? 1 : 0);
+
+// Hardened builds also keep a live-block map in units 1..8: one byte per 16-byte
+// granule of the superslab, set while the block that starts there is handed out.
+// The owner sets a byte when it hands the block out; whichever thread frees the
+// block clears it (a remote free too: the program's hand-over of the block
+// orders the two), so a free of a block whose byte is clear is a double free,
+// whatever a use-after-free write did to the block's words. Bytes, not bits:
+// blocks share no word, so consecutive mallocs and frees make no chain of
+// read-modify-writes, and threads freeing neighbouring blocks write apart. It costs 1/16 of the
+// touched superslab memory, and 8 of its 128 units.
+inline constexpr bool kLiveMap = config::kHardened;
+inline constexpr size_t kLiveMapUnit = 1;
+inline constexpr size_t kLiveMapUnits = kSuperSlabSize / 16 / kUnitSize;  // 8
+// The units a superslab can carve: [kFirstCarvableUnit, kCarvableEnd), all but
+// the header, the live map and the guard.
+inline constexpr size_t kFirstCarvableUnit = kLiveMap ? kLiveMapUnit + kLiveMapUnits : 1;
+inline constexpr size_t kCarvableEnd = kGuardUnit ? kGuardUnitIndex : kUnitsPerSuperSlab;
+inline constexpr size_t kCarvableUnits = kCarvableEnd - kFirstCarvableUnit;
 static_assert(kHugeThreshold <= kCarvableUnits * kUnitSize, "a large run fits a superslab");
+
+// The byte of the live map for the block at p.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint8_t* LiveByteOf(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t offset = a & (kSuperSlabSize - 1);
+  return reinterpret_cast<uint8_t*>((a - offset) + kLiveMapUnit * kUnitSize + (offset >> 4));
+}
+// Block `p` is handed out (owner thread; nothing without kLiveMap).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MarkLive(const void* p) {
+  if constexpr (kLiveMap) *LiveByteOf(p) = 1;
+}
+// Block `p` is freed (by any thread): clears its byte and returns whether it
+// was set; false is a double free (always true without kLiveMap).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TakeLive(const void* p) {
+  if constexpr (!kLiveMap) return true;
+  uint8_t* live = LiveByteOf(p);
+  const bool was = *live != 0;
+  *live = 0;
+  return was;
+}
 
 inline constexpr uint8_t kNoClass = 0xFF;     // unit not in a slab
 inline constexpr uint8_t kLargeClass = 0xFE;  // a large run (one block)
@@ -94,7 +131,7 @@ struct SlabMeta {
 };
 
 struct SuperSlab : ChunkHeader {
-  uint64_t free_units[2];   // bit set: unit free (the header and guard units never are)
+  uint64_t free_units[2];   // bit set: unit free (header, live map, guard never are)
   uint64_t dirty_units[2];  // bit set: unit touched since mapped or decommitted
   uint64_t last_free_ns;    // when a run of this superslab was last freed
   uint32_t used_units;

@@ -33,9 +33,10 @@ TEST(SuperSlabTest, AcquiredSuperSlabIsAlignedRegisteredAndOwned) {
   EXPECT_EQ(registry::Lookup(ss), ss);  // stays registered while cached
 }
 
-// Every unit but the header can be carved, except in guard builds (hardened) the
-// last, which is inaccessible: an overflow off the last block faults there, short
-// of the next superslab's header. Those superslabs are never in huge pages.
+// Every unit but the header can be carved, except in hardened builds units 1..8 (the
+// live map) and the last (the guard), which is inaccessible: an overflow off
+// the last block faults there, short of the next superslab's header. Those
+// superslabs are never in huge pages.
 TEST(SuperSlabTest, GuardUnitIsNeverCarved) {
   SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kHuge);
   ASSERT_NE(ss, nullptr);
@@ -44,7 +45,7 @@ TEST(SuperSlabTest, GuardUnitIsNeverCarved) {
   EXPECT_EQ(AllocRun(ss, kCarvableUnits + 1, 1, &fresh), nullptr);
   SlabMeta* run = AllocRun(ss, kCarvableUnits, 1, &fresh);
   ASSERT_NE(run, nullptr);
-  EXPECT_EQ(run->start, reinterpret_cast<char*>(ss) + kUnitSize);
+  EXPECT_EQ(run->start, reinterpret_cast<char*>(ss) + kFirstCarvableUnit * kUnitSize);
   char* const end = run->start + kCarvableUnits * kUnitSize;
   EXPECT_EQ(end == reinterpret_cast<char*>(ss) + kSuperSlabSize, !kGuardUnit);
   end[-1] = 1;  // the run's last byte is its own
@@ -150,7 +151,8 @@ TEST(SuperSlabTest, RunsAreDisjointAlignedAndTracked) {
   bool fresh = false;
   SlabMeta* a = AllocRun(ss, 4, 1, &fresh);
   ASSERT_NE(a, nullptr);
-  EXPECT_EQ(a->start, reinterpret_cast<char*>(ss) + kUnitSize);  // unit 0 is the header
+  EXPECT_EQ(a->start,
+            reinterpret_cast<char*>(ss) + kFirstCarvableUnit * kUnitSize);  // after the header
   SlabMeta* b = AllocRun(ss, 8, 8, &fresh);
   ASSERT_NE(b, nullptr);
   EXPECT_EQ((b->start - reinterpret_cast<char*>(ss)) % (8 * kUnitSize), 0);

@@ -222,6 +222,7 @@ TEST(InvalidFreeDeathTest, OwnerFreesABlockAnotherThreadFreedAborts) {
 // still a live block: its owner's free searches, finds nothing, and frees it.
 TEST(InvalidFreeTest, WordOneOfALiveBlockIsTheProgramsOwn) {
   if (ProfilerOn()) GTEST_SKIP() << "thread caches are uncached under the heap profiler";
+  if (hakmem::config::kHardened) GTEST_SKIP() << "hardened builds write no freed-block tag";
   std::vector<void*> blocks;
   for (int i = 0; i < 64; ++i) blocks.push_back(malloc(Opaque(size_t{32})));
   uint64_t tag;
@@ -344,6 +345,38 @@ void OverflowIntoTheNextSuperSlabHeader() {
 TEST(InvalidFreeDeathTest, ForgedOwnerOfASuperSlabIsNeverWrittenThrough) {
   if (kGuard != 0) GTEST_SKIP() << "the guard unit stops the overflow (OverflowOffTheLast...)";
   EXPECT_DEATH(OverflowIntoTheNextSuperSlabHeader(), "hakmem: corrupted superslab header");
+}
+
+// Hardened builds: a double free is caught even when a use-after-free write
+// erased the block's freed-block tag (word 1) in between, wherever
+// the block waits: in the thread cache, on its slab's list (after the cache
+// overflowed), or in its owner's remote queue.
+void DoubleFreeAfterErasing(int where) {
+  constexpr int kMany = 5000;
+  std::vector<char*> blocks;
+  for (int i = 0; i < kMany; ++i) blocks.push_back(static_cast<char*>(malloc(Opaque(size_t{48}))));
+  char* victim = blocks[where == 1 ? 0 : kMany - 1];
+  if (where == 2) {
+    std::thread([victim] { free(victim); }).join();
+  } else {
+    for (int i = kMany - 1; i >= 0; --i) free(blocks[i]);  // the first ones overflow to slabs
+  }
+  memset(victim + 8, 0, 8);  // the use-after-free write over the freed-block tag
+  fprintf(stderr, "erased\n");
+  free(victim);
+  _exit(0);
+}
+
+TEST(InvalidFreeDeathTest, DoubleFreeOfAnErasedBlockAborts) {
+  if (!hakmem::config::kHardened) {
+    GTEST_SKIP() << "the default build finds a double free by the tag the write erased";
+  }
+  if (ProfilerOn()) GTEST_SKIP() << "thread caches are uncached under the heap profiler";
+  for (int where : {0, 1, 2}) {  // thread cache, slab list, remote queue
+    EXPECT_DEATH(DoubleFreeAfterErasing(where),
+                 "erased\n[^\n]*hakmem: invalid free[^\n]*double free")
+        << where;
+  }
 }
 
 // A use-after-free write of a well-encoded link (one made with the process's

@@ -21,6 +21,7 @@ void Prewarm(Heap* heap) {
     bool zeroed;
     void* block = tls_cache.Refill(heap, cls, &zeroed);
     if (block == nullptr) return;
+    TakeLive(block);  // not the program's: cached, not handed out
     tls_cache.Push(cls, block);
   }
 }

@@ -96,6 +96,13 @@ struct ThreadCache {
     return cache;
   }
 
+  // Every block the cache hands out: word 1 cleared of the freed-block tag, and
+  // (hardened) the live bit set.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE static void HandOut(void* block) {
+    MarkInUse(block);
+    MarkLive(block);
+  }
+
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Pop(int cls) {
     FreeList& list = ListOf(cls);
     if constexpr (kSlotCache) {
@@ -103,14 +110,14 @@ struct ThreadCache {
       if (ABSL_PREDICT_FALSE(count == 0)) return nullptr;
       void* block = SlotsOf(cls)[count - 1];
       list.count = count - 1;
-      MarkInUse(block);
+      HandOut(block);
       return block;
     }
     void* block = list.head;
     if (ABSL_PREDICT_TRUE(block != nullptr)) {
       list.head = LoadLinkOrEnd(block);
       list.count = (list.count - 1) | LinkFailure(block);
-      MarkInUse(block);
+      HandOut(block);
     }
     return block;
   }
@@ -194,14 +201,14 @@ struct ThreadCache {
           list.head = LoadLink(head);
         }
         list.count = static_cast<uint32_t>(got - 1);
-        MarkInUse(head);
+        HandOut(head);
         *zeroed = false;
         return head;
       }
     }
     void* block = range.next;
     range.next += kSizeClasses[cls].size;
-    MarkInUse(block);  // a reused unit may hold an old block's freed-block tag
+    HandOut(block);  // a reused unit may hold an old block's freed-block tag
     *zeroed = range.zeroed;
     return block;
   }
