@@ -177,8 +177,8 @@ void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
       stats::CountLaneAlloc(static_cast<int>(Lane::kLarge), LargeUnits(size) * kUnitSize);
     } else {
       // No superslab has the run and no new one can be had (an address space
-      // limit), or its alignment fits no superslab's carvable units (guard
-      // builds): a mapping of its own needs only the block's pages.
+      // limit), or its alignment fits no superslab's carvable units: a mapping
+      // of its own needs only the block's pages.
       p = HugeAlloc(size, alignment, zeroed);
       if (p == nullptr) return Fail();
       stats::CountLaneAlloc(static_cast<int>(Lane::kHuge), RoundedSize(size));

@@ -553,9 +553,10 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   const size_t units = LargeUnits(size);
   const size_t align_units = alignment > kUnitSize ? alignment / kUnitSize : 1;
-  // A run starts at a multiple of align_units among the carvable units and ends
-  // before the guard unit: one that cannot fits no superslab (the caller maps it).
-  if ((align_units > kFirstCarvableUnit ? align_units : kFirstCarvableUnit) + units > kCarvableEnd)
+  // A run starts at a multiple of align_units among the carvable units: one that
+  // cannot fits no superslab (the caller maps it).
+  if ((align_units > kFirstCarvableUnit ? align_units : kFirstCarvableUnit) + units >
+      kUnitsPerSuperSlab)
     return nullptr;
   if (align_units == 1) {
     // A cached run of the same length, or up to 1/8 longer.

@@ -171,7 +171,9 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   // A block that grows by realloc tends to grow again: the new mapping runs to
   // the end of its last superslab, so the next steps stay in place (whole pages
   // only when the address space is short).
-  size_t needed = platform::RoundUp(offset + new_size + kHugeGuardSize, kSuperSlabSize);
+  // (A guard page goes past that end, not inside it: the last 2 MiB stay whole
+  // for a huge page.)
+  size_t needed = platform::RoundUp(offset + new_size, kSuperSlabSize) + kHugeGuardSize;
   char* new_base = static_cast<char*>(platform::Reserve(needed, kSuperSlabSize));
   if (new_base == nullptr) {
     needed = platform::RoundUp(offset + new_size, platform::kPageSize) + kHugeGuardSize;

@@ -93,8 +93,8 @@ void DecommitLocked(SuperSlab* ss) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   LeaveHugePages(ss);
   // Units are marked clean (reading as zero, so calloc skips its memset) only
   // when the OS really dropped them.
-  // From unit 1 to the guard: an empty superslab's live map is all clear.
-  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, (kCarvableEnd - 1) * kUnitSize))
+  // Units 1..127 (an empty superslab's live map is all clear).
+  if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize))
     return;
   Store(ss->dirty_units, 1);  // only the header unit stays touched
   ss->decommitted = true;
@@ -142,7 +142,6 @@ void InitFreshHeader(SuperSlab* ss) {
   ss->magic = kSuperSlabMagic;
   UnitMask reserved = 1;  // the header
   if constexpr (kLiveMap) reserved |= ((UnitMask{1} << kLiveMapUnits) - 1) << kLiveMapUnit;
-  if constexpr (kGuardUnit) reserved |= UnitMask{1} << kGuardUnitIndex;
   Store(ss->free_units, ~reserved);
   Store(ss->dirty_units, 1);
   for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
@@ -153,16 +152,16 @@ bool PurgeCachesLocked(bool force, uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g
 
 Reservation& ReservationFor(Pages pages) { return g_reserve[static_cast<int>(pages)]; }
 
-// Guard builds: makes the guard unit of each superslab of the reservation [r, r +
-// length) inaccessible, now rather than when each is carved, so carving stays
-// free of syscalls. Returns the length of the reservation's guarded prefix: the
-// OS may refuse a split of the mapping (vm.max_map_count), and a superslab is
-// never handed out unguarded.
+// Guard builds: makes the guard chunk after each superslab slot of the
+// reservation [r, r + length) inaccessible, now rather than when each is
+// carved, so carving stays free of syscalls. Returns the length of the
+// reservation's guarded prefix: the OS may refuse a split of the mapping
+// (vm.max_map_count), and a superslab is never handed out unguarded.
 size_t GuardSuperSlabs(char* r, size_t length) {
   size_t guarded = 0;
   while (guarded < length &&
-         platform::Protect(r + guarded + kGuardUnitIndex * kUnitSize, kUnitSize, false)) {
-    guarded += kSuperSlabSize;
+         platform::Protect(r + guarded + kSuperSlabSize, kSuperSlabSize, false)) {
+    guarded += kSuperSlabStride;
   }
   return guarded;
 }
@@ -172,10 +171,10 @@ size_t GuardSuperSlabs(char* r, size_t length) {
 // given back and ever smaller ones are tried, down to one superslab, before ENOMEM.
 bool NewReservationLocked(Pages pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   for (int round = 0; round < 2; ++round) {
-    for (size_t length = kReservationSize; length >= kSuperSlabSize; length /= 2) {
+    for (size_t length = kReservationSize; length >= kSuperSlabStride; length /= 2) {
       char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
       if (r == nullptr) continue;
-      if constexpr (kGuardUnit) {
+      if constexpr (kGuardChunks) {
         const size_t guarded = GuardSuperSlabs(r, length);
         if (guarded != length) platform::Release(r + guarded, length - guarded);
         if (guarded == 0) continue;
@@ -205,13 +204,14 @@ bool NewReservationLocked(Pages pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 // superslab goes back to the OS at once.
 char* TakeFromReservation(size_t len) {
   platform::SpinLockHolder hold(&g_lock);
-  const size_t whole = platform::RoundUp(len, kSuperSlabSize);
+  // Whole strides, so the cursor stays at a superslab slot.
+  const size_t whole = platform::RoundUp(len, kSuperSlabStride);
   for (Pages pages : {Pages::kSmall, Pages::kHuge}) {
     Reservation& r = ReservationFor(pages);
     if (static_cast<size_t>(r.end - r.cursor) < whole) continue;
     char* base = r.cursor;
-    // The block's own guard (kHugeGuardSize) replaces the superslabs' guard units.
-    if (kGuardUnit && !platform::Protect(base, whole, /*accessible=*/true)) return nullptr;
+    // The block's own guard page (kHugeGuardSize) replaces the guard chunks.
+    if (kGuardChunks && !platform::Protect(base, whole, /*accessible=*/true)) return nullptr;
     r.cursor += whole;
     if (whole != len) platform::Release(base + len, whole - len);
     return base;
@@ -222,8 +222,8 @@ char* TakeFromReservation(size_t len) {
 }  // namespace
 
 SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
-  // One reservation will do without huge pages; a guard unit splits them anyway.
-  if (pages == Pages::kHuge && (!config::HugePagesEnabled() || kGuardUnit)) pages = Pages::kSmall;
+  // One reservation will do without huge pages.
+  if (pages == Pages::kHuge && !config::HugePagesEnabled()) pages = Pages::kSmall;
   SuperSlab* ss = nullptr;
   bool fresh = false;
   bool huge = false;  // a fresh superslab from the advised part of a reservation
@@ -244,7 +244,7 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
       if (r.cursor == r.end && !NewReservationLocked(pages)) return nullptr;  // errno is ENOMEM
       ss = reinterpret_cast<SuperSlab*>(r.cursor);
       huge = r.huge;
-      r.cursor += kSuperSlabSize;
+      r.cursor += kSuperSlabStride;
       fresh = true;
     }
     if (!fresh) {
@@ -264,7 +264,7 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
       // is written again, identically, when it is carved next time.
       platform::SpinLockHolder hold(&g_lock);
       Reservation& r = ReservationFor(pages);
-      if (r.cursor == reinterpret_cast<char*>(ss) + kSuperSlabSize) r.cursor -= kSuperSlabSize;
+      if (r.cursor == reinterpret_cast<char*>(ss) + kSuperSlabStride) r.cursor -= kSuperSlabStride;
       errno = ENOMEM;
       return nullptr;
     }

@@ -3,13 +3,12 @@
 // Owns:
 //  - SuperSlab: a 2 MiB naturally aligned region of 128 units of 16 KiB. Unit 0 is
 //    the header: owner heap, unit bitmaps, the unit -> slab map and one SlabMeta
-//    per possible slab (hardened builds add a live-block map in units 1..8 and a
-//    guard in unit 127). Slabs (blocks of one class) and large runs (one block)
+//    per possible slab (hardened builds add a live-block map in units 1..8, and a
+//    guard chunk after each superslab). Slabs (blocks of one class) and large runs (one block)
 //    are runs of units. Superslabs are carved from 64 MiB reservations (one mmap
 //    each), registered in the registry once, and never unmapped: an empty one goes
 //    to the cache, is reused warm, and is decommitted (MADV_DONTNEED on units
-//    1..127, the guard unit aside) after HAKMEM_PURGE_DELAY_MS or beyond
-//    HAKMEM_RETAIN_MB.
+//    1..127) after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB.
 //  - The policy of the empty memory kept mapped: cached superslabs and cached
 //    huge mappings (hakmem/huge, which maps and caches them) go back to the OS
 //    after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB (huge first), and
@@ -59,14 +58,15 @@ inline constexpr uint32_t kSmallPageSuperSlabs = 4;  // 8 MiB
 // huge one advised MADV_HUGEPAGE whole when it is made (when HugePagesEnabled()).
 enum class Pages : uint8_t { kSmall, kHuge };
 
-// Hardened builds end every superslab with a guard unit: unit 127 is never carved
-// and is PROT_NONE, so an overflow off the superslab's last block faults before it
-// reaches the next superslab's header (or whatever follows). The guard splits the
-// mapping, so those superslabs stay in 4 KiB pages (no MADV_HUGEPAGE), and each
-// costs two more entries of the process's map count (vm.max_map_count: 65530 by
-// default, about 64 GiB of superslabs).
-inline constexpr bool kGuardUnit = config::kHardened;
-inline constexpr size_t kGuardUnitIndex = kUnitsPerSuperSlab - 1;
+// Hardened builds follow every superslab with a guard chunk: the 2 MiB after it
+// in its reservation are PROT_NONE, so an overflow off the superslab's last block
+// faults before it reaches the next superslab's header (or whatever follows).
+// Whole chunks, not a page: a superslab keeps its 2 MiB pages. Each costs 2 MiB
+// of address space (not memory) and one more entry of the process's map count
+// (vm.max_map_count: 65530 by default, about 64 GiB of superslabs).
+inline constexpr bool kGuardChunks = config::kHardened;
+// From one superslab of a reservation to the next.
+inline constexpr size_t kSuperSlabStride = kGuardChunks ? 2 * kSuperSlabSize : kSuperSlabSize;
 
 // Hardened builds also keep a live-block map in units 1..8: one byte per 16-byte
 // granule of the superslab, set while the block that starts there is handed out.
@@ -80,11 +80,10 @@ inline constexpr size_t kGuardUnitIndex = kUnitsPerSuperSlab - 1;
 inline constexpr bool kLiveMap = config::kHardened;
 inline constexpr size_t kLiveMapUnit = 1;
 inline constexpr size_t kLiveMapUnits = kSuperSlabSize / 16 / kUnitSize;  // 8
-// The units a superslab can carve: [kFirstCarvableUnit, kCarvableEnd), all but
-// the header, the live map and the guard.
+// The units a superslab can carve: [kFirstCarvableUnit, 128), all but the
+// header and the live map.
 inline constexpr size_t kFirstCarvableUnit = kLiveMap ? kLiveMapUnit + kLiveMapUnits : 1;
-inline constexpr size_t kCarvableEnd = kGuardUnit ? kGuardUnitIndex : kUnitsPerSuperSlab;
-inline constexpr size_t kCarvableUnits = kCarvableEnd - kFirstCarvableUnit;
+inline constexpr size_t kCarvableUnits = kUnitsPerSuperSlab - kFirstCarvableUnit;
 static_assert(kHugeThreshold <= kCarvableUnits * kUnitSize, "a large run fits a superslab");
 
 // The byte of the live map for the block at p.
@@ -131,7 +130,7 @@ struct SlabMeta {
 };
 
 struct SuperSlab : ChunkHeader {
-  uint64_t free_units[2];   // bit set: unit free (header, live map, guard never are)
+  uint64_t free_units[2];   // bit set: unit free (the header and live map never are)
   uint64_t dirty_units[2];  // bit set: unit touched since mapped or decommitted
   uint64_t last_free_ns;    // when a run of this superslab was last freed
   uint32_t used_units;

@@ -33,25 +33,24 @@ TEST(SuperSlabTest, AcquiredSuperSlabIsAlignedRegisteredAndOwned) {
   EXPECT_EQ(registry::Lookup(ss), ss);  // stays registered while cached
 }
 
-// Every unit but the header can be carved, except in hardened builds units 1..8 (the
-// live map) and the last (the guard), which is inaccessible: an overflow off
-// the last block faults there, short of the next superslab's header. Those
-// superslabs are never in huge pages.
-TEST(SuperSlabTest, GuardUnitIsNeverCarved) {
-  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kHuge);
+// Every unit but the header (and in hardened builds units 1..8, the live map) can
+// be carved; in hardened builds the 2 MiB after a superslab are inaccessible, so
+// an overflow off its last block faults there, short of the next header.
+TEST(SuperSlabTest, HardenedSuperSlabsAreFollowedByAGuardChunk) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
-  if (kGuardUnit) EXPECT_FALSE(ss->huge_pages);
   bool fresh;
   EXPECT_EQ(AllocRun(ss, kCarvableUnits + 1, 1, &fresh), nullptr);
   SlabMeta* run = AllocRun(ss, kCarvableUnits, 1, &fresh);
   ASSERT_NE(run, nullptr);
   EXPECT_EQ(run->start, reinterpret_cast<char*>(ss) + kFirstCarvableUnit * kUnitSize);
   char* const end = run->start + kCarvableUnits * kUnitSize;
-  EXPECT_EQ(end == reinterpret_cast<char*>(ss) + kSuperSlabSize, !kGuardUnit);
+  EXPECT_EQ(end, reinterpret_cast<char*>(ss) + kSuperSlabSize);
   end[-1] = 1;  // the run's last byte is its own
-  if (kGuardUnit) {
+  if (kGuardChunks) {
+    EXPECT_EQ(registry::Lookup(end), nullptr);
     EXPECT_EXIT(*static_cast<volatile char*>(end) = 1, testing::KilledBySignal(SIGSEGV), "");
-    EXPECT_EXIT(end[kUnitSize - 1] = 1, testing::KilledBySignal(SIGSEGV), "");
+    EXPECT_EXIT(end[kSuperSlabSize - 1] = 1, testing::KilledBySignal(SIGSEGV), "");
   }
   FreeRun(ss, run);
   ReleaseSuperSlab(ss);
@@ -63,8 +62,6 @@ TEST(SuperSlabTest, GuardUnitIsNeverCarved) {
 // so reused it is in 4 KiB pages, for either kind.
 TEST(SuperSlabTest, PagesPickTheReservationAndDecommittedOnesLeaveHugePages) {
   if (!config::HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << config::ThpStatus();
-  if (kGuardUnit)
-    GTEST_SKIP() << "guard units keep superslabs in 4 KiB pages (GuardUnitIsNeverCarved)";
   // The cache's superslabs go first; fresh ones for huge pages are advised.
   std::vector<SuperSlab*> taken;
   std::vector<SuperSlab*> huge;
@@ -121,8 +118,6 @@ std::string VmFlagsOf(const void* p) {
 // MADV_NOHUGEPAGE, so khugepaged cannot fault them back in as a huge page.
 TEST(SuperSlabTest, DecayedHugePageSuperSlabLeavesHugePages) {
   if (!config::HugePagesEnabled()) GTEST_SKIP() << "huge pages are off: " << config::ThpStatus();
-  if (kGuardUnit)
-    GTEST_SKIP() << "guard units keep superslabs in 4 KiB pages (GuardUnitIsNeverCarved)";
   std::vector<SuperSlab*> taken;
   SuperSlab* ss = nullptr;
   while (ss == nullptr && taken.size() < 64) {

@@ -11,7 +11,6 @@
 
 #include "gtest/gtest.h"
 #include "hakmem/config/build_config.h"
-#include "hakmem/config/options.h"
 #include "hakmem/hakmem.h"
 #include "hakmem/superslab/superslab.h"
 
@@ -19,12 +18,10 @@ namespace {
 
 constexpr size_t kMiB = size_t{1} << 20;
 
-// Whether this run should get huge pages: the build (hardened builds' guard units
-// keep superslabs in 4 KiB pages) and the kernel's mode allow them and the option
-// does not forbid them.
+// Whether this run should get huge pages: the build and the kernel's mode allow
+// them and the option does not forbid them.
 bool ExpectHugePages() {
   if (!hakmem::config::kThp) return false;
-  if (hakmem::kGuardUnit) return false;  // a guard unit splits each superslab's mapping
   const char* option = getenv("HAKMEM_THP");
   if (option != nullptr && strcmp(option, "never") == 0) return false;
   FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
@@ -64,12 +61,7 @@ TEST(HugePagesTest, GrowingHeapFaultsInWholeHugePages) {
     EXPECT_GE(huge_bytes, kBytes / 2) << "AnonHugePages of hakmem's mappings";
   } else {
     EXPECT_GE(faults, small_pages * 9 / 10) << "minor faults for " << kBytes / kMiB << " MiB";
-    if (hakmem::kGuardUnit && hakmem::config::HugePagesEnabled()) {
-      // Only huge mappings (the vector's) may be in 2 MiB pages.
-      EXPECT_LE(huge_bytes, blocks.capacity() * sizeof(void*)) << "AnonHugePages";
-    } else {
-      EXPECT_EQ(huge_bytes, 0u);
-    }
+    EXPECT_EQ(huge_bytes, 0u);
   }
   for (void* p : blocks) free(p);
 }

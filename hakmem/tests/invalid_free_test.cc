@@ -303,21 +303,21 @@ TEST(InvalidFreeDeathTest, UseAfterFreeWriteInASlabListIsReported) {
 uintptr_t g_fake_heap[64] __attribute__((aligned(64)));
 
 constexpr uintptr_t kSuperSlab = uintptr_t{2} << 20;
-// Hardened builds end each superslab with a 16 KiB guard unit (superslab.h).
-constexpr uintptr_t kGuard = hakmem::config::kHardened ? 16 << 10 : 0;
+// Hardened builds follow each superslab with a 2 MiB guard chunk (superslab.h).
+constexpr bool kGuardChunks = hakmem::config::kHardened;
 constexpr int kLayoutBlocks = 70000;  // 64-byte blocks: more than two superslabs
 
-// A 64-byte block that is the last of its superslab (it ends where the guard or
-// the next superslab begins), with `victim` set to a block of the next superslab
-// when `victim` is given; exits 2 when there is none.
+// A 64-byte block that is the last of its superslab, with `victim` set to a
+// block of the superslab right after it when `victim` is given; exits 2 when
+// there is none.
 char* LastBlockOfASuperSlab(void** victim) {
   static char* blocks[kLayoutBlocks];
   for (char*& p : blocks) p = static_cast<char*>(malloc(Opaque(size_t{64})));
   for (int i = 0; i < kLayoutBlocks; ++i) {
     const uintptr_t end = reinterpret_cast<uintptr_t>(blocks[i]) + 64;
-    if ((end + kGuard) % kSuperSlab != 0) continue;
+    if (end % kSuperSlab != 0) continue;
     if (victim == nullptr) return blocks[i];
-    const uintptr_t next = (end + kGuard) / kSuperSlab;
+    const uintptr_t next = end / kSuperSlab;
     for (char* p : blocks) {
       if (reinterpret_cast<uintptr_t>(p) / kSuperSlab == next) {
         *victim = p;
@@ -343,7 +343,7 @@ void OverflowIntoTheNextSuperSlabHeader() {
 }
 
 TEST(InvalidFreeDeathTest, ForgedOwnerOfASuperSlabIsNeverWrittenThrough) {
-  if (kGuard != 0) GTEST_SKIP() << "the guard unit stops the overflow (OverflowOffTheLast...)";
+  if (kGuardChunks) GTEST_SKIP() << "the guard chunk stops the overflow (OverflowOffTheLast...)";
   EXPECT_DEATH(OverflowIntoTheNextSuperSlabHeader(), "hakmem: corrupted superslab header");
 }
 
@@ -405,10 +405,10 @@ TEST(InvalidFreeDeathTest, ForgedRemoteLinkIsReported) {
                ReportRegex(g_attack_target, "hakmem: corrupted free list[^\n]*decodes to"));
 }
 
-// Hardened builds: the same overflow off a superslab's last block faults in its
-// guard unit and never reaches the next superslab's header.
+// Hardened builds: the same overflow off a superslab's last block faults in the
+// guard chunk after it and never reaches the next superslab's header.
 TEST(InvalidFreeDeathTest, OverflowOffTheLastBlockOfASuperSlabFaults) {
-  if (kGuard == 0) GTEST_SKIP() << "no guard units without --define hakmem_hardened=on";
+  if (!kGuardChunks) GTEST_SKIP() << "no guard chunks without --define hakmem_hardened=on";
   EXPECT_EXIT(
       {
         char* last = LastBlockOfASuperSlab(nullptr);
@@ -423,7 +423,7 @@ TEST(InvalidFreeDeathTest, OverflowOffTheLastBlockOfASuperSlabFaults) {
 // Hardened builds: a huge block ends with a guard page right after its usable
 // size.
 TEST(InvalidFreeDeathTest, OverflowOffAHugeBlockFaults) {
-  if (kGuard == 0) GTEST_SKIP() << "no guard pages without --define hakmem_hardened=on";
+  if (!kGuardChunks) GTEST_SKIP() << "no guard pages without --define hakmem_hardened=on";
   EXPECT_EXIT(
       {
         const size_t size = (size_t{3} << 20) + 100;
