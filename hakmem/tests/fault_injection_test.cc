@@ -1,5 +1,5 @@
-// Faults of the OS under the allocator: mmap and mremap refused once, a few times
-// in a row, every third time, or always. This binary defines mmap and mremap
+// Faults of the OS under the allocator: mmap, mremap and mprotect refused once, a
+// few times in a row, every third time, or always. This binary defines them
 // itself, so hakmem (linked in statically) calls these interposers, which either
 // fail with ENOMEM or forward to the kernel with a raw syscall.
 //
@@ -29,8 +29,8 @@
 
 namespace {
 
-// Which calls fail: call numbers count every mmap and mremap made through the
-// interposers, from 1.
+// Which calls fail: call numbers count every mmap, mremap and mprotect made
+// through the interposers, from 1.
 std::atomic<uint64_t> g_calls{0};
 std::atomic<uint64_t> g_fail_every{0};  // fail each call whose number is a multiple of this
 std::atomic<uint64_t> g_fail_from{0};   // fail calls g_fail_from .. g_fail_to
@@ -97,6 +97,21 @@ extern "C" void* mremap(void* old_address, size_t old_size, size_t new_size, int
     return MAP_FAILED;
   }
   return reinterpret_cast<void*>(r);
+}
+
+// Hardened builds protect guard chunks and pages (a refusal shortens a
+// reservation or fails a huge mapping, and is retried like the others).
+extern "C" int mprotect(void* addr, size_t length, int prot) {
+  if (ShouldFail()) {
+    errno = ENOMEM;
+    return -1;
+  }
+  const long r = syscall(SYS_mprotect, addr, length, prot);
+  if (r < 0) {
+    errno = static_cast<int>(-r);
+    return -1;
+  }
+  return 0;
 }
 
 namespace {
@@ -182,7 +197,7 @@ class FaultInjectionTest : public ::testing::Test {
   void TearDown() override { FailNothing(); }
 };
 
-// Every third mmap/mremap of the process fails, under two threads that allocate
+// Every third mmap/mremap/mprotect of the process fails, under two threads that allocate
 // from every lane: the program never sees a NULL (glibc, mimalloc, jemalloc and
 // tcmalloc see none either).
 TEST_F(FaultInjectionTest, EveryThirdCallFailingIsNeverSeen) {
