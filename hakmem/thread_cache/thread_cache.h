@@ -53,6 +53,7 @@ struct FreeList {
 // 128 slots: 88 KiB of TLS per thread).
 inline constexpr bool kSlotCache = config::kHardened;
 inline constexpr uint32_t kCacheSlots = 128;
+static_assert(!kSlotCache || ace::kMaxLimit == kCacheSlots, "ACE never allows more than fits");
 
 // The slots (an empty struct without kSlotCache).
 template <bool kSlots>
@@ -185,8 +186,9 @@ struct ThreadCache {
         if (!config::kPoolTls && cls >= kNumTinyClasses)
           stats::Count(stats::Counter::k_fallback_pool_uncached);
       }
-      if (kSlotCache && want > static_cast<int>(list.max) + 1)
-        want = static_cast<int>(list.max) + 1;
+      // (The slots take what the refill leaves: uncached lists, too, keep the
+      // blocks the heap profiler skips.)
+      if (kSlotCache && want > static_cast<int>(kCacheSlots) + 1) want = kCacheSlots + 1;
       void* head = nullptr;
       const int got = AllocBatch(heap, cls, want, &head, list.max != 0 ? &range : nullptr);
       if (got == 0 && range.next == range.end) return nullptr;
