@@ -525,10 +525,9 @@ void DrainRemote(Heap* heap) {
   uint64_t drained = 0;
   for (void* block = heap->remote.TakeAll(); block != nullptr; ++drained) {
     void* next = LoadLink(block);
-    if constexpr (config::kHardened) {
-      if (next != nullptr && !IsBlockOfHeap(heap, next)) {
-        next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-      }
+    // (Not if constexpr: clang would warn of an unused function.)
+    if (config::kHardened && next != nullptr && !IsBlockOfHeap(heap, next)) {
+      next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
     }
     SuperSlab* ss = SuperSlabOf(block);
     SlabMeta* slab = SlabOf(ss, block);

@@ -174,7 +174,7 @@ bool NewReservationLocked(Pages pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
     for (size_t length = kReservationSize; length >= kSuperSlabStride; length /= 2) {
       char* r = static_cast<char*>(platform::Reserve(length, kSuperSlabSize));
       if (r == nullptr) continue;
-      if constexpr (kGuardChunks) {
+      if (kGuardChunks) {  // (not constexpr: clang warns of an unused function)
         const size_t guarded = GuardSuperSlabs(r, length);
         if (guarded != length) platform::Release(r + guarded, length - guarded);
         if (guarded == 0) continue;
