@@ -44,6 +44,13 @@ void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   Count(Counter::k_huge_released);
 }
 
+// Hardened builds: makes the last kHugeGuardSize bytes of the mapping [base,
+// base + len) inaccessible (true without a guard).
+bool GuardTail(char* base, size_t len) {
+  return kHugeGuardSize == 0 ||
+         platform::Protect(base + len - kHugeGuardSize, kHugeGuardSize, /*accessible=*/false);
+}
+
 }  // namespace
 
 HugeLayout LayoutOfHuge(size_t size, size_t alignment) {
@@ -90,12 +97,7 @@ void* MapHuge(size_t size, size_t alignment, const HugeLayout& layout, char* bas
   h->map_len = layout.length;
   h->user = user;
   h->size = size;
-  bool guarded = true;
-  if constexpr (kHugeGuardSize != 0) {
-    guarded = platform::Protect(base + layout.length - kHugeGuardSize, kHugeGuardSize,
-                                /*accessible=*/false);
-  }
-  if (!guarded || !registry::Register(base, layout.length, h)) {
+  if (!GuardTail(base, layout.length) || !registry::Register(base, layout.length, h)) {
     platform::Release(base, layout.length);
     return nullptr;
   }
@@ -164,7 +166,7 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (offset + new_size + kHugeGuardSize <= h->map_len) {
+  if (new_size <= HugeUsableSize(h)) {
     h->size = new_size;
     return h->user;
   }
@@ -195,14 +197,12 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   char* const old_guard = old_base + old_len - kHugeGuardSize;
   // Register the new range first: on failure nothing has moved and the old block
   // is intact.
-  if ((kHugeGuardSize != 0 &&
-       !platform::Protect(new_base + needed - kHugeGuardSize, kHugeGuardSize, false)) ||
-      !registry::Register(new_base, needed, moved)) {
+  if (!GuardTail(new_base, needed) || !registry::Register(new_base, needed, moved)) {
     platform::Release(new_base, needed);
     errno = ENOMEM;
     return nullptr;
   }
-  if (kHugeGuardSize != 0 && !platform::Protect(old_guard, kHugeGuardSize, true)) {
+  if (kHugeGuardSize != 0 && !platform::Protect(old_guard, kHugeGuardSize, /*accessible=*/true)) {
     registry::Unregister(new_base, needed);
     platform::Release(new_base, needed);
     errno = ENOMEM;
@@ -214,7 +214,7 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   registry::Unregister(old_base, old_len);
   if (!platform::MovePages(old_base, old_len, new_base, move_len)) {
     registry::Register(old_base, old_len, h);  // leaves exist: cannot fail
-    if (kHugeGuardSize != 0 && !platform::Protect(old_guard, kHugeGuardSize, false)) {
+    if (!GuardTail(old_base, old_len)) {
       // Made accessible again a moment ago, it cannot be split now: the block
       // stays whole and in place, and only loses its guard.
       platform::DiagLine().Str("hakmem: a huge block's guard page could not be restored").Write();

@@ -4,11 +4,12 @@
 //  - SuperSlab: a 2 MiB naturally aligned region of 128 units of 16 KiB. Unit 0 is
 //    the header: owner heap, unit bitmaps, the unit -> slab map and one SlabMeta
 //    per possible slab (hardened builds add a live-block map in units 1..8, and a
-//    guard chunk after each superslab). Slabs (blocks of one class) and large runs (one block)
-//    are runs of units. Superslabs are carved from 64 MiB reservations (one mmap
-//    each), registered in the registry once, and never unmapped: an empty one goes
-//    to the cache, is reused warm, and is decommitted (MADV_DONTNEED on units
-//    1..127) after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB.
+//    guard chunk after each superslab). Slabs (blocks of one class) and large
+//    runs (one block) are runs of units. Superslabs are carved from 64 MiB
+//    reservations (one mmap each), registered in the registry once, and never
+//    unmapped: an empty one goes to the cache, is reused warm, and is decommitted
+//    (MADV_DONTNEED on units 1..127) after HAKMEM_PURGE_DELAY_MS or beyond
+//    HAKMEM_RETAIN_MB.
 //  - The policy of the empty memory kept mapped: cached superslabs and cached
 //    huge mappings (hakmem/huge, which maps and caches them) go back to the OS
 //    after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB (huge first), and
@@ -75,8 +76,8 @@ inline constexpr size_t kSuperSlabStride = kGuardChunks ? 2 * kSuperSlabSize : k
 // orders the two), so a free of a block whose byte is clear is a double free,
 // whatever a use-after-free write did to the block's words. Bytes, not bits:
 // blocks share no word, so consecutive mallocs and frees make no chain of
-// read-modify-writes, and threads freeing neighbouring blocks write apart. It costs 1/16 of the
-// touched superslab memory, and 8 of its 128 units.
+// read-modify-writes, and threads freeing neighbouring blocks write apart. It
+// costs 1/16 of the touched superslab memory, and 8 of its 128 units.
 inline constexpr bool kLiveMap = config::kHardened;
 inline constexpr size_t kLiveMapUnit = 1;
 inline constexpr size_t kLiveMapUnits = kSuperSlabSize / 16 / kUnitSize;  // 8

@@ -76,11 +76,6 @@ struct ThreadCache {
   CarvedRange ranges[kNumClasses];
   CacheSlots<kSlotCache> cached;  // last: the default build's lists come first
 
-  // The most blocks a list may hold when ACE allows `limit`.
-  static constexpr uint32_t Capped(uint32_t limit) {
-    return kSlotCache && limit > kCacheSlots ? kCacheSlots : limit;
-  }
-
   // The list of `cls` (indexed unsigned: a class loaded as a byte needs no sign
   // extension).
   ABSL_ATTRIBUTE_ALWAYS_INLINE FreeList& ListOf(int cls) {
@@ -92,7 +87,7 @@ struct ThreadCache {
     ThreadCache cache{};
     for (int cls = 0; cls < kNumClasses; ++cls) {
       const bool cached = config::kPoolTls || cls < kNumTinyClasses;
-      cache.lists[cls].max = cached ? Capped(kSizeClasses[cls].cache_max) : 0;
+      cache.lists[cls].max = cached ? ace::DefaultLimit(cls) : 0;
     }
     return cache;
   }
@@ -283,12 +278,12 @@ struct ThreadCache {
   // back what they hold beyond it. Returns the blocks a refill or flush moves.
   ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls) {
     const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls);
-    lists[cls].max = Capped(decision.limit);
+    lists[cls].max = decision.limit;
     if (ABSL_PREDICT_FALSE(ace::HasTrims(ace::tls_ace))) {
       for (int c; (c = ace::TakeTrim(&ace::tls_ace, 0, kNumClasses)) >= 0;) {
         FreeList& list = lists[c];
         if (list.max == 0) continue;  // uncached
-        list.max = Capped(ace::LimitOf(ace::tls_ace, c));
+        list.max = ace::LimitOf(ace::tls_ace, c);
         // (A list a forged link ended is left for its refill or flush to report.)
         if (list.count <= list.max || (list.count & kListCorrupt) != 0) continue;
         if constexpr (kSlotCache) {  // the newest count - max blocks go back

@@ -97,7 +97,7 @@ TEST(ThreadCacheTest, FullListFlushesABatchAndKeepsTheBound) {
         Free(heap, cls, p);
         ASSERT_LE(tls_cache.lists[cls].count, tls_cache.lists[cls].max);
         if constexpr (!config::kAce) {
-          ASSERT_EQ(tls_cache.lists[cls].max, ThreadCache::Capped(kSizeClasses[cls].cache_max));
+          ASSERT_EQ(tls_cache.lists[cls].max, ace::DefaultLimit(cls));
         }
       }
       EXPECT_GE(tls_cache.lists[cls].count, 1u);
@@ -261,9 +261,7 @@ TEST(ThreadCacheTest, PrewarmFillsCommonClassesWhenEnabled) {
 // limit is 0 (uncached): their frees go straight back to the slabs.
 TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
   std::thread([] {
-    const auto fixed_limit = [](int cls) {
-      return ThreadCache::Capped(kSizeClasses[cls].cache_max);
-    };
+    const auto fixed_limit = [](int cls) { return ace::DefaultLimit(cls); };
     EXPECT_EQ(tls_cache.lists[0].max, fixed_limit(0));
     EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].max, fixed_limit(kNumTinyClasses - 1));
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
