@@ -109,7 +109,7 @@ ABSL_ATTRIBUTE_NOINLINE void GlobalInit() {
 ABSL_ATTRIBUTE_NOINLINE Heap* AttachThread() {
   if (g_init_state.load(std::memory_order_acquire) != 2) GlobalInit();
   if (HasHeap()) return tls_heap;  // attached while initialising
-  Heap* heap = AttachHeap();
+  Heap* heap = thread_cache::AttachHeap();
   if (heap == nullptr) return nullptr;
   if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return heap;  // handed back after this call
   pthread_setspecific(g_thread_key, heap);
@@ -145,7 +145,7 @@ HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls, bool* zeroed) {
     refilled = true;
   }
   if (p == nullptr) return Fail();
-  stats::CountClassAlloc(cls);
+  thread_cache::CountClassAlloc(cls);
   if (ABSL_PREDICT_FALSE(profiler::Enabled()) && refilled) profiler::OnAlloc(p, ClassSize(cls));
   return p;
 }
@@ -166,8 +166,9 @@ void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
   if (heap == nullptr) return Fail();
   void* p;
   if (size <= kPoolMax && alignment <= platform::kPageSize) {
-    // Slabs start on unit boundaries, so a class whose size is a multiple of the
-    // alignment has only aligned blocks; powers of two are classes, so one exists.
+    // A slab's blocks end on a unit boundary, after a tail of (units * 16 KiB)
+    // mod size bytes: a class whose size is a multiple of the alignment (<= 16
+    // KiB) has only aligned blocks; powers of two are classes, so one exists.
     int cls = SizeClass(size);
     while (ClassSize(cls) % alignment != 0) ++cls;
     p = AllocClass(heap, cls, zeroed);

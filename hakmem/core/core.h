@@ -40,14 +40,13 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Malloc(size_t size) {
     return MallocSlow(size);
   }
   if (void* p = thread_cache::TryAlloc(cls); ABSL_PREDICT_TRUE(p != nullptr)) {
-    stats::CountClassAlloc(cls);
+    thread_cache::CountClassAlloc(cls);
     return p;
   }
   return MallocSlow(size);
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr) {
-  if (ABSL_PREDICT_FALSE(ptr == nullptr)) return;
   free_dispatch::Free(ptr, free_dispatch::Call::kFree);
 }
 

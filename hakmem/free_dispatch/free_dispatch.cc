@@ -44,7 +44,7 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
     // Exact: a block's live byte is set from its hand-out to its first free, by
     // whichever thread.
     if (!TakeLive(ptr)) return ReportInvalid(ptr, call, "double free");
-    return CacheOwnBlock(cls, ptr);
+    return CacheOwnBlock(slab, ptr);
   }
   if (LooksFree(ptr)) {
     // Tagged as free: confirmed by finding it in the thread cache, the slab's free
@@ -52,7 +52,7 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
     if (thread_cache::IsCached(cls, ptr) || IsFreeInSlab(tls_heap, slab, ptr))
       return ReportInvalid(ptr, call, "double free");
   }
-  CacheOwnBlock(cls, ptr);
+  CacheOwnBlock(slab, ptr);
 }
 
 // ---- batched remote frees ----
@@ -222,6 +222,7 @@ Found FindIn(const void* ptr, void* header, Call call) {
 }
 
 void FreeSlow(void* ptr, void* header, Call call) {
+  if (ptr == nullptr) return;  // (Free's fast path leaves nullptr to this test)
   const Found found = FindIn(ptr, header, call);
   // Before the block can be reused (a remote free is reused by its owner).
   if (ABSL_PREDICT_FALSE(profiler::Enabled()) && found.kind != Kind::kInvalid &&
@@ -252,7 +253,7 @@ void FreeSlow(void* ptr, void* header, Call call) {
   }
   if (found.kind == Kind::kLarge) {
     if (slab->used == 0) return ReportInvalid(ptr, call, "double free of a large block");
-    stats::CountLocalFree();
+    thread_cache::CountLocalFree();
     return FreeLarge(tls_heap, ss, slab);
   }
   FreeOwnBlock(ss, slab, ptr, call);

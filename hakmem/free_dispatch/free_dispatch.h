@@ -36,18 +36,23 @@ const char* CallName(Call call);
 // Every case other than "a valid block of a slab this thread owns".
 ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
 
-// Caches a valid block of `cls` that the calling thread's heap owns.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(int cls, void* ptr) {
-  stats::CountLocalFree();
-  if (ABSL_PREDICT_FALSE(!thread_cache::TryFree(cls, ptr))) thread_cache::Flush(tls_heap, cls, ptr);
+// Caches a valid block of `slab` (a size class's) that the calling thread's heap
+// owns.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(const SlabMeta* slab, void* ptr) {
+  thread_cache::CountLocalFree();
+  if (ABSL_PREDICT_FALSE(!thread_cache::TryFreeAt(slab->list_offset, ptr))) {
+    // (The class found again from `ptr`: the fast path keeps no register for it.)
+    thread_cache::Flush(tls_heap, SlabOf(SuperSlabOf(ptr), ptr)->cls, ptr);
+  }
 }
 
-// Frees `ptr` (not nullptr).
+// Frees `ptr` (nullptr too: its chunk is never owned, and FreeSlow returns).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
+  uintptr_t& owned_chunk = thread_cache::tls_cache.hot.owned_chunk;
   const uintptr_t chunk = reinterpret_cast<uintptr_t>(ptr) >> registry::kChunkShift;
   void* header;
   SuperSlab* ss;
-  if (ABSL_PREDICT_TRUE(chunk == tls_owned_chunk)) {
+  if (ABSL_PREDICT_TRUE(chunk == owned_chunk)) {
     // A superslab this thread owns: no registry lookup, no owner test.
     ss = reinterpret_cast<SuperSlab*>(chunk << registry::kChunkShift);
     header = ss;
@@ -60,7 +65,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
                            ss->owner.load(std::memory_order_relaxed) != tls_heap)) {
       return FreeSlow(ptr, header, call);
     }
-    tls_owned_chunk = chunk;
+    owned_chunk = chunk;
   }
   SlabMeta* slab = SlabOf(ss, ptr);
   // A block start whose word 1 is not the freed-block tag: a live block (a block
@@ -69,7 +74,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
   // and free units.)
   // Hardened builds: the live map decides (TakeLive).
   if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr) && TakeLive(ptr))) {
-    return CacheOwnBlock(slab->cls, ptr);
+    return CacheOwnBlock(slab, ptr);
   }
   FreeSlow(ptr, header, call);
 }

@@ -9,7 +9,7 @@
 namespace hakmem::free_dispatch {
 namespace {
 
-Heap* MyHeap() { return HasHeap() ? tls_heap : AttachHeap(); }
+Heap* MyHeap() { return HasHeap() ? tls_heap : thread_cache::AttachHeap(); }
 
 void* TinyBlock(int cls) {
   bool zeroed;

@@ -15,7 +15,7 @@ extern "C" void* __libc_malloc(size_t size);
 namespace hakmem::free_dispatch {
 namespace {
 
-Heap* MyHeap() { return HasHeap() ? tls_heap : AttachHeap(); }
+Heap* MyHeap() { return HasHeap() ? tls_heap : thread_cache::AttachHeap(); }
 
 // A block of `size` (tiny or pool) through the thread cache.
 void* Block(size_t size) {

@@ -17,7 +17,6 @@ namespace hakmem {
 // initialisation leaves members without initialisers, which clang rejects here).
 ABSL_CONST_INIT Heap g_sentinel_heap{};
 ABSL_CONST_INIT __thread Heap* tls_heap HAKMEM_TLS = &g_sentinel_heap;
-ABSL_CONST_INIT __thread uintptr_t tls_owned_chunk HAKMEM_TLS = kNoOwnedChunk;
 
 namespace {
 
@@ -58,8 +57,9 @@ void LinkSuperSlab(Heap* heap, SuperSlab* ss) { heap->superslabs.PushFront(ss); 
 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
   HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
-  if (tls_owned_chunk == reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift) {
-    tls_owned_chunk = kNoOwnedChunk;  // leaving the heap: no longer proof of ownership
+  ThreadHot* hot = heap->hot;  // (nullptr: no thread, no shortcut)
+  if (hot != nullptr && hot->owned_chunk == reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift) {
+    hot->owned_chunk = kNoOwnedChunk;  // leaving the heap: no longer proof of ownership
   }
   heap->superslabs.Remove(ss);
 }
@@ -218,6 +218,7 @@ SlabMeta* NewSlab(Heap* heap, int cls) {
   InitSlabBlocks(slab, kSizeClasses[cls].size);
   slab->fresh = fresh;
   slab->cls = static_cast<uint8_t>(cls);
+  slab->list_offset = static_cast<uint16_t>(cls * kClassListStride);
   slab->state = SlabState::kCurrent;
   Count(Counter::k_slabs_created);
   return slab;
@@ -257,7 +258,7 @@ bool SlabHasFree(const SlabMeta* slab) {
 
 }  // namespace
 
-Heap* AttachHeap() {
+Heap* AttachHeap(ThreadHot* hot) {
   Heap* heap;
   {
     platform::SpinLockHolder hold(&g_heaps_lock);
@@ -279,8 +280,10 @@ Heap* AttachHeap() {
   }
   heap->thread_id = platform::ThreadId();
   heap->clock_ns = platform::NowNanos();
+  hot->owned_chunk = kNoOwnedChunk;
+  heap->hot = hot;
   tls_heap = heap;
-  stats::AttachThread();
+  stats::AttachThread(&hot->counters);
   if constexpr (config::kDebugLog) {
     platform::DiagLine()
         .Str("hakmem: thread ")
@@ -312,7 +315,8 @@ void AbandonHeap() {
   // any thread can reuse them.
   TrimHeap(heap);
   tls_heap = &g_sentinel_heap;
-  tls_owned_chunk = kNoOwnedChunk;
+  heap->hot->owned_chunk = kNoOwnedChunk;
+  heap->hot = nullptr;
   stats::DetachThread();
   Count(Counter::k_heaps_abandoned);
   platform::SpinLockHolder hold(&g_heaps_lock);
@@ -406,8 +410,9 @@ int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
     while (got + taken < max && slab->free_list != nullptr) {
       void* block = slab->free_list;
       void* next = LoadLink(block);
-      // A slab's list links blocks of that slab only.
-      if (next != nullptr && !(next >= slab->start && IsBlockStart(slab, next))) {
+      // A slab's list links blocks of that slab only (IsBlockStart is exact for
+      // addresses inside the slab).
+      if (next != nullptr && !(next >= slab->start && next < slab->end && IsBlockStart(slab, next))) {
         next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
       }
       slab->free_list = next;
@@ -474,7 +479,7 @@ void AfterBlocksReturned(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
 void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
   HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
   HAKMEM_DCHECK(slab->cls < kNumClasses && slab->used != 0);
-  HAKMEM_DCHECK(block >= slab->start && IsBlockStart(slab, block));
+  HAKMEM_DCHECK(IsBlockStart(slab, block));
   MarkFree(block);
   StoreLink(block, slab->free_list);
   slab->free_list = block;
@@ -516,7 +521,7 @@ bool IsBlockOfHeap(const Heap* heap, const void* p) {
   }
   const SlabMeta* slab = SlabOf(ss, p);
   if (slab->cls == kLargeClass) return p == slab->start;
-  return p >= slab->start && IsBlockStart(slab, p);
+  return IsBlockStart(slab, p);
 }
 
 }  // namespace

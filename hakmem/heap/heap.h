@@ -33,6 +33,8 @@
 
 namespace hakmem {
 
+struct ThreadHot;
+
 struct Heap {
   RemoteQueue remote;  // written by other threads: on its own cache line
   alignas(64) SlabMeta* current[kNumClasses];
@@ -58,6 +60,8 @@ struct Heap {
   // through (remote frees) only after its seal checks, so an owner forged by an
   // overflow into a superslab header is reported instead of written to.
   uintptr_t seal;
+  // The owner thread's ThreadHot (nullptr while the heap waits for a thread).
+  ThreadHot* hot;
   bool live;  // a thread runs on it (under the heaps lock; IsAbandoned reads it without)
   uint32_t thread_id;
   Heap* next_all;        // every heap ever made (under the heaps lock)
@@ -71,20 +75,30 @@ struct Heap {
 extern __thread Heap* tls_heap HAKMEM_TLS;
 extern Heap g_sentinel_heap HAKMEM_HIDDEN;
 
-// A 2 MiB chunk (address >> 21) holding a superslab the calling thread's heap
-// owns, or kNoOwnedChunk (no address maps to it): the free fast path's shortcut past the registry
-// and the owner test. Only the owner thread sets it (after a local free) and clears it (when the
-// superslab leaves the heap), so a match proves ownership.
 inline constexpr uintptr_t kNoOwnedChunk = ~uintptr_t{0};
-extern __thread uintptr_t tls_owned_chunk HAKMEM_TLS;
+
+// What a thread's fast paths read beside its cache lists and a heap keeps up to
+// date. It lives in the fast paths' one TLS block (thread_cache's ThreadCache),
+// so malloc and free reach lists, owned chunk and counters through one TLS
+// offset; AttachHeap tells the heap (and stats) where it is.
+struct ThreadHot {
+  // A 2 MiB chunk (address >> 21) holding a superslab the thread's heap owns, or
+  // kNoOwnedChunk (no address maps to it; nullptr's chunk 0 never matches either):
+  // the free fast path's shortcut past the registry and the owner test. Only the
+  // owner thread sets it (after a local free) and clears it (when the superslab
+  // leaves the heap, or the thread its heap), so a match proves ownership.
+  uintptr_t owned_chunk = kNoOwnedChunk;
+  stats::FastCounters counters = {};
+};
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_sentinel_heap; }
 
 static_assert(kSizeClasses[0].size >= 2 * sizeof(uint64_t), "every slab block has a word 1");
 
 // Gives the calling thread a heap: an abandoned one (adopting its slabs and its
-// pending remote frees) or a new one. nullptr if no metadata memory is left.
-Heap* AttachHeap();
+// pending remote frees) or a new one, with `hot`, the thread's (thread-local)
+// ThreadHot. nullptr if no metadata memory is left.
+Heap* AttachHeap(ThreadHot* hot);
 // Hands the calling thread's heap back (its thread caches must be flushed first):
 // drains remote frees, releases empty slabs and superslabs, and puts the heap on
 // the abandoned list.

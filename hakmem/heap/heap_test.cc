@@ -11,6 +11,12 @@
 namespace hakmem {
 namespace {
 
+// The test thread's ThreadHot (in hakmem, thread_cache's TLS block holds it).
+Heap* AttachTestHeap() {
+  static thread_local ThreadHot hot;
+  return AttachHeap(&hot);
+}
+
 std::vector<void*> ListToVector(void* head) {
   std::vector<void*> out;
   for (void* p = head; p != nullptr; p = LoadLink(p)) out.push_back(p);
@@ -21,7 +27,7 @@ std::vector<void*> ListToVector(void* head) {
 template <typename F>
 void OnNewThread(F f) {
   std::thread([&] {
-    Heap* heap = AttachHeap();
+    Heap* heap = AttachTestHeap();
     ASSERT_NE(heap, nullptr);
     f(heap);
     AbandonHeap();
@@ -250,7 +256,7 @@ TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
   Heap* first = nullptr;
   std::vector<void*> blocks;
   std::thread([&] {
-    first = AttachHeap();
+    first = AttachTestHeap();
     void* head = nullptr;
     ASSERT_EQ(AllocBatch(first, 3, 20, &head), 20);
     blocks = ListToVector(head);
@@ -262,7 +268,7 @@ TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
   const HeapCounts before = GetHeapCounts();
   EXPECT_GE(before.abandoned, 1u);
   std::thread([&] {
-    Heap* adopted = AttachHeap();
+    Heap* adopted = AttachTestHeap();
     EXPECT_EQ(GetHeapCounts().heaps, before.heaps);  // no new heap was made
     if (adopted == first) {
       SlabMeta* slab = SlabOf(SuperSlabOf(blocks[0]), blocks[0]);
@@ -279,25 +285,28 @@ TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
 namespace hakmem {
 namespace {
 
-// The free fast path trusts tls_owned_chunk as proof of ownership: it must be
-// cleared whenever that superslab leaves the heap, and when the heap does.
+// The free fast path trusts ThreadHot::owned_chunk as proof of ownership: it must
+// be cleared whenever that superslab leaves the heap, and when the heap does.
 TEST(HeapTest, OwnedChunkShortcutIsClearedWhenTheSuperSlabLeaves) {
   std::thread([] {
-    EXPECT_EQ(tls_owned_chunk, kNoOwnedChunk);
-    Heap* heap = AttachHeap();
+    static thread_local ThreadHot hot;
+    hot.owned_chunk = 12345;
+    Heap* heap = AttachHeap(&hot);
+    EXPECT_EQ(hot.owned_chunk, kNoOwnedChunk);
     bool zeroed;
     void* run = AllocLarge(heap, 500000, 16, &zeroed);
     ASSERT_NE(run, nullptr);
     SuperSlab* ss = SuperSlabOf(run);
-    tls_owned_chunk = reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift;
+    hot.owned_chunk = reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift;
     FreeLarge(heap, ss, SlabOf(ss, run));
     // Empty now; kept as the heap's spare until released.
-    EXPECT_EQ(tls_owned_chunk, reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift);
+    EXPECT_EQ(hot.owned_chunk, reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift);
     TrimHeap(heap);
-    EXPECT_EQ(tls_owned_chunk, kNoOwnedChunk);
-    tls_owned_chunk = 12345;
+    EXPECT_EQ(hot.owned_chunk, kNoOwnedChunk);
+    hot.owned_chunk = 12345;
     AbandonHeap();
-    EXPECT_EQ(tls_owned_chunk, kNoOwnedChunk);
+    EXPECT_EQ(hot.owned_chunk, kNoOwnedChunk);
+    EXPECT_EQ(heap->hot, nullptr);
   }).join();
 }
 

@@ -41,10 +41,13 @@ void Unlink(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 // Moves `t`'s counts into the retired totals and zeroes them.
 void Retire(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   for (int i = 0; i < kNumCounters; ++i) g_retired_counters[i] += LoadCounter(&t->counters[i]);
-  for (int c = 0; c < kNumClasses; ++c)
-    g_retired_class_allocs[c] += LoadCounter(&t->class_allocs[c]);
   memset(t->counters, 0, sizeof(t->counters));
-  memset(t->class_allocs, 0, sizeof(t->class_allocs));
+  if (FastCounters* fast = t->fast; fast != nullptr) {
+    for (int c = 0; c < kNumClasses; ++c)
+      g_retired_class_allocs[c] += LoadCounter(&fast->class_allocs[c]);
+    g_retired_counters[static_cast<int>(Counter::k_frees_local)] += LoadCounter(&fast->local_frees);
+    memset(fast, 0, sizeof(*fast));
+  }
 }
 
 }  // namespace
@@ -52,10 +55,14 @@ void Retire(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 const char* CounterName(Counter counter) { return kNames[static_cast<int>(counter)]; }
 const char* CounterHelp(Counter counter) { return kHelps[static_cast<int>(counter)]; }
 
-void AttachThread() {
+void AttachThread(FastCounters* fast) {
   ThreadCounters* t = &tls_counters;
   if (t->attached) return;
   platform::SpinLockHolder hold(&g_lock);
+  if (t->fast != fast) {
+    if (t->fast != nullptr) Retire(t);  // (counts of a FastCounters no longer counted)
+    t->fast = fast;
+  }
   g_live.PushFront(t);
   t->attached = true;
 }
@@ -78,7 +85,11 @@ void Collect(Snapshot* out) {
   platform::SpinLockHolder hold(&g_lock);
   auto add = [out](const ThreadCounters* t) {
     for (int i = 0; i < kNumCounters; ++i) out->counters[i] += LoadCounter(&t->counters[i]);
-    for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] += LoadCounter(&t->class_allocs[c]);
+    if (const FastCounters* fast = t->fast; fast != nullptr) {
+      for (int c = 0; c < kNumClasses; ++c)
+        out->class_allocs[c] += LoadCounter(&fast->class_allocs[c]);
+      out->counters[static_cast<int>(Counter::k_frees_local)] += LoadCounter(&fast->local_frees);
+    }
   };
   for (int i = 0; i < kNumCounters; ++i) out->counters[i] += g_retired_counters[i];
   for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] = g_retired_class_allocs[c];

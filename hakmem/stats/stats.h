@@ -1,11 +1,13 @@
 // stats: hakmem's counters, from the one field list in stats_fields.h.
 //
 // Owns: global counters of rare events (relaxed atomics, counted where the event
-// happens), per-thread counters of the hot paths (a constant-initialised TLS
+// happens), per-thread counters of the slow paths (a constant-initialised TLS
 // block, registered in a live list while its thread runs and merged into the
-// global totals when it exits), and the size histogram.
+// global totals when it exits), the layout of the fast paths' counters (which
+// live in the fast paths' own TLS block, see FastCounters), and the size
+// histogram.
 // Thread-safety: Count*/Record* touch only the caller's TLS or relaxed atomics;
-// a thread's counters have one writer (the thread, AddToThreadCounter) and are read
+// a thread's counters have one writer (the thread, AddToThreadWord) and are read
 // by Collect with relaxed atomic loads, never a plain read of a changing word.
 // AttachThread/DetachThread/Collect take the stats lock. With
 // --define hakmem_stats=off every counter compiles away.
@@ -40,12 +42,22 @@ inline constexpr int kNumHist = HAKMEM_STATS_NUM_HIST;
 const char* CounterName(Counter counter);
 const char* CounterHelp(Counter counter);
 
+// The counters of the fast paths (a malloc a thread cache serves, a free by the
+// owner thread). They live in the fast paths' own TLS block (thread_cache's
+// ThreadCache), not in ThreadCounters: the fast paths then reach the cache and
+// the counters through one TLS offset (one GOT load in libhakmem.so, not two).
+// Their thread's ThreadCounters point at them (AttachThread).
+struct FastCounters {
+  uint64_t class_allocs[kNumClasses];
+  uint64_t local_frees;  // reported as the counter frees_local
+};
+
 // The counters of one thread. While `attached` (the thread has a heap) every
 // counter is counted here, without atomics: no cache line is shared between
 // threads on any path; otherwise Count() falls back to the global atomics.
 struct ThreadCounters {
   uint64_t counters[kNumCounters];
-  uint64_t class_allocs[kNumClasses];
+  FastCounters* fast;  // the thread's fast-path counters (nullptr: none yet)
   // Live list links (under the stats lock).
   ThreadCounters* next;
   ThreadCounters* prev;
@@ -56,9 +68,9 @@ struct ThreadCounters {
 // the fast path addresses it %fs-relative; __thread: no TLS init wrapper.
 extern __thread ThreadCounters tls_counters HAKMEM_TLS;
 
-// Adds `n` to the calling thread's counter tls_counters.<field>[index] (the field
-// at byte offset kField): the thread is its one writer; other threads read it
-// with relaxed atomic loads (LoadCounter, in Collect), so the add is a relaxed
+// A thread's counters (tls_counters, its FastCounters) have one writer, the
+// thread; other threads read them with relaxed atomic loads (LoadCounter, in
+// Collect), so an add (AddToThreadWord) is a relaxed
 // atomic load and store, not a plain `+=` (a data race). clang folds that pair
 // into one %fs-relative `add` to memory, like the plain increment; gcc 12 makes
 // it three instructions, so with gcc on x86-64 the `add` is written as asm (an
@@ -75,40 +87,41 @@ extern __thread ThreadCounters tls_counters HAKMEM_TLS;
 #endif
 
 #if HAKMEM_STATS_ASM_ADD
-// tls_counters' offset from the thread pointer (%fs): compilers fold this into the
-// initial-exec offset load (or the local-exec constant).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t ThreadCountersOffset() {
-  return reinterpret_cast<uintptr_t>(&tls_counters) -
+// The offset of thread-local `object` from the thread pointer (%fs): compilers
+// fold this into the initial-exec offset load (or the local-exec constant).
+template <typename T>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t ThreadOffset(const T& object) {
+  return reinterpret_cast<uintptr_t>(&object) -
          reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
 }
 #endif
 
-template <size_t kField>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounter(uintptr_t index, uint64_t n) {
+// Adds `n` to the word at byte offset kField + 8 * index of the calling thread's
+// thread-local `object` (tls_counters, or a FastCounters in a TLS block).
+template <size_t kField, typename T>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadWord(T& object, uintptr_t index, uint64_t n) {
 #if HAKMEM_STATS_ASM_ADD
-  const uintptr_t tls_offset = ThreadCountersOffset();
+  const uintptr_t tls_offset = ThreadOffset(object);
   asm volatile("addq %2, %%fs:%c3(%0,%1,8)" : : "r"(tls_offset), "r"(index), "er"(n), "i"(kField));
 #else
   uint64_t* counter =
-      reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&tls_counters) + kField) + index;
+      reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&object) + kField) + index;
   __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 #endif
 }
 
-// The same for a counter whose index is a constant: no index register.
-template <size_t kField, size_t kIndex>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadCounterAt(uint64_t n) {
+// The same for a word whose index is a constant: no index register.
+template <size_t kField, typename T>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadWordAt(T& object, uint64_t n) {
 #if HAKMEM_STATS_ASM_ADD
-  const uintptr_t tls_offset = ThreadCountersOffset();
-  asm volatile("addq %1, %%fs:%c2(%0)"
-               :
-               : "r"(tls_offset), "er"(n), "i"(kField + kIndex * sizeof(uint64_t)));
+  const uintptr_t tls_offset = ThreadOffset(object);
+  asm volatile("addq %1, %%fs:%c2(%0)" : : "r"(tls_offset), "er"(n), "i"(kField));
 #else
-  AddToThreadCounter<kField>(kIndex, n);
+  AddToThreadWord<kField>(object, 0, n);
 #endif
 }
 
-// Reads a thread's counter (see AddToThreadCounter).
+// Reads a thread's counter (see AddToThreadWord).
 inline uint64_t LoadCounter(const uint64_t* counter) {
   return __atomic_load_n(counter, __ATOMIC_RELAXED);
 }
@@ -120,7 +133,8 @@ extern std::atomic<uint64_t> g_lane_bytes[kNumLanes];
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Count(Counter counter, uint64_t n = 1) {
   if constexpr (config::kStats) {
     if (ABSL_PREDICT_TRUE(tls_counters.attached)) {
-      AddToThreadCounter<offsetof(ThreadCounters, counters)>(static_cast<uint32_t>(counter), n);
+      AddToThreadWord<offsetof(ThreadCounters, counters)>(tls_counters,
+                                                          static_cast<uint32_t>(counter), n);
     } else {
       g_counters[static_cast<int>(counter)].fetch_add(n, std::memory_order_relaxed);
     }
@@ -140,16 +154,21 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLaneAlloc(int lane, uint64_t bytes
   }
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(uint32_t cls) {
-  if constexpr (config::kStats) AddToThreadCounter<offsetof(ThreadCounters, class_allocs)>(cls, 1);
+// A block of `cls` served from the calling thread's cache. `block` is the
+// thread-local object holding the thread's FastCounters at byte kAt (a TLS
+// symbol and a constant, so that the counter's address folds into the one TLS
+// offset the fast path loads anyway).
+template <size_t kAt, typename Block>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(Block& block, uint32_t cls) {
+  if constexpr (config::kStats) {
+    AddToThreadWord<kAt + offsetof(FastCounters, class_allocs)>(block, cls, 1);
+  }
 }
 
-// The fast path's local free: its thread always has a heap, so it is attached.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree() {
-  if constexpr (config::kStats) {
-    AddToThreadCounterAt<offsetof(ThreadCounters, counters),
-                         static_cast<size_t>(Counter::k_frees_local)>(1);
-  }
+// A free by the block's owner thread (the same `block` and kAt).
+template <size_t kAt, typename Block>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree(Block& block) {
+  if constexpr (config::kStats) AddToThreadWordAt<kAt + offsetof(FastCounters, local_frees)>(block, 1);
 }
 
 // Histogram bucket of a requested size: [2^(i-1), 2^i), bucket 0 for size 0.
@@ -170,8 +189,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void RecordLargeSize(size_t size) {
   }
 }
 
-// Puts the calling thread's counters in the live list (idempotent).
-void AttachThread();
+// Puts the calling thread's counters in the live list (idempotent), with `fast`,
+// its fast-path counters (thread-local; they are counted from then on).
+void AttachThread(FastCounters* fast);
 // Merges the calling thread's counters into the totals and unlists them.
 void DetachThread();
 

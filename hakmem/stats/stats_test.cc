@@ -8,6 +8,10 @@
 namespace hakmem::stats {
 namespace {
 
+// The test threads' fast-path counters (in hakmem, thread_cache's TLS block holds
+// them).
+ABSL_CONST_INIT __thread FastCounters tls_fast HAKMEM_TLS = {};
+
 uint64_t ClassAllocs(int cls) {
   Snapshot s;
   Collect(&s);
@@ -20,8 +24,8 @@ TEST(StatsTest, CountsOfLiveAndExitedThreadsAreMerged) {
   std::thread live_thread;
   std::atomic<bool> counted{false}, release{false};
   live_thread = std::thread([&] {
-    AttachThread();
-    for (int i = 0; i < 7; ++i) CountClassAlloc(5);
+    AttachThread(&tls_fast);
+    for (int i = 0; i < 7; ++i) CountClassAlloc<0>(tls_fast, 5);
     counted = true;
     while (!release) std::this_thread::yield();
     DetachThread();
@@ -31,13 +35,19 @@ TEST(StatsTest, CountsOfLiveAndExitedThreadsAreMerged) {
   release = true;
   live_thread.join();
   EXPECT_EQ(ClassAllocs(5), before + 7);  // kept after it exited
+  Snapshot start;
+  Collect(&start);
   std::thread([] {
-    AttachThread();
-    CountClassAlloc(5);
-    CountLocalFree();
+    AttachThread(&tls_fast);
+    CountClassAlloc<0>(tls_fast, 5);
+    CountLocalFree<0>(tls_fast);
     DetachThread();
   }).join();
   EXPECT_EQ(ClassAllocs(5), before + 8);
+  Snapshot end;
+  Collect(&end);
+  const int frees_local = static_cast<int>(Counter::k_frees_local);
+  EXPECT_EQ(end.counters[frees_local], start.counters[frees_local] + 1);
 }
 
 // A thread counts while another collects: every snapshot is between the counts
@@ -49,9 +59,9 @@ TEST(StatsTest, CollectWhileAnotherThreadCounts) {
   const uint64_t before = ClassAllocs(6);
   std::atomic<bool> done{false};
   std::thread counter([&] {
-    AttachThread();
+    AttachThread(&tls_fast);
     for (int i = 0; i < kCounts; ++i) {
-      CountClassAlloc(6);
+      CountClassAlloc<0>(tls_fast, 6);
       Count(Counter::k_cache_refills);
     }
     done = true;

@@ -409,8 +409,9 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
 void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
   slab->block_size = block_size;
   slab->capacity = static_cast<uint32_t>(slab->units * kUnitSize / block_size);
-  slab->bump = slab->start;
-  slab->end = slab->start + size_t{slab->capacity} * block_size;
+  slab->end = slab->start + slab->units * kUnitSize;
+  slab->first_block = slab->end - size_t{slab->capacity} * block_size;
+  slab->bump = slab->first_block;
   slab->free_list = nullptr;
   slab->used = 0;
   slab->div_magic = (((uint64_t{1} << 40) + block_size - 1) / block_size) << 24;

@@ -112,18 +112,29 @@ inline constexpr uint8_t kLargeClass = 0xFE;  // a large run (one block)
 
 enum class SlabState : uint8_t { kFree, kCurrent, kPartial, kFull, kLarge };
 
+// The bytes of one class's list head in a thread cache (thread_cache's FreeList
+// asserts it): SlabMeta::list_offset is a class times this.
+inline constexpr uint32_t kClassListStride = 16;
+
 // One slab (or large run), indexed by its first unit. Owner thread only.
 struct SlabMeta {
   void* free_list;     // freed blocks of this slab
   char* bump;          // next never-used block
-  char* end;           // end of the last whole block
-  char* start;         // first block
+  char* end;           // end of the last block: the end of the slab's units
+  char* start;         // the slab's first unit (a large run: its block)
+  // The first block: start + the slab's tail (units * 16 KiB mod block size). The
+  // tail sits before the first block, not after the last, so every block start
+  // in [first_block, end) is a block (IsBlockStart needs no end test).
+  char* first_block;
   uint64_t div_magic;  // ceil(2^40 / block_size) << 24, see IsBlockStart
   uint32_t block_size;
   uint32_t used;      // blocks out: in use, in a thread cache or in a remote queue
   uint32_t capacity;  // blocks in the slab
   uint16_t units;
   uint8_t cls;  // size class, kLargeClass or kNoClass
+  // A size class's slab: cls * kClassListStride, the byte offset of the class's
+  // list in a thread cache, so the free fast path indexes the cache with no shift.
+  uint16_t list_offset;
   SlabState state;
   bool fresh;      // its units were untouched when carved: [bump, end) reads as zero
   SlabMeta* next;  // the heap's partial list of this class
@@ -164,17 +175,22 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* 
 size_t SlabIndexOfUnit(const SuperSlab* ss, size_t unit);
 
 // Whether `p` (an address inside `slab`'s units) is the first byte of one of its
-// blocks, not an interior pointer nor the tail past the last block. Divisibility
-// by the block size with one multiply (Lemire, Kaser, Kurz 2019): for offsets
-// below 2^21 and block sizes up to 2^17, offset % size == 0 exactly when
-// (offset * ceil(2^40 / size)) mod 2^40 < ceil(2^40 / size). Both sides shifted
-// left by 24 (the magic is stored shifted) compare the same low 40 bits with no
-// mask: one multiply and one compare. False for every pointer into a slab that is
-// not a class's (a large run, free units: their div_magic is 0), so a true answer
-// also proves the slab's class is a size class.
+// blocks, not an interior pointer nor the tail before the first block.
+// Divisibility by the block size with one multiply (Lemire, Kaser, Kurz 2019):
+// for offsets below 2^21 and block sizes up to 2^17, offset % size == 0 exactly
+// when (offset * ceil(2^40 / size)) mod 2^40 < ceil(2^40 / size). Both sides
+// shifted left by 24 (the magic is stored shifted) compare the same low 40 bits
+// with no mask: one multiply and one compare. The tail (p below first_block by
+// d <= size - 16, the tail being a multiple of 16 below the size) fails too:
+// 2^40 - d * ceil(2^40 / size) >= ceil(2^40 / size) there for sizes <= 2^17
+// (superslab_test checks every class and offset). Past the last block are the
+// next slab's units, which the unit map does not lead to this slab. False for
+// every pointer into a slab that is not a class's (a large run, free units:
+// their div_magic is 0), so a true answer also proves the slab's class is a
+// size class.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsBlockStart(const SlabMeta* slab, const void* p) {
-  const uint64_t offset = static_cast<uint64_t>(static_cast<const char*>(p) - slab->start);
-  return offset * slab->div_magic < slab->div_magic && p < slab->end;
+  const uint64_t offset = static_cast<uint64_t>(static_cast<const char*>(p) - slab->first_block);
+  return offset * slab->div_magic < slab->div_magic;
 }
 static_assert(kPoolMax <= (size_t{1} << 17) && kSuperSlabSize <= (size_t{1} << 21),
               "IsBlockStart's one-multiply test needs offsets < 2^21, sizes <= 2^17");

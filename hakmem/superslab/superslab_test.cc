@@ -228,12 +228,19 @@ TEST(SuperSlabTest, BlockStartsAreRecognised) {
     ASSERT_NE(slab, nullptr);
     InitSlabBlocks(slab, size);
     EXPECT_EQ(slab->capacity, units * kUnitSize / size);
+    // The tail comes first; the last block ends at the slab's end.
+    EXPECT_EQ(slab->end, slab->start + units * kUnitSize);
+    EXPECT_EQ(slab->first_block, slab->end - size_t{slab->capacity} * size);
+    EXPECT_EQ(slab->bump, slab->first_block);
     for (uint32_t i = 0; i < slab->capacity; ++i) {
-      ASSERT_TRUE(IsBlockStart(slab, slab->start + size_t{i} * size)) << size << " " << i;
-      ASSERT_FALSE(IsBlockStart(slab, slab->start + size_t{i} * size + 8)) << size;
-      ASSERT_FALSE(IsBlockStart(slab, slab->start + size_t{i} * size + size - 1)) << size;
+      ASSERT_TRUE(IsBlockStart(slab, slab->first_block + size_t{i} * size)) << size << " " << i;
+      ASSERT_FALSE(IsBlockStart(slab, slab->first_block + size_t{i} * size + 8)) << size;
+      ASSERT_FALSE(IsBlockStart(slab, slab->first_block + size_t{i} * size + size - 1)) << size;
     }
-    EXPECT_FALSE(IsBlockStart(slab, slab->end));  // past the last block
+    if (slab->first_block != slab->start) {
+      EXPECT_FALSE(IsBlockStart(slab, slab->start));  // the tail
+      EXPECT_FALSE(IsBlockStart(slab, slab->first_block - 16));
+    }
     FreeRun(ss, slab);
   }
   ReleaseSuperSlab(ss);
@@ -350,7 +357,8 @@ namespace hakmem {
 namespace {
 
 // The one-multiply divisibility test against plain division, for every class
-// size and every offset a superslab can hold.
+// size and every address of its slab (the tail before the first block included),
+// and every offset from the first block a superslab can hold.
 TEST(SuperSlabTest, BlockStartTestIsExactForEveryClassAndOffset) {
   for (int cls = 0; cls < kNumClasses; ++cls) {
     SlabMeta slab{};
@@ -358,9 +366,20 @@ TEST(SuperSlabTest, BlockStartTestIsExactForEveryClassAndOffset) {
     slab.start = reinterpret_cast<char*>(uintptr_t{1} << 30);
     InitSlabBlocks(&slab, kSizeClasses[cls].size);
     const uint32_t size = kSizeClasses[cls].size;
-    for (uint64_t offset = 0; offset < kSuperSlabSize; ++offset) {
-      const bool expected = offset % size == 0 && offset < uint64_t{slab.capacity} * size;
+    const uint64_t tail = static_cast<uint64_t>(slab.first_block - slab.start);
+    ASSERT_LT(tail, size);
+    for (uint64_t offset = 0; offset < size_t{slab.units} * kUnitSize; ++offset) {
+      const bool expected = offset >= tail && (offset - tail) % size == 0;
       ASSERT_EQ(IsBlockStart(&slab, slab.start + offset), expected) << size << " " << offset;
+    }
+    for (uint64_t offset = 0; offset < kSuperSlabSize; ++offset) {
+      ASSERT_EQ(IsBlockStart(&slab, slab.first_block + offset), offset % size == 0)
+          << size << " " << offset;
+    }
+    // Every address of a tail as long as a tail can be (a multiple of 16 below
+    // the size: size - 16 bytes).
+    for (uint64_t d = 1; d <= size - 16; ++d) {
+      ASSERT_FALSE(IsBlockStart(&slab, slab.first_block - d)) << size << " " << d;
     }
   }
 }

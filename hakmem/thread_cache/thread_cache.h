@@ -1,7 +1,9 @@
 // thread_cache: the calling thread's cache of free blocks, one list per size class
 // (tiny and pool alike), in one constant-initialised initial-exec TLS block.
 //
-// Owns: ThreadCache (a FreeList and a carved range per class) and its paths.
+// Owns: ThreadCache (a FreeList and a carved range per class, and the thread's
+// ThreadHot: heap's owned-chunk shortcut and stats' fast-path counters, kept here
+// so the fast paths reach all of it through one TLS offset) and its paths.
 // Allocation pops a list and a local free pushes one: no atomics, no locks, a
 // handful of instructions, and no branch on the lane. An empty list is served from
 // its class's carved range or refilled with a batch from the heap (its slabs, then
@@ -15,6 +17,7 @@
 #ifndef HAKMEM_THREAD_CACHE_THREAD_CACHE_H_
 #define HAKMEM_THREAD_CACHE_THREAD_CACHE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 
@@ -71,6 +74,9 @@ struct CacheSlots<false> {
 // A thread's cache: one list per size class, tiny and pool alike.
 struct ThreadCache {
   FreeList lists[kNumClasses];
+  // The owned chunk and the fast-path counters: in this block, beside the lists,
+  // so the fast paths address all three through one TLS offset.
+  ThreadHot hot;
   // Each class's carved range, served by Refill when its list is empty. Apart
   // from the lists, so the fast path's lists stay 16 bytes each.
   CarvedRange ranges[kNumClasses];
@@ -360,6 +366,19 @@ namespace thread_cache {
 // rather than thread_local: the compiler then calls no TLS init wrapper.
 extern __thread ThreadCache tls_cache HAKMEM_TLS;
 
+// Gives the calling thread a heap (hakmem::AttachHeap) that knows this thread's
+// ThreadHot.
+inline Heap* AttachHeap() { return hakmem::AttachHeap(&tls_cache.hot); }
+
+// The calling thread's fast-path counters (stats::FastCounters in tls_cache.hot).
+inline constexpr size_t kFastCountersAt = offsetof(ThreadCache, hot) + offsetof(ThreadHot, counters);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(uint32_t cls) {
+  stats::CountClassAlloc<kFastCountersAt>(tls_cache, cls);
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree() {
+  stats::CountLocalFree<kFastCountersAt>(tls_cache);
+}
+
 // A cached block of `cls`, or nullptr (then call Refill).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) { return tls_cache.Pop(cls); }
 
@@ -371,6 +390,21 @@ ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed);
 // uncached): then call Flush.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {
   return tls_cache.Push(cls, block);
+}
+
+// The same for the class whose list is at byte `list_offset` of the lists
+// (SlabMeta::list_offset: the free fast path indexes with no shift).
+static_assert(sizeof(FreeList) == kClassListStride, "SlabMeta::list_offset indexes the lists");
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFreeAt(uint32_t list_offset, void* block) {
+  if constexpr (kSlotCache) return tls_cache.Push(list_offset / kClassListStride, block);
+  FreeList& list =
+      *reinterpret_cast<FreeList*>(reinterpret_cast<char*>(tls_cache.lists) + list_offset);
+  if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
+  MarkFree(block);
+  StoreLink(block, list.head);
+  list.head = block;
+  ++list.count;
+  return true;
 }
 
 // The list of `cls` is full: gives a batch back to `heap`'s slabs and keeps

@@ -7,7 +7,7 @@ namespace hakmem::thread_cache {
 namespace {
 
 void BM_AllocFreePair(benchmark::State& state) {
-  Heap* heap = HasHeap() ? tls_heap : AttachHeap();
+  Heap* heap = HasHeap() ? tls_heap : thread_cache::AttachHeap();
   const int cls = SizeClass(static_cast<size_t>(state.range(0)));
   for (auto _ : state) {
     bool zeroed;
@@ -28,7 +28,7 @@ BENCHMARK(BM_AllocFreePair)
     ->Arg(131072);
 
 void BM_Batch100(benchmark::State& state) {
-  Heap* heap = HasHeap() ? tls_heap : AttachHeap();
+  Heap* heap = HasHeap() ? tls_heap : thread_cache::AttachHeap();
   const int cls = SizeClass(64);
   void* blocks[100];
   bool zeroed;

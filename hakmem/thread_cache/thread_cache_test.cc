@@ -24,7 +24,7 @@ void Free(Heap* heap, int cls, void* p) {
 TEST(ThreadCacheTest, EmptyCacheRefillsThenServesLocally) {
   std::thread([] {
     EXPECT_EQ(TryAlloc(3), nullptr);  // the constant-initialised empty state
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     void* first = Alloc(heap, 3);
     ASSERT_NE(first, nullptr);
     void* second = Alloc(heap, 3);
@@ -42,7 +42,7 @@ TEST(ThreadCacheTest, EmptyCacheRefillsThenServesLocally) {
 // tail as a range and hands its blocks out in order, writing none before.
 TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
   std::thread([] {
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     const int cls = 9;  // 160 bytes: a class no other test here uses
     const size_t size = kSizeClasses[cls].size;
     bool zeroed = false;
@@ -82,7 +82,7 @@ TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
 
 TEST(ThreadCacheTest, FullListFlushesABatchAndKeepsTheBound) {
   std::thread([] {
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     for (int cls : {0, 15, kNumTinyClasses - 1}) {
       const int n = 3 * kSizeClasses[cls].cache_max;
       std::vector<void*> blocks;
@@ -113,7 +113,7 @@ TEST(ThreadCacheTest, FullListFlushesABatchAndKeepsTheBound) {
 
 TEST(ThreadCacheTest, EveryPoolClassRoundTripsWithContents) {
   std::thread([] {
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
       const size_t size = kSizeClasses[cls].size;
       std::vector<void*> blocks;
@@ -145,7 +145,7 @@ TEST(ThreadCacheTest, EveryPoolClassRoundTripsWithContents) {
 TEST(ThreadCacheTest, CacheServesRepeatsWithoutTheHeap) {
   if constexpr (!config::kPoolTls) GTEST_SKIP() << "pool_tls=off build";
   std::thread([] {
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     const int cls = PoolClass(20000);
     void* p = Alloc(heap, cls);
     Free(heap, cls, p);
@@ -164,7 +164,7 @@ TEST(ThreadCacheTest, CacheServesRepeatsWithoutTheHeap) {
 TEST(ThreadCacheTest, AceGrowsABreathingClassUntilItStopsRefilling) {
   if constexpr (!config::kPoolTls) GTEST_SKIP() << "pool_tls=off build";
   std::thread([] {
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     const int cls = PoolClass(36000);
     const FreeList& list = tls_cache.lists[cls];
     std::vector<void*> blocks(20);
@@ -202,7 +202,7 @@ TEST(ThreadCacheTest, AceGrowsABreathingClassUntilItStopsRefilling) {
 TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
   if constexpr (!config::kPoolTls || !config::kAce) GTEST_SKIP() << "pool_tls or ace off";
   std::thread([] {
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     const int idle = PoolClass(4096);  // fixed limit 64, batch 32
     const int busy = PoolClass(100000);
     const FreeList& list = tls_cache.lists[idle];
@@ -247,7 +247,7 @@ TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
 
 TEST(ThreadCacheTest, PrewarmFillsCommonClassesWhenEnabled) {
   std::thread([] {
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     Prewarm(heap);
     const bool warmed = TryAlloc(PoolClass(2000)) != nullptr;
     EXPECT_EQ(warmed, config::kPoolTls && config::kPrewarm);
@@ -267,7 +267,7 @@ TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
       ASSERT_EQ(tls_cache.lists[cls].max, config::kPoolTls ? fixed_limit(cls) : 0u) << cls;
     }
-    Heap* heap = AttachHeap();
+    Heap* heap = thread_cache::AttachHeap();
     const int cls = PoolClass(3000);
     void* p = Alloc(heap, cls);
     ASSERT_NE(p, nullptr);

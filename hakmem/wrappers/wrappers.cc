@@ -58,8 +58,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* NewAligned(size_t size, std::align_val
   return ABSL_PREDICT_TRUE(p != nullptr) ? p : NewSlow(size, static_cast<size_t>(alignment), false);
 }
 
+// (nullptr too: free_dispatch::Free's slow path returns.)
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Delete(void* ptr) {
-  if (ABSL_PREDICT_FALSE(ptr == nullptr)) return;
   hakmem::free_dispatch::Free(ptr, hakmem::free_dispatch::Call::kDelete);
 }
 
