@@ -105,7 +105,7 @@ TEST(HeapTest, RemoteFreesAreDrainedByTheOwner) {
 // releases them.
 TEST(HeapTest, EmptySlabsAreKeptForTheirClassUntilTrim) {
   OnNewThread([](Heap* heap) {
-    const int cls = 72;  // 4 blocks a slab
+    const int cls = SizeClass(36 << 10);  // 4 blocks a slab
     const uint32_t blocks = kSizeClasses[cls].blocks;
     const uint32_t keep = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
     ASSERT_GE(keep, 1u);
@@ -143,7 +143,8 @@ TEST(HeapTest, EmptySlabsAreKeptForTheirClassUntilTrim) {
 // since the previous tick, and leaves those of a class that did.
 TEST(HeapTest, KeptSlabsUnusedForATickAreDecommittedAndReleased) {
   OnNewThread([](Heap* heap) {
-    const int used_cls = 72, idle_cls = 64;  // 4 blocks a slab each
+    const int used_cls = SizeClass(36 << 10),
+              idle_cls = SizeClass(18 << 10);  // 4 blocks a slab each
     // Backed free units for the slabs below, so that neither class's new slabs
     // take the other's kept ones (the heap reuses what it holds before it grows).
     bool zeroed;
@@ -253,7 +254,7 @@ TEST(HeapTest, HeldMemoryIsReusedBeforeTheHeapGrows) {
 
     // Kept empty slabs of one class: a new slab of another class takes their units.
     DecommitFreeUnits(heap);
-    const int kept_cls = 72, other_cls = 70;  // 9 and 8 units a slab, sparse both
+    const int kept_cls = SizeClass(36 << 10), other_cls = SizeClass(30 << 10);  // 9, 8 units a slab
     ASSERT_EQ(OccupancyOfBlock(kSizeClasses[kept_cls].size),
               OccupancyOfBlock(kSizeClasses[other_cls].size));
     const int n = static_cast<int>(kSizeClasses[kept_cls].blocks);
