@@ -50,7 +50,7 @@ TEST(AceTest, AClassStartsAtItsFixedLimit) {
 
 TEST(AceTest, RepeatedMissesGrowTheLimitByHalfUpToTheCap) {
   State s = Fresh(4096 * kKiB);
-  const int cls = 72;  // 36 KiB blocks, fixed limit 7
+  const int cls = SizeClass(36 << 10);  // fixed limit 7
   const uint32_t cap = CapLimit(s, cls);
   EXPECT_EQ(cap, 2048 * kKiB / kSizeClasses[cls].size) << "half the budget";
   uint32_t limit = OnEvent(&s, cls).limit;
@@ -77,7 +77,7 @@ TEST(AceTest, SmallClassesStopAtMaxLimit) {
 
 TEST(AceTest, AnIdleClassHalvesEachWindowDownToItsFloor) {
   State s = Fresh(4096 * kKiB);
-  const int idle = 64;  // 18 KiB blocks: floor one block
+  const int idle = SizeClass(18 << 10);  // floor one block
   const int busy = 3;
   for (int i = 0; i < 8; ++i) OnEvent(&s, idle);
   const uint32_t grown = s.classes[idle].limit;
@@ -158,9 +158,9 @@ TEST(AceTest, TheBudgetIsNeverExceeded) {
 TEST(AceTest, AFullBudgetMakesTheColdestClassGiveFirst) {
   // Two classes fill the budget at their fixed limits (256 KiB each).
   State s = Fresh(512 * kKiB);
-  const int colder = 47;  // 4 KiB blocks, fixed limit 64
-  const int warm = 39;    // 2 KiB blocks, fixed limit 128
-  const int hot = 55;     // 8 KiB blocks, fixed limit 32
+  const int colder = SizeClass(4096);  // fixed limit 64
+  const int warm = SizeClass(2048);    // fixed limit 128
+  const int hot = SizeClass(8192);     // fixed limit 32
   OnEvent(&s, colder);
   OnEvent(&s, warm);
   OnEvent(&s, warm);  // not grown (the budget is full), but twice the events

@@ -73,27 +73,37 @@ void PushPartial(Heap* heap, SlabMeta* slab) {
 void RemovePartial(Heap* heap, SlabMeta* slab) { heap->partial[slab->cls].Remove(slab); }
 
 void ReleaseKeptEmptySlabs(Heap* heap);
+void ReleaseCachedLargeRuns(Heap* heap);
 
 // A run of `units` for blocks of `occupancy` from the heap's superslabs of that
-// occupancy, or an empty one of the other (after releasing the kept empty slabs
-// if they are in the way: the heap does not grow for them), or from a newly
-// acquired one.
+// occupancy or empty ones, or from a newly acquired one. Memory already backed
+// comes first, in every superslab of the heap, before any is taken untouched: a
+// run of backed free units; else one of the units the heap keeps against churn
+// (its kept empty slabs and cached large runs are released for it: the heap does
+// not grow for them); then untouched units; then a new superslab. So the heap's
+// RSS grows only when nothing it has touched fits.
 SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy occupancy,
                          bool* fresh) {
-  for (bool released = false;; released = true) {
+  auto carve = [&](RunUnits which) -> SlabMeta* {
     for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
       if (kCarvableUnits - ss->used_units < units) continue;
       const bool was_empty = ss->used_units == 0;
       if (ss->occupancy != occupancy && !was_empty) continue;
-      if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh)) {
+      if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh, which)) {
         if (was_empty) --heap->empty_superslabs;
         ss->occupancy = occupancy;
         return slab;
       }
     }
-    if (released || heap->empty_total == 0) break;
+    return nullptr;
+  };
+  if (SlabMeta* slab = carve(RunUnits::kBackedOnly)) return slab;
+  if (heap->empty_total != 0 || heap->large_cache_count != 0) {
     ReleaseKeptEmptySlabs(heap);
+    ReleaseCachedLargeRuns(heap);
+    if (SlabMeta* slab = carve(RunUnits::kBackedOnly)) return slab;
   }
+  if (SlabMeta* slab = carve(RunUnits::kAny)) return slab;
   const bool big = heap->superslabs.size() >= kSmallPageSuperSlabs;
   SuperSlab* ss = AcquireSuperSlab(
       heap, occupancy, occupancy == Occupancy::kDense && big ? Pages::kHuge : Pages::kSmall);

@@ -111,7 +111,7 @@ TEST(HeapTest, RemoteFreesAreDrainedByTheOwner) {
 // releases them.
 TEST(HeapTest, EmptySlabsAreKeptForTheirClassUntilTrim) {
   OnNewThread([](Heap* heap) {
-    const int cls = 72;  // 4 blocks a slab
+    const int cls = SizeClass(36 << 10);  // 4 blocks a slab
     const uint32_t blocks = kSizeClasses[cls].blocks;
     const uint32_t keep = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
     ASSERT_GE(keep, 1u);
@@ -149,7 +149,14 @@ TEST(HeapTest, EmptySlabsAreKeptForTheirClassUntilTrim) {
 // since the previous tick, and leaves those of a class that did.
 TEST(HeapTest, KeptSlabsUnusedForATickAreDecommittedAndReleased) {
   OnNewThread([](Heap* heap) {
-    const int used_cls = 72, idle_cls = 64;  // 4 blocks a slab each
+    const int used_cls = SizeClass(36 << 10),
+              idle_cls = SizeClass(18 << 10);  // 4 blocks a slab each
+    // Backed free units for the slabs below, so that neither class's new slabs
+    // take the other's kept ones (the heap reuses what it holds before it grows).
+    bool zeroed;
+    void* warm = AllocLarge(heap, 960 << 10, 16, &zeroed);
+    ASSERT_NE(warm, nullptr);
+    FreeLarge(heap, SuperSlabOf(warm), SlabOf(SuperSlabOf(warm), warm));
     auto keep_some = [&](int cls) {
       const int n = static_cast<int>(2 * kSizeClasses[cls].blocks);
       void* head = nullptr;
@@ -201,6 +208,80 @@ TEST(HeapTest, LargeRunsAreAlignedAndReturned) {
       memset(p, 1, size);
       FreeLarge(heap, ss, run);
     }
+  });
+}
+
+// Units of the heap's superslabs touched since mapped or decommitted (resident).
+int DirtyUnits(const Heap* heap) {
+  int n = 0;
+  for (const SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+    n += __builtin_popcountll(ss->dirty_units[0]) + __builtin_popcountll(ss->dirty_units[1]);
+  }
+  return n;
+}
+
+// Starts a test of the heap's growth from nothing resident to reuse: every free
+// unit of the heap decommitted, the shared cache too.
+void DecommitFreeUnits(Heap* heap) {
+  TrimHeap(heap);
+  PurgeCaches(/*force=*/true);
+  for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+    DecayFreeUnits(ss, platform::NowNanos(), /*delay_ns=*/0);
+  }
+}
+
+// The heap reuses what it holds before it touches new memory: a large run of
+// another length than the one it cached takes the cached run's units (released
+// for it), and a new slab takes a kept empty slab's units of another class.
+TEST(HeapTest, HeldMemoryIsReusedBeforeTheHeapGrows) {
+  OnNewThread([](Heap* heap) {
+    bool zeroed = false;
+    char* pin = static_cast<char*>(AllocLarge(heap, 200 << 10, 16, &zeroed));
+    ASSERT_NE(pin, nullptr);  // keeps a superslab in the heap across the trims
+    DecommitFreeUnits(heap);
+    const int dirty = DirtyUnits(heap);
+    char* a = static_cast<char*>(AllocLarge(heap, 640 << 10, 16, &zeroed));
+    ASSERT_NE(a, nullptr);
+    memset(a, 1, 640 << 10);
+    const int with_a = DirtyUnits(heap);
+    EXPECT_GE(with_a, dirty + 40);
+    FreeLarge(heap, SuperSlabOf(a), SlabOf(SuperSlabOf(a), a));
+    ASSERT_EQ(heap->large_cache_count, 1u) << "cached whole for a run of its length";
+    // 320 KiB is not a length the cache serves: the cached run is released and
+    // its units reused instead of 20 untouched ones.
+    char* b = static_cast<char*>(AllocLarge(heap, 320 << 10, 16, &zeroed));
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(heap->large_cache_count, 0u);
+    EXPECT_GE(b, a);
+    EXPECT_LT(b, a + (640 << 10));
+    EXPECT_FALSE(zeroed);
+    EXPECT_EQ(DirtyUnits(heap), with_a) << "the heap did not grow";
+    FreeLarge(heap, SuperSlabOf(b), SlabOf(SuperSlabOf(b), b));
+
+    // Kept empty slabs of one class: a new slab of another class takes their units.
+    DecommitFreeUnits(heap);
+    const int kept_cls = SizeClass(36 << 10), other_cls = SizeClass(30 << 10);  // 9, 8 units a slab
+    ASSERT_EQ(OccupancyOfBlock(kSizeClasses[kept_cls].size),
+              OccupancyOfBlock(kSizeClasses[other_cls].size));
+    const int n = static_cast<int>(kSizeClasses[kept_cls].blocks);
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(heap, kept_cls, n, &head), n);
+    const SlabMeta* kept = SlabOf(SuperSlabOf(head), head);
+    char* kept_start = kept->start;
+    const size_t kept_bytes = size_t{kept->units} * kUnitSize;
+    for (void* p : ListToVector(head)) {
+      memset(p, 2, kSizeClasses[kept_cls].size);
+      FreeBlock(heap, SuperSlabOf(p), SlabOf(SuperSlabOf(p), p), p);
+    }
+    ASSERT_EQ(heap->empty[kept_cls].size(), 1u);
+    const int before = DirtyUnits(heap);
+    ASSERT_EQ(AllocBatch(heap, other_cls, 1, &head), 1);
+    EXPECT_EQ(heap->empty[kept_cls].size(), 0u);
+    EXPECT_GE(static_cast<char*>(head), kept_start);
+    EXPECT_LT(static_cast<char*>(head), kept_start + kept_bytes);
+    EXPECT_EQ(DirtyUnits(heap), before) << "the heap did not grow";
+    FreeBlockList(heap, head);
+    FreeLarge(heap, SuperSlabOf(pin), SlabOf(SuperSlabOf(pin), pin));
   });
 }
 

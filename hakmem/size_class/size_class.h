@@ -3,7 +3,7 @@
 // Owns: the class table (block size, slab length, batch and cache sizes), the O(1)
 // maps size -> class and size -> lane, and the lane boundaries:
 //   tiny   0 .. 1 KiB      classes 0..31, cached by thread_cache
-//   pool   1 KiB .. 128 KiB classes 32..87, cached by thread_cache
+//   pool   1 KiB .. 128 KiB classes 32..89, cached by thread_cache
 //   large  128 KiB .. 1 MiB runs of 16 KiB units inside a superslab
 //   huge   above 1 MiB      one mapping each (cached for reuse)
 // Every size maps to exactly one lane; internal waste above 128 bytes is below
@@ -40,7 +40,11 @@ struct SizeClassInfo {
 };
 
 // Spacing: 16-byte steps up to 128 B, then 8 classes per power of two (the step
-// is 1/8 of the lower power), so a request is at most 12.5% below its class.
+// is 1/8 of the lower power), so a request is at most 12.5% below its class;
+// and two classes just above a power of two, for the requests programs make of
+// a power of two and a small header: 1056 (1 KiB + up to 32 B: SQLite's 1024-byte
+// buffers with its 8-byte size prefix, 1032 B, took 1152) and 4384 (a 4 KiB page
+// and up to 288 B of header: SQLite's page-cache entries, 4368 B, took 4608).
 // Slabs hold >= 8 blocks (>= 4 above 16 KiB) and lose <= 1/8 to their tail.
 // Thread caches hold up to 64 KiB per tiny class and 256 KiB per pool class
 // (between 2 and 256 blocks); a refill or flush moves half of that.
@@ -80,62 +84,64 @@ inline constexpr SizeClassInfo kSizeClasses[] = {
     {   896,  1,   18,  36,  73},  // 29
     {   960,  1,   17,  34,  68},  // 30
     {  1024,  1,   16,  32,  64},  // 31
-    {  1152,  1,   14, 113, 227},  // 32
-    {  1280,  1,   12, 102, 204},  // 33
-    {  1408,  1,   11,  93, 186},  // 34
-    {  1536,  1,   10,  85, 170},  // 35
-    {  1664,  1,    9,  78, 157},  // 36
-    {  1792,  1,    9,  73, 146},  // 37
-    {  1920,  1,    8,  68, 136},  // 38
-    {  2048,  1,    8,  64, 128},  // 39
-    {  2304,  2,   14,  56, 113},  // 40
-    {  2560,  2,   12,  51, 102},  // 41
-    {  2816,  2,   11,  46,  93},  // 42
-    {  3072,  2,   10,  42,  85},  // 43
-    {  3328,  2,    9,  39,  78},  // 44
-    {  3584,  2,    9,  36,  73},  // 45
-    {  3840,  2,    8,  34,  68},  // 46
-    {  4096,  2,    8,  32,  64},  // 47
-    {  4608,  3,   10,  28,  56},  // 48
-    {  5120,  3,    9,  25,  51},  // 49
-    {  5632,  3,    8,  23,  46},  // 50
-    {  6144,  3,    8,  21,  42},  // 51
-    {  6656,  4,    9,  19,  39},  // 52
-    {  7168,  4,    9,  18,  36},  // 53
-    {  7680,  4,    8,  17,  34},  // 54
-    {  8192,  4,    8,  16,  32},  // 55
-    {  9216,  5,    8,  14,  28},  // 56
-    { 10240,  5,    8,  12,  25},  // 57
-    { 11264,  6,    8,  11,  23},  // 58
-    { 12288,  6,    8,  10,  21},  // 59
-    { 13312,  7,    8,   9,  19},  // 60
-    { 14336,  7,    8,   9,  18},  // 61
-    { 15360,  8,    8,   8,  17},  // 62
-    { 16384,  8,    8,   8,  16},  // 63
-    { 18432,  5,    4,   7,  14},  // 64
-    { 20480,  5,    4,   6,  12},  // 65
-    { 22528,  6,    4,   5,  11},  // 66
-    { 24576,  6,    4,   5,  10},  // 67
-    { 26624,  7,    4,   4,   9},  // 68
-    { 28672,  7,    4,   4,   9},  // 69
-    { 30720,  8,    4,   4,   8},  // 70
-    { 32768,  8,    4,   4,   8},  // 71
-    { 36864,  9,    4,   3,   7},  // 72
-    { 40960, 10,    4,   3,   6},  // 73
-    { 45056, 11,    4,   2,   5},  // 74
-    { 49152, 12,    4,   2,   5},  // 75
-    { 53248, 13,    4,   2,   4},  // 76
-    { 57344, 14,    4,   2,   4},  // 77
-    { 61440, 15,    4,   2,   4},  // 78
-    { 65536, 16,    4,   2,   4},  // 79
-    { 73728, 18,    4,   1,   3},  // 80
-    { 81920, 20,    4,   1,   3},  // 81
-    { 90112, 22,    4,   1,   2},  // 82
-    { 98304, 24,    4,   1,   2},  // 83
-    {106496, 26,    4,   1,   2},  // 84
-    {114688, 28,    4,   1,   2},  // 85
-    {122880, 30,    4,   1,   2},  // 86
-    {131072, 32,    4,   1,   2},  // 87
+    {  1056,  1,   15, 124, 248},  // 32
+    {  1152,  1,   14, 113, 227},  // 33
+    {  1280,  1,   12, 102, 204},  // 34
+    {  1408,  1,   11,  93, 186},  // 35
+    {  1536,  1,   10,  85, 170},  // 36
+    {  1664,  1,    9,  78, 157},  // 37
+    {  1792,  1,    9,  73, 146},  // 38
+    {  1920,  1,    8,  68, 136},  // 39
+    {  2048,  1,    8,  64, 128},  // 40
+    {  2304,  2,   14,  56, 113},  // 41
+    {  2560,  2,   12,  51, 102},  // 42
+    {  2816,  2,   11,  46,  93},  // 43
+    {  3072,  2,   10,  42,  85},  // 44
+    {  3328,  2,    9,  39,  78},  // 45
+    {  3584,  2,    9,  36,  73},  // 46
+    {  3840,  2,    8,  34,  68},  // 47
+    {  4096,  2,    8,  32,  64},  // 48
+    {  4384,  3,   11,  29,  59},  // 49
+    {  4608,  3,   10,  28,  56},  // 50
+    {  5120,  3,    9,  25,  51},  // 51
+    {  5632,  3,    8,  23,  46},  // 52
+    {  6144,  3,    8,  21,  42},  // 53
+    {  6656,  4,    9,  19,  39},  // 54
+    {  7168,  4,    9,  18,  36},  // 55
+    {  7680,  4,    8,  17,  34},  // 56
+    {  8192,  4,    8,  16,  32},  // 57
+    {  9216,  5,    8,  14,  28},  // 58
+    { 10240,  5,    8,  12,  25},  // 59
+    { 11264,  6,    8,  11,  23},  // 60
+    { 12288,  6,    8,  10,  21},  // 61
+    { 13312,  7,    8,   9,  19},  // 62
+    { 14336,  7,    8,   9,  18},  // 63
+    { 15360,  8,    8,   8,  17},  // 64
+    { 16384,  8,    8,   8,  16},  // 65
+    { 18432,  5,    4,   7,  14},  // 66
+    { 20480,  5,    4,   6,  12},  // 67
+    { 22528,  6,    4,   5,  11},  // 68
+    { 24576,  6,    4,   5,  10},  // 69
+    { 26624,  7,    4,   4,   9},  // 70
+    { 28672,  7,    4,   4,   9},  // 71
+    { 30720,  8,    4,   4,   8},  // 72
+    { 32768,  8,    4,   4,   8},  // 73
+    { 36864,  9,    4,   3,   7},  // 74
+    { 40960, 10,    4,   3,   6},  // 75
+    { 45056, 11,    4,   2,   5},  // 76
+    { 49152, 12,    4,   2,   5},  // 77
+    { 53248, 13,    4,   2,   4},  // 78
+    { 57344, 14,    4,   2,   4},  // 79
+    { 61440, 15,    4,   2,   4},  // 80
+    { 65536, 16,    4,   2,   4},  // 81
+    { 73728, 18,    4,   1,   3},  // 82
+    { 81920, 20,    4,   1,   3},  // 83
+    { 90112, 22,    4,   1,   2},  // 84
+    { 98304, 24,    4,   1,   2},  // 85
+    {106496, 26,    4,   1,   2},  // 86
+    {114688, 28,    4,   1,   2},  // 87
+    {122880, 30,    4,   1,   2},  // 88
+    {131072, 32,    4,   1,   2},  // 89
 };
 // clang-format on
 
@@ -144,25 +150,32 @@ inline constexpr int kNumTinyClasses = 32;  // classes 0..31 serve 0..1024 bytes
 inline constexpr int kFirstPoolClass = kNumTinyClasses;
 inline constexpr int kNumPoolClasses = kNumClasses - kNumTinyClasses;
 
-// The class of a request, by arithmetic (used to build tables and in tests).
+// The class of a request: the smallest class that holds it, by binary search of
+// the table (used to build the index and in tests).
 constexpr int ComputeClass(size_t size) {
-  if (size <= 128) return size == 0 ? 0 : static_cast<int>((size + 15) / 16) - 1;
-  int k = 0;  // 2^k < size <= 2^(k+1)
-  while ((size_t{2} << k) < size) ++k;
-  const size_t step_shift = static_cast<size_t>(k - 3);
-  const size_t j = (size - 1 - (size_t{1} << k)) >> step_shift;  // 0..7
-  return 8 + (k - 7) * 8 + static_cast<int>(j);
+  int lo = 0, hi = kNumClasses - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi) / 2;
+    if (kSizeClasses[mid].size >= size) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
 }
 
 namespace size_class_internal {
 
 // size -> class for every request up to kPoolMax in one byte table (as tcmalloc's
-// class_array): 16-byte steps up to kTinyMax (entries 0..64), then 128-byte steps
-// (every pool class size is a multiple of 128), entry (size + 127 + 56 * 128) >> 7,
-// 65 for 1025..1152 up to 1080 for kPoolMax.
-inline constexpr size_t kPoolIndexBias = 127 + 56 * 128;
-inline constexpr size_t kTinyIndexEntries = kTinyMax / 16 + 1;                        // 65
-inline constexpr size_t kClassIndexEntries = ((kPoolMax + kPoolIndexBias) >> 7) + 1;  // 1081
+// class_array): 16-byte steps up to kTinyMax (entries 0..64), then 32-byte steps
+// (every pool class size is a multiple of 32), entry (size + 31 + 32 * 32) >> 5,
+// 65 for 1025..1056 up to 4128 for kPoolMax.
+inline constexpr int kPoolIndexShift = 5;
+inline constexpr size_t kPoolIndexBias = 31 + 32 * 32;
+inline constexpr size_t kTinyIndexEntries = kTinyMax / 16 + 1;  // 65
+inline constexpr size_t kClassIndexEntries =
+    ((kPoolMax + kPoolIndexBias) >> kPoolIndexShift) + 1;  // 4129
 
 struct ClassIndex {
   uint8_t cls[kClassIndexEntries];
@@ -174,19 +187,21 @@ constexpr ClassIndex MakeClassIndex() {
     index.cls[i] = static_cast<uint8_t>(ComputeClass(i * 16));
   }
   for (size_t i = kTinyIndexEntries; i < kClassIndexEntries; ++i) {
-    index.cls[i] = static_cast<uint8_t>(ComputeClass((i - 56) * 128));  // the bucket's largest size
+    index.cls[i] = static_cast<uint8_t>(ComputeClass((i - 32) * 32));  // the bucket's largest size
   }
   return index;
 }
 
 inline constexpr ClassIndex kClassIndex = MakeClassIndex();
-static_assert(((kTinyMax + 1 + kPoolIndexBias) >> 7) == kTinyIndexEntries,
+static_assert(((kTinyMax + 1 + kPoolIndexBias) >> kPoolIndexShift) == kTinyIndexEntries,
               "pool entries follow the tiny ones");
 
 constexpr bool TableIsWellFormed() {
   for (int c = 0; c < kNumClasses; ++c) {
     const SizeClassInfo& info = kSizeClasses[c];
     if (info.size % kAlignment != 0) return false;
+    // The index's pool buckets are 32 bytes: a pool class ends one.
+    if (c >= kFirstPoolClass && info.size % (size_t{1} << kPoolIndexShift) != 0) return false;
     if (c > 0 && info.size <= kSizeClasses[c - 1].size) return false;
     if (ComputeClass(info.size) != c) return false;  // the table and the map agree
     const size_t slab = size_t{info.slab_units} * kUnitSize;
@@ -204,7 +219,7 @@ constexpr bool TableIsWellFormed() {
 
 }  // namespace size_class_internal
 
-static_assert(kNumClasses == 88, "tiny 32 + pool 56 classes");
+static_assert(kNumClasses == 90, "tiny 32 + pool 58 classes");
 static_assert(kSizeClasses[kNumTinyClasses - 1].size == kTinyMax);
 static_assert(kSizeClasses[kNumClasses - 1].size == kPoolMax);
 static_assert(size_class_internal::TableIsWellFormed(),
@@ -229,7 +244,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline int TinyClass(size_t size) {
 
 // Class of a pool request (kTinyMax < size <= kPoolMax): one table load.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline int PoolClass(size_t size) {
-  return size_class_internal::kClassIndex.cls[(size + size_class_internal::kPoolIndexBias) >> 7];
+  return size_class_internal::kClassIndex
+      .cls[(size + size_class_internal::kPoolIndexBias) >> size_class_internal::kPoolIndexShift];
 }
 
 // Class of any request up to kPoolMax.

@@ -68,6 +68,27 @@ TEST(SizeClassTest, ClassSizesAreAlignedAndPowersOfTwoAreClasses) {
   }
 }
 
+// A power of two plus a small header (SQLite's 1024-byte buffers with its 8-byte
+// size prefix, its 4 KiB pages with their page-cache header) takes a class just
+// above the power, not the next one an eighth above it.
+TEST(SizeClassTest, PowerOfTwoPlusAHeaderHasAClassJustAbove) {
+  EXPECT_EQ(ClassSize(SizeClass(1032)), 1056u);
+  EXPECT_EQ(ClassSize(SizeClass(1056)), 1056u);
+  EXPECT_EQ(ClassSize(SizeClass(1057)), 1152u);
+  EXPECT_EQ(ClassSize(SizeClass(4104)), 4384u);
+  EXPECT_EQ(ClassSize(SizeClass(4368)), 4384u);
+  EXPECT_EQ(ClassSize(SizeClass(4385)), 4608u);
+  for (size_t size : {size_t{1032}, size_t{4368}}) {
+    EXPECT_LT((ClassSize(SizeClass(size)) - size) * 16, size) << size << ": under 1/16 waste";
+  }
+  // Their slabs lose less than 1/16 to the tail.
+  for (size_t size : {size_t{1056}, size_t{4384}}) {
+    const SizeClassInfo& info = kSizeClasses[SizeClass(size)];
+    const size_t slab = size_t{info.slab_units} * kUnitSize;
+    EXPECT_LT((slab - size_t{info.blocks} * info.size) * 16, slab) << size;
+  }
+}
+
 TEST(SizeClassTest, SlabsFitASuperSlabAndCachesAreBounded) {
   for (int c = 0; c < kNumClasses; ++c) {
     const SizeClassInfo& info = kSizeClasses[c];

@@ -299,7 +299,7 @@ void ReleaseSuperSlab(SuperSlab* ss) {
   UpdateNextPurgeLocked();
 }
 
-SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh) {
+SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh, RunUnits which) {
   const UnitMask free_units = Load(ss->free_units);
   const UnitMask dirty = Load(ss->dirty_units);
   UnitMask aligned = ~UnitMask{0};
@@ -311,7 +311,7 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh)
   // Memory already backed first: a run of dirty free units costs no page fault
   // and leaves the clean ones (never touched, or decommitted) unbacked.
   UnitMask starts = RunStarts(free_units & dirty, units) & aligned;
-  if (starts == 0) starts = RunStarts(free_units, units) & aligned;
+  if (starts == 0 && which == RunUnits::kAny) starts = RunStarts(free_units, units) & aligned;
   if (starts == 0) return nullptr;
   const uint64_t low = static_cast<uint64_t>(starts);
   const size_t first =

@@ -205,11 +205,18 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages);
 // Gives back an empty superslab (no unit in use) to the cache.
 void ReleaseSuperSlab(SuperSlab* ss);
 
+// Which free units a run may take: any (backed ones first), or backed ones only
+// (every unit touched since mapped or decommitted: resident already, so taking
+// them does not grow the process's RSS).
+enum class RunUnits : uint8_t { kAny, kBackedOnly };
+
 // Allocates a run of `units` units whose first unit index is a multiple of
 // `align_units`, and returns its SlabMeta with start/units/unit map set (state
 // kFree, the caller sets the rest). `*fresh` says whether every unit of the run is
-// untouched since mapped or decommitted (reads as zero). nullptr if no room.
-SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh);
+// untouched since mapped or decommitted (reads as zero). nullptr if no room (of
+// backed units, with kBackedOnly).
+SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh,
+                   RunUnits which = RunUnits::kAny);
 
 // Returns the units of `slab` to its superslab.
 void FreeRun(SuperSlab* ss, SlabMeta* slab);

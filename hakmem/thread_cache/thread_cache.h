@@ -52,8 +52,8 @@ struct FreeList {
 // linked through the blocks (a FreeList's head stays nullptr, its count says how
 // many slots are full): a use-after-free write cannot reach a cache, so no block
 // it hands out needs a check (a pop or push costs what a list's does). A class
-// then holds at most kCacheSlots blocks, whatever ACE allows it (88 classes x
-// 128 slots: 88 KiB of TLS per thread).
+// then holds at most kCacheSlots blocks, whatever ACE allows it (90 classes x
+// 128 slots: 90 KiB of TLS per thread).
 inline constexpr bool kSlotCache = config::kHardened;
 inline constexpr uint32_t kCacheSlots = 128;
 static_assert(!kSlotCache || ace::kMaxLimit == kCacheSlots, "ACE never allows more than fits");
