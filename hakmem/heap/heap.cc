@@ -58,7 +58,8 @@ void LinkSuperSlab(Heap* heap, SuperSlab* ss) { heap->superslabs.PushFront(ss); 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
   HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
   ThreadHot* hot = heap->hot;  // (nullptr: no thread, no shortcut)
-  if (hot != nullptr && hot->owned_chunk == reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift) {
+  if (hot != nullptr &&
+      hot->owned_chunk == reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift) {
     hot->owned_chunk = kNoOwnedChunk;  // leaving the heap: no longer proof of ownership
   }
   heap->superslabs.Remove(ss);
@@ -422,7 +423,8 @@ int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
       void* next = LoadLink(block);
       // A slab's list links blocks of that slab only (IsBlockStart is exact for
       // addresses inside the slab).
-      if (next != nullptr && !(next >= slab->start && next < slab->end && IsBlockStart(slab, next))) {
+      if (next != nullptr &&
+          !(next >= slab->start && next < slab->end && IsBlockStart(slab, next))) {
         next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
       }
       slab->free_list = next;

@@ -168,7 +168,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(Block& block, uint32_t 
 // A free by the block's owner thread (the same `block` and kAt).
 template <size_t kAt, typename Block>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree(Block& block) {
-  if constexpr (config::kStats) AddToThreadWordAt<kAt + offsetof(FastCounters, local_frees)>(block, 1);
+  if constexpr (config::kStats)
+    AddToThreadWordAt<kAt + offsetof(FastCounters, local_frees)>(block, 1);
 }
 
 // Histogram bucket of a requested size: [2^(i-1), 2^i), bucket 0 for size 0.

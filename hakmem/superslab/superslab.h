@@ -118,10 +118,10 @@ inline constexpr uint32_t kClassListStride = 16;
 
 // One slab (or large run), indexed by its first unit. Owner thread only.
 struct SlabMeta {
-  void* free_list;     // freed blocks of this slab
-  char* bump;          // next never-used block
-  char* end;           // end of the last block: the end of the slab's units
-  char* start;         // the slab's first unit (a large run: its block)
+  void* free_list;  // freed blocks of this slab
+  char* bump;       // next never-used block
+  char* end;        // end of the last block: the end of the slab's units
+  char* start;      // the slab's first unit (a large run: its block)
   // The first block: start + the slab's tail (units * 16 KiB mod block size). The
   // tail sits before the first block, not after the last, so every block start
   // in [first_block, end) is a block (IsBlockStart needs no end test).

@@ -371,7 +371,8 @@ extern __thread ThreadCache tls_cache HAKMEM_TLS;
 inline Heap* AttachHeap() { return hakmem::AttachHeap(&tls_cache.hot); }
 
 // The calling thread's fast-path counters (stats::FastCounters in tls_cache.hot).
-inline constexpr size_t kFastCountersAt = offsetof(ThreadCache, hot) + offsetof(ThreadHot, counters);
+inline constexpr size_t kFastCountersAt =
+    offsetof(ThreadCache, hot) + offsetof(ThreadHot, counters);
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(uint32_t cls) {
   stats::CountClassAlloc<kFastCountersAt>(tls_cache, cls);
 }
