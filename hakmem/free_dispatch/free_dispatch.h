@@ -41,8 +41,7 @@ ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(const SlabMeta* slab, void* ptr) {
   thread_cache::CountLocalFree();
   if (ABSL_PREDICT_FALSE(!thread_cache::TryFreeAt(slab->list_offset, ptr))) {
-    // (The class found again from `ptr`: the fast path keeps no register for it.)
-    thread_cache::Flush(tls_heap, SlabOf(SuperSlabOf(ptr), ptr)->cls, ptr);
+    thread_cache::Flush(tls_heap, slab->cls, ptr);
   }
 }
 

@@ -38,16 +38,21 @@ void Unlink(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   t->attached = false;
 }
 
+// Adds `t`'s counts, its fast-path counters' included, to `counters` and
+// `class_allocs`.
+void AddCounts(const ThreadCounters* t, uint64_t* counters, uint64_t* class_allocs) {
+  for (int i = 0; i < kNumCounters; ++i) counters[i] += LoadCounter(&t->counters[i]);
+  if (const FastCounters* fast = t->fast; fast != nullptr) {
+    for (int c = 0; c < kNumClasses; ++c) class_allocs[c] += LoadCounter(&fast->class_allocs[c]);
+    counters[static_cast<int>(Counter::k_frees_local)] += LoadCounter(&fast->local_frees);
+  }
+}
+
 // Moves `t`'s counts into the retired totals and zeroes them.
 void Retire(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
-  for (int i = 0; i < kNumCounters; ++i) g_retired_counters[i] += LoadCounter(&t->counters[i]);
+  AddCounts(t, g_retired_counters, g_retired_class_allocs);
   memset(t->counters, 0, sizeof(t->counters));
-  if (FastCounters* fast = t->fast; fast != nullptr) {
-    for (int c = 0; c < kNumClasses; ++c)
-      g_retired_class_allocs[c] += LoadCounter(&fast->class_allocs[c]);
-    g_retired_counters[static_cast<int>(Counter::k_frees_local)] += LoadCounter(&fast->local_frees);
-    memset(fast, 0, sizeof(*fast));
-  }
+  if (t->fast != nullptr) memset(t->fast, 0, sizeof(*t->fast));
 }
 
 }  // namespace
@@ -83,14 +88,7 @@ void Collect(Snapshot* out) {
     out->lane_bytes[l] = g_lane_bytes[l].load(std::memory_order_relaxed);
   }
   platform::SpinLockHolder hold(&g_lock);
-  auto add = [out](const ThreadCounters* t) {
-    for (int i = 0; i < kNumCounters; ++i) out->counters[i] += LoadCounter(&t->counters[i]);
-    if (const FastCounters* fast = t->fast; fast != nullptr) {
-      for (int c = 0; c < kNumClasses; ++c)
-        out->class_allocs[c] += LoadCounter(&fast->class_allocs[c]);
-      out->counters[static_cast<int>(Counter::k_frees_local)] += LoadCounter(&fast->local_frees);
-    }
-  };
+  auto add = [out](const ThreadCounters* t) { AddCounts(t, out->counters, out->class_allocs); };
   for (int i = 0; i < kNumCounters; ++i) out->counters[i] += g_retired_counters[i];
   for (int c = 0; c < kNumClasses; ++c) out->class_allocs[c] = g_retired_class_allocs[c];
   for (int b = 0; b < kNumHist; ++b)

@@ -65,13 +65,13 @@ struct ThreadCounters {
 };
 
 // Constant-initialised to zero so counting needs no init branch; initial-exec so
-// the fast path addresses it %fs-relative; __thread: no TLS init wrapper.
+// Count() addresses it %fs-relative; __thread: no TLS init wrapper.
 extern __thread ThreadCounters tls_counters HAKMEM_TLS;
 
 // A thread's counters (tls_counters, its FastCounters) have one writer, the
 // thread; other threads read them with relaxed atomic loads (LoadCounter, in
-// Collect), so an add (AddToThreadWord) is a relaxed
-// atomic load and store, not a plain `+=` (a data race). clang folds that pair
+// Collect), so an add (AddToThreadWord) is a relaxed atomic load and store, not
+// a plain `+=` (a data race). clang folds that pair
 // into one %fs-relative `add` to memory, like the plain increment; gcc 12 makes
 // it three instructions, so with gcc on x86-64 the `add` is written as asm (an
 // aligned 8-byte store is single-copy atomic and, with no second writer, needs no

@@ -48,6 +48,8 @@ struct FreeList {
   uint32_t max;
 };
 
+static_assert(sizeof(FreeList) == kClassListStride, "SlabMeta::list_offset indexes the lists");
+
 // Hardened builds keep a thread cache's blocks in slots of its own TLS, not
 // linked through the blocks (a FreeList's head stays nullptr, its count says how
 // many slots are full): a use-after-free write cannot reach a cache, so no block
@@ -126,11 +128,17 @@ struct ThreadCache {
 
   // false when the list is full (the caller flushes).
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool Push(int cls, void* block) {
-    FreeList& list = ListOf(cls);
+    return PushAt(static_cast<uint32_t>(cls) * kClassListStride, block);
+  }
+
+  // Push for the class whose list is at byte `list_offset` of `lists`
+  // (SlabMeta::list_offset: the free fast path indexes with no shift).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool PushAt(uint32_t list_offset, void* block) {
+    FreeList& list = *reinterpret_cast<FreeList*>(reinterpret_cast<char*>(lists) + list_offset);
     if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
     MarkFree(block);
     if constexpr (kSlotCache) {
-      SlotsOf(cls)[list.count++] = block;
+      SlotsOf(static_cast<int>(list_offset / kClassListStride))[list.count++] = block;
       return true;
     }
     StoreLink(block, list.head);
@@ -394,18 +402,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {
 }
 
 // The same for the class whose list is at byte `list_offset` of the lists
-// (SlabMeta::list_offset: the free fast path indexes with no shift).
-static_assert(sizeof(FreeList) == kClassListStride, "SlabMeta::list_offset indexes the lists");
+// (SlabMeta::list_offset).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFreeAt(uint32_t list_offset, void* block) {
-  if constexpr (kSlotCache) return tls_cache.Push(list_offset / kClassListStride, block);
-  FreeList& list =
-      *reinterpret_cast<FreeList*>(reinterpret_cast<char*>(tls_cache.lists) + list_offset);
-  if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
-  MarkFree(block);
-  StoreLink(block, list.head);
-  list.head = block;
-  ++list.count;
-  return true;
+  return tls_cache.PushAt(list_offset, block);
 }
 
 // The list of `cls` is full: gives a batch back to `heap`'s slabs and keeps
