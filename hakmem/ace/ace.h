@@ -1,5 +1,5 @@
 // ace: adaptive thread caches. How many blocks each thread-cache list may hold
-// (heap's FreeList::max) and how many a refill or flush moves, per thread and per
+// (thread_cache's FreeList::limit) and how many a refill or flush moves, per thread and per
 // class, learned from the program's own refills and flushes.
 //
 // Owns: the calling thread's ACE state (tls_ace: each class's limit, heat and last

@@ -145,7 +145,7 @@ HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls, bool* zeroed) {
     refilled = true;
   }
   if (p == nullptr) return Fail();
-  thread_cache::CountClassAlloc(cls);
+  thread_cache::CountAllocAt(ListOffset(static_cast<uint32_t>(cls)));
   if (ABSL_PREDICT_FALSE(profiler::Enabled()) && refilled) profiler::OnAlloc(p, ClassSize(cls));
   return p;
 }

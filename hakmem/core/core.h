@@ -30,17 +30,18 @@ namespace hakmem::core {
 HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* MallocSlow(size_t size);
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Malloc(size_t size) {
-  // Unsigned: gcc 12 would sign-extend an int index again for the class count.
-  uint32_t cls;
+  // The class as its list offset (thread_cache.h): no shift to index the list
+  // and the counter.
+  uint32_t list_offset;
   if (ABSL_PREDICT_TRUE(size <= kTinyMax)) {
-    cls = TinyClass(size);
+    list_offset = thread_cache::TinyListOffset(size);
   } else if (size <= kPoolMax) {
-    cls = PoolClass(size);
+    list_offset = thread_cache::PoolListOffset(size);
   } else {
     return MallocSlow(size);
   }
-  if (void* p = thread_cache::TryAlloc(cls); ABSL_PREDICT_TRUE(p != nullptr)) {
-    thread_cache::CountClassAlloc(cls);
+  if (void* p = thread_cache::TryAllocAt(list_offset); ABSL_PREDICT_TRUE(p != nullptr)) {
+    thread_cache::CountAllocAt(list_offset);
     return p;
   }
   return MallocSlow(size);

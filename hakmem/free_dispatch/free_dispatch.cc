@@ -221,6 +221,19 @@ Found FindIn(const void* ptr, void* header, Call call) {
   return {c.kind, c.usable};
 }
 
+void FreeViaRegistry(void* ptr, Call call) {
+  void* header = registry::Lookup(ptr);
+  // Read through the common prefix: a huge header's owner is nullptr and the
+  // sentinel heap owns nothing, so only the owner's own blocks pass.
+  SuperSlab* ss = static_cast<SuperSlab*>(header);
+  if (ABSL_PREDICT_FALSE(header == nullptr ||
+                         ss->owner.load(std::memory_order_relaxed) != tls_heap)) {
+    return FreeSlow(ptr, header, call);
+  }
+  thread_cache::tls_cache.hot.owned_superslab = reinterpret_cast<uintptr_t>(ss);
+  FreeInOwnSuperSlab(ss, ptr, call);
+}
+
 void FreeSlow(void* ptr, void* header, Call call) {
   if (ptr == nullptr) return;  // (Free's fast path leaves nullptr to this test)
   const Found found = FindIn(ptr, header, call);
@@ -253,7 +266,7 @@ void FreeSlow(void* ptr, void* header, Call call) {
   }
   if (found.kind == Kind::kLarge) {
     if (slab->used == 0) return ReportInvalid(ptr, call, "double free of a large block");
-    thread_cache::CountLocalFree();
+    stats::Count(stats::Counter::k_frees_local);  // (a large run has no class counts)
     return FreeLarge(tls_heap, ss, slab);
   }
   FreeOwnBlock(ss, slab, ptr, call);

@@ -39,33 +39,15 @@ ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
 // Caches a valid block of `slab` (a size class's) that the calling thread's heap
 // owns.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(const SlabMeta* slab, void* ptr) {
-  thread_cache::CountLocalFree();
-  if (ABSL_PREDICT_FALSE(!thread_cache::TryFreeAt(slab->list_offset, ptr))) {
+  const uint32_t list_offset = slab->list_offset;  // (read once: the count is a store)
+  thread_cache::CountLocalFreeAt(list_offset);
+  if (ABSL_PREDICT_FALSE(!thread_cache::TryFreeAt(list_offset, ptr))) {
     thread_cache::Flush(tls_heap, slab->cls, ptr);
   }
 }
 
-// Frees `ptr` (nullptr too: its chunk is never owned, and FreeSlow returns).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
-  uintptr_t& owned_chunk = thread_cache::tls_cache.hot.owned_chunk;
-  const uintptr_t chunk = reinterpret_cast<uintptr_t>(ptr) >> registry::kChunkShift;
-  void* header;
-  SuperSlab* ss;
-  if (ABSL_PREDICT_TRUE(chunk == owned_chunk)) {
-    // A superslab this thread owns: no registry lookup, no owner test.
-    ss = reinterpret_cast<SuperSlab*>(chunk << registry::kChunkShift);
-    header = ss;
-  } else {
-    header = registry::Lookup(ptr);
-    // Read through the common prefix: a huge header's owner is nullptr and the
-    // sentinel heap owns nothing, so only the owner's own blocks pass.
-    ss = static_cast<SuperSlab*>(header);
-    if (ABSL_PREDICT_FALSE(header == nullptr ||
-                           ss->owner.load(std::memory_order_relaxed) != tls_heap)) {
-      return FreeSlow(ptr, header, call);
-    }
-    owned_chunk = chunk;
-  }
+// Frees `ptr`, a pointer into `ss`, a superslab the calling thread's heap owns.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void FreeInOwnSuperSlab(SuperSlab* ss, void* ptr, Call call) {
   SlabMeta* slab = SlabOf(ss, ptr);
   // A block start whose word 1 is not the freed-block tag: a live block (a block
   // with the tag goes to the slow path, which looks for it in its lists).
@@ -75,7 +57,23 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
   if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr) && TakeLive(ptr))) {
     return CacheOwnBlock(slab, ptr);
   }
-  FreeSlow(ptr, header, call);
+  FreeSlow(ptr, ss, call);
+}
+
+// Free of a pointer outside the superslab of the thread's owned-superslab
+// shortcut: the registry's answer and the owner test; a superslab the thread
+// owns becomes the shortcut. (Out of line: the fast path then has one path, and
+// no register copies to join two.)
+ABSL_ATTRIBUTE_NOINLINE void FreeViaRegistry(void* ptr, Call call);
+
+// Frees `ptr` (nullptr too: its superslab is never owned, and FreeSlow returns).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(ptr) & ~(kSuperSlabSize - 1);
+  if (ABSL_PREDICT_FALSE(base != thread_cache::tls_cache.hot.owned_superslab)) {
+    return FreeViaRegistry(ptr, call);
+  }
+  // A superslab this thread owns: no registry lookup, no owner test.
+  FreeInOwnSuperSlab(reinterpret_cast<SuperSlab*>(base), ptr, call);
 }
 
 enum class Kind : uint8_t { kForeign, kBlock, kLarge, kHuge, kInvalid };

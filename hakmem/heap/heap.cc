@@ -58,9 +58,8 @@ void LinkSuperSlab(Heap* heap, SuperSlab* ss) { heap->superslabs.PushFront(ss); 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
   HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
   ThreadHot* hot = heap->hot;  // (nullptr: no thread, no shortcut)
-  if (hot != nullptr &&
-      hot->owned_chunk == reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift) {
-    hot->owned_chunk = kNoOwnedChunk;  // leaving the heap: no longer proof of ownership
+  if (hot != nullptr && hot->owned_superslab == reinterpret_cast<uintptr_t>(ss)) {
+    hot->owned_superslab = kNoOwnedSuperSlab;  // leaving the heap: no longer proof of ownership
   }
   heap->superslabs.Remove(ss);
 }
@@ -291,7 +290,7 @@ Heap* AttachHeap(ThreadHot* hot) {
   }
   heap->thread_id = platform::ThreadId();
   heap->clock_ns = platform::NowNanos();
-  hot->owned_chunk = kNoOwnedChunk;
+  hot->owned_superslab = kNoOwnedSuperSlab;
   heap->hot = hot;
   tls_heap = heap;
   stats::AttachThread(&hot->counters);
@@ -326,7 +325,7 @@ void AbandonHeap() {
   // any thread can reuse them.
   TrimHeap(heap);
   tls_heap = &g_sentinel_heap;
-  heap->hot->owned_chunk = kNoOwnedChunk;
+  heap->hot->owned_superslab = kNoOwnedSuperSlab;
   heap->hot = nullptr;
   stats::DetachThread();
   Count(Counter::k_heaps_abandoned);

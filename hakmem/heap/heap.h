@@ -75,19 +75,20 @@ struct Heap {
 extern __thread Heap* tls_heap HAKMEM_TLS;
 extern Heap g_sentinel_heap HAKMEM_HIDDEN;
 
-inline constexpr uintptr_t kNoOwnedChunk = ~uintptr_t{0};
+inline constexpr uintptr_t kNoOwnedSuperSlab = ~uintptr_t{0};
 
 // What a thread's fast paths read beside its cache lists and a heap keeps up to
 // date. It lives in the fast paths' one TLS block (thread_cache's ThreadCache),
 // so malloc and free reach lists, owned chunk and counters through one TLS
 // offset; AttachHeap tells the heap (and stats) where it is.
 struct ThreadHot {
-  // A 2 MiB chunk (address >> 21) holding a superslab the thread's heap owns, or
-  // kNoOwnedChunk (no address maps to it; nullptr's chunk 0 never matches either):
-  // the free fast path's shortcut past the registry and the owner test. Only the
+  // The address of a superslab the thread's heap owns, or kNoOwnedSuperSlab (not
+  // 2 MiB-aligned: no address rounded down to 2 MiB is it; nullptr rounds down to
+  // 0, where no superslab is): the free fast path's shortcut past the registry
+  // and the owner test, one `and` and one compare. Only the
   // owner thread sets it (after a local free) and clears it (when the superslab
   // leaves the heap, or the thread its heap), so a match proves ownership.
-  uintptr_t owned_chunk = kNoOwnedChunk;
+  uintptr_t owned_superslab = kNoOwnedSuperSlab;
   stats::FastCounters counters = {};
 };
 

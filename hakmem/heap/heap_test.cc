@@ -366,27 +366,27 @@ TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
 namespace hakmem {
 namespace {
 
-// The free fast path trusts ThreadHot::owned_chunk as proof of ownership: it must
+// The free fast path trusts ThreadHot::owned_superslab as proof of ownership: it must
 // be cleared whenever that superslab leaves the heap, and when the heap does.
-TEST(HeapTest, OwnedChunkShortcutIsClearedWhenTheSuperSlabLeaves) {
+TEST(HeapTest, OwnedSuperSlabShortcutIsClearedWhenTheSuperSlabLeaves) {
   std::thread([] {
     static thread_local ThreadHot hot;
-    hot.owned_chunk = 12345;
+    hot.owned_superslab = 12345;
     Heap* heap = AttachHeap(&hot);
-    EXPECT_EQ(hot.owned_chunk, kNoOwnedChunk);
+    EXPECT_EQ(hot.owned_superslab, kNoOwnedSuperSlab);
     bool zeroed;
     void* run = AllocLarge(heap, 500000, 16, &zeroed);
     ASSERT_NE(run, nullptr);
     SuperSlab* ss = SuperSlabOf(run);
-    hot.owned_chunk = reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift;
+    hot.owned_superslab = reinterpret_cast<uintptr_t>(ss);
     FreeLarge(heap, ss, SlabOf(ss, run));
     // Empty now; kept as the heap's spare until released.
-    EXPECT_EQ(hot.owned_chunk, reinterpret_cast<uintptr_t>(ss) >> registry::kChunkShift);
+    EXPECT_EQ(hot.owned_superslab, reinterpret_cast<uintptr_t>(ss));
     TrimHeap(heap);
-    EXPECT_EQ(hot.owned_chunk, kNoOwnedChunk);
-    hot.owned_chunk = 12345;
+    EXPECT_EQ(hot.owned_superslab, kNoOwnedSuperSlab);
+    hot.owned_superslab = 12345;
     AbandonHeap();
-    EXPECT_EQ(hot.owned_chunk, kNoOwnedChunk);
+    EXPECT_EQ(hot.owned_superslab, kNoOwnedSuperSlab);
     EXPECT_EQ(heap->hot, nullptr);
   }).join();
 }

@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "absl/base/attributes.h"
+#include "absl/base/config.h"
 #include "absl/base/optimization.h"
 
 // The attributes of every hakmem thread-local: initial-exec, so the fast paths
@@ -28,7 +29,30 @@
 // compiler addresses it %rip-relative in one load instead of through the GOT.
 #define HAKMEM_HIDDEN __attribute__((visibility("hidden")))
 
+// The fast paths may address their thread-locals in asm on x86-64 (not under
+// ThreadSanitizer, which does not see into asm): given the thread-local's
+// ThreadOffset and an index in registers, each access is one %fs-relative
+// instruction. gcc 12 cannot address a thread-local %fs-relative with a variable
+// index (it materialises the thread pointer: two more instructions per access),
+// and neither compiler tests and counts down a list's room in one `sub`.
+#if defined(__x86_64__) && !defined(ABSL_HAVE_THREAD_SANITIZER)
+#define HAKMEM_FS_ASM 1
+#else
+#define HAKMEM_FS_ASM 0
+#endif
+
 namespace hakmem::platform {
+
+#if HAKMEM_FS_ASM
+// The offset of thread-local `object` from the thread pointer (%fs): compilers
+// fold this into the initial-exec offset load (or the local-exec constant) when
+// `object` is the thread-local itself, not a reference to a part of it.
+template <typename T>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t ThreadOffset(const T& object) {
+  return reinterpret_cast<uintptr_t>(&object) -
+         reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
+}
+#endif
 
 // The allocator's page: the unit of its address arithmetic. The OS page may be
 // smaller, never larger: CheckPageSize() stops a process where it is.

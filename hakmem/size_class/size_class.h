@@ -237,15 +237,25 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr Lane LaneOf(size_t size) {
   return Lane::kHuge;
 }
 
+namespace size_class_internal {
+// The index entry of a tiny request (size <= kTinyMax) and of a pool request
+// (kTinyMax < size <= kPoolMax).
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr size_t TinyIndexEntry(size_t size) {
+  return (size + 15) >> 4;
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr size_t PoolIndexEntry(size_t size) {
+  return (size + kPoolIndexBias) >> kPoolIndexShift;
+}
+}  // namespace size_class_internal
+
 // Class of a tiny request (size <= kTinyMax): one table load.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline int TinyClass(size_t size) {
-  return size_class_internal::kClassIndex.cls[(size + 15) >> 4];
+  return size_class_internal::kClassIndex.cls[size_class_internal::TinyIndexEntry(size)];
 }
 
 // Class of a pool request (kTinyMax < size <= kPoolMax): one table load.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline int PoolClass(size_t size) {
-  return size_class_internal::kClassIndex
-      .cls[(size + size_class_internal::kPoolIndexBias) >> size_class_internal::kPoolIndexShift];
+  return size_class_internal::kClassIndex.cls[size_class_internal::PoolIndexEntry(size)];
 }
 
 // Class of any request up to kPoolMax.

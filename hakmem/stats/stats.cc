@@ -43,8 +43,11 @@ void Unlink(ThreadCounters* t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
 void AddCounts(const ThreadCounters* t, uint64_t* counters, uint64_t* class_allocs) {
   for (int i = 0; i < kNumCounters; ++i) counters[i] += LoadCounter(&t->counters[i]);
   if (const FastCounters* fast = t->fast; fast != nullptr) {
-    for (int c = 0; c < kNumClasses; ++c) class_allocs[c] += LoadCounter(&fast->class_allocs[c]);
-    counters[static_cast<int>(Counter::k_frees_local)] += LoadCounter(&fast->local_frees);
+    for (int c = 0; c < kNumClasses; ++c) {
+      class_allocs[c] += LoadCounter(&fast->classes[c].allocs);
+      counters[static_cast<int>(Counter::k_frees_local)] +=
+          LoadCounter(&fast->classes[c].local_frees);
+    }
   }
 }
 

@@ -47,10 +47,19 @@ const char* CounterHelp(Counter counter);
 // ThreadCache), not in ThreadCounters: the fast paths then reach the cache and
 // the counters through one TLS offset (one GOT load in libhakmem.so, not two).
 // Their thread's ThreadCounters point at them (AttachThread).
-struct FastCounters {
-  uint64_t class_allocs[kNumClasses];
-  uint64_t local_frees;  // reported as the counter frees_local
+// A class's counts, 16 bytes: a thread cache's list of the class is 16 bytes
+// too, so the fast paths index both with one offset (cls * 16).
+struct ClassCounts {
+  uint64_t allocs;       // blocks served from the thread's cache
+  uint64_t local_frees;  // blocks freed by their owner thread (in total: frees_local)
 };
+struct FastCounters {
+  ClassCounts classes[kNumClasses];
+};
+// The byte offset of class `cls`'s counts in FastCounters.
+inline constexpr uintptr_t ClassCountsOffset(uint32_t cls) {
+  return uintptr_t{cls} * sizeof(ClassCounts);
+}
 
 // The counters of one thread. While `attached` (the thread has a heap) every
 // counter is counted here, without atomics: no cache line is shared between
@@ -73,27 +82,15 @@ extern __thread ThreadCounters tls_counters HAKMEM_TLS;
 // Collect), so an add (AddToThreadWord) is a relaxed atomic load and store, not
 // a plain `+=` (a data race). clang folds that pair
 // into one %fs-relative `add` to memory, like the plain increment; gcc 12 makes
-// it three instructions, so with gcc on x86-64 the `add` is written as asm (an
-// aligned 8-byte store is single-copy atomic and, with no second writer, needs no
-// lock prefix; the asm takes the thread-local's offset and the index in registers
-// because gcc cannot put a variable index into an asm operand of a thread-local).
-// No "memory" clobber: the counters are only ever read through LoadCounter. Under
-// ThreadSanitizer, which does not see inside asm and checks this protocol, gcc
-// takes the atomic pair too.
-#if defined(__x86_64__) && !defined(__clang__) && !defined(ABSL_HAVE_THREAD_SANITIZER)
+// it three instructions, so with gcc, where platform.h's HAKMEM_FS_ASM allows,
+// the `add` is written as asm (an aligned 8-byte store is single-copy atomic and,
+// with no second writer, needs no lock prefix). No "memory" clobber: the counters
+// are only ever read through LoadCounter. Under ThreadSanitizer, which checks
+// this protocol, gcc takes the atomic pair too.
+#if HAKMEM_FS_ASM && !defined(__clang__)
 #define HAKMEM_STATS_ASM_ADD 1
 #else
 #define HAKMEM_STATS_ASM_ADD 0
-#endif
-
-#if HAKMEM_STATS_ASM_ADD
-// The offset of thread-local `object` from the thread pointer (%fs): compilers
-// fold this into the initial-exec offset load (or the local-exec constant).
-template <typename T>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t ThreadOffset(const T& object) {
-  return reinterpret_cast<uintptr_t>(&object) -
-         reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
-}
 #endif
 
 // Adds `n` to the word at byte offset kField + 8 * index of the calling thread's
@@ -101,7 +98,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t ThreadOffset(const T& object) {
 template <size_t kField, typename T>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadWord(T& object, uintptr_t index, uint64_t n) {
 #if HAKMEM_STATS_ASM_ADD
-  const uintptr_t tls_offset = ThreadOffset(object);
+  const uintptr_t tls_offset = platform::ThreadOffset(object);
   asm volatile("addq %2, %%fs:%c3(%0,%1,8)" : : "r"(tls_offset), "r"(index), "er"(n), "i"(kField));
 #else
   uint64_t* counter =
@@ -110,14 +107,17 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadWord(T& object, uintptr_t in
 #endif
 }
 
-// The same for a word whose index is a constant: no index register.
+// The same for the word at byte offset kField + `offset`.
 template <size_t kField, typename T>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadWordAt(T& object, uint64_t n) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddToThreadWordAt(T& object, uintptr_t offset,
+                                                           uint64_t n) {
 #if HAKMEM_STATS_ASM_ADD
-  const uintptr_t tls_offset = ThreadOffset(object);
-  asm volatile("addq %1, %%fs:%c2(%0)" : : "r"(tls_offset), "er"(n), "i"(kField));
+  const uintptr_t tls_offset = platform::ThreadOffset(object);
+  asm volatile("addq %2, %%fs:%c3(%0,%1)" : : "r"(tls_offset), "r"(offset), "er"(n), "i"(kField));
 #else
-  AddToThreadWord<kField>(object, 0, n);
+  uint64_t* counter =
+      reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&object) + kField + offset);
+  __atomic_store_n(counter, __atomic_load_n(counter, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 #endif
 }
 
@@ -154,22 +154,24 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLaneAlloc(int lane, uint64_t bytes
   }
 }
 
-// A block of `cls` served from the calling thread's cache. `block` is the
-// thread-local object holding the thread's FastCounters at byte kAt (a TLS
-// symbol and a constant, so that the counter's address folds into the one TLS
-// offset the fast path loads anyway).
+// A block served from the calling thread's cache, of the class whose counts are
+// at byte `class_offset` (ClassCountsOffset). `block` is the thread-local object
+// holding the thread's FastCounters at byte kAt (a TLS symbol and a constant, so
+// that the counter's address folds into the one TLS offset the fast path loads
+// anyway).
 template <size_t kAt, typename Block>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(Block& block, uint32_t cls) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(Block& block, uintptr_t class_offset) {
   if constexpr (config::kStats) {
-    AddToThreadWord<kAt + offsetof(FastCounters, class_allocs)>(block, cls, 1);
+    AddToThreadWordAt<kAt + offsetof(ClassCounts, allocs)>(block, class_offset, 1);
   }
 }
 
-// A free by the block's owner thread (the same `block` and kAt).
+// A block of that class freed by its owner thread (the same `block` and kAt).
 template <size_t kAt, typename Block>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree(Block& block) {
-  if constexpr (config::kStats)
-    AddToThreadWordAt<kAt + offsetof(FastCounters, local_frees)>(block, 1);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree(Block& block, uintptr_t class_offset) {
+  if constexpr (config::kStats) {
+    AddToThreadWordAt<kAt + offsetof(ClassCounts, local_frees)>(block, class_offset, 1);
+  }
 }
 
 // Histogram bucket of a requested size: [2^(i-1), 2^i), bucket 0 for size 0.

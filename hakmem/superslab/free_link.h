@@ -80,15 +80,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadLinkOrEnd(const void* block) {
   return reinterpret_cast<void*>(decoded);
 }
 
-// kListCorrupt (the top bit of a list's count) when `block`'s link fails the
-// check LoadLinkOrEnd makes, else 0: or-ed into the count when the list's last
-// block is popped, it keeps a forged last link from passing for the list's end,
-// without a branch (the refill then reports). 0 without encoded links.
-inline constexpr uint32_t kListCorrupt = uint32_t{1} << 31;
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t LinkFailure(const void* block) {
+// kListCorrupt when `block`'s link fails the check LoadLinkOrEnd makes, else 0:
+// subtracted from a thread cache list's room (thread_cache's FreeList) when the
+// list's last block is popped, it keeps a forged last link from passing for the
+// list's end, without a branch: the list then refuses every push, and its refill
+// or flush reports. 0 without encoded links.
+inline constexpr int32_t kListCorrupt = int32_t{1} << 30;
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline int32_t LinkFailure(const void* block) {
   if constexpr (!config::kEncodedLists) return 0;
   const uintptr_t decoded = *static_cast<const uintptr_t*>(block) ^ LinkMask(block);
-  return static_cast<uint32_t>((decoded & kLinkCheckBits) != 0) << 31;
+  return static_cast<int32_t>((decoded & kLinkCheckBits) != 0) << 30;
 }
 
 // The one reporter of the program errors hakmem finds (invalid and double frees,

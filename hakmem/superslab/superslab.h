@@ -165,9 +165,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SuperSlab* SuperSlabOf(const void* p) {
   return reinterpret_cast<SuperSlab*>(reinterpret_cast<uintptr_t>(p) & ~(kSuperSlabSize - 1));
 }
 
+// `ss` is SuperSlabOf(p). (The unit is taken from `p` alone: the free fast path
+// then needs no copy of `ss` for it.)
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* p) {
-  const size_t unit =
-      (reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(ss)) / kUnitSize;
+  const size_t unit = (reinterpret_cast<uintptr_t>(p) / kUnitSize) % kUnitsPerSuperSlab;
   return reinterpret_cast<SlabMeta*>(reinterpret_cast<char*>(ss) + ss->slab_offset[unit]);
 }
 

@@ -10,7 +10,7 @@ void Flush(Heap* heap, int cls, void* block) { tls_cache.Flush(heap, cls, block)
 
 bool IsCached(int cls, const void* block) { return tls_cache.Contains(cls, block); }
 
-uint32_t CachedBlocks(int cls) { return tls_cache.lists[cls].count & ~kListCorrupt; }
+uint32_t CachedBlocks(int cls) { return tls_cache.lists[cls].Count(); }
 
 void SetUncached() { tls_cache.SetUncached(); }
 

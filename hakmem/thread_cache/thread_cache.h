@@ -2,10 +2,12 @@
 // (tiny and pool alike), in one constant-initialised initial-exec TLS block.
 //
 // Owns: ThreadCache (a FreeList and a carved range per class, and the thread's
-// ThreadHot: heap's owned-chunk shortcut and stats' fast-path counters, kept here
+// ThreadHot: heap's owned-superslab shortcut and stats' fast-path counters, kept here
 // so the fast paths reach all of it through one TLS offset) and its paths.
 // Allocation pops a list and a local free pushes one: no atomics, no locks, a
-// handful of instructions, and no branch on the lane. An empty list is served from
+// handful of instructions, and no branch on the lane. The fast paths name a class
+// by its list offset (ListOffset) and, on x86-64, reach the lists in asm, one
+// %fs-relative instruction per access (TryAllocAt, TryFreeAt). An empty list is served from
 // its class's carved range or refilled with a batch from the heap (its slabs, then
 // remote frees, then partial slabs, then a new slab); a full list gives a batch
 // back. Each list's limit and batch come from ace (adaptive, slow paths only);
@@ -40,15 +42,46 @@ namespace hakmem {
 // the caller to its refill path, so the fast paths need no init branch.
 struct FreeList {
   void* head;
-  uint32_t count;
-  // The most blocks it holds, kept beside count (no table load): the class's
-  // fixed kSizeClasses[cls].cache_max to start with, then what ACE decides on the
-  // slow paths (hakmem/ace); 0: uncached (heap profiling, pool classes with
-  // --define hakmem_pool_tls=off).
-  uint32_t max;
+  // Blocks the list may still take: limit - count. A push counts it down and is
+  // refused when it would go below 0, a pop counts it up: the free fast path
+  // tests and counts in one `sub`, with no load of the limit. Below 0 only in an
+  // uncached list holding blocks the heap profiler skipped (a push is refused),
+  // and below -kListCorrupt / 2 when Pop ended the list at a forged link
+  // (free_link.h; refused too, and reported by the slow paths).
+  int32_t room;
+  // The most blocks it holds, beside room (no table load on the slow paths): the
+  // class's fixed kSizeClasses[cls].cache_max to start with, then what ACE
+  // decides on the slow paths (hakmem/ace); 0: uncached (heap profiling, pool
+  // classes with --define hakmem_pool_tls=off).
+  uint32_t limit;
+
+  // Blocks on the list (a list Pop ended at a forged link: those it lost).
+  uint32_t Count() const {
+    return Corrupt() ? Held() - static_cast<uint32_t>(kListCorrupt) : Held();
+  }
+  // The same for a list known not to be corrupt (hardened slots: never).
+  uint32_t Held() const { return limit - static_cast<uint32_t>(room); }
+  void SetCount(uint32_t count) { room = static_cast<int32_t>(limit - count); }
+  // A new limit; the count stays (room goes below 0 when the list holds more:
+  // the caller gives the excess back).
+  void SetLimit(uint32_t new_limit) {
+    room += static_cast<int32_t>(new_limit - limit);
+    limit = new_limit;
+  }
+  // Pop took a block whose link failed the check (LinkFailure): the list ended
+  // early, its count no longer matches.
+  bool Corrupt() const { return room < -kListCorrupt / 2; }
 };
 
-static_assert(sizeof(FreeList) == kClassListStride, "SlabMeta::list_offset indexes the lists");
+// The fast paths name a class by its list offset: the byte offset of its list
+// in the lists (SlabMeta::list_offset), which is also the offset of its counts
+// in the thread's stats::FastCounters.
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr uint32_t ListOffset(uint32_t cls) {
+  return cls * kClassListStride;
+}
+static_assert(sizeof(FreeList) == kClassListStride &&
+                  sizeof(stats::ClassCounts) == kClassListStride,
+              "one offset indexes a class's list and its counts");
 
 // Hardened builds keep a thread cache's blocks in slots of its own TLS, not
 // linked through the blocks (a FreeList's head stays nullptr, its count says how
@@ -76,7 +109,7 @@ struct CacheSlots<false> {
 // A thread's cache: one list per size class, tiny and pool alike.
 struct ThreadCache {
   FreeList lists[kNumClasses];
-  // The owned chunk and the fast-path counters: in this block, beside the lists,
+  // The owned superslab and the fast-path counters: in this block, beside the lists,
   // so the fast paths address all three through one TLS offset.
   ThreadHot hot;
   // Each class's carved range, served by Refill when its list is empty. Apart
@@ -89,13 +122,19 @@ struct ThreadCache {
   ABSL_ATTRIBUTE_ALWAYS_INLINE FreeList& ListOf(int cls) {
     return lists[static_cast<uint32_t>(cls)];
   }
+  // The list at byte `list_offset` of `lists`.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE FreeList& ListAt(uint32_t list_offset) {
+    return *reinterpret_cast<FreeList*>(reinterpret_cast<char*>(lists) + list_offset);
+  }
 
   // Empty lists with their bounds: a constant initialiser for TLS.
   static constexpr ThreadCache Empty() {
     ThreadCache cache{};
     for (int cls = 0; cls < kNumClasses; ++cls) {
       const bool cached = config::kPoolTls || cls < kNumTinyClasses;
-      cache.lists[cls].max = cached ? ace::DefaultLimit(cls) : 0;
+      const uint32_t limit = cached ? ace::DefaultLimit(cls) : 0;
+      cache.lists[cls].limit = limit;
+      cache.lists[cls].room = static_cast<int32_t>(limit);
     }
     return cache;
   }
@@ -108,19 +147,25 @@ struct ThreadCache {
   }
 
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Pop(int cls) {
-    FreeList& list = ListOf(cls);
+    return PopAt(ListOffset(static_cast<uint32_t>(cls)));
+  }
+
+  // Pop for the class whose list is at byte `list_offset` of `lists`
+  // (ListOffset: the fast paths index with no shift).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* PopAt(uint32_t list_offset) {
+    FreeList& list = ListAt(list_offset);
     if constexpr (kSlotCache) {
-      const uint32_t count = list.count;
+      const uint32_t count = list.Held();
       if (ABSL_PREDICT_FALSE(count == 0)) return nullptr;
-      void* block = SlotsOf(cls)[count - 1];
-      list.count = count - 1;
+      void* block = SlotsAt(list_offset)[count - 1];
+      ++list.room;
       HandOut(block);
       return block;
     }
     void* block = list.head;
     if (ABSL_PREDICT_TRUE(block != nullptr)) {
       list.head = LoadLinkOrEnd(block);
-      list.count = (list.count - 1) | LinkFailure(block);
+      list.room = list.room + 1 - LinkFailure(block);
       HandOut(block);
     }
     return block;
@@ -128,22 +173,21 @@ struct ThreadCache {
 
   // false when the list is full (the caller flushes).
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool Push(int cls, void* block) {
-    return PushAt(static_cast<uint32_t>(cls) * kClassListStride, block);
+    return PushAt(ListOffset(static_cast<uint32_t>(cls)), block);
   }
 
-  // Push for the class whose list is at byte `list_offset` of `lists`
-  // (SlabMeta::list_offset: the free fast path indexes with no shift).
+  // Push for the class whose list is at byte `list_offset` of `lists`.
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool PushAt(uint32_t list_offset, void* block) {
-    FreeList& list = *reinterpret_cast<FreeList*>(reinterpret_cast<char*>(lists) + list_offset);
-    if (ABSL_PREDICT_FALSE(list.count >= list.max)) return false;
+    FreeList& list = ListAt(list_offset);
+    if (ABSL_PREDICT_FALSE(list.room <= 0)) return false;
+    --list.room;
     MarkFree(block);
     if constexpr (kSlotCache) {
-      SlotsOf(static_cast<int>(list_offset / kClassListStride))[list.count++] = block;
+      SlotsAt(list_offset)[list.Held() - 1] = block;
       return true;
     }
     StoreLink(block, list.head);
     list.head = block;
-    ++list.count;
     return true;
   }
 
@@ -151,7 +195,7 @@ struct ThreadCache {
   // compare), or nullptr.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const {
     if constexpr (kSlotCache) {
-      const uint32_t count = lists[cls].count;
+      const uint32_t count = lists[cls].Held();
       return count != 0 ? SlotsOf(cls)[count - 1] : nullptr;
     }
     return lists[cls].head;
@@ -162,7 +206,7 @@ struct ThreadCache {
   template <typename Fn>
   void ForEachCached(int cls, Fn fn) const {
     if constexpr (kSlotCache) {
-      for (uint32_t i = lists[cls].count; i-- > 0;) fn(SlotsOf(cls)[i]);
+      for (uint32_t i = lists[cls].Held(); i-- > 0;) fn(SlotsOf(cls)[i]);
     } else {
       for (void* p = lists[cls].head; p != nullptr; p = LoadLink(p)) fn(p);
     }
@@ -176,19 +220,19 @@ struct ThreadCache {
   // (profiler::UnsampledBlocks).
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed) {
     FreeList& list = ListOf(cls);
-    if (ABSL_PREDICT_FALSE(list.count != 0)) {  // Pop ended the list at a bad link
-      ReportCorruptList(cls, list.count & ~kListCorrupt);
-      list.count = 0;  // those blocks are leaked, never handed out
+    if (ABSL_PREDICT_FALSE(list.Count() != 0)) {  // Pop ended the list at a bad link
+      ReportCorruptList(cls, list.Count());
+      list.SetCount(0);  // those blocks are leaked, never handed out
     }
     CarvedRange& range = ranges[cls];
     if (range.next == range.end) {
       MaybeDecay(heap);  // the decay clock ticks on the slow paths only
       int batch = kSizeClasses[cls].batch;
       if constexpr (config::kAce) {
-        if (ABSL_PREDICT_TRUE(list.max != 0)) batch = static_cast<int>(Adapt(heap, cls));
+        if (ABSL_PREDICT_TRUE(list.limit != 0)) batch = static_cast<int>(Adapt(heap, cls));
       }
       int want = batch;
-      if (ABSL_PREDICT_FALSE(list.max == 0)) {
+      if (ABSL_PREDICT_FALSE(list.limit == 0)) {
         want = 1;
         if (profiler::Enabled())
           want += profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
@@ -199,7 +243,7 @@ struct ThreadCache {
       // blocks the heap profiler skips.)
       if (kSlotCache && want > static_cast<int>(kCacheSlots) + 1) want = kCacheSlots + 1;
       void* head = nullptr;
-      const int got = AllocBatch(heap, cls, want, &head, list.max != 0 ? &range : nullptr);
+      const int got = AllocBatch(heap, cls, want, &head, list.limit != 0 ? &range : nullptr);
       if (got == 0 && range.next == range.end) return nullptr;
       stats::Count(stats::Counter::k_cache_refills);
       if (got != 0) {
@@ -211,7 +255,7 @@ struct ThreadCache {
         } else {
           list.head = LoadLink(head);
         }
-        list.count = static_cast<uint32_t>(got - 1);
+        list.SetCount(static_cast<uint32_t>(got - 1));
         HandOut(head);
         *zeroed = false;
         return head;
@@ -229,16 +273,16 @@ struct ThreadCache {
   ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
     MaybeDecay(heap);
     FreeList& list = ListOf(cls);
-    if (ABSL_PREDICT_FALSE((list.count & kListCorrupt) != 0)) {  // Pop ended the list at a bad link
-      ReportCorruptList(cls, list.count & ~kListCorrupt);
+    if (ABSL_PREDICT_FALSE(list.Corrupt())) {  // Pop ended the list at a bad link
+      ReportCorruptList(cls, list.Count());
       // Those blocks are leaked, never handed out; the list starts again at `block`.
       MarkFree(block);
       StoreLink(block, nullptr);
       list.head = block;
-      list.count = 1;
+      list.SetCount(1);
       return;
     }
-    if (ABSL_PREDICT_FALSE(list.max == 0)) {
+    if (ABSL_PREDICT_FALSE(list.limit == 0)) {
       // No cache head to catch an immediate double free: the slab's free list
       // head does.
       SuperSlab* ss = SuperSlabOf(block);
@@ -254,7 +298,7 @@ struct ThreadCache {
     uint32_t batch = kSizeClasses[cls].batch;
     if constexpr (config::kAce) {
       batch = Adapt(heap, cls);
-      if (list.count < list.max) {  // the limit grew: keep the block, give nothing back
+      if (list.room > 0) {  // the limit grew: keep the block, give nothing back
         Push(cls, block);
         return;
       }
@@ -262,9 +306,13 @@ struct ThreadCache {
     if constexpr (kSlotCache) {
       // The newest `batch` blocks go back (as the default build's list head does).
       if (batch == 0) batch = 1;
-      if (batch > list.count) batch = list.count;  // (the list is full: count >= 1)
-      list.count -= batch;
-      FreeBlockList(heap, LinkSlots(cls, list.count, batch));
+      const uint32_t count = list.Count();
+      // (The list is full: count >= 1. When ACE lowered the limit below it,
+      // enough go back to leave `block` room.)
+      if (count + 1 > list.limit + batch) batch = count + 1 - list.limit;
+      if (batch > count) batch = count;
+      list.SetCount(count - batch);
+      FreeBlockList(heap, LinkSlots(cls, count - batch, batch));
       stats::Count(stats::Counter::k_cache_flushes);
       Push(cls, block);
       return;
@@ -284,7 +332,7 @@ struct ThreadCache {
     MarkFree(block);
     StoreLink(block, rest);
     list.head = block;
-    list.count = list.count - returned + 1;
+    list.SetCount(list.Count() - returned + 1);
   }
 
   // ACE (hakmem/ace): a refill or flush of `cls` is an event of its class; its
@@ -292,24 +340,25 @@ struct ThreadCache {
   // back what they hold beyond it. Returns the blocks a refill or flush moves.
   ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls) {
     const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls);
-    lists[cls].max = decision.limit;
+    lists[cls].SetLimit(decision.limit);
     if (ABSL_PREDICT_FALSE(ace::HasTrims(ace::tls_ace))) {
       for (int c; (c = ace::TakeTrim(&ace::tls_ace, 0, kNumClasses)) >= 0;) {
         FreeList& list = lists[c];
-        if (list.max == 0) continue;  // uncached
-        list.max = ace::LimitOf(ace::tls_ace, c);
+        if (list.limit == 0) continue;  // uncached
+        list.SetLimit(ace::LimitOf(ace::tls_ace, c));
         // (A list a forged link ended is left for its refill or flush to report.)
-        if (list.count <= list.max || (list.count & kListCorrupt) != 0) continue;
-        if constexpr (kSlotCache) {  // the newest count - max blocks go back
-          FreeBlockList(heap, LinkSlots(c, list.max, list.count - list.max));
-          list.count = list.max;
+        if (list.room >= 0 || list.Corrupt()) continue;
+        const uint32_t excess = static_cast<uint32_t>(-list.room);
+        if constexpr (kSlotCache) {  // the newest `excess` blocks go back
+          FreeBlockList(heap, LinkSlots(c, list.limit, excess));
+          list.room = 0;
           continue;
         }
-        void* last = list.head;  // the first count - max blocks go back
-        for (uint32_t i = 1; i < list.count - list.max; ++i) last = LoadLink(last);
+        void* last = list.head;  // the first `excess` blocks go back
+        for (uint32_t i = 1; i < excess; ++i) last = LoadLink(last);
         void* head = list.head;
         list.head = LoadLink(last);
-        list.count = list.max;
+        list.room = 0;
         StoreLink(last, nullptr);
         FreeBlockList(heap, head);
       }
@@ -322,7 +371,7 @@ struct ThreadCache {
   // for allocations the sampler has already passed over. Set when the thread
   // attaches its heap, its lists empty.
   void SetUncached() {
-    for (FreeList& list : lists) list.max = 0;
+    for (FreeList& list : lists) list.SetLimit(0);
   }
 
   // Gives every cached block and range back to the slabs (thread exit, trim).
@@ -330,12 +379,12 @@ struct ThreadCache {
     for (int cls = 0; cls < kNumClasses; ++cls) {
       FreeList& list = lists[cls];
       if constexpr (kSlotCache) {
-        if (list.count != 0) FreeBlockList(heap, LinkSlots(cls, 0, list.count));
+        if (list.Count() != 0) FreeBlockList(heap, LinkSlots(cls, 0, list.Count()));
       } else if (list.head != nullptr) {
         FreeBlockList(heap, list.head);
       }
       list.head = nullptr;
-      list.count = 0;
+      list.SetCount(0);
     }
     for (CarvedRange& range : ranges) {
       ReturnRange(heap, range);
@@ -356,6 +405,9 @@ struct ThreadCache {
  private:
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* const* SlotsOf(int cls) const { return cached.Of(cls); }
   ABSL_ATTRIBUTE_ALWAYS_INLINE void** SlotsOf(int cls) { return cached.Of(cls); }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void** SlotsAt(uint32_t list_offset) {
+    return cached.Of(static_cast<int>(list_offset / kClassListStride));
+  }
 
   // Links the blocks of slots [first, first + n) of `cls` (n >= 1) into a list
   // for the slabs; returns its head.
@@ -378,33 +430,143 @@ extern __thread ThreadCache tls_cache HAKMEM_TLS;
 // ThreadHot.
 inline Heap* AttachHeap() { return hakmem::AttachHeap(&tls_cache.hot); }
 
-// The calling thread's fast-path counters (stats::FastCounters in tls_cache.hot).
-inline constexpr size_t kFastCountersAt =
-    offsetof(ThreadCache, hot) + offsetof(ThreadHot, counters);
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountClassAlloc(uint32_t cls) {
-  stats::CountClassAlloc<kFastCountersAt>(tls_cache, cls);
+// size -> list offset for the malloc fast path: size_class's index table with
+// the multiply done ahead (16-bit entries), so the fast path indexes the lists
+// and the counters with no shift.
+struct ListOffsetIndex {
+  uint16_t offset[size_class_internal::kClassIndexEntries];
+};
+constexpr ListOffsetIndex MakeListOffsetIndex() {
+  ListOffsetIndex index{};
+  for (size_t i = 0; i < size_class_internal::kClassIndexEntries; ++i) {
+    index.offset[i] = static_cast<uint16_t>(ListOffset(size_class_internal::kClassIndex.cls[i]));
+  }
+  return index;
 }
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFree() {
-  stats::CountLocalFree<kFastCountersAt>(tls_cache);
+inline constexpr ListOffsetIndex kListOffsetIndex = MakeListOffsetIndex();
+static_assert(ListOffset(kNumClasses - 1) <= UINT16_MAX);
+
+// The list offset of a tiny request (size <= kTinyMax), of a pool request
+// (kTinyMax < size <= kPoolMax): one table load, as TinyClass and PoolClass.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t TinyListOffset(size_t size) {
+  return kListOffsetIndex.offset[size_class_internal::TinyIndexEntry(size)];
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t PoolListOffset(size_t size) {
+  return kListOffsetIndex.offset[size_class_internal::PoolIndexEntry(size)];
 }
 
-// A cached block of `cls`, or nullptr (then call Refill).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) { return tls_cache.Pop(cls); }
+// The calling thread's fast-path counters (stats::FastCounters in tls_cache.hot):
+// an allocation served from the cache, and a free by the block's owner, of the
+// class at `list_offset`.
+inline constexpr size_t kFastCountersAt =
+    offsetof(ThreadCache, hot) + offsetof(ThreadHot, counters);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountAllocAt(uint32_t list_offset) {
+  stats::CountClassAlloc<kFastCountersAt>(tls_cache, list_offset);
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFreeAt(uint32_t list_offset) {
+  stats::CountLocalFree<kFastCountersAt>(tls_cache, list_offset);
+}
+
+// The fast paths' pop and push, written as asm where HAKMEM_FS_ASM says so
+// (platform.h): each list access is one %fs-relative instruction, given
+// tls_cache's thread offset (the one offset load of the fast path) and the list
+// offset in registers. The same steps as ThreadCache::Pop and PushAt. (Not with
+// kSlotCache, whose hardened lists keep their own C++ path.) Each asm has a
+// "memory" clobber: the compiler sees no other access to the lists.
+inline constexpr bool kFsLists = HAKMEM_FS_ASM && !kSlotCache;
+
+#if HAKMEM_FS_ASM
+namespace internal {
+
+inline constexpr size_t kHeadAt = offsetof(ThreadCache, lists) + offsetof(FreeList, head);
+inline constexpr size_t kRoomAt = offsetof(ThreadCache, lists) + offsetof(FreeList, room);
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadHead(uintptr_t tls, uintptr_t list_offset) {
+  void* head;
+  asm volatile("movq %%fs:%c3(%1,%2), %0"
+               : "=a"(head)
+               : "r"(tls), "r"(list_offset), "i"(kHeadAt)
+               : "memory");
+  return head;
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StoreHead(uintptr_t tls, uintptr_t list_offset,
+                                                   void* head) {
+  asm volatile("movq %2, %%fs:%c3(%0,%1)"
+               :
+               : "r"(tls), "r"(list_offset), "r"(head), "i"(kHeadAt)
+               : "memory");
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddRoom(uintptr_t tls, uintptr_t list_offset, int32_t n) {
+  asm volatile("addl %2, %%fs:%c3(%0,%1)"
+               :
+               : "r"(tls), "r"(list_offset), "ri"(n), "i"(kRoomAt)
+               : "cc", "memory");
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* PopAt(uintptr_t list_offset) {
+  const uintptr_t tls = platform::ThreadOffset(tls_cache);
+  void* block = LoadHead(tls, list_offset);
+  if (ABSL_PREDICT_TRUE(block != nullptr)) {
+    StoreHead(tls, list_offset, LoadLinkOrEnd(block));
+    AddRoom(tls, list_offset, 1 - LinkFailure(block));
+    ThreadCache::HandOut(block);
+  }
+  return block;
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool PushAt(uintptr_t list_offset, void* block) {
+  const uintptr_t tls = platform::ThreadOffset(tls_cache);
+  // Tagged first: a refused push's block is tagged by Flush too.
+  MarkFree(block);
+  asm goto("subl $1, %%fs:%c2(%0,%1)\n\tjs %l[full]"
+           :
+           : "r"(tls), "r"(list_offset), "i"(kRoomAt)
+           : "cc", "memory"
+           : full);
+  StoreLink(block, LoadHead(tls, list_offset));
+  StoreHead(tls, list_offset, block);
+  return true;
+full:
+  AddRoom(tls, list_offset, 1);  // refused: room as it was
+  return false;
+}
+
+}  // namespace internal
+#endif
+
+// A cached block of the class whose list is at `list_offset`, or nullptr (then
+// call Refill).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAllocAt(uint32_t list_offset) {
+#if HAKMEM_FS_ASM
+  if constexpr (kFsLists) return internal::PopAt(list_offset);
+#endif
+  return tls_cache.PopAt(list_offset);
+}
+
+// The same for `cls`.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) {
+  return TryAllocAt(ListOffset(static_cast<uint32_t>(cls)));
+}
 
 // The list of `cls` is empty: a block of its carved range, or of a refill from
 // `heap` (nullptr: out of memory); `*zeroed` says whether it reads as zero.
 ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed);
 
-// Caches a block of `cls` freed by its owner; false when the list is full (or
-// uncached): then call Flush.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {
-  return tls_cache.Push(cls, block);
+// Caches a block freed by its owner, of the class whose list is at byte
+// `list_offset` of the lists (SlabMeta::list_offset); false when the list is full
+// (or uncached): then call Flush.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFreeAt(uint32_t list_offset, void* block) {
+#if HAKMEM_FS_ASM
+  if constexpr (kFsLists) return internal::PushAt(list_offset, block);
+#endif
+  return tls_cache.PushAt(list_offset, block);
 }
 
-// The same for the class whose list is at byte `list_offset` of the lists
-// (SlabMeta::list_offset).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFreeAt(uint32_t list_offset, void* block) {
-  return tls_cache.PushAt(list_offset, block);
+// The same for a block of `cls`.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFree(int cls, void* block) {
+  return TryFreeAt(ListOffset(static_cast<uint32_t>(cls)), block);
 }
 
 // The list of `cls` is full: gives a batch back to `heap`'s slabs and keeps

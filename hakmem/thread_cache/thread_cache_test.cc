@@ -21,6 +21,57 @@ void Free(Heap* heap, int cls, void* p) {
   if (!TryFree(cls, p)) Flush(heap, cls, p);
 }
 
+// A list keeps room (limit - count), not its count: a new limit keeps the
+// count, an uncached list may hold blocks with room below 0, and a list Pop
+// ended at a forged link says how many blocks it lost.
+TEST(FreeListTest, RoomKeepsTheCountAcrossLimitChanges) {
+  FreeList list{nullptr, 0, 0};
+  list.SetLimit(64);
+  EXPECT_EQ(list.room, 64);
+  list.SetCount(10);
+  EXPECT_EQ(list.room, 54);
+  list.SetLimit(8);  // lowered below the count: room < 0, the caller trims
+  EXPECT_EQ(list.Count(), 10u);
+  EXPECT_EQ(list.room, -2);
+  EXPECT_FALSE(list.Corrupt());
+  list.SetLimit(0);  // uncached, holding 10
+  EXPECT_EQ(list.Count(), 10u);
+  list.SetLimit(100);
+  EXPECT_EQ(list.room, 90);
+  list.room = list.room + 1 - kListCorrupt;  // a pop of a block with a forged link
+  EXPECT_TRUE(list.Corrupt());
+  EXPECT_EQ(list.Count(), 9u) << "the blocks lost with the list";
+  list.SetLimit(50);
+  EXPECT_TRUE(list.Corrupt());
+  EXPECT_EQ(list.Count(), 9u);
+}
+
+// A full list refuses a push and keeps its room and count (the fast path's
+// push counts room down first and puts it back when refused).
+TEST(ThreadCacheTest, RefusedPushLeavesTheListAsItWas) {
+  std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();
+    const int cls = 4;
+    FreeList& list = tls_cache.lists[cls];
+    std::vector<void*> blocks;
+    for (uint32_t i = 0; i <= list.limit; ++i) blocks.push_back(Alloc(heap, cls));
+    const uint32_t limit = list.limit;  // (the refills were ACE's events: read it now)
+    FlushAll(heap);                     // the refills' leftovers go back: an empty list
+    ASSERT_EQ(list.Count(), 0u);
+    for (uint32_t i = 0; i < limit; ++i) ASSERT_TRUE(TryFree(cls, blocks[i])) << i;
+    EXPECT_EQ(list.room, 0);
+    EXPECT_FALSE(TryFree(cls, blocks[limit]));
+    EXPECT_EQ(list.room, 0);
+    EXPECT_EQ(list.Count(), limit);
+    EXPECT_EQ(tls_cache.Head(cls), blocks[limit - 1]);
+    Flush(heap, cls, blocks[limit]);
+    EXPECT_LE(list.Count(), list.limit);
+    EXPECT_EQ(tls_cache.Head(cls), blocks[limit]);
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
+}
+
 TEST(ThreadCacheTest, EmptyCacheRefillsThenServesLocally) {
   std::thread([] {
     EXPECT_EQ(TryAlloc(3), nullptr);  // the constant-initialised empty state
@@ -55,7 +106,7 @@ TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
     EXPECT_EQ(range.end, slab->end);
     EXPECT_EQ(slab->bump, slab->end) << "the whole tail went to the cache";
     EXPECT_EQ(slab->used, slab->capacity);
-    EXPECT_EQ(tls_cache.lists[cls].count, 0u);
+    EXPECT_EQ(tls_cache.lists[cls].Count(), 0u);
     EXPECT_EQ(TryAlloc(cls), nullptr) << "nothing was linked";
     if (zeroed) {
       // Untouched: no link or tag was written into any block of the range.
@@ -95,17 +146,17 @@ TEST(ThreadCacheTest, FullListFlushesABatchAndKeepsTheBound) {
       EXPECT_EQ(std::set<void*>(blocks.begin(), blocks.end()).size(), blocks.size());
       for (void* p : blocks) {
         Free(heap, cls, p);
-        ASSERT_LE(tls_cache.lists[cls].count, tls_cache.lists[cls].max);
+        ASSERT_LE(tls_cache.lists[cls].Count(), tls_cache.lists[cls].limit);
         if constexpr (!config::kAce) {
-          ASSERT_EQ(tls_cache.lists[cls].max, ace::DefaultLimit(cls));
+          ASSERT_EQ(tls_cache.lists[cls].limit, ace::DefaultLimit(cls));
         }
       }
-      EXPECT_GE(tls_cache.lists[cls].count, 1u);
+      EXPECT_GE(tls_cache.lists[cls].Count(), 1u);
     }
     FlushAll(heap);
     for (const FreeList& list : tls_cache.lists) {
       EXPECT_EQ(list.head, nullptr);
-      EXPECT_EQ(list.count, 0u);
+      EXPECT_EQ(list.Count(), 0u);
     }
     AbandonHeap();
   }).join();
@@ -132,8 +183,8 @@ TEST(ThreadCacheTest, EveryPoolClassRoundTripsWithContents) {
         Free(heap, cls, p);
         if constexpr (config::kPoolTls) {
           const FreeList& list = tls_cache.lists[cls];
-          ASSERT_LE(list.count, list.max);
-          if constexpr (!config::kAce) ASSERT_EQ(list.max, kSizeClasses[cls].cache_max);
+          ASSERT_LE(list.Count(), list.limit);
+          if constexpr (!config::kAce) ASSERT_EQ(list.limit, kSizeClasses[cls].cache_max);
         }
       }
     }
@@ -184,11 +235,11 @@ TEST(ThreadCacheTest, AceGrowsABreathingClassUntilItStopsRefilling) {
     for (int i = 0; i < 100; ++i) cycle();
     const uint64_t during = events() - before;
     if constexpr (config::kAce) {
-      EXPECT_GE(list.max, blocks.size());
-      EXPECT_LE(list.max, ace::CapLimit(ace::tls_ace, cls));
+      EXPECT_GE(list.limit, blocks.size());
+      EXPECT_LE(list.limit, ace::CapLimit(ace::tls_ace, cls));
       if constexpr (config::kStats) EXPECT_EQ(during, 0u);
     } else {
-      EXPECT_EQ(list.max, kSizeClasses[cls].cache_max);
+      EXPECT_EQ(list.limit, kSizeClasses[cls].cache_max);
       if constexpr (config::kStats) EXPECT_GE(during, 100u);
     }
     FlushAll(heap);
@@ -209,8 +260,8 @@ TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
     std::vector<void*> filled;  // 32 blocks cached (below the fixed limit: no flush)
     for (int i = 0; i < 32; ++i) filled.push_back(Alloc(heap, idle));
     for (void* b : filled) Free(heap, idle, b);
-    ASSERT_EQ(list.count, 32u);
-    const uint32_t limit = list.max;
+    ASSERT_EQ(list.Count(), 32u);
+    const uint32_t limit = list.limit;
     std::vector<void*> cached;
     tls_cache.ForEachCached(idle, [&](void* p) { cached.push_back(p); });
     // Windows of events of another class (its own slow paths, taken here through
@@ -224,11 +275,11 @@ TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
     const uint32_t lowered = ace::LimitOf(ace::tls_ace, idle);
     ASSERT_LT(lowered, 32u) << "below what the list holds";
     ASSERT_LT(lowered, limit);
-    EXPECT_EQ(list.max, limit) << "not taken until a slow path of the cache";
+    EXPECT_EQ(list.limit, limit) << "not taken until a slow path of the cache";
     void* p = Alloc(heap, busy);  // a refill of the busy class: a slow path
     ASSERT_NE(p, nullptr);
-    EXPECT_EQ(list.max, lowered);
-    EXPECT_EQ(list.count, lowered);
+    EXPECT_EQ(list.limit, lowered);
+    EXPECT_EQ(list.Count(), lowered);
     int still_cached = 0;
     for (void* b : cached) still_cached += IsCached(idle, b) ? 1 : 0;
     EXPECT_EQ(still_cached, static_cast<int>(lowered));
@@ -262,10 +313,10 @@ TEST(ThreadCacheTest, PrewarmFillsCommonClassesWhenEnabled) {
 TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
   std::thread([] {
     const auto fixed_limit = [](int cls) { return ace::DefaultLimit(cls); };
-    EXPECT_EQ(tls_cache.lists[0].max, fixed_limit(0));
-    EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].max, fixed_limit(kNumTinyClasses - 1));
+    EXPECT_EQ(tls_cache.lists[0].limit, fixed_limit(0));
+    EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].limit, fixed_limit(kNumTinyClasses - 1));
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
-      ASSERT_EQ(tls_cache.lists[cls].max, config::kPoolTls ? fixed_limit(cls) : 0u) << cls;
+      ASSERT_EQ(tls_cache.lists[cls].limit, config::kPoolTls ? fixed_limit(cls) : 0u) << cls;
     }
     Heap* heap = thread_cache::AttachHeap();
     const int cls = PoolClass(3000);
