@@ -95,12 +95,7 @@ HAKMEM_TEST_COPTS = _LANGUAGE + _WARNINGS + [
     "-fno-builtin",
 ] + _SANITIZER
 
-# wrappers defines operator new, which must be able to throw std::bad_alloc. It
-# keeps RTTI too: with -fno-rtti, gcc emits its own weak copies of the typeinfo of
-# std::bad_alloc and std::exception for the throw, and libhakmem.so would export
-# them (hakmem/exported_symbols.txt); with RTTI it uses libstdc++'s.
-HAKMEM_WRAPPER_COPTS = _LANGUAGE + _WARNINGS + [
-    flag
-    for flag in _LIBRARY
-    if flag not in ("-fno-exceptions", "-fno-rtti")
-] + _CODEGEN + _SANITIZER
+# wrappers defines operator new, which throws std::bad_alloc through the C++
+# runtime's own thrower (wrappers.cc): it needs no exceptions or RTTI of its own,
+# so libhakmem.so references no typeinfo and links no C++ runtime.
+HAKMEM_WRAPPER_COPTS = HAKMEM_COPTS

@@ -19,7 +19,13 @@ def hakmem_shared_library(name, deps, visibility = None):
         # hakmem::tls_heap & co showed up in `nm -D`; bfd resolves them at link
         # time. bfd has no --start-lib, hence the feature off. The last -fuse-ld
         # given wins, with gcc and clang alike.
-        linkopts = ["-fuse-ld=bfd", "-Wl,-Bsymbolic-functions", "-Wl,-z,nodelete"],
+        linkopts = [
+            "-fuse-ld=bfd",
+            "-Wl,-Bsymbolic-functions",
+            "-Wl,-z,nodelete",
+            # No C++ runtime unless something needs one (hakmem/wrappers/wrappers.cc).
+            "-Wl,--as-needed",
+        ],
         features = ["-supports_start_end_lib"],
         deps = deps,
         visibility = visibility,

@@ -3,10 +3,12 @@
 // fast paths inline here. Thread-safety and initialisation: those of core (lazy,
 // safe before main, inside dlsym, during thread exit and after fork).
 // Linked by: //hakmem:malloc (cc_binary malloc attribute) and libhakmem.so.
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <new>
 
@@ -20,10 +22,61 @@
 // skips (placement only).
 #define HAKMEM_EXPORT HAK_API HAKMEM_ALLOC_ENTRY
 
+// operator new's failure path needs the C++ runtime (the new-handler, throwing
+// std::bad_alloc), which a C program does not load: libhakmem.so does not link
+// it (libstdc++'s pages would be resident in every C program that preloads
+// hakmem: 0.7 MiB). Its functions are weak references, bound where the runtime
+// is there when hakmem is (a C++ program, or a binary linking //hakmem:malloc),
+// else looked up when an operator new fails, in whatever C++ runtime the program
+// has loaded by then (RTLD_DEFAULT: a C++ runtime is loaded wherever operator new
+// is called). libstdc++ and libc++ define std::get_new_handler under one name.
+namespace std {
+new_handler get_new_handler() noexcept __attribute__((weak));
+void __throw_bad_alloc() __attribute__((weak, noreturn));  // libstdc++'s
+}  // namespace std
+
 namespace {
 
 using hakmem::core::Free;
 using hakmem::core::Malloc;
+
+using NewHandlerGetter = std::new_handler (*)();
+using Thrower = void (*)();
+using NothrowNew = void* (*)(size_t, const std::nothrow_t&);
+using NothrowAlignedNew = void* (*)(size_t, std::align_val_t, const std::nothrow_t&);
+
+// The weak reference `bound`, else `name` looked up in `handle` (nullptr: none).
+template <typename Fn>
+Fn RuntimeFunction(Fn bound, void* handle, const char* name) {
+  return bound != nullptr ? bound : reinterpret_cast<Fn>(dlsym(handle, name));
+}
+
+std::new_handler GetNewHandler() {
+  const auto get = RuntimeFunction<NewHandlerGetter>(&std::get_new_handler, RTLD_DEFAULT,
+                                                     "_ZSt15get_new_handlerv");
+  return get != nullptr ? get() : nullptr;
+}
+
+// Throws std::bad_alloc through the runtime's own thrower (libstdc++'s
+// std::__throw_bad_alloc, libc++'s std::__1::__throw_bad_alloc); the exception
+// unwinds through hakmem's frames by their unwind tables (no catch in hakmem).
+[[noreturn]] void ThrowBadAlloc(size_t size) {
+  if (const auto thrower =
+          RuntimeFunction<Thrower>(&std::__throw_bad_alloc, RTLD_DEFAULT, "_ZSt17__throw_bad_allocv")) {
+    thrower();
+  }
+  if (const auto thrower =
+          RuntimeFunction<Thrower>(nullptr, RTLD_DEFAULT, "_ZNSt3__117__throw_bad_allocEv")) {
+    thrower();
+  }
+  // (No C++ runtime: operator new was called by a program without one.)
+  hakmem::platform::DiagLine line;
+  line.Str("hakmem: operator new(")
+      .Dec(size)
+      .Str(") failed, and no C++ runtime is loaded to throw std::bad_alloc");
+  line.Write(2);
+  abort();
+}
 
 // operator new's failure path: the new-handler loop of [new.delete.single].
 HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t alignment,
@@ -31,20 +84,27 @@ HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* NewSlow(size_t size, size_t ali
   for (;;) {
     void* p = alignment == 0 ? Malloc(size) : hakmem::core::AlignedAlloc(alignment, size);
     if (p != nullptr) return p;
-    std::new_handler handler = std::get_new_handler();
+    const std::new_handler handler = GetNewHandler();
     if (handler == nullptr) {
       if (nothrow) return nullptr;
-      throw std::bad_alloc();
+      ThrowBadAlloc(size);
     }
     if (nothrow) {
-      try {
-        handler();
-      } catch (const std::bad_alloc&) {
-        return nullptr;
+      // A handler may throw std::bad_alloc, which the nothrow form must turn into
+      // nullptr: the runtime's own nothrow operator new (the next definition
+      // after hakmem's) runs the throwing operator new, hakmem's, inside its
+      // try/catch, so hakmem needs no catch of its own.
+      if (alignment == 0) {
+        if (const auto next =
+                RuntimeFunction<NothrowNew>(nullptr, RTLD_NEXT, "_ZnwmRKSt9nothrow_t")) {
+          return next(size, std::nothrow_t{});
+        }
+      } else if (const auto next = RuntimeFunction<NothrowAlignedNew>(
+                     nullptr, RTLD_NEXT, "_ZnwmSt11align_val_tRKSt9nothrow_t")) {
+        return next(size, std::align_val_t{alignment}, std::nothrow_t{});
       }
-    } else {
-      handler();
     }
+    handler();
   }
 }
 
