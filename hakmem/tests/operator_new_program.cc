@@ -43,7 +43,8 @@ int main() {
   Check(Throws([] { return ::operator new(Opaque(kImpossible)); }), "new throws std::bad_alloc");
   Check(Throws([] { return ::operator new[](Opaque(kImpossible), std::align_val_t{64}); }),
         "aligned new[] throws std::bad_alloc");
-  Check(::operator new(Opaque(kImpossible), std::nothrow) == nullptr, "nothrow new returns nullptr");
+  Check(::operator new(Opaque(kImpossible), std::nothrow) == nullptr,
+        "nothrow new returns nullptr");
 
   // A handler that gives up after its first call: called once, then new throws.
   std::set_new_handler([] {

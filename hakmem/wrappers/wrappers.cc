@@ -61,8 +61,8 @@ std::new_handler GetNewHandler() {
 // std::__throw_bad_alloc, libc++'s std::__1::__throw_bad_alloc); the exception
 // unwinds through hakmem's frames by their unwind tables (no catch in hakmem).
 [[noreturn]] void ThrowBadAlloc(size_t size) {
-  if (const auto thrower =
-          RuntimeFunction<Thrower>(&std::__throw_bad_alloc, RTLD_DEFAULT, "_ZSt17__throw_bad_allocv")) {
+  if (const auto thrower = RuntimeFunction<Thrower>(&std::__throw_bad_alloc, RTLD_DEFAULT,
+                                                    "_ZSt17__throw_bad_allocv")) {
     thrower();
   }
   if (const auto thrower =
