@@ -76,6 +76,20 @@ void RemovePartial(Heap* heap, SlabMeta* slab) { heap->partial[slab->cls].Remove
 void ReleaseKeptEmptySlabs(Heap* heap);
 void ReleaseCachedLargeRuns(Heap* heap);
 
+// Whether the heap's dense blocks already fill kSmallPageSuperSlabs superslabs,
+// so that its next dense superslab is worth a huge page. Its sparse superslabs do
+// not count: a heap of big blocks (mid_large_mt, cross_thread) that holds a
+// little of every small class would otherwise back that little with 2 MiB pages.
+bool HasBigDenseDemand(const Heap* heap) {
+  uint32_t dense = 0;
+  for (const SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+    if (ss->occupancy == Occupancy::kDense && ss->used_units != 0 &&
+        ++dense >= kSmallPageSuperSlabs)
+      return true;
+  }
+  return false;
+}
+
 // A run of `units` for blocks of `occupancy` from the heap's superslabs of that
 // occupancy or empty ones, or from a newly acquired one. Memory already backed
 // comes first, in every superslab of the heap, before any is taken untouched: a
@@ -105,9 +119,9 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
     if (SlabMeta* slab = carve(RunUnits::kBackedOnly)) return slab;
   }
   if (SlabMeta* slab = carve(RunUnits::kAny)) return slab;
-  const bool big = heap->superslabs.size() >= kSmallPageSuperSlabs;
   SuperSlab* ss = AcquireSuperSlab(
-      heap, occupancy, occupancy == Occupancy::kDense && big ? Pages::kHuge : Pages::kSmall);
+      heap, occupancy,
+      occupancy == Occupancy::kDense && HasBigDenseDemand(heap) ? Pages::kHuge : Pages::kSmall);
   if (ss == nullptr) return nullptr;
   LinkSuperSlab(heap, ss);
   return AllocRun(ss, units, align_units, fresh);

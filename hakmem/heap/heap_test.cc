@@ -316,6 +316,28 @@ TEST(HeapTest, DenseAndSparseBlocksLiveInSeparateSuperSlabs) {
   });
 }
 
+// Only a heap's dense superslabs count toward the huge-page threshold: a heap of
+// big blocks (sparse superslabs) that holds a little of every small class keeps
+// that little in 4 KiB pages, not in a 2 MiB page it would barely touch.
+TEST(HeapTest, SparseSuperSlabsDoNotMakeDenseOnesHuge) {
+  OnNewThread([](Heap* heap) {
+    std::vector<void*> runs;
+    while (heap->superslabs.size() < kSmallPageSuperSlabs + 1) {
+      bool zeroed = false;
+      void* run = AllocLarge(heap, 900 << 10, 16, &zeroed);
+      ASSERT_NE(run, nullptr);
+      runs.push_back(run);
+    }
+    void* dense = nullptr;
+    ASSERT_EQ(AllocBatch(heap, 3, 1, &dense), 1);
+    SuperSlab* dense_ss = SuperSlabOf(dense);
+    EXPECT_EQ(dense_ss->occupancy, Occupancy::kDense);
+    EXPECT_FALSE(dense_ss->huge_pages) << "the heap's first dense superslab";
+    FreeBlockList(heap, dense);
+    for (void* run : runs) FreeLarge(heap, SuperSlabOf(run), SlabOf(SuperSlabOf(run), run));
+  });
+}
+
 // A large run shorter than a pool block (posix_memalign with a big alignment)
 // fails the block-start test too: its class is not a size class.
 TEST(HeapTest, ShortAlignedLargeRunFailsTheBlockStartTest) {
