@@ -552,7 +552,7 @@ bool IsBlockOfHeap(const Heap* heap, const void* p) {
 
 }  // namespace
 
-void DrainRemote(Heap* heap) {
+void DrainRemote(Heap* heap, KeepDrained keep) {
   uint64_t drained = 0;
   for (void* block = heap->remote.TakeAll(); block != nullptr; ++drained) {
     void* next = LoadLink(block);
@@ -570,7 +570,7 @@ void DrainRemote(Heap* heap) {
       } else {
         FreeLarge(heap, ss, slab);
       }
-    } else {
+    } else if (keep == nullptr || !keep(slab->cls, block)) {
       FreeBlock(heap, ss, slab, block);
     }
     block = next;

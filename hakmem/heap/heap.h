@@ -151,8 +151,14 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block);
 // their slabs; the blocks may belong to different slabs of `heap`.
 void FreeBlockList(Heap* heap, void* head);
 
-// Takes the blocks other threads freed into `heap` back into their slabs.
-void DrainRemote(Heap* heap);
+// Takes a block of class `cls` that another thread freed, for its owner's thread
+// cache: true when the cache took it (it stays counted in its slab as handed out,
+// as every cached block is), false when it goes back to its slab.
+using KeepDrained = bool (*)(int cls, void* block);
+
+// Takes the blocks other threads freed into `heap` back: to `keep` first when
+// given (the owner's thread cache), else (or when it declines) into their slabs.
+void DrainRemote(Heap* heap, KeepDrained keep = nullptr);
 
 // A large run of `size` bytes (kPoolMax < size, or smaller with alignment)
 // aligned to `alignment` (<= 1 MiB). `*zeroed` tells whether it reads as zero. A
