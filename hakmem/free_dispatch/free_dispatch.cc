@@ -221,7 +221,10 @@ Found FindIn(const void* ptr, void* header, Call call) {
   return {c.kind, c.usable};
 }
 
-void FreeSlow(void* ptr, void* header, Call call) {
+namespace {
+
+// Every case FreeSlow's first test leaves: classified, then freed or reported.
+ABSL_ATTRIBUTE_NOINLINE void FreeClassified(void* ptr, void* header, Call call) {
   if (ptr == nullptr) return;  // (Free's fast path leaves nullptr to this test)
   const Found found = FindIn(ptr, header, call);
   // Before the block can be reused (a remote free is reused by its owner).
@@ -257,6 +260,30 @@ void FreeSlow(void* ptr, void* header, Call call) {
     return FreeLarge(tls_heap, ss, slab);
   }
   FreeOwnBlock(ss, slab, ptr, call);
+}
+
+}  // namespace
+
+void FreeSlow(void* ptr, void* header, Call call) {
+  if constexpr (!kLiveMap) {
+    // What the fast path leaves here most: a live block of a size class that
+    // another thread's heap owns (every free of a producer/consumer pair), taken
+    // straight to its batch after the tests Classify and FreeClassified would
+    // make of it, without their frame. (A huge header's owner is nullptr;
+    // hardened builds take the general path, whose live-map test clears the
+    // block's byte.)
+    SuperSlab* ss = static_cast<SuperSlab*>(header);
+    if (ABSL_PREDICT_TRUE(header != nullptr && !profiler::Enabled())) {
+      const void* owner = ss->owner.load(std::memory_order_acquire);
+      if (ABSL_PREDICT_TRUE(owner != nullptr && owner != tls_heap)) {
+        const SlabMeta* slab = SlabOf(ss, ptr);
+        if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
+          return FreeRemote(ss, ptr, call);
+        }
+      }
+    }
+  }
+  FreeClassified(ptr, header, call);
 }
 
 size_t UsableSize(const void* ptr) {
