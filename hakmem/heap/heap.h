@@ -40,10 +40,12 @@ struct Heap {
   alignas(64) SlabMeta* current[kNumClasses];
   IntrusiveList<SlabMeta> partial[kNumClasses];  // slabs with free blocks, not current
   // Empty slabs kept for the next refills of their class instead of released and
-  // carved again (churn): up to what the class's thread cache holds (KeepEmpty in
-  // heap.cc). Linked through next/prev. A class that took none of its kept slabs
-  // between two decay ticks has them decommitted and released at the second;
-  // trim, thread exit, and a heap about to take a new superslab release them all.
+  // carved again (churn): up to what the class's thread cache holds, a
+  // superslab's worth for a class that took one of them since the last decay
+  // tick (KeepEmpty in heap.cc). Linked through next/prev. A class that took none
+  // of its kept slabs between two decay ticks has them decommitted and released
+  // at the second, or before, when the heap is about to carve untouched units;
+  // trim and thread exit release them all.
   IntrusiveList<SlabMeta> empty[kNumClasses];
   uint32_t empty_total;                 // kept slabs, all classes
   uint64_t empty_taken[2];              // classes that took a kept slab since the last tick

@@ -285,6 +285,45 @@ TEST(HeapTest, HeldMemoryIsReusedBeforeTheHeapGrows) {
   });
 }
 
+// A class that takes its kept slabs again (blocks freed by other threads come and
+// go by more than a cache's worth) keeps every slab that empties, and a new slab
+// of another class does not take their units: carved for that class, they would
+// touch new pages where its blocks start, and this class would carve anew.
+TEST(HeapTest, ClassesReusingKeptSlabsKeepThemFromOtherClasses) {
+  OnNewThread([](Heap* heap) {
+    const int cls = SizeClass(36 << 10), other = SizeClass(30 << 10);  // 9, 8 units a slab
+    ASSERT_EQ(OccupancyOfBlock(kSizeClasses[cls].size), OccupancyOfBlock(kSizeClasses[other].size));
+    const uint32_t blocks = kSizeClasses[cls].blocks;
+    const uint32_t keep = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
+    const int n = static_cast<int>((keep + 3) * blocks);  // keep + 3 slabs
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
+    FreeBlockList(heap, head);
+    ASSERT_EQ(heap->empty[cls].size(), keep) << "a cache's worth, before it takes them";
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);  // the kept slabs, and 3 new ones
+    FreeBlockList(heap, head);
+    EXPECT_EQ(heap->empty[cls].size(), keep + 3) << "taken again: all kept";
+    std::set<const SlabMeta*> kept;
+    for (const SlabMeta* slab = heap->empty[cls].head(); slab != nullptr; slab = slab->next) {
+      kept.insert(slab);
+    }
+    // No backed free unit left but the kept slabs': another class's slab goes to
+    // untouched units, not to theirs.
+    PurgeCaches(/*force=*/true);
+    for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+      DecayFreeUnits(ss, platform::NowNanos(), /*delay_ns=*/0);
+    }
+    ASSERT_EQ(AllocBatch(heap, other, 1, &head), 1);
+    EXPECT_EQ(heap->empty[cls].size(), keep + 3);
+    for (const SlabMeta* slab : kept) {
+      EXPECT_FALSE(head >= slab->start && head < slab->end) << "in a kept slab's units";
+    }
+    FreeBlockList(heap, head);
+    TrimHeap(heap);
+    EXPECT_TRUE(heap->empty[cls].empty());
+  });
+}
+
 // Blocks that programs touch whole (dense) and big ones they often touch in part
 // (sparse, large runs too) never share a superslab: only dense superslabs may be
 // given 2 MiB pages, and a heap's first superslabs never are.
