@@ -570,29 +570,39 @@ bool IsBlockOfHeap(const Heap* heap, const void* p) {
 }  // namespace
 
 void DrainRemote(Heap* heap, KeepDrained keep) {
+  void* lists[kRemoteLanes];
+  if (!heap->remote.TakeAll(lists)) return;
   uint64_t drained = 0;
-  for (void* block = heap->remote.TakeAll(); block != nullptr; ++drained) {
-    void* next = LoadLink(block);
-    // (Not if constexpr: clang would warn of an unused function.)
-    if (config::kHardened && next != nullptr && !IsBlockOfHeap(heap, next)) {
-      next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-    }
-    SuperSlab* ss = SuperSlabOf(block);
-    SlabMeta* slab = SlabOf(ss, block);
-    if (slab->cls == kLargeClass) {
-      if (slab->used == 0) {
-        // A large run freed twice, the second time by another thread: found only
-        // when its owner drains the remote queue.
-        ReportInvalidFree(block, "double free of a large block, from another thread", "free");
-      } else {
-        FreeLarge(heap, ss, slab);
+  // The lanes' lists side by side, a block of each in turn: their link loads are
+  // independent, so their cache misses overlap.
+  for (bool any = true; any;) {
+    any = false;
+    for (void*& block : lists) {
+      if (block == nullptr) continue;
+      any = true;
+      ++drained;
+      void* next = LoadLink(block);
+      // (Not if constexpr: clang would warn of an unused function.)
+      if (config::kHardened && next != nullptr && !IsBlockOfHeap(heap, next)) {
+        next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
       }
-    } else if (keep == nullptr || !keep(slab->cls, block)) {
-      FreeBlock(heap, ss, slab, block);
+      SuperSlab* ss = SuperSlabOf(block);
+      SlabMeta* slab = SlabOf(ss, block);
+      if (slab->cls == kLargeClass) {
+        if (slab->used == 0) {
+          // A large run freed twice, the second time by another thread: found only
+          // when its owner drains the remote queue.
+          ReportInvalidFree(block, "double free of a large block, from another thread", "free");
+        } else {
+          FreeLarge(heap, ss, slab);
+        }
+      } else if (keep == nullptr || !keep(slab->cls, block)) {
+        FreeBlock(heap, ss, slab, block);
+      }
+      block = next;
     }
-    block = next;
   }
-  if (drained != 0) Count(Counter::k_remote_drained, drained);
+  Count(Counter::k_remote_drained, drained);
 }
 
 void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {

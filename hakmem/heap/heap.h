@@ -160,6 +160,7 @@ using KeepDrained = bool (*)(int cls, void* block);
 
 // Takes the blocks other threads freed into `heap` back: to `keep` first when
 // given (the owner's thread cache), else (or when it declines) into their slabs.
+// The queue's lanes are walked side by side (see remote_queue.h).
 void DrainRemote(Heap* heap, KeepDrained keep = nullptr);
 
 // A large run of `size` bytes (kPoolMax < size, or smaller with alignment)
