@@ -57,10 +57,13 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
 
 // ---- batched remote frees ----
 
+// Its blocks are dealt over the owner's remote-queue lanes in turn, one list per
+// lane, so that the owner walks them side by side.
 struct RemoteBatch {
   Heap* owner;
-  void* head;  // linked through first words (StoreLink), newest first
-  void* tail;
+  void* head[kRemoteLanes];  // linked through first words (StoreLink), newest first
+  void* tail[kRemoteLanes];
+  void* last;  // the block added last (a large block freed twice in a row is that one)
   uint32_t count;
 };
 
@@ -86,7 +89,9 @@ ABSL_CONST_INIT bool g_remote_key_ok = false;
 
 void HandOver(RemoteBatch& batch) {
   if (batch.count != 0) {
-    batch.owner->remote.PushList(batch.head, batch.tail);
+    for (uint32_t lane = 0; lane < kRemoteLanes && lane < batch.count; ++lane) {
+      batch.owner->remote.PushList(batch.head[lane], batch.tail[lane], lane);
+    }
     Count(Counter::k_remote_batches);
     if (ABSL_PREDICT_FALSE(IsAbandoned(batch.owner))) ReclaimAbandoned(batch.owner);
   }
@@ -134,13 +139,15 @@ void FreeRemote(SuperSlab* ss, void* ptr, Call call) {
     emptiest->owner = owner;
     batch = emptiest;
   }
-  // A large block (no freed-block tag) freed twice in a row would link to itself.
-  if (ABSL_PREDICT_FALSE(batch->head == ptr)) {
+  // A large block (no freed-block tag) freed twice in a row would be pushed twice.
+  if (ABSL_PREDICT_FALSE(batch->last == ptr)) {
     return ReportInvalid(ptr, call, "double free, from another thread");
   }
-  StoreLink(ptr, batch->head);
-  if (batch->head == nullptr) batch->tail = ptr;
-  batch->head = ptr;
+  const uint32_t lane = batch->count % kRemoteLanes;
+  StoreLink(ptr, batch->head[lane]);
+  if (batch->head[lane] == nullptr) batch->tail[lane] = ptr;
+  batch->head[lane] = ptr;
+  batch->last = ptr;
   if (++batch->count == kRemoteBatchBlocks) HandOver(*batch);
 }
 
@@ -234,7 +241,10 @@ void FreeViaRegistry(void* ptr, Call call) {
   FreeInOwnSuperSlab(ss, ptr, call);
 }
 
-void FreeSlow(void* ptr, void* header, Call call) {
+namespace {
+
+// Every case FreeSlow's first test leaves: classified, then freed or reported.
+ABSL_ATTRIBUTE_NOINLINE void FreeClassified(void* ptr, void* header, Call call) {
   if (ptr == nullptr) return;  // (Free's fast path leaves nullptr to this test)
   const Found found = FindIn(ptr, header, call);
   // Before the block can be reused (a remote free is reused by its owner).
@@ -270,6 +280,30 @@ void FreeSlow(void* ptr, void* header, Call call) {
     return FreeLarge(tls_heap, ss, slab);
   }
   FreeOwnBlock(ss, slab, ptr, call);
+}
+
+}  // namespace
+
+void FreeSlow(void* ptr, void* header, Call call) {
+  if constexpr (!kLiveMap) {
+    // What the fast path leaves here most: a live block of a size class that
+    // another thread's heap owns (every free of a producer/consumer pair), taken
+    // straight to its batch after the tests Classify and FreeClassified would
+    // make of it, without their frame. (A huge header's owner is nullptr;
+    // hardened builds take the general path, whose live-map test clears the
+    // block's byte.)
+    SuperSlab* ss = static_cast<SuperSlab*>(header);
+    if (ABSL_PREDICT_TRUE(header != nullptr && !profiler::Enabled())) {
+      const void* owner = ss->owner.load(std::memory_order_acquire);
+      if (ABSL_PREDICT_TRUE(owner != nullptr && owner != tls_heap)) {
+        const SlabMeta* slab = SlabOf(ss, ptr);
+        if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
+          return FreeRemote(ss, ptr, call);
+        }
+      }
+    }
+  }
+  FreeClassified(ptr, header, call);
 }
 
 size_t UsableSize(const void* ptr) {

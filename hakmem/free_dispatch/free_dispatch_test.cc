@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -57,15 +58,46 @@ TEST(FreeDispatchTest, FreeFromAnotherThreadIsRemote) {
 
 // Counts the blocks on `heap`'s remote queue without taking them.
 size_t RemoteQueueLength(Heap* heap) {
-  void* list = heap->remote.TakeAll();
+  void* lists[kRemoteLanes];
+  heap->remote.TakeAll(lists);
   size_t n = 0;
-  void* last = nullptr;
-  for (void* p = list; p != nullptr; p = LoadLinkOrEnd(p)) {
-    last = p;
-    ++n;
+  for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
+    void* last = nullptr;
+    for (void* p = lists[lane]; p != nullptr; p = LoadLinkOrEnd(p)) {
+      last = p;
+      ++n;
+    }
+    if (last != nullptr) heap->remote.PushList(lists[lane], last, lane);
   }
-  if (list != nullptr) heap->remote.PushList(list, last);
   return n;
+}
+
+// The blocks of a batch are dealt over the owner's lanes in turn: each lane's
+// list holds a quarter of them, so the owner walks the lanes side by side.
+TEST(FreeDispatchTest, BatchesAreDealtOverTheOwnersLanes) {
+  if constexpr (config::kHardened) GTEST_SKIP() << "hardened: every block pushed at once";
+  DrainRemote(MyHeap());
+  std::vector<void*> blocks;
+  for (uint32_t i = 0; i < kRemoteBatchBlocks; ++i) blocks.push_back(Block(48));
+  std::thread([&] {
+    for (void* p : blocks) Free(p, Call::kFree);
+  }).join();
+  void* lists[kRemoteLanes];
+  ASSERT_TRUE(MyHeap()->remote.TakeAll(lists));
+  std::set<void*> seen;
+  for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
+    size_t n = 0;
+    void* last = nullptr;
+    for (void* p = lists[lane]; p != nullptr; p = LoadLink(p)) {
+      seen.insert(p);
+      last = p;
+      ++n;
+    }
+    EXPECT_EQ(n, kRemoteBatchBlocks / kRemoteLanes) << "lane " << lane;
+    if (last != nullptr) MyHeap()->remote.PushList(lists[lane], last, lane);
+  }
+  EXPECT_EQ(seen, std::set<void*>(blocks.begin(), blocks.end()));
+  DrainRemote(MyHeap());
 }
 
 TEST(FreeDispatchTest, RemoteFreesGoOverInBatchesAndAllAtThreadExit) {

@@ -72,16 +72,34 @@ void PushPartial(Heap* heap, SlabMeta* slab) {
 
 void RemovePartial(Heap* heap, SlabMeta* slab) { heap->partial[slab->cls].Remove(slab); }
 
-void ReleaseKeptEmptySlabs(Heap* heap);
+void ReleaseKeptEmptySlabs(Heap* heap, bool cold_only = false);
 void ReleaseCachedLargeRuns(Heap* heap);
+
+// Whether the heap's dense blocks already fill kSmallPageSuperSlabs superslabs,
+// so that its next dense superslab is worth a huge page. Its sparse superslabs do
+// not count: a heap of big blocks (mid_large_mt, cross_thread) that holds a
+// little of every small class would otherwise back that little with 2 MiB pages.
+bool HasBigDenseDemand(const Heap* heap) {
+  uint32_t dense = 0;
+  for (const SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+    if (ss->occupancy == Occupancy::kDense && ss->used_units != 0 &&
+        ++dense >= kSmallPageSuperSlabs)
+      return true;
+  }
+  return false;
+}
 
 // A run of `units` for blocks of `occupancy` from the heap's superslabs of that
 // occupancy or empty ones, or from a newly acquired one. Memory already backed
 // comes first, in every superslab of the heap, before any is taken untouched: a
 // run of backed free units; else one of the units the heap keeps against churn
-// (its kept empty slabs and cached large runs are released for it: the heap does
-// not grow for them); then untouched units; then a new superslab. So the heap's
-// RSS grows only when nothing it has touched fits.
+// (the kept empty slabs of classes that took none since the last decay tick, and
+// cached large runs, are released for it: the heap does not grow for them); then
+// untouched units; then a new superslab. So the heap's RSS grows only when
+// nothing it has touched fits, but for the kept slabs of classes still reusing
+// them: a slab carved for another class over their units would touch new pages
+// where its blocks start (the old blocks' pages, those of a big class above all,
+// are not the new ones'), and the class would carve new slabs in turn.
 SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy occupancy,
                          bool* fresh) {
   auto carve = [&](RunUnits which) -> SlabMeta* {
@@ -99,17 +117,22 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
   };
   if (SlabMeta* slab = carve(RunUnits::kBackedOnly)) return slab;
   if (heap->empty_total != 0 || heap->large_cache_count != 0) {
-    ReleaseKeptEmptySlabs(heap);
+    ReleaseKeptEmptySlabs(heap, /*cold_only=*/true);
     ReleaseCachedLargeRuns(heap);
     if (SlabMeta* slab = carve(RunUnits::kBackedOnly)) return slab;
   }
   if (SlabMeta* slab = carve(RunUnits::kAny)) return slab;
-  const bool big = heap->superslabs.size() >= kSmallPageSuperSlabs;
   SuperSlab* ss = AcquireSuperSlab(
-      heap, occupancy, occupancy == Occupancy::kDense && big ? Pages::kHuge : Pages::kSmall);
+      heap, occupancy,
+      occupancy == Occupancy::kDense && HasBigDenseDemand(heap) ? Pages::kHuge : Pages::kSmall);
   if (ss == nullptr) return nullptr;
   LinkSuperSlab(heap, ss);
   return AllocRun(ss, units, align_units, fresh);
+}
+
+// Whether `cls` took one of its kept slabs since the last decay tick.
+bool ReusesKeptSlabs(const Heap* heap, int cls) {
+  return (heap->empty_taken[cls / 64] & (uint64_t{1} << (cls % 64))) != 0;
 }
 
 // An empty slab of `cls` is kept (not released) while the class has fewer kept
@@ -117,7 +140,13 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
 // so a class that empties and refills slabs in a cycle reuses them instead of
 // carving new ones. At least one. The limit is ACE's for the calling thread (the
 // owner: every caller of FreeBlock is), the fixed one with --define hakmem_ace=off.
+// A class that took a kept slab since the last decay tick is in such a cycle,
+// wider than its cache (blocks freed by other threads, whose demand swings by
+// more than a cache, to and fro): it keeps up to a superslab's worth of units.
 bool KeepEmpty(const Heap* heap, int cls) {
+  if (ReusesKeptSlabs(heap, cls)) {
+    return (heap->empty[cls].size() + 1) * kSizeClasses[cls].slab_units <= kCarvableUnits;
+  }
   const uint32_t blocks = kSizeClasses[cls].blocks;
   const uint32_t slabs = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
   return heap->empty[cls].size() < (slabs > 1 ? slabs : 1);
@@ -177,16 +206,18 @@ void ReleaseCachedLargeRuns(Heap* heap) {
   }
 }
 
-// Releases the empty slabs FreeBlock kept.
-void ReleaseKeptEmptySlabs(Heap* heap) {
+// Releases the empty slabs FreeBlock kept (`cold_only`: those of classes that
+// took none since the last decay tick).
+void ReleaseKeptEmptySlabs(Heap* heap, bool cold_only) {
   if (heap->empty_total == 0) return;
   for (int cls = 0; cls < kNumClasses; ++cls) {
+    if (cold_only && ReusesKeptSlabs(heap, cls)) continue;
     while (SlabMeta* slab = heap->empty[cls].head()) {
       RemoveEmpty(heap, slab);
       ReleaseSlab(heap, SuperSlabOf(slab->start), slab);
     }
   }
-  heap->empty_taken[0] = heap->empty_taken[1] = 0;
+  if (!cold_only) heap->empty_taken[0] = heap->empty_taken[1] = 0;
 }
 
 // A decay tick of the kept slabs: a class that took none since the last tick has
@@ -537,30 +568,40 @@ bool IsBlockOfHeap(const Heap* heap, const void* p) {
 
 }  // namespace
 
-void DrainRemote(Heap* heap) {
+void DrainRemote(Heap* heap, KeepDrained keep) {
+  void* lists[kRemoteLanes];
+  if (!heap->remote.TakeAll(lists)) return;
   uint64_t drained = 0;
-  for (void* block = heap->remote.TakeAll(); block != nullptr; ++drained) {
-    void* next = LoadLink(block);
-    // (Not if constexpr: clang would warn of an unused function.)
-    if (config::kHardened && next != nullptr && !IsBlockOfHeap(heap, next)) {
-      next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-    }
-    SuperSlab* ss = SuperSlabOf(block);
-    SlabMeta* slab = SlabOf(ss, block);
-    if (slab->cls == kLargeClass) {
-      if (slab->used == 0) {
-        // A large run freed twice, the second time by another thread: found only
-        // when its owner drains the remote queue.
-        ReportInvalidFree(block, "double free of a large block, from another thread", "free");
-      } else {
-        FreeLarge(heap, ss, slab);
+  // The lanes' lists side by side, a block of each in turn: their link loads are
+  // independent, so their cache misses overlap.
+  for (bool any = true; any;) {
+    any = false;
+    for (void*& block : lists) {
+      if (block == nullptr) continue;
+      any = true;
+      ++drained;
+      void* next = LoadLink(block);
+      // (Not if constexpr: clang would warn of an unused function.)
+      if (config::kHardened && next != nullptr && !IsBlockOfHeap(heap, next)) {
+        next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
       }
-    } else {
-      FreeBlock(heap, ss, slab, block);
+      SuperSlab* ss = SuperSlabOf(block);
+      SlabMeta* slab = SlabOf(ss, block);
+      if (slab->cls == kLargeClass) {
+        if (slab->used == 0) {
+          // A large run freed twice, the second time by another thread: found only
+          // when its owner drains the remote queue.
+          ReportInvalidFree(block, "double free of a large block, from another thread", "free");
+        } else {
+          FreeLarge(heap, ss, slab);
+        }
+      } else if (keep == nullptr || !keep(slab->cls, block)) {
+        FreeBlock(heap, ss, slab, block);
+      }
+      block = next;
     }
-    block = next;
   }
-  if (drained != 0) Count(Counter::k_remote_drained, drained);
+  Count(Counter::k_remote_drained, drained);
 }
 
 void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {

@@ -40,10 +40,12 @@ struct Heap {
   alignas(64) SlabMeta* current[kNumClasses];
   IntrusiveList<SlabMeta> partial[kNumClasses];  // slabs with free blocks, not current
   // Empty slabs kept for the next refills of their class instead of released and
-  // carved again (churn): up to what the class's thread cache holds (KeepEmpty in
-  // heap.cc). Linked through next/prev. A class that took none of its kept slabs
-  // between two decay ticks has them decommitted and released at the second;
-  // trim, thread exit, and a heap about to take a new superslab release them all.
+  // carved again (churn): up to what the class's thread cache holds, a
+  // superslab's worth for a class that took one of them since the last decay
+  // tick (KeepEmpty in heap.cc). Linked through next/prev. A class that took none
+  // of its kept slabs between two decay ticks has them decommitted and released
+  // at the second, or before, when the heap is about to carve untouched units;
+  // trim and thread exit release them all.
   IntrusiveList<SlabMeta> empty[kNumClasses];
   uint32_t empty_total;                 // kept slabs, all classes
   uint64_t empty_taken[2];              // classes that took a kept slab since the last tick
@@ -152,8 +154,15 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block);
 // their slabs; the blocks may belong to different slabs of `heap`.
 void FreeBlockList(Heap* heap, void* head);
 
-// Takes the blocks other threads freed into `heap` back into their slabs.
-void DrainRemote(Heap* heap);
+// Takes a block of class `cls` that another thread freed, for its owner's thread
+// cache: true when the cache took it (it stays counted in its slab as handed out,
+// as every cached block is), false when it goes back to its slab.
+using KeepDrained = bool (*)(int cls, void* block);
+
+// Takes the blocks other threads freed into `heap` back: to `keep` first when
+// given (the owner's thread cache), else (or when it declines) into their slabs.
+// The queue's lanes are walked side by side (see remote_queue.h).
+void DrainRemote(Heap* heap, KeepDrained keep = nullptr);
 
 // A large run of `size` bytes (kPoolMax < size, or smaller with alignment)
 // aligned to `alignment` (<= 1 MiB). `*zeroed` tells whether it reads as zero. A

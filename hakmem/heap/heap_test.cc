@@ -285,6 +285,45 @@ TEST(HeapTest, HeldMemoryIsReusedBeforeTheHeapGrows) {
   });
 }
 
+// A class that takes its kept slabs again (blocks freed by other threads come and
+// go by more than a cache's worth) keeps every slab that empties, and a new slab
+// of another class does not take their units: carved for that class, they would
+// touch new pages where its blocks start, and this class would carve anew.
+TEST(HeapTest, ClassesReusingKeptSlabsKeepThemFromOtherClasses) {
+  OnNewThread([](Heap* heap) {
+    const int cls = SizeClass(36 << 10), other = SizeClass(30 << 10);  // 9, 8 units a slab
+    ASSERT_EQ(OccupancyOfBlock(kSizeClasses[cls].size), OccupancyOfBlock(kSizeClasses[other].size));
+    const uint32_t blocks = kSizeClasses[cls].blocks;
+    const uint32_t keep = (ace::LimitOf(ace::tls_ace, cls) + blocks - 1) / blocks;
+    const int n = static_cast<int>((keep + 3) * blocks);  // keep + 3 slabs
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
+    FreeBlockList(heap, head);
+    ASSERT_EQ(heap->empty[cls].size(), keep) << "a cache's worth, before it takes them";
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);  // the kept slabs, and 3 new ones
+    FreeBlockList(heap, head);
+    EXPECT_EQ(heap->empty[cls].size(), keep + 3) << "taken again: all kept";
+    std::set<const SlabMeta*> kept;
+    for (const SlabMeta* slab = heap->empty[cls].head(); slab != nullptr; slab = slab->next) {
+      kept.insert(slab);
+    }
+    // No backed free unit left but the kept slabs': another class's slab goes to
+    // untouched units, not to theirs.
+    PurgeCaches(/*force=*/true);
+    for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+      DecayFreeUnits(ss, platform::NowNanos(), /*delay_ns=*/0);
+    }
+    ASSERT_EQ(AllocBatch(heap, other, 1, &head), 1);
+    EXPECT_EQ(heap->empty[cls].size(), keep + 3);
+    for (const SlabMeta* slab : kept) {
+      EXPECT_FALSE(head >= slab->start && head < slab->end) << "in a kept slab's units";
+    }
+    FreeBlockList(heap, head);
+    TrimHeap(heap);
+    EXPECT_TRUE(heap->empty[cls].empty());
+  });
+}
+
 // Blocks that programs touch whole (dense) and big ones they often touch in part
 // (sparse, large runs too) never share a superslab: only dense superslabs may be
 // given 2 MiB pages, and a heap's first superslabs never are.
@@ -313,6 +352,28 @@ TEST(HeapTest, DenseAndSparseBlocksLiveInSeparateSuperSlabs) {
     FreeLarge(heap, SuperSlabOf(large), SlabOf(SuperSlabOf(large), large));
     FreeBlockList(heap, dense);
     FreeBlockList(heap, sparse);
+  });
+}
+
+// Only a heap's dense superslabs count toward the huge-page threshold: a heap of
+// big blocks (sparse superslabs) that holds a little of every small class keeps
+// that little in 4 KiB pages, not in a 2 MiB page it would barely touch.
+TEST(HeapTest, SparseSuperSlabsDoNotMakeDenseOnesHuge) {
+  OnNewThread([](Heap* heap) {
+    std::vector<void*> runs;
+    while (heap->superslabs.size() < kSmallPageSuperSlabs + 1) {
+      bool zeroed = false;
+      void* run = AllocLarge(heap, 900 << 10, 16, &zeroed);
+      ASSERT_NE(run, nullptr);
+      runs.push_back(run);
+    }
+    void* dense = nullptr;
+    ASSERT_EQ(AllocBatch(heap, 3, 1, &dense), 1);
+    SuperSlab* dense_ss = SuperSlabOf(dense);
+    EXPECT_EQ(dense_ss->occupancy, Occupancy::kDense);
+    EXPECT_FALSE(dense_ss->huge_pages) << "the heap's first dense superslab";
+    FreeBlockList(heap, dense);
+    for (void* run : runs) FreeLarge(heap, SuperSlabOf(run), SlabOf(SuperSlabOf(run), run));
   });
 }
 

@@ -13,9 +13,10 @@ namespace {
 void BM_PushTakeUncontended(benchmark::State& state) {
   RemoteQueue queue;
   void* block[2];
+  void* lists[kRemoteLanes];
   for (auto _ : state) {
     queue.Push(block);
-    benchmark::DoNotOptimize(queue.TakeAll());
+    benchmark::DoNotOptimize(queue.TakeAll(lists));
   }
 }
 BENCHMARK(BM_PushTakeUncontended);
@@ -24,7 +25,8 @@ void BM_PushWhileOwnerDrains(benchmark::State& state) {
   RemoteQueue queue;
   std::atomic<bool> stop{false};
   std::thread owner([&] {
-    while (!stop.load(std::memory_order_relaxed)) benchmark::DoNotOptimize(queue.TakeAll());
+    void* lists[kRemoteLanes];
+    while (!stop.load(std::memory_order_relaxed)) benchmark::DoNotOptimize(queue.TakeAll(lists));
   });
   std::vector<void*> blocks(4096 * 2);
   size_t i = 0;

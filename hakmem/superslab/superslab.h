@@ -51,8 +51,8 @@ inline constexpr size_t kDenseBlockMax = size_t{8} << 10;  // sparse from 8 KiB 
 inline constexpr Occupancy OccupancyOfBlock(size_t block_size) {
   return block_size <= kDenseBlockMax ? Occupancy::kDense : Occupancy::kSparse;
 }
-// A heap's first superslabs stay in 4 KiB pages, dense ones too: a small program
-// or thread grows its RSS by what it touches, not by 2 MiB steps.
+// A heap's first dense superslabs stay in 4 KiB pages (its sparse ones always do):
+// a small program or thread grows its RSS by what it touches, not by 2 MiB steps.
 inline constexpr uint32_t kSmallPageSuperSlabs = 4;  // 8 MiB
 
 // The pages a superslab is carved with: each kind has its own reservation, the

@@ -7,10 +7,12 @@
 // Allocation pops a list and a local free pushes one: no atomics, no locks, a
 // handful of instructions, and no branch on the lane. The fast paths name a class
 // by its list offset (ListOffset) and, on x86-64, reach the lists in asm, one
-// %fs-relative instruction per access (TryAllocAt, TryFreeAt). An empty list is served from
-// its class's carved range or refilled with a batch from the heap (its slabs, then
-// remote frees, then partial slabs, then a new slab); a full list gives a batch
-// back. Each list's limit and batch come from ace (adaptive, slow paths only);
+// %fs-relative instruction per access (TryAllocAt, TryFreeAt). An empty list
+// takes the blocks other threads freed into the heap first (every class's,
+// drained into the lists with room), else is served from its class's carved
+// range or refilled with a batch from the heap (its slabs, then partial slabs,
+// then a new slab); a full list gives a batch back. Each list's limit and batch
+// come from ace (adaptive, slow paths only);
 // a limit of 0 means uncached: heap profiling (every free reaches the profiler)
 // and pool classes with --define hakmem_pool_tls=off (A/B runs).
 // Thread-safety: the caller's own TLS only; the Heap* passed in is the caller's.
@@ -37,6 +39,12 @@
 #include "hakmem/superslab/superslab.h"
 
 namespace hakmem {
+
+namespace thread_cache {
+// DrainRemote's KeepDrained for the calling thread's cache: a block other threads
+// freed goes to its class's list when the list has room.
+bool KeepDrained(int cls, void* block);
+}  // namespace thread_cache
 
 // The free list of one class. Constant-initialised to empty: an empty list sends
 // the caller to its refill path, so the fast paths need no init branch.
@@ -223,6 +231,16 @@ struct ThreadCache {
     if (ABSL_PREDICT_FALSE(list.Count() != 0)) {  // Pop ended the list at a bad link
       ReportCorruptList(cls, list.Count());
       list.SetCount(0);  // those blocks are leaked, never handed out
+    }
+    // Blocks other threads freed come back before fresh memory is handed out (the
+    // range, or a new slab): drained into the lists of their classes (those with
+    // room; the rest to their slabs), this one's first block is the answer.
+    if (heap->remote.MaybeNonEmpty()) {
+      DrainRemote(heap, &thread_cache::KeepDrained);
+      if (void* block = Pop(cls)) {
+        *zeroed = false;
+        return block;
+      }
     }
     CarvedRange& range = ranges[cls];
     if (range.next == range.end) {

@@ -1,5 +1,6 @@
 #include "hakmem/thread_cache/thread_cache.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -326,6 +327,37 @@ TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
     Free(heap, cls, p);
     EXPECT_EQ(IsCached(cls, p), config::kPoolTls);
     EXPECT_EQ(CachedBlocks(cls), config::kPoolTls ? 1u : 0u);
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
+}
+
+// Blocks other threads freed come back at the owner's next refill, before its
+// carved range hands out fresh memory, and straight to the lists of their classes
+// (this one's and others'): a producer/consumer pair reuses memory instead of
+// growing it.
+TEST(ThreadCacheTest, RemoteFreesComeBackToTheListsBeforeTheRange) {
+  std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();
+    const int cls = 10;    // 176 bytes and
+    const int other = 11;  // 192: classes no other test here uses
+    std::vector<void*> freed;
+    std::vector<void*> others;
+    for (int i = 0; i < 8; ++i) freed.push_back(Alloc(heap, cls));
+    for (int i = 0; i < 5; ++i) others.push_back(Alloc(heap, other));
+    ASSERT_EQ(CachedBlocks(cls), 0u);
+    ASSERT_NE(tls_cache.ranges[cls].next, tls_cache.ranges[cls].end) << "fresh blocks are left";
+    std::thread([&] {
+      for (void* p : freed) PushRemote(SuperSlabOf(p), p);
+      for (void* p : others) PushRemote(SuperSlabOf(p), p);
+    }).join();
+    void* again = Alloc(heap, cls);
+    EXPECT_NE(std::find(freed.begin(), freed.end(), again), freed.end())
+        << "a freed block, not one of the range";
+    EXPECT_EQ(CachedBlocks(cls), freed.size() - 1);
+    EXPECT_EQ(CachedBlocks(other), others.size());
+    EXPECT_FALSE(heap->remote.MaybeNonEmpty());
+    Free(heap, cls, again);
     FlushAll(heap);
     AbandonHeap();
   }).join();
