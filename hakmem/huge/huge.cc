@@ -1,6 +1,7 @@
 #include "hakmem/huge/huge.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "hakmem/config/options.h"
 #include "hakmem/platform/intrusive_list.h"
@@ -90,6 +91,13 @@ void* MapHuge(size_t size, size_t alignment, const HugeLayout& layout, char* bas
     base = static_cast<char*>(platform::Reserve(layout.length, reserve_alignment, reserve_offset));
     if (base == nullptr) return nullptr;
   }
+  // Whole 2 MiB pages of a big block are faulted in at once (its tail below
+  // 2 MiB stays in small pages). Advised before the header is written: the
+  // header's fault would otherwise put a 4 KiB page in the first 2 MiB, and the
+  // kernel backs a range that already holds one with small pages only.
+  if (layout.length >= kSuperSlabSize && config::HugePagesEnabled()) {
+    platform::AdviseHugePages(base, layout.length);
+  }
   char* user = base + layout.offset;
   HugeHeader* h = HugeHeaderOf(user);
   h->magic = kHugeMagic;
@@ -100,11 +108,6 @@ void* MapHuge(size_t size, size_t alignment, const HugeLayout& layout, char* bas
   if (!GuardTail(base, layout.length) || !registry::Register(base, layout.length, h)) {
     platform::Release(base, layout.length);
     return nullptr;
-  }
-  // Whole 2 MiB pages of a big block are faulted in at once (its tail below
-  // 2 MiB stays in small pages).
-  if (layout.length >= kSuperSlabSize && config::HugePagesEnabled()) {
-    platform::AdviseHugePages(base, layout.length);
   }
   g_huge_bytes.fetch_add(layout.length, std::memory_order_relaxed);
   g_huge_count.fetch_add(1, std::memory_order_relaxed);
@@ -189,21 +192,20 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   const size_t old_len = h->map_len;
   HugeHeader* moved =
       reinterpret_cast<HugeHeader*>(new_base + (reinterpret_cast<char*>(h) - old_base));
-  // Guarded: the new range gets its guard before anything moves, and the pages
-  // move without growing (new_size old_len), so the guard stays; the old guard
-  // page, which moves with them, is made accessible first (mremap takes one
-  // mapping, and that merge needs no split).
-  const size_t move_len = kHugeGuardSize != 0 ? old_len : needed;
-  char* const old_guard = old_base + old_len - kHugeGuardSize;
+  // The old mapping's accessible bytes move by whole 2 MiB chunks (mremap, no
+  // copy), growing into the whole new range but its guard page, so the block
+  // stays one mapping; the partial chunk after them, which only a mapping made
+  // by MapHuge has (one that realloc made runs to a chunk's end), is copied.
+  // Moved, its 4 KiB pages would sit in a chunk of the new range, which then
+  // could never be a 2 MiB page: 512 faults for the chunk later, against one
+  // memcpy of less than 2 MiB now (of pages the block's writes have faulted in).
+  // The old guard page goes back with that rest, so the move takes one mapping
+  // and no guard has to come down first.
+  const size_t accessible = old_len - kHugeGuardSize;
+  const size_t whole = accessible & ~(kSuperSlabSize - 1);
   // Register the new range first: on failure nothing has moved and the old block
   // is intact.
   if (!GuardTail(new_base, needed) || !registry::Register(new_base, needed, moved)) {
-    platform::Release(new_base, needed);
-    errno = ENOMEM;
-    return nullptr;
-  }
-  if (kHugeGuardSize != 0 && !platform::Protect(old_guard, kHugeGuardSize, /*accessible=*/true)) {
-    registry::Unregister(new_base, needed);
     platform::Release(new_base, needed);
     errno = ENOMEM;
     return nullptr;
@@ -212,18 +214,22 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   // pages, another thread's mmap may get that range and register it, and a late
   // Unregister would erase that thread's entries.
   registry::Unregister(old_base, old_len);
-  if (!platform::MovePages(old_base, old_len, new_base, move_len)) {
+  if (whole != 0 && !platform::MovePages(old_base, whole, new_base, needed - kHugeGuardSize)) {
     registry::Register(old_base, old_len, h);  // leaves exist: cannot fail
-    if (!GuardTail(old_base, old_len)) {
-      // Made accessible again a moment ago, it cannot be split now: the block
-      // stays whole and in place, and only loses its guard.
-      platform::DiagLine().Str("hakmem: a huge block's guard page could not be restored").Write();
-    }
     registry::Unregister(new_base, needed);
     platform::Release(new_base, needed);
     errno = ENOMEM;
     return nullptr;
   }
+  // Advised after the move, which gave the range the old mapping's advice, and
+  // before the copy writes to it.
+  if (needed >= kSuperSlabSize && config::HugePagesEnabled()) {
+    platform::AdviseHugePages(new_base, needed - kHugeGuardSize);
+  }
+  if (whole != accessible) {
+    memcpy(new_base + whole, old_base + whole, accessible - whole);
+  }
+  if (whole != old_len) platform::Release(old_base + whole, old_len - whole);
   moved->map_base = new_base;
   moved->map_len = needed;
   moved->user = new_base + offset;
