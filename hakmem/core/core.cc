@@ -151,8 +151,10 @@ HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls, bool* zeroed) {
 }
 
 // Any size, aligned to `alignment` (a power of two <= 1 MiB for the slab lanes).
-// `*zeroed` tells whether the block is known to read as zero.
-void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
+// `*zeroed` tells whether the block is known to read as zero. A large run is
+// carved among blocks of `large_occupancy`.
+void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed,
+                        Occupancy large_occupancy = Occupancy::kSparse) {
   *zeroed = false;
   if (size == 0) size = 1;  // a minimal block on every lane, aligned ones included
   if (size > kPoolMax) stats::RecordLargeSize(size);
@@ -173,7 +175,7 @@ void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
     while (ClassSize(cls) % alignment != 0) ++cls;
     p = AllocClass(heap, cls, zeroed);
   } else {
-    p = AllocLarge(heap, size, alignment, zeroed);
+    p = AllocLarge(heap, size, alignment, zeroed, large_occupancy);
     if (p != nullptr) {
       stats::CountLaneAlloc(static_cast<int>(Lane::kLarge), LargeUnits(size) * kUnitSize);
     } else {
@@ -190,8 +192,9 @@ void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed) {
 }
 
 // Allocate, seen by the heap profiler when it runs (the slab classes in AllocClass).
-HAKMEM_ALLOC_ENTRY void* Allocate(size_t size, size_t alignment, bool* zeroed) {
-  void* p = AllocateUnsampled(size, alignment, zeroed);
+HAKMEM_ALLOC_ENTRY void* Allocate(size_t size, size_t alignment, bool* zeroed,
+                                  Occupancy large_occupancy = Occupancy::kSparse) {
+  void* p = AllocateUnsampled(size, alignment, zeroed, large_occupancy);
   if (ABSL_PREDICT_FALSE(profiler::Enabled()) && p != nullptr &&
       (size > kPoolMax || alignment > platform::kPageSize)) {
     profiler::OnAlloc(p, size);
@@ -274,7 +277,14 @@ void* Realloc(void* ptr, size_t size) {
       }
       break;
   }
-  void* fresh = Malloc(size);
+  // A block that grows is written up to its old size at once (the copy) and
+  // tends to fill: a large one is carved among the dense blocks, whose
+  // superslabs are in 2 MiB pages once the heap is big, rather than among the
+  // big blocks a program may write only the start of (4 KiB pages, a fault each).
+  bool zeroed;
+  void* fresh = size > found.usable && size > kPoolMax
+                    ? Allocate(size, alignof(max_align_t), &zeroed, Occupancy::kDense)
+                    : Malloc(size);
   if (fresh == nullptr) return nullptr;  // errno set; the old block is intact
   memcpy(fresh, ptr, size < found.usable ? size : found.usable);
   Free(ptr);

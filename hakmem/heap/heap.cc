@@ -604,7 +604,7 @@ void DrainRemote(Heap* heap, KeepDrained keep) {
   Count(Counter::k_remote_drained, drained);
 }
 
-void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
+void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed, Occupancy occupancy) {
   MaybeDecay(heap);
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   const size_t units = LargeUnits(size);
@@ -627,7 +627,7 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed) {
       return run->start;
     }
   }
-  SlabMeta* run = AllocRunInHeap(heap, units, align_units, Occupancy::kSparse, zeroed);
+  SlabMeta* run = AllocRunInHeap(heap, units, align_units, occupancy, zeroed);
   if (run == nullptr) return nullptr;
   InitLargeRun(run);
   Count(Counter::k_large_runs);

@@ -166,8 +166,12 @@ void DrainRemote(Heap* heap, KeepDrained keep = nullptr);
 
 // A large run of `size` bytes (kPoolMax < size, or smaller with alignment)
 // aligned to `alignment` (<= 1 MiB). `*zeroed` tells whether it reads as zero. A
-// recently freed run of about the same length is reused first.
-void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed);
+// recently freed run of about the same length is reused first; else the run is
+// carved among blocks of `occupancy` (sparse: big blocks, which a program may
+// write only the start of; dense: a run that will be written through, such as
+// one that realloc grows into).
+void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed,
+                 Occupancy occupancy = Occupancy::kSparse);
 // Frees a large run of the calling thread's heap: kept whole in the heap's large
 // cache (used = 0) when it fits there, else its units go back to the superslab.
 void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab);

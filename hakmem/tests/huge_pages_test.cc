@@ -106,6 +106,30 @@ TEST(HugePagesTest, HugeBlocksAndTheirGrowthFaultInWholeHugePages) {
   }
 }
 
+// A large block that realloc grows into is written up to the old size at once and
+// tends to fill: it is carved among the dense blocks (2 MiB pages once the heap
+// is big); a large block from malloc goes with the big blocks (4 KiB pages).
+TEST(HugePagesTest, LargeBlocksGrownByReallocGoWithTheDenseBlocks) {
+  using hakmem::Occupancy;
+  void* allocated = malloc(600 << 10);
+  ASSERT_NE(allocated, nullptr);
+  EXPECT_EQ(hakmem::SuperSlabOf(allocated)->occupancy, Occupancy::kSparse);
+  void* grown = malloc(200 << 10);
+  ASSERT_NE(grown, nullptr);
+  memset(grown, 3, 200 << 10);
+  // (A run of free units after it would let it grow in place: the block
+  // allocated after it stands in the way.)
+  void* after = malloc(200 << 10);
+  ASSERT_NE(after, nullptr);
+  grown = realloc(grown, 600 << 10);
+  ASSERT_NE(grown, nullptr);
+  EXPECT_EQ(hakmem::SuperSlabOf(grown)->occupancy, Occupancy::kDense);
+  EXPECT_EQ(static_cast<char*>(grown)[(200 << 10) - 1], 3);
+  free(after);
+  free(grown);
+  free(allocated);
+}
+
 // Resident bytes of the process (VmRSS), from /proc/self/statm.
 uint64_t ResidentBytes() {
   FILE* f = fopen("/proc/self/statm", "re");
