@@ -12,7 +12,8 @@
 //    HAKMEM_RETAIN_MB.
 //  - The policy of the empty memory kept mapped: cached superslabs and cached
 //    huge mappings (hakmem/huge, which maps and caches them) go back to the OS
-//    after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB (huge first), and
+//    after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB (huge first), cached
+//    huge mappings also as a new superslab is carved (a superslab's worth), and
 //    HugeAlloc/HugeFree, the huge lane's entry points, apply it: a refused
 //    mapping gives back the caches, then takes address space from a reservation.
 // Thread-safety: a superslab's units, slabs and SlabMetas are touched only by the

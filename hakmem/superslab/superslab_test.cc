@@ -336,6 +336,34 @@ TEST(HugeTest, RefusedMappingReportsENOMEM) {
   EXPECT_EQ(errno, ENOMEM);
 }
 
+// A cached huge mapping serves only a huge block of about its size: before the
+// process grows by a new superslab, as much of the huge cache goes back.
+TEST(HugeTest, CachedHugeMappingsGoBackBeforeTheProcessGrowsBySuperSlabs) {
+  // Every cached superslab taken first, so the next one is carved fresh.
+  std::vector<SuperSlab*> taken;
+  while (GetSuperSlabStats().cached_superslabs != 0) {
+    taken.push_back(AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall));
+    ASSERT_NE(taken.back(), nullptr);
+  }
+  bool zeroed;
+  char* big = static_cast<char*>(HugeAlloc(size_t{3} << 20, 16, &zeroed));
+  char* small = static_cast<char*>(HugeAlloc(size_t{1} << 20, 16, &zeroed));
+  ASSERT_NE(big, nullptr);
+  ASSERT_NE(small, nullptr);
+  HugeFree(HugeHeaderOf(big));  // the older of the two in the cache
+  HugeFree(HugeHeaderOf(small));
+  ASSERT_EQ(GetHugeStats().cached_huge, 2u);
+  SuperSlab* fresh = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
+  ASSERT_NE(fresh, nullptr);
+  // The oldest went, and it alone makes a superslab's worth.
+  EXPECT_EQ(GetHugeStats().cached_huge, 1u);
+  EXPECT_EQ(registry::Lookup(big), nullptr);
+  EXPECT_NE(registry::Lookup(small), nullptr);
+  ReleaseSuperSlab(fresh);
+  for (SuperSlab* ss : taken) ReleaseSuperSlab(ss);
+  PurgeCaches(true);
+}
+
 TEST(HugeTest, RetainCapReleasesAtOnce) {
   setenv("HAKMEM_RETAIN_MB", "0", 1);
   config::ReloadOptionsForTesting();
