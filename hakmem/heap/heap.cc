@@ -89,9 +89,10 @@ bool HasBigDenseDemand(const Heap* heap) {
   return false;
 }
 
-// A run of `units` for blocks of `occupancy` from the heap's superslabs of that
-// occupancy or empty ones, or from a newly acquired one. Memory already backed
-// comes first, in every superslab of the heap, before any is taken untouched: a
+// A run of `units` for blocks of `occupancy`: backed units of any of the heap's
+// superslabs, else untouched ones of a superslab of that occupancy or an empty
+// one, else a newly acquired superslab. Memory already backed comes first, in
+// every superslab of the heap, before any is taken untouched: a
 // run of backed free units; else one of the units the heap keeps against churn
 // (the kept empty slabs of classes that took none since the last decay tick, and
 // cached large runs, are released for it: the heap does not grow for them); then
@@ -106,10 +107,16 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
     for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
       if (kCarvableUnits - ss->used_units < units) continue;
       const bool was_empty = ss->used_units == 0;
-      if (ss->occupancy != occupancy && !was_empty) continue;
+      // Backed units cost no more memory whatever blocks they take, so any
+      // superslab's will do; untouched ones only in a superslab of the blocks'
+      // occupancy (its pages: 2 MiB ones would back a big block's untouched
+      // pages, 4 KiB ones fault the dense blocks in page by page).
+      if (ss->occupancy != occupancy && !was_empty && which != RunUnits::kBackedOnly) continue;
       if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh, which)) {
-        if (was_empty) --heap->empty_superslabs;
-        ss->occupancy = occupancy;
+        if (was_empty) {
+          --heap->empty_superslabs;
+          ss->occupancy = occupancy;
+        }
         return slab;
       }
     }

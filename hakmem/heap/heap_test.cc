@@ -328,6 +328,8 @@ TEST(HeapTest, ClassesReusingKeptSlabsKeepThemFromOtherClasses) {
 // (sparse, large runs too) never share a superslab: only dense superslabs may be
 // given 2 MiB pages, and a heap's first superslabs never are.
 TEST(HeapTest, DenseAndSparseBlocksLiveInSeparateSuperSlabs) {
+  // (Cached superslabs decommitted: a warm one's backed units would take either.)
+  PurgeCaches(/*force=*/true);
   OnNewThread([](Heap* heap) {
     const int dense_cls = 3;                 // 64 B
     const int sparse_cls = kNumClasses - 1;  // 128 KiB
@@ -352,6 +354,47 @@ TEST(HeapTest, DenseAndSparseBlocksLiveInSeparateSuperSlabs) {
     FreeLarge(heap, SuperSlabOf(large), SlabOf(SuperSlabOf(large), large));
     FreeBlockList(heap, dense);
     FreeBlockList(heap, sparse);
+  });
+}
+
+// Backed free units cost no more memory whatever blocks they take: a dense slab
+// takes those a freed big block left in a sparse superslab before it touches
+// new memory of its own occupancy.
+TEST(HeapTest, BackedUnitsOfEitherOccupancyComeBeforeUntouchedOnes) {
+  PurgeCaches(/*force=*/true);
+  OnNewThread([](Heap* heap) {
+    const int dense_cls = 3;  // 64 B
+    void* dense = nullptr;
+    ASSERT_EQ(AllocBatch(heap, dense_cls, 1, &dense), 1);
+    bool zeroed = false;
+    void* large = AllocLarge(heap, 300 << 10, 16, &zeroed);
+    ASSERT_NE(large, nullptr);
+    SuperSlab* sparse_ss = SuperSlabOf(large);
+    ASSERT_NE(sparse_ss, SuperSlabOf(dense));
+    ASSERT_EQ(sparse_ss->occupancy, Occupancy::kSparse);
+    memset(large, 1, 300 << 10);
+    // (Another big block keeps the superslab sparse: an empty one takes either.)
+    void* kept = AllocLarge(heap, 200 << 10, 16, &zeroed);
+    ASSERT_NE(kept, nullptr);
+    ASSERT_EQ(SuperSlabOf(kept), sparse_ss);
+    // Cached by the heap, then released when a slab finds no backed units.
+    FreeLarge(heap, sparse_ss, SlabOf(sparse_ss, large));
+    // Slabs of a dense class until one leaves the dense superslab's untouched
+    // units: it goes to the big block's units.
+    std::vector<void*> blocks;
+    SuperSlab* placed = SuperSlabOf(dense);
+    while (placed == SuperSlabOf(dense) && blocks.size() < (size_t{4} << 20) / 64) {
+      void* p = nullptr;
+      ASSERT_EQ(AllocBatch(heap, dense_cls, 1, &p), 1);
+      blocks.push_back(p);
+      placed = SuperSlabOf(p);
+    }
+    // Before: the dense superslab's every untouched unit, then a new superslab.
+    EXPECT_EQ(placed, sparse_ss);
+    EXPECT_EQ(sparse_ss->occupancy, Occupancy::kSparse);
+    for (void* p : blocks) FreeBlockList(heap, p);
+    FreeBlockList(heap, dense);
+    FreeLarge(heap, sparse_ss, SlabOf(sparse_ss, kept));
   });
 }
 

@@ -248,7 +248,8 @@ TEST_F(FaultInjectionTest, EnomemOnlyWhileMemoryIsGoneThenFullRecovery) {
   malloc_trim(0);
   FailAlways();
   // New huge blocks, held: what address space the allocator already holds
-  // (the rest of a superslab reservation) may serve a few, then ENOMEM.
+  // (the rest of its superslab reservations, one for each kind of pages, 64 MiB
+  // each) may serve a few, then ENOMEM.
   std::vector<void*> held;
   int refused = 0;
   for (int i = 0; i < 64; ++i) {
@@ -262,13 +263,13 @@ TEST_F(FaultInjectionTest, EnomemOnlyWhileMemoryIsGoneThenFullRecovery) {
       held.push_back(p);
     }
   }
-  EXPECT_LE(held.size(), 8u) << "more than one reservation's worth served with mmap failing";
+  EXPECT_LE(held.size(), 16u) << "more than two reservations' worth served with mmap failing";
   errno = 0;
   void* grown = realloc(live[3].p, Opaque(80 * kMiB));  // the remap and the copy both fail
   EXPECT_EQ(grown, nullptr);
   EXPECT_EQ(errno, ENOMEM);
   FailNothing();
-  EXPECT_GE(refused, 56);
+  EXPECT_GE(refused, 48);
   for (void* p : held) free(p);
   for (const Block& b : live) EXPECT_TRUE(Intact(b)) << b.size;
 
