@@ -306,11 +306,33 @@ void FreeSlow(void* ptr, void* header, Call call) {
   FreeClassified(ptr, header, call);
 }
 
-size_t UsableSize(const void* ptr) {
-  if (ptr == nullptr) return 0;
-  const Found found = Find(ptr, Call::kUsableSize);
+namespace {
+
+// Every pointer but a block of a size class: classified (and reported when
+// invalid, as free would).
+ABSL_ATTRIBUTE_NOINLINE size_t UsableSizeSlow(const void* ptr, void* header) {
+  const Found found = FindIn(ptr, header, Call::kUsableSize);
   if (found.kind == Kind::kForeign) return LibcUsableSize(ptr);
   return found.usable;
+}
+
+}  // namespace
+
+size_t UsableSize(const void* ptr) {
+  if (ptr == nullptr) return 0;
+  void* header = registry::Lookup(ptr);
+  // A block of a size class in an owned superslab, Classify's kBlock, without
+  // its frames: programs that account for their memory with malloc_usable_size
+  // (redis) call it on every malloc and every free. (IsBlockStart fails in large
+  // runs and free units.)
+  if (ABSL_PREDICT_TRUE(header != nullptr)) {
+    SuperSlab* ss = static_cast<SuperSlab*>(header);
+    if (ss->magic == kSuperSlabMagic && ss->owner.load(std::memory_order_acquire) != nullptr) {
+      const SlabMeta* slab = SlabOf(ss, ptr);
+      if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr))) return slab->block_size;
+    }
+  }
+  return UsableSizeSlow(ptr, header);
 }
 
 void FlushRemoteFrees() {

@@ -204,12 +204,25 @@ TEST(FreeDispatchTest, FindReportsKindAndUsableSize) {
   f = Find(large, Call::kUsableSize);
   EXPECT_EQ(f.kind, Kind::kLarge);
   EXPECT_GE(f.usable, 300000u);
+  EXPECT_EQ(UsableSize(large), f.usable);  // (its run fails the block-start test)
   Free(large, Call::kFree);
+
+  // Every block of a slab, the first and last included, by the short path.
+  for (size_t size : {size_t{24}, size_t{3000}, size_t{20000}}) {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 300; ++i) blocks.push_back(Block(size));
+    for (void* p : blocks) {
+      EXPECT_EQ(UsableSize(p), Find(p, Call::kUsableSize).usable) << size;
+      EXPECT_GE(UsableSize(p), size);
+    }
+    for (void* p : blocks) Free(p, Call::kFree);
+  }
 
   void* huge = HugeAlloc(5 << 20, 16, &zeroed);
   f = Find(huge, Call::kUsableSize);
   EXPECT_EQ(f.kind, Kind::kHuge);
   EXPECT_GE(f.usable, size_t{5} << 20);
+  EXPECT_EQ(UsableSize(huge), f.usable);
   Free(huge, Call::kFree);
   EXPECT_TRUE(HugeHeaderOf(huge)->cached);
 }
