@@ -207,7 +207,7 @@ TEST(FreeDispatchTest, FindReportsKindAndUsableSize) {
   EXPECT_EQ(UsableSize(large), f.usable);  // (its run fails the block-start test)
   Free(large, Call::kFree);
 
-  // Every block of a slab, the first and last included, by the short path.
+  // Blocks of three classes (one slab's worth and more), by the short path.
   for (size_t size : {size_t{24}, size_t{3000}, size_t{20000}}) {
     std::vector<void*> blocks;
     for (int i = 0; i < 300; ++i) blocks.push_back(Block(size));

@@ -325,8 +325,8 @@ TEST(HeapTest, ClassesReusingKeptSlabsKeepThemFromOtherClasses) {
 }
 
 // Blocks that programs touch whole (dense) and big ones they often touch in part
-// (sparse, large runs too) never share a superslab: only dense superslabs may be
-// given 2 MiB pages, and a heap's first superslabs never are.
+// (sparse, large runs too) never share a superslab's untouched units: only dense
+// superslabs may be given 2 MiB pages, and a heap's first superslabs never are.
 TEST(HeapTest, DenseAndSparseBlocksLiveInSeparateSuperSlabs) {
   // (Cached superslabs decommitted: a warm one's backed units would take either.)
   PurgeCaches(/*force=*/true);

@@ -4,7 +4,7 @@
 // the user block (and in hardened builds a guard page after it), registered in
 // the registry; the cache of freed mappings (newest first) and the ring of
 // recently released user pointers (a stale free of one is reported, not handed
-// to the C library); growth by moving pages (mremap), not copying. The policy of
+// to the C library); growth by moving whole 2 MiB pages (mremap), not copying them. The policy of
 // when cached mappings go back to the OS (the purge delay, HAKMEM_RETAIN_MB,
 // shared with the empty superslabs) is superslab's, which calls the cache
 // functions here; the block-level entry points HugeAlloc and HugeFree are
@@ -107,7 +107,8 @@ bool ReleaseCachedHuge(uint64_t now_ns, uint64_t delay_ns, bool force);
 // Lock-free; for the foreign-pointer path only.
 bool WasReleasedHuge(const void* ptr);
 size_t HugeUsableSize(const HugeHeader* h);
-// Resizes in place or by moving pages; returns the new user pointer, or nullptr
+// Resizes in place or by moving pages to a bigger mapping (a partial last 2 MiB,
+// and a mapping under 2 MiB, are copied); returns the new user pointer, or nullptr
 // (the old block intact, errno ENOMEM) when the OS refuses.
 void* HugeRealloc(HugeHeader* h, size_t new_size);
 

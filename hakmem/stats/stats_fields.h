@@ -28,7 +28,7 @@
   X(huge_mapped, "huge allocations given a new mapping")                                     \
   X(huge_reused, "huge allocations served from the huge cache")                              \
   X(huge_released, "huge mappings given back to the OS")                                     \
-  X(huge_remapped, "huge reallocs moved by remapping pages (whole 2 MiB pages, no copy)")    \
+  X(huge_remapped, "huge reallocs moved to a bigger mapping (whole 2 MiB pages remapped)")   \
   X(realloc_in_place, "reallocs that kept their block")                                      \
   X(heaps_created, "thread heaps created")                                                   \
   X(heaps_adopted, "thread heaps adopted from exited threads")                               \

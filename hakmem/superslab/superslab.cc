@@ -240,12 +240,6 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
       ss->decommitted = false;
     }
     if (ss == nullptr) {
-      // Before the process grows by a superslab, the huge mappings it holds idle
-      // go back, as much: a cached mapping serves only a huge block of about its
-      // size, and a new one faults in 2 MiB at a time.
-      const uint64_t cached_huge = CachedHugeBytes();
-      while (cached_huge - CachedHugeBytes() < kSuperSlabSize && ReleaseOldestCachedHuge()) {
-      }
       Reservation& r = ReservationFor(pages);
       if (r.cursor == r.end && !NewReservationLocked(pages)) return nullptr;  // errno is ENOMEM
       ss = reinterpret_cast<SuperSlab*>(r.cursor);
@@ -259,6 +253,13 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
     }
   }
   if (fresh) {
+    // As the process grows by a superslab, the huge mappings it holds idle go
+    // back, as much (before the superslab is touched, and outside the lock): a
+    // cached mapping serves only a huge block of about its size, and a new one
+    // faults in 2 MiB at a time.
+    const uint64_t cached_huge = CachedHugeBytes();
+    while (cached_huge - CachedHugeBytes() < kSuperSlabSize && ReleaseOldestCachedHuge()) {
+    }
     ss->huge_pages = huge;  // the first touch: advised, it faults in the whole 2 MiB
     InitFreshHeader(ss);
     // Every unit of a huge page is resident from that first touch: dirty, so decay

@@ -45,8 +45,9 @@ inline constexpr size_t kReservationSize = size_t{64} << 20;
 // classes are dense: once a heap is big, they get 2 MiB pages (one fault per
 // 2 MiB). Bigger blocks are often written in part (a 32 KiB buffer holding 3 KiB),
 // and 2 MiB pages would back what 4 KiB pages leave untouched: their superslabs
-// are sparse, in 4 KiB pages. A heap keeps the two apart so that neither kind of
-// page is wasted on the other's blocks.
+// are sparse, in 4 KiB pages. A heap keeps the two apart in the memory it has not
+// touched yet, so that neither kind of page is wasted on the other's blocks; its
+// backed free units take either kind (they cost the same whatever they hold).
 enum class Occupancy : uint8_t { kDense, kSparse };
 inline constexpr size_t kDenseBlockMax = size_t{8} << 10;  // sparse from 8 KiB + 1
 inline constexpr Occupancy OccupancyOfBlock(size_t block_size) {

@@ -441,6 +441,32 @@ TEST(InvalidFreeDeathTest, OverflowOffAHugeBlockFaults) {
       testing::KilledBySignal(SIGSEGV), "usable bytes written");
 }
 
+// The same for a huge block that realloc moved to a bigger mapping (its whole
+// 2 MiB pages moved, its partial last one copied): the new mapping's guard page
+// stands after its usable bytes, and none of the old ones was lost.
+TEST(InvalidFreeDeathTest, OverflowOffAHugeBlockGrownByReallocFaults) {
+  if (!kGuardChunks) GTEST_SKIP() << "no guard pages without --define hakmem_hardened=on";
+  EXPECT_EXIT(
+      {
+        const size_t size = (size_t{3} << 20) + 100;
+        char* p = static_cast<char*>(malloc(Opaque(size)));
+        if (p == nullptr) _exit(2);
+        const size_t old_usable = malloc_usable_size(p);
+        memset(p, 1, old_usable);
+        p = static_cast<char*>(realloc(p, Opaque(size_t{9} << 20)));
+        const size_t usable = malloc_usable_size(p);
+        if (p == nullptr || usable < (size_t{9} << 20)) _exit(3);
+        for (size_t i = 0; i < old_usable; ++i) {
+          if (p[i] != 1) _exit(4);
+        }
+        memset(p, 1, usable);
+        fprintf(stderr, "usable bytes written\n");
+        static_cast<volatile char*>(p)[usable] = 1;
+        _exit(0);
+      },
+      testing::KilledBySignal(SIGSEGV), "usable bytes written");
+}
+
 // A huge block freed again after its mapping went back to the OS (malloc_trim
 // releases the cached mapping): the registry no longer knows it, and it used to be
 // handed to the C library's free, which crashed on it.
