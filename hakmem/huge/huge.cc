@@ -95,8 +95,11 @@ void* MapHuge(size_t size, size_t alignment, const HugeLayout& layout, char* bas
   // 2 MiB stays in small pages). Advised before the header is written: the
   // header's fault would otherwise put a 4 KiB page in the first 2 MiB, and the
   // kernel backs a range that already holds one with small pages only.
-  if (layout.length >= kSuperSlabSize && config::HugePagesEnabled()) {
-    platform::AdviseHugePages(base, layout.length);
+  // (A block aligned to 2 MiB or more starts a chunk past its header's: that
+  // chunk, the header alone, stays in 4 KiB pages.)
+  const size_t advised_from = layout.offset & ~(kSuperSlabSize - 1);
+  if (layout.length >= advised_from + kSuperSlabSize && config::HugePagesEnabled()) {
+    platform::AdviseHugePages(base + advised_from, layout.length - advised_from);
   }
   char* user = base + layout.offset;
   HugeHeader* h = HugeHeaderOf(user);
@@ -172,6 +175,13 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   if (new_size <= HugeUsableSize(h)) {
     h->size = new_size;
     return h->user;
+  }
+  // A block aligned to 2 MiB or more has its header's chunk advised apart from
+  // the rest (MapHuge): two mappings, which one mremap cannot move. The caller
+  // copies it.
+  if (offset >= kSuperSlabSize && config::HugePagesEnabled()) {
+    errno = ENOMEM;
+    return nullptr;
   }
   // A block that grows by realloc tends to grow again: the new mapping runs to
   // the end of its last superslab, so the next steps stay in place (whole pages

@@ -120,6 +120,23 @@ TEST(HugePagesTest, HugeBlocksAndTheirGrowthFaultInWholeHugePages) {
   }
 }
 
+// A huge block aligned to 2 MiB or more keeps its header's chunk in 4 KiB pages
+// (advised apart from the rest, it is a mapping of its own): realloc grows it by
+// a copy, every byte kept.
+TEST(HugePagesTest, AlignedHugeBlockGrowsByReallocWithItsBytes) {
+  constexpr size_t kAlign = 4 * kMiB;
+  constexpr size_t kSize = 3 * kMiB;
+  void* p = nullptr;
+  ASSERT_EQ(posix_memalign(&p, kAlign, kSize), 0);
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(p) % kAlign, 0u);
+  for (size_t i = 0; i < kSize; i += 4096) static_cast<char*>(p)[i] = static_cast<char>(i >> 12);
+  char* q = static_cast<char*>(realloc(p, 3 * kSize));
+  ASSERT_NE(q, nullptr);
+  for (size_t i = 0; i < kSize; i += 4096) ASSERT_EQ(q[i], static_cast<char>(i >> 12)) << i;
+  memset(q + kSize, 1, 2 * kSize);
+  free(q);
+}
+
 void GrowLargeBlockByRealloc() {
   using hakmem::Occupancy;
   void* allocated = malloc(600 << 10);
