@@ -13,8 +13,8 @@
 //  - The policy of the empty memory kept mapped: cached superslabs and cached
 //    huge mappings (hakmem/huge, which maps and caches them) go back to the OS
 //    after HAKMEM_PURGE_DELAY_MS or beyond HAKMEM_RETAIN_MB (huge first), cached
-//    huge mappings also as a new superslab is carved (a superslab's worth), and
-//    HugeAlloc/HugeFree, the huge lane's entry points, apply it: a refused
+//    huge mappings idle for an eighth of the delay also as a new superslab is
+//    carved, and HugeAlloc/HugeFree, the huge lane's entry points, apply it: a refused
 //    mapping gives back the caches, then takes address space from a reservation.
 // Thread-safety: a superslab's units, slabs and SlabMetas are touched only by the
 // thread of its owner heap; `owner` is read by any thread (relaxed). The cache,

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -336,9 +337,13 @@ TEST(HugeTest, RefusedMappingReportsENOMEM) {
   EXPECT_EQ(errno, ENOMEM);
 }
 
-// A cached huge mapping serves only a huge block of about its size: before the
-// process grows by a new superslab, as much of the huge cache goes back.
-TEST(HugeTest, CachedHugeMappingsGoBackBeforeTheProcessGrowsBySuperSlabs) {
+// A cached huge mapping serves only a huge block of about its size: as the
+// process grows by a new superslab, the mappings cached for an eighth of the
+// purge delay go back; one cached a moment ago stays (a program freeing and
+// mapping huge blocks in a cycle reuses it).
+TEST(HugeTest, IdleCachedHugeMappingsGoBackAsTheProcessGrowsBySuperSlabs) {
+  setenv("HAKMEM_PURGE_DELAY_MS", "800", 1);  // an eighth: 100 ms
+  config::ReloadOptionsForTesting();
   // Every cached superslab taken first, so the next one is carved fresh.
   std::vector<SuperSlab*> taken;
   while (GetSuperSlabStats().cached_superslabs != 0) {
@@ -346,22 +351,24 @@ TEST(HugeTest, CachedHugeMappingsGoBackBeforeTheProcessGrowsBySuperSlabs) {
     ASSERT_NE(taken.back(), nullptr);
   }
   bool zeroed;
-  char* big = static_cast<char*>(HugeAlloc(size_t{3} << 20, 16, &zeroed));
-  char* small = static_cast<char*>(HugeAlloc(size_t{1} << 20, 16, &zeroed));
-  ASSERT_NE(big, nullptr);
-  ASSERT_NE(small, nullptr);
-  HugeFree(HugeHeaderOf(big));  // the older of the two in the cache
-  HugeFree(HugeHeaderOf(small));
+  char* idle = static_cast<char*>(HugeAlloc(size_t{3} << 20, 16, &zeroed));
+  char* recent = static_cast<char*>(HugeAlloc(size_t{1} << 20, 16, &zeroed));
+  ASSERT_NE(idle, nullptr);
+  ASSERT_NE(recent, nullptr);
+  HugeFree(HugeHeaderOf(idle));
+  usleep(200 * 1000);
+  HugeFree(HugeHeaderOf(recent));
   EXPECT_EQ(GetHugeStats().cached_huge, 2u);
   SuperSlab* fresh = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(fresh, nullptr);
-  // The oldest went, and it alone makes a superslab's worth.
   EXPECT_EQ(GetHugeStats().cached_huge, 1u);
-  EXPECT_EQ(registry::Lookup(big), nullptr);
-  EXPECT_NE(registry::Lookup(small), nullptr);
+  EXPECT_EQ(registry::Lookup(idle), nullptr);
+  EXPECT_NE(registry::Lookup(recent), nullptr);
   ReleaseSuperSlab(fresh);
   for (SuperSlab* ss : taken) ReleaseSuperSlab(ss);
   PurgeCaches(true);
+  unsetenv("HAKMEM_PURGE_DELAY_MS");
+  config::ReloadOptionsForTesting();
 }
 
 TEST(HugeTest, RetainCapReleasesAtOnce) {
