@@ -282,6 +282,22 @@ ABSL_ATTRIBUTE_NOINLINE void FreeClassified(void* ptr, void* header, Call call) 
   FreeOwnBlock(ss, slab, ptr, call);
 }
 
+// The slab whose block of a size class starts at `ptr`, in a superslab some heap
+// owns (`*owner`), given the registry's answer for `ptr`; else nullptr. Classify's
+// kBlock, without its reasons: the short paths of free and malloc_usable_size.
+// (A huge header's owner, read through the common prefix, is nullptr, as is a
+// cached superslab's; IsBlockStart fails in large runs, free units and between
+// blocks.)
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline const SlabMeta* BlockSlabOf(void* header, const void* ptr,
+                                                                const void** owner) {
+  if (header == nullptr) return nullptr;
+  SuperSlab* ss = static_cast<SuperSlab*>(header);
+  *owner = ss->owner.load(std::memory_order_acquire);
+  if (*owner == nullptr) return nullptr;
+  const SlabMeta* slab = SlabOf(ss, ptr);
+  return IsBlockStart(slab, ptr) ? slab : nullptr;
+}
+
 }  // namespace
 
 void FreeSlow(void* ptr, void* header, Call call) {
@@ -289,18 +305,12 @@ void FreeSlow(void* ptr, void* header, Call call) {
     // What the fast path leaves here most: a live block of a size class that
     // another thread's heap owns (every free of a producer/consumer pair), taken
     // straight to its batch after the tests Classify and FreeClassified would
-    // make of it, without their frame. (A huge header's owner is nullptr;
-    // hardened builds take the general path, whose live-map test clears the
-    // block's byte.)
-    SuperSlab* ss = static_cast<SuperSlab*>(header);
-    if (ABSL_PREDICT_TRUE(header != nullptr && !profiler::Enabled())) {
-      const void* owner = ss->owner.load(std::memory_order_acquire);
-      if (ABSL_PREDICT_TRUE(owner != nullptr && owner != tls_heap)) {
-        const SlabMeta* slab = SlabOf(ss, ptr);
-        if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr))) {
-          return FreeRemote(ss, ptr, call);
-        }
-      }
+    // make of it, without their frame. (Hardened builds take the general path,
+    // whose live-map test clears the block's byte.)
+    const void* owner;
+    if (ABSL_PREDICT_TRUE(!profiler::Enabled()) && BlockSlabOf(header, ptr, &owner) != nullptr &&
+        ABSL_PREDICT_TRUE(owner != tls_heap && !LooksFree(ptr))) {
+      return FreeRemote(static_cast<SuperSlab*>(header), ptr, call);
     }
   }
   FreeClassified(ptr, header, call);
@@ -321,16 +331,11 @@ ABSL_ATTRIBUTE_NOINLINE size_t UsableSizeSlow(const void* ptr, void* header) {
 size_t UsableSize(const void* ptr) {
   if (ptr == nullptr) return 0;
   void* header = registry::Lookup(ptr);
-  // A block of a size class in an owned superslab, Classify's kBlock, without
-  // its frames: programs that account for their memory with malloc_usable_size
-  // (redis) call it on every malloc and every free. (IsBlockStart fails in large
-  // runs and free units.)
-  if (ABSL_PREDICT_TRUE(header != nullptr)) {
-    SuperSlab* ss = static_cast<SuperSlab*>(header);
-    if (ss->magic == kSuperSlabMagic && ss->owner.load(std::memory_order_acquire) != nullptr) {
-      const SlabMeta* slab = SlabOf(ss, ptr);
-      if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr))) return slab->block_size;
-    }
+  // A block of a size class without Classify's frames: programs that account for
+  // their memory with malloc_usable_size (redis) call it on every malloc and free.
+  const void* owner;
+  if (const SlabMeta* slab = BlockSlabOf(header, ptr, &owner); ABSL_PREDICT_TRUE(slab != nullptr)) {
+    return slab->block_size;
   }
   return UsableSizeSlow(ptr, header);
 }
