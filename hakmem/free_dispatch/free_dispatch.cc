@@ -199,7 +199,9 @@ Classified Classify(const void* ptr, void* header) {
     if (OnCurrentStack(ptr)) return {Kind::kInvalid, 0, "stack address"};
     // A huge block's user pointer is page-aligned, which the C library's blocks
     // handed out through malloc never are: no pointer of its can match.
-    if (WasReleasedHuge(ptr)) return {Kind::kInvalid, 0, "double free of a released huge block"};
+    if (WasReleasedHuge(ptr))
+      return {Kind::kInvalid, 0,
+              "double free of a released huge block (or its address before realloc moved it)"};
     return {Kind::kForeign, 0, nullptr};
   }
   const ChunkHeader* chunk = static_cast<const ChunkHeader*>(header);

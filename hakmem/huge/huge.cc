@@ -23,17 +23,22 @@ ABSL_CONST_INIT uint64_t g_cached_bytes ABSL_GUARDED_BY(g_lock) = 0;
 ABSL_CONST_INIT std::atomic<uint64_t> g_huge_bytes{0};
 ABSL_CONST_INIT std::atomic<uint64_t> g_huge_count{0};  // mappings, live or cached
 
-// The user pointers of the last huge blocks whose mappings went back to the OS:
-// a stale free of one finds no registry entry, and would otherwise be taken for
-// the C library's pointer and handed to its free (a crash there). Written under
-// g_lock, read without it (relaxed: a pointer is either recorded or not).
+// The user pointers of the last huge blocks whose mappings went back to the OS,
+// or that realloc moved elsewhere: a stale free of one finds no registry entry,
+// and would otherwise be taken for the C library's pointer and handed to its
+// free (a crash there). Written under g_lock, read without it (relaxed: a
+// pointer is either recorded or not).
 constexpr int kReleasedSlots = 64;
 ABSL_CONST_INIT std::atomic<uintptr_t> g_released[kReleasedSlots] = {};
 ABSL_CONST_INIT uint32_t g_released_next ABSL_GUARDED_BY(g_lock) = 0;
 
-void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
-  g_released[g_released_next++ % kReleasedSlots].store(reinterpret_cast<uintptr_t>(h->user),
+void NoteReleasedLocked(const char* user) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
+  g_released[g_released_next++ % kReleasedSlots].store(reinterpret_cast<uintptr_t>(user),
                                                        std::memory_order_relaxed);
+}
+
+void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
+  NoteReleasedLocked(h->user);
   g_cache.Remove(h);
   g_cached_bytes -= h->map_len;
   g_huge_bytes.fetch_sub(h->map_len, std::memory_order_relaxed);
@@ -228,10 +233,18 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   // pages, another thread's mmap may get that range and register it, and a late
   // Unregister would erase that thread's entries.
   registry::Unregister(old_base, old_len);
-  if (!platform::MovePages(old_base, whole, new_base, needed - kHugeGuardSize)) {
+  const platform::MoveResult move =
+      platform::MovePages(old_base, whole, new_base, needed - kHugeGuardSize);
+  if (move != platform::MoveResult::kMoved) {
     registry::Register(old_base, old_len, h);  // leaves exist: cannot fail
-    registry::Unregister(new_base, needed);
-    platform::Release(new_base, needed);
+    if (move == platform::MoveResult::kRefused) {
+      registry::Unregister(new_base, needed);
+      platform::Release(new_base, needed);
+    } else {
+      // Another thread may have mapped and registered a superslab in the range:
+      // only our own entries go (the range's unreclaimed part is left mapped).
+      registry::UnregisterIf(new_base, needed, moved);
+    }
     errno = ENOMEM;
     return nullptr;
   }
@@ -243,6 +256,10 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
     memcpy(new_base + whole, old_base + whole, accessible - whole);
   }
   if (whole != old_len) platform::Release(old_base + whole, old_len - whole);
+  {
+    platform::SpinLockHolder hold(&g_lock);
+    NoteReleasedLocked(old_base + offset);  // a stale free of the old address
+  }
   moved->map_base = new_base;
   moved->map_len = needed;
   moved->user = new_base + offset;

@@ -103,7 +103,8 @@ bool ReleaseOldestCachedHuge();
 bool ReleaseCachedHuge(uint64_t now_ns, uint64_t delay_ns, bool force);
 
 // Whether `ptr` (which the registry does not know) was the user pointer of one
-// of the last 64 huge blocks whose mappings went back to the OS: a stale free.
+// of the last 64 huge blocks whose mappings went back to the OS, or that realloc
+// moved to another mapping: a stale free.
 // Lock-free; for the foreign-pointer path only.
 bool WasReleasedHuge(const void* ptr);
 size_t HugeUsableSize(const HugeHeader* h);

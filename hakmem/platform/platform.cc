@@ -190,13 +190,30 @@ bool Protect(void* ptr, size_t size, bool accessible) {
   return WithRetries(Syscall::k_mprotect, [&] { return mprotect(ptr, size, prot) == 0; });
 }
 
-bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
-  void* moved = MAP_FAILED;
-  WithRetries(Syscall::k_mremap, [&] {
-    moved = mremap(old_ptr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_ptr);
-    return moved != MAP_FAILED;
-  });
-  return moved == new_ptr;
+MoveResult MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
+  for (int attempt = 1;; ++attempt) {
+    Count(Syscall::k_mremap);
+    void* moved = mremap(old_ptr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_ptr);
+    if (moved == new_ptr) return MoveResult::kMoved;
+    const int error = moved == MAP_FAILED ? errno : EFAULT;
+    // MREMAP_FIXED unmaps the destination first, then may fail (a VMA short):
+    // until the range is ours again another thread's mmap can land in it, which
+    // a retry's MREMAP_FIXED or the caller's munmap would destroy. Taken back
+    // with MAP_FIXED_NOREPLACE, which fails if anything stands in the range
+    // (then, whose it is cannot be told: it is left alone, and what remains of
+    // our reservation is lost address space, never memory). A kernel without
+    // the flag takes it as a hint, so an answer elsewhere counts as lost too.
+    Count(Syscall::k_mmap);
+    void* back = mmap(new_ptr, new_size, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (back != new_ptr) {
+      if (back != MAP_FAILED) Release(back, new_size);
+      errno = error;
+      return MoveResult::kDestinationLost;
+    }
+    errno = error;
+    if (attempt == kSyscallAttempts || !Transient(error)) return MoveResult::kRefused;
+  }
 }
 
 uint32_t ThreadId() {

@@ -130,8 +130,13 @@ bool Protect(void* ptr, size_t size, bool accessible);
 
 // Moves the pages of [old_ptr, old_ptr + old_size) to new_ptr, a reserved range of
 // new_size >= old_size bytes, without copying (mremap with MREMAP_FIXED). The old
-// range is unmapped. Returns false (nothing moved) if the OS refuses.
-bool MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size);
+// range is unmapped. Returns kMoved, or (nothing moved, the OS refused):
+//  - kRefused: [new_ptr, new_ptr + new_size) is still the caller's reservation;
+//  - kDestinationLost: the kernel unmapped the destination before it refused (it
+//    does, in that order) and another mapping may stand there now, another
+//    thread's: the caller must neither unmap nor unregister what is there.
+enum class MoveResult : uint8_t { kMoved, kRefused, kDestinationLost };
+MoveResult MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size);
 
 // A small dense id for the calling thread, read from TLS (no gettid()).
 uint32_t ThreadId();

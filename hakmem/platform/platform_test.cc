@@ -93,7 +93,7 @@ TEST(PlatformTest, MovePagesKeepsContents) {
   ASSERT_NE(from, nullptr);
   ASSERT_NE(to, nullptr);
   for (size_t i = 0; i < old_size; ++i) from[i] = static_cast<char>(i * 7);
-  ASSERT_TRUE(MovePages(from, old_size, to, new_size));
+  ASSERT_EQ(MovePages(from, old_size, to, new_size), MoveResult::kMoved);
   for (size_t i = 0; i < old_size; ++i) ASSERT_EQ(to[i], static_cast<char>(i * 7));
   EXPECT_EQ(to[new_size - 1], 0);
   EXPECT_TRUE(Release(to, new_size));

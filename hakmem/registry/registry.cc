@@ -35,6 +35,18 @@ bool ValidRange(const void* base, size_t size) {
   return start % kChunkSize == 0 && size != 0 && ((start + size - 1) >> kAddressBits) == 0;
 }
 
+// Calls fn(entry) for the entry of every chunk of [base, base + size) whose leaf
+// is mapped (a valid range).
+template <typename Fn>
+void ForEachEntry(const void* base, size_t size, Fn fn) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(base) >> kChunkShift;
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(base) + size - 1) >> kChunkShift;
+  for (uintptr_t chunk = first; chunk <= last; ++chunk) {
+    Leaf* leaf = g_root[chunk >> kLeafBits].load(std::memory_order_relaxed);
+    if (leaf != nullptr) fn(leaf->entry[chunk & kLeafMask]);
+  }
+}
+
 }  // namespace
 
 bool Register(const void* base, size_t size, void* header) {
@@ -45,21 +57,25 @@ bool Register(const void* base, size_t size, void* header) {
   for (uintptr_t chunk = first; chunk <= last; chunk = (chunk | kLeafMask) + 1) {
     if (LeafFor(chunk) == nullptr) return false;
   }
-  for (uintptr_t chunk = first; chunk <= last; ++chunk) {
-    Leaf* leaf = g_root[chunk >> kLeafBits].load(std::memory_order_relaxed);
-    leaf->entry[chunk & kLeafMask].store(header, std::memory_order_release);
-  }
+  ForEachEntry(base, size, [header](std::atomic<void*>& entry) {
+    entry.store(header, std::memory_order_release);
+  });
   return true;
 }
 
 void Unregister(const void* base, size_t size) {
   if (!ValidRange(base, size)) return;
-  const uintptr_t first = reinterpret_cast<uintptr_t>(base) >> kChunkShift;
-  const uintptr_t last = (reinterpret_cast<uintptr_t>(base) + size - 1) >> kChunkShift;
-  for (uintptr_t chunk = first; chunk <= last; ++chunk) {
-    Leaf* leaf = g_root[chunk >> kLeafBits].load(std::memory_order_relaxed);
-    if (leaf != nullptr) leaf->entry[chunk & kLeafMask].store(nullptr, std::memory_order_release);
-  }
+  ForEachEntry(base, size,
+               [](std::atomic<void*>& entry) { entry.store(nullptr, std::memory_order_release); });
+}
+
+void UnregisterIf(const void* base, size_t size, const void* header) {
+  if (!ValidRange(base, size)) return;
+  ForEachEntry(base, size, [header](std::atomic<void*>& entry) {
+    void* expected = const_cast<void*>(header);
+    entry.compare_exchange_strong(expected, nullptr, std::memory_order_release,
+                                  std::memory_order_relaxed);
+  });
 }
 
 size_t LeafBytes() { return g_leaf_bytes.load(std::memory_order_relaxed); }

@@ -52,6 +52,11 @@ bool Register(const void* base, size_t size, void* header);
 // Maps every chunk of [base, base + size) back to nullptr.
 void Unregister(const void* base, size_t size);
 
+// Maps back to nullptr only the chunks of [base, base + size) that still map to
+// `header`: for a range that may have been unmapped and re-registered by another
+// thread meanwhile (a failed move, platform::MovePages).
+void UnregisterIf(const void* base, size_t size, const void* header);
+
 // Bytes of leaves mapped so far (for stats and tests).
 size_t LeafBytes();
 

@@ -37,6 +37,23 @@ TEST(RegistryTest, RegisteredRangeMapsEveryByteAndNothingBeyond) {
   platform::Release(base, 4 * kChunkSize);
 }
 
+// A range another header took over in part (a failed move whose destination
+// another thread mapped and registered): UnregisterIf clears only its own
+// header's chunks.
+TEST(RegistryTest, UnregisterIfLeavesOtherHeadersChunks) {
+  char* base = static_cast<char*>(platform::Reserve(3 * kChunkSize, kChunkSize));
+  ASSERT_NE(base, nullptr);
+  int mine = 0, theirs = 0;
+  ASSERT_TRUE(Register(base, 3 * kChunkSize, &mine));
+  ASSERT_TRUE(Register(base + kChunkSize, kChunkSize, &theirs));
+  UnregisterIf(base, 3 * kChunkSize, &mine);
+  EXPECT_EQ(Lookup(base), nullptr);
+  EXPECT_EQ(Lookup(base + kChunkSize), &theirs);
+  EXPECT_EQ(Lookup(base + 2 * kChunkSize), nullptr);
+  Unregister(base, 3 * kChunkSize);
+  platform::Release(base, 3 * kChunkSize);
+}
+
 TEST(RegistryTest, RejectsUnalignedRanges) {
   int header = 0;
   EXPECT_FALSE(Register(reinterpret_cast<void*>(kChunkSize + 4096), kChunkSize, &header));

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "hakmem/hakmem.h"
 #include "hakmem/tests/test_util.h"
 
 namespace {
@@ -64,6 +65,17 @@ void FailAlways() {
   g_fail_to = UINT64_MAX;
 }
 
+// The kernel's own half-done refusal of an MREMAP_FIXED move: it unmaps the
+// destination first, and may still fail after that (an accounting or memory
+// refusal), leaving a hole. g_unmap_then_fail: how many of the next
+// MREMAP_FIXED calls fail that way. With g_squat, another thread's mmap lands in
+// the hole at once: one page at the destination's start, filled with kSquatByte,
+// recorded in g_squatter.
+std::atomic<int> g_unmap_then_fail{0};
+std::atomic<bool> g_squat{false};
+std::atomic<char*> g_squatter{nullptr};
+constexpr char kSquatByte = 0x5a;
+
 }  // namespace
 
 extern "C" void* mmap(void* addr, size_t length, int prot, int flags, int fd, off_t offset) {
@@ -86,6 +98,20 @@ extern "C" void* mremap(void* old_address, size_t old_size, size_t new_size, int
     va_start(args, flags);
     new_address = va_arg(args, void*);
     va_end(args);
+  }
+  if ((flags & MREMAP_FIXED) != 0 && g_unmap_then_fail.load() > 0) {
+    g_unmap_then_fail.fetch_sub(1);
+    syscall(SYS_munmap, new_address, new_size);
+    if (g_squat.load()) {
+      const long page = syscall(SYS_mmap, new_address, 4096, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (page == reinterpret_cast<long>(new_address)) {
+        memset(new_address, kSquatByte, 4096);
+        g_squatter = static_cast<char*>(new_address);
+      }
+    }
+    errno = ENOMEM;
+    return MAP_FAILED;
   }
   if (ShouldFail()) {
     errno = ENOMEM;
@@ -194,8 +220,67 @@ void Churn(uint64_t seed, int slots, int ops, std::atomic<int>* nulls, std::atom
 
 class FaultInjectionTest : public ::testing::Test {
  protected:
-  void TearDown() override { FailNothing(); }
+  void TearDown() override {
+    FailNothing();
+    g_unmap_then_fail = 0;
+    g_squat = false;
+  }
 };
+
+// Whether [p, p + size) is mapped (msync fails with ENOMEM on a hole).
+bool Mapped(const void* p, size_t size) { return msync(const_cast<void*>(p), size, MS_ASYNC) == 0; }
+
+// A huge block's move refused after the kernel unmapped its destination, where
+// another thread's mmap then landed: that mapping survives (neither a retried
+// MREMAP_FIXED nor the allocator's cleanup unmaps it), and realloc copies the
+// block instead, every byte kept.
+TEST_F(FaultInjectionTest, AFailedMoveSparesWhatAnotherThreadMappedInItsDestination) {
+  Block b;
+  b.size = 3 * kMiB;
+  b.p = malloc(Opaque(b.size));
+  ASSERT_NE(b.p, nullptr);
+  Fill(&b);
+  g_squatter = nullptr;
+  g_squat = true;
+  g_unmap_then_fail = 1;
+  void* q = realloc(b.p, Opaque(9 * kMiB));
+  g_squat = false;
+  ASSERT_NE(q, nullptr);
+  char* squatter = g_squatter.load();
+  ASSERT_NE(squatter, nullptr) << "realloc did not try to move the block";
+  ASSERT_TRUE(Mapped(squatter, 4096)) << "the other thread's page was unmapped";
+  for (size_t i = 0; i < 4096; ++i) ASSERT_EQ(squatter[i], kSquatByte) << i;
+  EXPECT_FALSE(hak_owns(squatter)) << "the other thread's page is registered as hakmem's";
+  EXPECT_EQ(FirstPatternMismatch(q, b.size, b.key), b.size);
+  b.p = q;
+  b.size = 9 * kMiB;
+  Fill(&b);
+  EXPECT_TRUE(Intact(b));
+  free(b.p);
+  munmap(squatter, 4096);
+}
+
+// The same refusal with nothing in the hole: the allocator takes its destination
+// back and the retry moves the block (its pages, not a copy: the old pages'
+// bytes are where realloc put the block).
+TEST_F(FaultInjectionTest, AFailedMoveIntoAHoleIsRetriedInPlace) {
+  Block b;
+  b.size = 3 * kMiB;
+  b.p = malloc(Opaque(b.size));
+  ASSERT_NE(b.p, nullptr);
+  Fill(&b);
+  hak_stats before;
+  hak_get_stats(&before);
+  g_unmap_then_fail = 1;
+  void* q = realloc(b.p, Opaque(9 * kMiB));
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(g_unmap_then_fail.load(), 0) << "realloc did not try to move the block";
+  hak_stats after;
+  hak_get_stats(&after);
+  EXPECT_EQ(after.huge_remapped - before.huge_remapped, 1u) << "copied, not moved after the retry";
+  EXPECT_EQ(FirstPatternMismatch(q, b.size, b.key), b.size);
+  free(q);
+}
 
 // Every third mmap/mremap/mprotect of the process fails, under two threads that allocate
 // from every lane: the program never sees a NULL (glibc, mimalloc, jemalloc and

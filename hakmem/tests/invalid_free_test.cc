@@ -480,6 +480,19 @@ TEST(InvalidFreeDeathTest, StaleFreeOfAReleasedHugeBlockIsReported) {
   EXPECT_DEATH(malloc_usable_size(Opaque(block)), ReportRegex(block));
 }
 
+// The same for the address a huge block had before realloc moved it to a bigger
+// mapping: nothing is registered there any more either.
+TEST(InvalidFreeDeathTest, StaleFreeOfAHugeBlockMovedByReallocIsReported) {
+  char* old = static_cast<char*>(malloc(Opaque(size_t{3} << 20)));
+  ASSERT_NE(old, nullptr);
+  memset(old, 1, size_t{3} << 20);
+  char* grown = static_cast<char*>(realloc(old, Opaque(size_t{9} << 20)));
+  ASSERT_NE(grown, nullptr);
+  ASSERT_NE(grown, old);
+  EXPECT_DEATH(free(Opaque(old)), ReportRegex(old) + ".*before realloc moved it");
+  free(grown);
+}
+
 // ---------------------------------------------------------------------------
 // HAKMEM_INVALID_FREE=warn: report and go on. Each case runs in a fresh process.
 
