@@ -230,6 +230,22 @@ void* Calloc(size_t count, size_t size) {
   return p;
 }
 
+namespace {
+
+// What a block of a size class that realloc must move asks for: growth by a
+// quarter of the old block at least (as tcmalloc's realloc does), so a buffer
+// growing by small steps (python's lists grow by an eighth, and the classes are
+// an eighth apart) moves every other step, not every step; within the size
+// classes. Shrinking asks for `size`.
+size_t GrownClassRequest(const free_dispatch::Found& found, size_t size) {
+  if (size <= found.usable || found.kind != free_dispatch::Kind::kBlock) return size;
+  const size_t quarter_more = found.usable + found.usable / 4;
+  if (size >= quarter_more) return size;
+  return quarter_more < kPoolMax ? quarter_more : kPoolMax;
+}
+
+}  // namespace
+
 void* Realloc(void* ptr, size_t size) {
   if (ptr == nullptr) return Malloc(size);
   if (size == 0) {  // glibc: frees and returns nullptr
@@ -284,7 +300,7 @@ void* Realloc(void* ptr, size_t size) {
   bool zeroed;
   void* fresh = size > found.usable && size > kPoolMax
                     ? Allocate(size, alignof(max_align_t), &zeroed, Occupancy::kDense)
-                    : Malloc(size);
+                    : Malloc(GrownClassRequest(found, size));
   if (fresh == nullptr) return nullptr;  // errno set; the old block is intact
   memcpy(fresh, ptr, size < found.usable ? size : found.usable);
   Free(ptr);

@@ -405,6 +405,36 @@ TEST(ReallocTest, SmallStepsInPlaceOrMovedPreserveContent) {
   free(p);
 }
 
+#if HAKMEM_TEST_LINKS_HAKMEM
+// A buffer grown by an eighth at a time (python's lists: n + n/8 + 6), while it
+// stays in the size classes, which are about an eighth apart: a move takes a
+// quarter more than the old block, so at most every other step moves (every
+// step moved before), every byte kept.
+TEST(ReallocTest, GrowthByAnEighthMovesAtMostEveryOtherStep) {
+  size_t size = 1024;
+  char* p = static_cast<char*>(malloc(Opaque(size)));
+  ASSERT_NE(p, nullptr);
+  memset(p, 7, size);
+  int steps = 0;
+  int moves = 0;
+  while (size + size / 8 + 6 <= 96 * 1024) {
+    const size_t next = size + size / 8 + 6;
+    char* q = static_cast<char*>(realloc(Opaque(p), Opaque(next)));
+    ASSERT_NE(q, nullptr);
+    ++steps;
+    if (q != p) ++moves;
+    ASSERT_EQ(q[0], 7);
+    ASSERT_EQ(q[size - 1], 7) << size << " -> " << next;
+    memset(q + size, 7, next - size);
+    p = q;
+    size = next;
+  }
+  EXPECT_GE(steps, 30);
+  EXPECT_LE(moves, (steps + 1) / 2) << "of " << steps << " steps";
+  free(p);
+}
+#endif
+
 TEST(ReallocarrayTest, GrowsAndShrinksLikeRealloc) {
   void* p = reallocarray(Opaque(static_cast<void*>(nullptr)), 10, 10);
   ASSERT_NE(p, nullptr);
