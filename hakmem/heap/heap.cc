@@ -58,9 +58,8 @@ void LinkSuperSlab(Heap* heap, SuperSlab* ss) { heap->superslabs.PushFront(ss); 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
   HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
   ThreadHot* hot = heap->hot;  // (nullptr: no thread, no shortcut)
-  if (hot != nullptr && hot->owned_superslab == reinterpret_cast<uintptr_t>(ss)) {
-    hot->owned_superslab = kNoOwnedSuperSlab;  // leaving the heap: no longer proof of ownership
-  }
+  // Leaving the heap: no longer proof of ownership.
+  if (hot != nullptr) hot->ForgetOwned(reinterpret_cast<uintptr_t>(ss));
   heap->superslabs.Remove(ss);
 }
 
@@ -328,7 +327,7 @@ Heap* AttachHeap(ThreadHot* hot) {
   }
   heap->thread_id = platform::ThreadId();
   heap->clock_ns = platform::NowNanos();
-  hot->owned_superslab = kNoOwnedSuperSlab;
+  hot->ForgetOwned();
   heap->hot = hot;
   tls_heap = heap;
   stats::AttachThread(&hot->counters);
@@ -363,7 +362,7 @@ void AbandonHeap() {
   // any thread can reuse them.
   TrimHeap(heap);
   tls_heap = &g_sentinel_heap;
-  heap->hot->owned_superslab = kNoOwnedSuperSlab;
+  heap->hot->ForgetOwned();
   heap->hot = nullptr;
   stats::DetachThread();
   Count(Counter::k_heaps_abandoned);

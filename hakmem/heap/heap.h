@@ -78,6 +78,15 @@ extern __thread Heap* tls_heap HAKMEM_TLS;
 extern Heap g_sentinel_heap HAKMEM_HIDDEN;
 
 inline constexpr uintptr_t kNoOwnedSuperSlab = ~uintptr_t{0};
+inline constexpr uint32_t kOwnedRecentSlots = 32;
+struct OwnedSlots {
+  uintptr_t slot[kOwnedRecentSlots];
+};
+constexpr OwnedSlots NoOwnedSlots() {
+  OwnedSlots none{};
+  for (uintptr_t& slot : none.slot) slot = kNoOwnedSuperSlab;
+  return none;
+}
 
 // What a thread's fast paths read beside its cache lists and a heap keeps up to
 // date. It lives in the fast paths' one TLS block (thread_cache's ThreadCache),
@@ -92,6 +101,30 @@ struct ThreadHot {
   // leaves the heap, or the thread its heap), so a match proves ownership.
   uintptr_t owned_superslab = kNoOwnedSuperSlab;
   stats::FastCounters counters = {};
+  // More superslabs the heap owns, one per slot (OwnedSlotOf): free's second
+  // shortcut, tried before the registry. A thread whose blocks span many
+  // superslabs (8..34 KiB blocks over 40 MiB: ~20) would otherwise read each
+  // one's header line for its owner on every free, and those lines, all 2 MiB-
+  // aligned, share one L1 set: cachegrind counted 0.34 misses per free there.
+  // Same rules as owned_superslab.
+  OwnedSlots owned_recent = NoOwnedSlots();
+
+  // The slot of owned_recent for the superslab at `base`: consecutive superslabs
+  // (a reservation's) take consecutive slots.
+  static constexpr uint32_t OwnedSlotOf(uintptr_t base) {
+    return static_cast<uint32_t>(base >> 21) % kOwnedRecentSlots;
+  }
+  // Forgets every owned superslab (the thread leaves its heap, or takes one).
+  void ForgetOwned() {
+    owned_superslab = kNoOwnedSuperSlab;
+    owned_recent = NoOwnedSlots();
+  }
+  // Forgets the superslab at `base` (it leaves the heap).
+  void ForgetOwned(uintptr_t base) {
+    if (owned_superslab == base) owned_superslab = kNoOwnedSuperSlab;
+    uintptr_t& slot = owned_recent.slot[OwnedSlotOf(base)];
+    if (slot == base) slot = kNoOwnedSuperSlab;
+  }
 };
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool HasHeap() { return tls_heap != &g_sentinel_heap; }
