@@ -263,7 +263,7 @@ TEST_F(FaultInjectionTest, AFailedMoveSparesWhatAnotherThreadMappedInItsDestinat
 // The same refusal with nothing in the hole: the allocator takes its destination
 // back and the retry moves the block (its pages, not a copy: the old pages'
 // bytes are where realloc put the block).
-TEST_F(FaultInjectionTest, AFailedMoveIntoAHoleIsRetriedInPlace) {
+TEST_F(FaultInjectionTest, AFailedMoveIntoAHoleIsRetriedAndMoves) {
   Block b;
   b.size = 3 * kMiB;
   b.p = malloc(Opaque(b.size));
