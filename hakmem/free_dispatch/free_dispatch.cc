@@ -231,13 +231,6 @@ Found FindIn(const void* ptr, void* header, Call call) {
 }
 
 void FreeViaRegistry(void* ptr, Call call) {
-  ThreadHot& hot = thread_cache::tls_cache.hot;
-  const uintptr_t base = reinterpret_cast<uintptr_t>(ptr) & ~(kSuperSlabSize - 1);
-  uintptr_t& recent = hot.owned_recent.slot[ThreadHot::OwnedSlotOf(base)];
-  if (recent == base) {  // owned: no registry lookup, no owner test
-    hot.owned_superslab = base;
-    return FreeInOwnSuperSlab(reinterpret_cast<SuperSlab*>(base), ptr, call);
-  }
   void* header = registry::Lookup(ptr);
   // Read through the common prefix: a huge header's owner is nullptr and the
   // sentinel heap owns nothing, so only the owner's own blocks pass.
@@ -246,8 +239,7 @@ void FreeViaRegistry(void* ptr, Call call) {
                          ss->owner.load(std::memory_order_relaxed) != tls_heap)) {
     return FreeSlow(ptr, header, call);
   }
-  hot.owned_superslab = base;
-  recent = base;
+  thread_cache::tls_cache.hot.NoteOwned(reinterpret_cast<uintptr_t>(ss));
   FreeInOwnSuperSlab(ss, ptr, call);
 }
 

@@ -60,16 +60,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void FreeInOwnSuperSlab(SuperSlab* ss, void*
   FreeSlow(ptr, ss, call);
 }
 
-// Free of a pointer outside the superslab of the thread's owned-superslab
-// shortcut: the registry's answer and the owner test; a superslab the thread
-// owns becomes the shortcut. (Out of line: the fast path then has one path, and
-// no register copies to join two.)
+// Free of a pointer outside the superslabs of the thread's owned-superslab
+// slots: the registry's answer and the owner test; a superslab the thread owns
+// takes its slot. (Out of line: the fast path then has one path, and no
+// register copies to join two.)
 ABSL_ATTRIBUTE_NOINLINE void FreeViaRegistry(void* ptr, Call call);
 
 // Frees `ptr` (nullptr too: its superslab is never owned, and FreeSlow returns).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Free(void* ptr, Call call) {
   const uintptr_t base = reinterpret_cast<uintptr_t>(ptr) & ~(kSuperSlabSize - 1);
-  if (ABSL_PREDICT_FALSE(base != thread_cache::tls_cache.hot.owned_superslab)) {
+  if (ABSL_PREDICT_FALSE(!thread_cache::tls_cache.hot.Owns(base))) {
     return FreeViaRegistry(ptr, call);
   }
   // A superslab this thread owns: no registry lookup, no owner test.

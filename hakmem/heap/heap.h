@@ -78,9 +78,9 @@ extern __thread Heap* tls_heap HAKMEM_TLS;
 extern Heap g_sentinel_heap HAKMEM_HIDDEN;
 
 inline constexpr uintptr_t kNoOwnedSuperSlab = ~uintptr_t{0};
-inline constexpr uint32_t kOwnedRecentSlots = 32;
+inline constexpr uint32_t kOwnedSlots = 32;
 struct OwnedSlots {
-  uintptr_t slot[kOwnedRecentSlots];
+  uintptr_t slot[kOwnedSlots];
 };
 constexpr OwnedSlots NoOwnedSlots() {
   OwnedSlots none{};
@@ -93,36 +93,35 @@ constexpr OwnedSlots NoOwnedSlots() {
 // so malloc and free reach lists, owned chunk and counters through one TLS
 // offset; AttachHeap tells the heap (and stats) where it is.
 struct ThreadHot {
-  // The address of a superslab the thread's heap owns, or kNoOwnedSuperSlab (not
-  // 2 MiB-aligned: no address rounded down to 2 MiB is it; nullptr rounds down to
-  // 0, where no superslab is): the free fast path's shortcut past the registry
-  // and the owner test, one `and` and one compare. Only the
-  // owner thread sets it (after a local free) and clears it (when the superslab
-  // leaves the heap, or the thread its heap), so a match proves ownership.
-  uintptr_t owned_superslab = kNoOwnedSuperSlab;
+  // Superslabs the thread's heap owns, one per slot (OwnedSlotOf), or
+  // kNoOwnedSuperSlab (not 2 MiB-aligned: no address rounded down to 2 MiB is
+  // it; nullptr rounds down to 0, where no superslab is): the free fast path's
+  // shortcut past the registry and the owner test. Only the owner thread sets a
+  // slot (after a free that passed the owner test) and clears it (when the
+  // superslab leaves the heap, or the thread its heap), so a match proves
+  // ownership. Slots, not one most recent superslab: a thread whose blocks span
+  // several superslabs would fail the one-superslab test at random, a branch
+  // mispredicted on about 0.4 frees in 1 (random_mixed over 8192 slots), and
+  // would read each superslab's header line for its owner; those lines, all
+  // 2 MiB-aligned, share one L1 set.
+  OwnedSlots owned = NoOwnedSlots();
   stats::FastCounters counters = {};
-  // More superslabs the heap owns, one per slot (OwnedSlotOf): free's second
-  // shortcut, tried before the registry. A thread whose blocks span many
-  // superslabs (8..34 KiB blocks over 40 MiB: ~20) would otherwise read each
-  // one's header line for its owner on every free, and those lines, all 2 MiB-
-  // aligned, share one L1 set: cachegrind counted 0.34 misses per free there.
-  // Same rules as owned_superslab.
-  OwnedSlots owned_recent = NoOwnedSlots();
 
-  // The slot of owned_recent for the superslab at `base`: consecutive superslabs
-  // (a reservation's) take consecutive slots.
+  // The slot for the superslab at `base`: consecutive superslabs (a
+  // reservation's) take consecutive slots.
   static constexpr uint32_t OwnedSlotOf(uintptr_t base) {
-    return static_cast<uint32_t>(base >> 21) % kOwnedRecentSlots;
+    return static_cast<uint32_t>(base >> 21) % kOwnedSlots;
   }
+  // Whether the superslab at `base` is in its slot.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Owns(uintptr_t base) const {
+    return owned.slot[OwnedSlotOf(base)] == base;
+  }
+  void NoteOwned(uintptr_t base) { owned.slot[OwnedSlotOf(base)] = base; }
   // Forgets every owned superslab (the thread leaves its heap, or takes one).
-  void ForgetOwned() {
-    owned_superslab = kNoOwnedSuperSlab;
-    owned_recent = NoOwnedSlots();
-  }
+  void ForgetOwned() { owned = NoOwnedSlots(); }
   // Forgets the superslab at `base` (it leaves the heap).
   void ForgetOwned(uintptr_t base) {
-    if (owned_superslab == base) owned_superslab = kNoOwnedSuperSlab;
-    uintptr_t& slot = owned_recent.slot[OwnedSlotOf(base)];
+    uintptr_t& slot = owned.slot[OwnedSlotOf(base)];
     if (slot == base) slot = kNoOwnedSuperSlab;
   }
 };

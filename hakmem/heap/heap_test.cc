@@ -470,41 +470,34 @@ TEST(HeapTest, AbandonedHeapIsAdoptedWithItsRemoteFrees) {
 namespace hakmem {
 namespace {
 
-// The free paths trust ThreadHot::owned_superslab and the owned_recent slots as
-// proof of ownership: a superslab must leave them whenever it leaves the heap,
-// and all must go when the heap does (or the thread takes one).
-TEST(HeapTest, OwnedSuperSlabShortcutsAreClearedWhenTheSuperSlabLeaves) {
+// The free fast path trusts ThreadHot's owned-superslab slots as proof of
+// ownership: a superslab must leave its slot whenever it leaves the heap, and
+// every slot must clear when the heap does (or the thread takes one).
+TEST(HeapTest, OwnedSuperSlabSlotsAreClearedWhenTheSuperSlabLeaves) {
   std::thread([] {
     static thread_local ThreadHot hot;
-    hot.owned_superslab = 12345;
-    hot.owned_recent.slot[3] = 12345;
+    hot.owned.slot[3] = 12345;
     Heap* heap = AttachHeap(&hot);
-    EXPECT_EQ(hot.owned_superslab, kNoOwnedSuperSlab);
-    EXPECT_EQ(hot.owned_recent.slot[3], kNoOwnedSuperSlab);
+    EXPECT_EQ(hot.owned.slot[3], kNoOwnedSuperSlab);
     bool zeroed;
     void* run = AllocLarge(heap, 500000, 16, &zeroed);
     ASSERT_NE(run, nullptr);
     SuperSlab* ss = SuperSlabOf(run);
     const uintptr_t base = reinterpret_cast<uintptr_t>(ss);
-    uintptr_t& slot = hot.owned_recent.slot[ThreadHot::OwnedSlotOf(base)];
-    hot.owned_superslab = base;
-    slot = base;
-    // Another superslab's address in a slot stays (only `ss` leaves).
-    const uintptr_t other = base + kOwnedRecentSlots / 2 * kSuperSlabSize;
-    hot.owned_recent.slot[ThreadHot::OwnedSlotOf(other)] = other;
+    hot.NoteOwned(base);
+    EXPECT_TRUE(hot.Owns(base));
+    // Another superslab's slot stays (only `ss` leaves).
+    const uintptr_t other = base + kOwnedSlots / 2 * kSuperSlabSize;
+    hot.NoteOwned(other);
     FreeLarge(heap, ss, SlabOf(ss, run));
     // Empty now; kept as the heap's spare until released.
-    EXPECT_EQ(hot.owned_superslab, base);
-    EXPECT_EQ(slot, base);
+    EXPECT_TRUE(hot.Owns(base));
     TrimHeap(heap);
-    EXPECT_EQ(hot.owned_superslab, kNoOwnedSuperSlab);
-    EXPECT_EQ(slot, kNoOwnedSuperSlab);
-    EXPECT_EQ(hot.owned_recent.slot[ThreadHot::OwnedSlotOf(other)], other);
-    hot.owned_superslab = 12345;
-    slot = base;
+    EXPECT_FALSE(hot.Owns(base));
+    EXPECT_TRUE(hot.Owns(other));
+    hot.NoteOwned(base);
     AbandonHeap();
-    EXPECT_EQ(hot.owned_superslab, kNoOwnedSuperSlab);
-    for (uintptr_t s : hot.owned_recent.slot) EXPECT_EQ(s, kNoOwnedSuperSlab);
+    for (uintptr_t s : hot.owned.slot) EXPECT_EQ(s, kNoOwnedSuperSlab);
     EXPECT_EQ(heap->hot, nullptr);
   }).join();
 }
