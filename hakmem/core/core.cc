@@ -298,9 +298,14 @@ void* Realloc(void* ptr, size_t size) {
   // superslabs are in 2 MiB pages once the heap is big, rather than among the
   // big blocks a program may write only the start of (4 KiB pages, a fault each).
   bool zeroed;
-  void* fresh = size > found.usable && size > kPoolMax
-                    ? Allocate(size, alignof(max_align_t), &zeroed, Occupancy::kDense)
-                    : Malloc(GrownClassRequest(found, size));
+  void* fresh;
+  if (size > found.usable && size > kPoolMax) {
+    fresh = Allocate(size, alignof(max_align_t), &zeroed, Occupancy::kDense);
+  } else {
+    const size_t request = GrownClassRequest(found, size);
+    fresh = Malloc(request);
+    if (fresh == nullptr && request != size) fresh = Malloc(size);  // the room was extra
+  }
   if (fresh == nullptr) return nullptr;  // errno set; the old block is intact
   memcpy(fresh, ptr, size < found.usable ? size : found.usable);
   Free(ptr);

@@ -688,6 +688,7 @@ void ChildAfterForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       // Its thread did not survive the fork; what its thread cache held is lost
       // in the child, the rest of its slabs is adopted by the child's next thread.
       heap->live = false;
+      heap->hot = nullptr;  // that thread's TLS may be a new thread's now
       heap->next_abandoned = g_abandoned;
       g_abandoned = heap;
       ++g_abandoned_count;

@@ -108,8 +108,10 @@ struct ThreadHot {
   stats::FastCounters counters = {};
 
   // The slot for the superslab at `base`: consecutive superslabs (a
-  // reservation's) take consecutive slots.
+  // reservation's) take consecutive slots (every other one in hardened builds,
+  // whose superslabs are a guard chunk apart).
   static constexpr uint32_t OwnedSlotOf(uintptr_t base) {
+    static_assert(kSuperSlabSize == size_t{1} << 21, "a slot per superslab address");
     return static_cast<uint32_t>(base >> 21) % kOwnedSlots;
   }
   // Whether the superslab at `base` is in its slot.

@@ -222,9 +222,11 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   const size_t accessible = old_len - kHugeGuardSize;
   const bool huge_pages = config::HugePagesEnabled() && accessible >= kSuperSlabSize;
   const size_t whole = huge_pages ? accessible & ~(kSuperSlabSize - 1) : accessible;
-  // Register the new range first: on failure nothing has moved and the old block
-  // is intact.
-  if (!GuardTail(new_base, needed) || !registry::Register(new_base, needed, moved)) {
+  // The new range's registry leaves are mapped first, so registering it once the
+  // pages have moved cannot fail; on failure here nothing has moved and the old
+  // block is intact. (Registered only after the move: until then the range may
+  // become a hole that another thread maps and registers, see below.)
+  if (!GuardTail(new_base, needed) || !registry::PrepareRange(new_base, needed)) {
     platform::Release(new_base, needed);
     errno = ENOMEM;
     return nullptr;
@@ -238,16 +240,16 @@ void* HugeRealloc(HugeHeader* h, size_t new_size) {
   if (move != platform::MoveResult::kMoved) {
     registry::Register(old_base, old_len, h);  // leaves exist: cannot fail
     if (move == platform::MoveResult::kRefused) {
-      registry::Unregister(new_base, needed);
       platform::Release(new_base, needed);
-    } else {
-      // Another thread may have mapped and registered a superslab in the range:
-      // only our own entries go (the range's unreclaimed part is left mapped).
-      registry::UnregisterIf(new_base, needed, moved);
+    } else if (kHugeGuardSize != 0) {
+      // What stands in the moved range may be another thread's: left alone. The
+      // guard page past it was never part of the move, so it is still ours.
+      platform::Release(new_base + needed - kHugeGuardSize, kHugeGuardSize);
     }
     errno = ENOMEM;
     return nullptr;
   }
+  registry::Register(new_base, needed, moved);  // leaves exist: cannot fail
   // (The new range is not advised here: a block that started under 2 MiB grows
   // in 4 KiB pages, as its room would otherwise be resident in 2 MiB steps from
   // its first touch; realloc_grow, buffers of 1..4 MiB growing by an eighth:

@@ -190,19 +190,26 @@ bool Protect(void* ptr, size_t size, bool accessible) {
   return WithRetries(Syscall::k_mprotect, [&] { return mprotect(ptr, size, prot) == 0; });
 }
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000  // Linux 4.17; C libraries before glibc 2.28 lack it
+#endif
+
 MoveResult MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size) {
   for (int attempt = 1;; ++attempt) {
     Count(Syscall::k_mremap);
     void* moved = mremap(old_ptr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, new_ptr);
     if (moved == new_ptr) return MoveResult::kMoved;
     const int error = moved == MAP_FAILED ? errno : EFAULT;
-    // MREMAP_FIXED unmaps the destination first, then may fail (a VMA short):
-    // until the range is ours again another thread's mmap can land in it, which
-    // a retry's MREMAP_FIXED or the caller's munmap would destroy. Taken back
-    // with MAP_FIXED_NOREPLACE, which fails if anything stands in the range
-    // (then, whose it is cannot be told: it is left alone, and what remains of
-    // our reservation is lost address space, never memory). A kernel without
-    // the flag takes it as a hint, so an answer elsewhere counts as lost too.
+    // MREMAP_FIXED may fail after it has unmapped the destination (an
+    // accounting or memory refusal): until the range is ours again another
+    // thread's mmap can land in it, which a retry's MREMAP_FIXED or the caller's
+    // munmap would destroy. Taken back with MAP_FIXED_NOREPLACE, which fails if
+    // anything stands in the range; whose it is cannot be told, so it is left
+    // alone. That includes a refusal before the unmap (the kernel's map-count
+    // check): our reservation then stays mapped, lost address space, never
+    // memory, and at most a few times (near the map-count limit the caller's
+    // own reservation fails first). A kernel without the flag takes it as a
+    // hint, so an answer elsewhere counts as lost too.
     Count(Syscall::k_mmap);
     void* back = mmap(new_ptr, new_size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);

@@ -132,9 +132,9 @@ bool Protect(void* ptr, size_t size, bool accessible);
 // new_size >= old_size bytes, without copying (mremap with MREMAP_FIXED). The old
 // range is unmapped. Returns kMoved, or (nothing moved, the OS refused):
 //  - kRefused: [new_ptr, new_ptr + new_size) is still the caller's reservation;
-//  - kDestinationLost: the kernel unmapped the destination before it refused (it
-//    does, in that order) and another mapping may stand there now, another
-//    thread's: the caller must neither unmap nor unregister what is there.
+//  - kDestinationLost: the kernel may have unmapped the destination before it
+//    refused, and something stands there now that may be another thread's
+//    mapping: the caller must neither unmap nor register anything there.
 enum class MoveResult : uint8_t { kMoved, kRefused, kDestinationLost };
 MoveResult MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_size);
 

@@ -49,14 +49,19 @@ void ForEachEntry(const void* base, size_t size, Fn fn) {
 
 }  // namespace
 
-bool Register(const void* base, size_t size, void* header) {
+bool PrepareRange(const void* base, size_t size) {
   if (!ValidRange(base, size)) return false;
   const uintptr_t first = reinterpret_cast<uintptr_t>(base) >> kChunkShift;
   const uintptr_t last = (reinterpret_cast<uintptr_t>(base) + size - 1) >> kChunkShift;
-  // Map every leaf first, so that failure leaves nothing half-registered.
   for (uintptr_t chunk = first; chunk <= last; chunk = (chunk | kLeafMask) + 1) {
     if (LeafFor(chunk) == nullptr) return false;
   }
+  return true;
+}
+
+bool Register(const void* base, size_t size, void* header) {
+  // Every leaf first, so that failure leaves nothing half-registered.
+  if (!PrepareRange(base, size)) return false;
   ForEachEntry(base, size, [header](std::atomic<void*>& entry) {
     entry.store(header, std::memory_order_release);
   });
@@ -67,15 +72,6 @@ void Unregister(const void* base, size_t size) {
   if (!ValidRange(base, size)) return;
   ForEachEntry(base, size,
                [](std::atomic<void*>& entry) { entry.store(nullptr, std::memory_order_release); });
-}
-
-void UnregisterIf(const void* base, size_t size, const void* header) {
-  if (!ValidRange(base, size)) return;
-  ForEachEntry(base, size, [header](std::atomic<void*>& entry) {
-    void* expected = const_cast<void*>(header);
-    entry.compare_exchange_strong(expected, nullptr, std::memory_order_release,
-                                  std::memory_order_relaxed);
-  });
 }
 
 size_t LeafBytes() { return g_leaf_bytes.load(std::memory_order_relaxed); }

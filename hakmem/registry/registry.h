@@ -49,13 +49,13 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Lookup(const void* address) {
 // leaf could not be mapped (the range is then not registered at all).
 bool Register(const void* base, size_t size, void* header);
 
+// Maps the leaves of [base, base + size) (2 MiB-aligned) without registering
+// anything: a later Register of the range cannot fail. False if a leaf could
+// not be mapped.
+bool PrepareRange(const void* base, size_t size);
+
 // Maps every chunk of [base, base + size) back to nullptr.
 void Unregister(const void* base, size_t size);
-
-// Maps back to nullptr only the chunks of [base, base + size) that still map to
-// `header`: for a range that may have been unmapped and re-registered by another
-// thread meanwhile (a failed move, platform::MovePages).
-void UnregisterIf(const void* base, size_t size, const void* header);
 
 // Bytes of leaves mapped so far (for stats and tests).
 size_t LeafBytes();

@@ -37,21 +37,21 @@ TEST(RegistryTest, RegisteredRangeMapsEveryByteAndNothingBeyond) {
   platform::Release(base, 4 * kChunkSize);
 }
 
-// A range another header took over in part (a failed move whose destination
-// another thread mapped and registered): UnregisterIf clears only its own
-// header's chunks.
-TEST(RegistryTest, UnregisterIfLeavesOtherHeadersChunks) {
-  char* base = static_cast<char*>(platform::Reserve(3 * kChunkSize, kChunkSize));
+// PrepareRange maps the leaves and registers nothing; Register then finds them.
+TEST(RegistryTest, PrepareRangeMapsLeavesWithoutRegistering) {
+  char* base = static_cast<char*>(platform::Reserve(2 * kChunkSize, kChunkSize));
   ASSERT_NE(base, nullptr);
-  int mine = 0, theirs = 0;
-  ASSERT_TRUE(Register(base, 3 * kChunkSize, &mine));
-  ASSERT_TRUE(Register(base + kChunkSize, kChunkSize, &theirs));
-  UnregisterIf(base, 3 * kChunkSize, &mine);
+  ASSERT_TRUE(PrepareRange(base, 2 * kChunkSize));
   EXPECT_EQ(Lookup(base), nullptr);
-  EXPECT_EQ(Lookup(base + kChunkSize), &theirs);
-  EXPECT_EQ(Lookup(base + 2 * kChunkSize), nullptr);
-  Unregister(base, 3 * kChunkSize);
-  platform::Release(base, 3 * kChunkSize);
+  EXPECT_EQ(Lookup(base + kChunkSize), nullptr);
+  const size_t leaves = LeafBytes();
+  int header = 0;
+  ASSERT_TRUE(Register(base, 2 * kChunkSize, &header));
+  EXPECT_EQ(LeafBytes(), leaves) << "Register mapped a leaf PrepareRange had not";
+  EXPECT_EQ(Lookup(base + kChunkSize), &header);
+  Unregister(base, 2 * kChunkSize);
+  EXPECT_FALSE(PrepareRange(base + 4096, kChunkSize));  // unaligned
+  platform::Release(base, 2 * kChunkSize);
 }
 
 TEST(RegistryTest, RejectsUnalignedRanges) {

@@ -2,7 +2,7 @@
 // (tiny and pool alike), in one constant-initialised initial-exec TLS block.
 //
 // Owns: ThreadCache (a FreeList and a carved range per class, and the thread's
-// ThreadHot: heap's owned-superslab shortcut and stats' fast-path counters, kept here
+// ThreadHot: heap's owned-superslab slots and stats' fast-path counters, kept here
 // so the fast paths reach all of it through one TLS offset) and its paths.
 // Allocation pops a list and a local free pushes one: no atomics, no locks, a
 // handful of instructions, and no branch on the lane. The fast paths name a class
@@ -117,8 +117,8 @@ struct CacheSlots<false> {
 // A thread's cache: one list per size class, tiny and pool alike.
 struct ThreadCache {
   FreeList lists[kNumClasses];
-  // The owned superslab and the fast-path counters: in this block, beside the lists,
-  // so the fast paths address all three through one TLS offset.
+  // The owned-superslab slots and the fast-path counters: in this block, beside the
+  // lists, so the fast paths address all three through one TLS offset.
   ThreadHot hot;
   // Each class's carved range, served by Refill when its list is empty. Apart
   // from the lists, so the fast path's lists stay 16 bytes each.
