@@ -152,6 +152,7 @@ constexpr size_t kKiB = size_t{1} << 10;
 constexpr size_t kMiB = size_t{1} << 20;
 
 using Block = hakmem_test::PatternBlock;
+using hakmem_test::AllocateFilled;
 using hakmem_test::Intact;
 
 void Fill(Block* b) { hakmem_test::FillBlock(b); }
@@ -235,11 +236,8 @@ bool Mapped(const void* p, size_t size) { return msync(const_cast<void*>(p), siz
 // MREMAP_FIXED nor the allocator's cleanup unmaps it), and realloc copies the
 // block instead, every byte kept.
 TEST_F(FaultInjectionTest, AFailedMoveSparesWhatAnotherThreadMappedInItsDestination) {
-  Block b;
-  b.size = 3 * kMiB;
-  b.p = malloc(Opaque(b.size));
+  Block b = AllocateFilled(3 * kMiB);
   ASSERT_NE(b.p, nullptr);
-  Fill(&b);
   g_squatter = nullptr;
   g_squat = true;
   g_unmap_then_fail = 1;
@@ -264,11 +262,8 @@ TEST_F(FaultInjectionTest, AFailedMoveSparesWhatAnotherThreadMappedInItsDestinat
 // back and the retry moves the block (its pages, not a copy: the old pages'
 // bytes are where realloc put the block).
 TEST_F(FaultInjectionTest, AFailedMoveIntoAHoleIsRetriedAndMoves) {
-  Block b;
-  b.size = 3 * kMiB;
-  b.p = malloc(Opaque(b.size));
+  Block b = AllocateFilled(3 * kMiB);
   ASSERT_NE(b.p, nullptr);
-  Fill(&b);
   hak_stats before;
   hak_get_stats(&before);
   g_unmap_then_fail = 1;
@@ -323,11 +318,8 @@ TEST_F(FaultInjectionTest, EachCallFailingOnceIsAbsorbed) {
 TEST_F(FaultInjectionTest, EnomemOnlyWhileMemoryIsGoneThenFullRecovery) {
   std::vector<Block> live;
   for (size_t size : {size_t{24}, size_t{3000}, 200 * kKiB, 3 * kMiB}) {
-    Block b;
-    b.size = size;
-    b.p = malloc(Opaque(size));
+    Block b = AllocateFilled(size);
     ASSERT_NE(b.p, nullptr);
-    Fill(&b);
     live.push_back(b);
   }
   malloc_trim(0);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -107,6 +108,16 @@ struct PatternBlock {
 inline void FillBlock(PatternBlock* b, uint64_t seed = 0) {
   b->key = PatternKey(b->p, b->size, seed);
   FillPattern(b->p, b->size, b->key);
+}
+
+// A block of `size` bytes from malloc, filled as FillBlock does (p is nullptr,
+// and nothing filled, if malloc failed).
+inline PatternBlock AllocateFilled(size_t size, uint64_t seed = 0) {
+  PatternBlock b;
+  b.size = size;
+  b.p = malloc(Opaque(size));
+  if (b.p != nullptr) FillBlock(&b, seed);
+  return b;
 }
 
 // Whether `b` still holds its pattern.

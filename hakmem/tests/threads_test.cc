@@ -43,15 +43,8 @@ constexpr size_t kKiB = size_t{1} << 10;
 constexpr size_t kMiB = size_t{1} << 20;
 
 using Block = hakmem_test::PatternBlock;
+using hakmem_test::AllocateFilled;
 using hakmem_test::Intact;
-
-Block Allocate(size_t size, uint64_t seed) {
-  Block b;
-  b.size = size;
-  b.p = malloc(Opaque(size));
-  if (b.p != nullptr) hakmem_test::FillBlock(&b, seed);
-  return b;
-}
 
 // A size in [lo, hi], log-uniform.
 size_t LogUniform(uint64_t r, size_t lo, size_t hi) {
@@ -79,14 +72,14 @@ void ThreadLife(int index, std::vector<Block>* left_behind, std::atomic<int>* fa
   blocks.reserve(48);
   for (int i = 0; i < 48; ++i) {
     r = Mix(r);
-    blocks.push_back(Allocate(ChurnSize(r, index, i), r));
+    blocks.push_back(AllocateFilled(ChurnSize(r, index, i), r));
     if (blocks.back().p == nullptr) {
       failures->fetch_add(1);
       blocks.pop_back();
     }
   }
   if (index % 64 == 0) {  // now and then a huge block
-    blocks.push_back(Allocate(2 * kMiB + static_cast<size_t>(r % (2 * kMiB)), r + 1));
+    blocks.push_back(AllocateFilled(2 * kMiB + static_cast<size_t>(r % (2 * kMiB)), r + 1));
     if (blocks.back().p == nullptr) {
       failures->fetch_add(1);
       blocks.pop_back();
@@ -278,7 +271,7 @@ enum ChildExit : int {
   for (int round = 0; round < 4; ++round) {
     Block blocks[sizeof(sizes) / sizeof(sizes[0])];
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); ++i) {
-      blocks[i] = Allocate(sizes[i], static_cast<uint64_t>(round));
+      blocks[i] = AllocateFilled(sizes[i], static_cast<uint64_t>(round));
       if (blocks[i].p == nullptr) _exit(kChildMallocFailed);
     }
     for (const Block& b : blocks) {
@@ -291,14 +284,14 @@ enum ChildExit : int {
   Block from_thread;
   std::thread t([&] {
     for (size_t n : sizes) {
-      Block b = Allocate(n, 99);
+      Block b = AllocateFilled(n, 99);
       if (b.p == nullptr || !Intact(b)) {
         thread_result = 1;
         return;
       }
       free(b.p);
     }
-    from_thread = Allocate(3000, 5);
+    from_thread = AllocateFilled(3000, 5);
     thread_result = from_thread.p == nullptr ? 1 : 0;
   });
   t.join();
@@ -331,7 +324,7 @@ TEST(ThreadsTest, ForkWhileOtherThreadsAllocate) {
         if (lane >= 20) size = 1 * kKiB + (r >> 8) % (127 * kKiB);                      // pool
         if (lane == 30) size = 128 * kKiB + (r >> 8) % (896 * kKiB);                    // large
         if (lane == 31 && (r >> 40) % 8 == 0) size = 2 * kMiB + (r >> 8) % (2 * kMiB);  // huge
-        Block b = Allocate(size, r);
+        Block b = AllocateFilled(size, r);
         if (b.p == nullptr) {
           worker_failures.fetch_add(1);
           continue;
@@ -384,7 +377,7 @@ TEST(ThreadsTest, ForkWhileOtherThreadsAllocate) {
       if (from_worker.p == nullptr) usleep(1000);
     }
     ASSERT_NE(from_worker.p, nullptr) << "the workers made no blocks";
-    Block from_main = Allocate(777 + static_cast<size_t>(f) * 1000, static_cast<uint64_t>(f));
+    Block from_main = AllocateFilled(777 + static_cast<size_t>(f) * 1000, static_cast<uint64_t>(f));
     ASSERT_NE(from_main.p, nullptr);
 
     int fds[2];
