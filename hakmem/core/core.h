@@ -32,7 +32,7 @@ HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* MallocSlow(size_t size);
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Malloc(size_t size) {
   // The class as its list offset (thread_cache.h): no shift to index the list
   // and the counter.
-  uint32_t list_offset;
+  uintptr_t list_offset;
   if (ABSL_PREDICT_TRUE(size <= kTinyMax)) {
     list_offset = thread_cache::TinyListOffset(size);
   } else if (size <= kPoolMax) {

@@ -123,6 +123,14 @@ struct ThreadCache {
   // Each class's carved range, served by Refill when its list is empty. Apart
   // from the lists, so the fast path's lists stay 16 bytes each.
   CarvedRange ranges[kNumClasses];
+  // Tiny size -> list offset, indexed by the requested size itself: a per-thread
+  // copy of the class table (2 KiB of TLS), so the malloc fast path reads a tiny
+  // request's list offset in one %fs-relative load off the TLS offset it loads
+  // anyway. The shared table (kListOffsetIndex) is indexed by (size + 15) / 16 and
+  // addressed %rip-relative: three more instructions (the rounding, the shift,
+  // the table's address; the .so cannot fold an address and an index into one
+  // operand). Constant, never written after the thread's TLS is set up.
+  uint16_t tiny_list_offset[kTinyMax + 1];
   CacheSlots<kSlotCache> cached;  // last: the default build's lists come first
 
   // The list of `cls` (indexed unsigned: a class loaded as a byte needs no sign
@@ -138,6 +146,10 @@ struct ThreadCache {
   // Empty lists with their bounds: a constant initialiser for TLS.
   static constexpr ThreadCache Empty() {
     ThreadCache cache{};
+    for (size_t size = 0; size <= kTinyMax; ++size) {
+      cache.tiny_list_offset[size] = static_cast<uint16_t>(ListOffset(static_cast<uint32_t>(
+          size_class_internal::kClassIndex.cls[size_class_internal::TinyIndexEntry(size)])));
+    }
     for (int cls = 0; cls < kNumClasses; ++cls) {
       const bool cached = config::kPoolTls || cls < kNumTinyClasses;
       const uint32_t limit = cached ? ace::DefaultLimit(cls) : 0;
@@ -464,12 +476,26 @@ constexpr ListOffsetIndex MakeListOffsetIndex() {
 inline constexpr ListOffsetIndex kListOffsetIndex = MakeListOffsetIndex();
 static_assert(ListOffset(kNumClasses - 1) <= UINT16_MAX);
 
-// The list offset of a tiny request (size <= kTinyMax), of a pool request
-// (kTinyMax < size <= kPoolMax): one table load, as TinyClass and PoolClass.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t TinyListOffset(size_t size) {
-  return kListOffsetIndex.offset[size_class_internal::TinyIndexEntry(size)];
+// The list offset of a tiny request (size <= kTinyMax): one load from the
+// thread's own copy of the table (ThreadCache::tiny_list_offset), %fs-relative
+// where HAKMEM_FS_ASM allows; of a pool request (kTinyMax < size <= kPoolMax):
+// one load from the shared table, as PoolClass.
+// (Word-sized: the offset indexes the lists with no zero extension.)
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t TinyListOffset(size_t size) {
+#if HAKMEM_FS_ASM
+  constexpr size_t kTableAt = offsetof(ThreadCache, tiny_list_offset);
+  uintptr_t list_offset;
+  // No "memory" clobber and not volatile: the table never changes, so the
+  // compiler may schedule (or drop) the load like any other.
+  asm("movzwl %%fs:%c3(%1,%2,2), %k0"
+      : "=r"(list_offset)
+      : "r"(platform::ThreadOffset(tls_cache)), "r"(size), "i"(kTableAt));
+  return list_offset;
+#else
+  return tls_cache.tiny_list_offset[size];
+#endif
 }
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t PoolListOffset(size_t size) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t PoolListOffset(size_t size) {
   return kListOffsetIndex.offset[size_class_internal::PoolIndexEntry(size)];
 }
 
@@ -478,7 +504,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t PoolListOffset(size_t size) {
 // class at `list_offset`.
 inline constexpr size_t kFastCountersAt =
     offsetof(ThreadCache, hot) + offsetof(ThreadHot, counters);
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountAllocAt(uint32_t list_offset) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountAllocAt(uintptr_t list_offset) {
   stats::CountClassAlloc<kFastCountersAt>(tls_cache, list_offset);
 }
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFreeAt(uint32_t list_offset) {
@@ -557,7 +583,7 @@ full:
 
 // A cached block of the class whose list is at `list_offset`, or nullptr (then
 // call Refill).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAllocAt(uint32_t list_offset) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAllocAt(uintptr_t list_offset) {
 #if HAKMEM_FS_ASM
   if constexpr (kFsLists) return internal::PopAt(list_offset);
 #endif
