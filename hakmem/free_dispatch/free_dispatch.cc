@@ -44,7 +44,7 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
     // Exact: a block's live byte is set from its hand-out to its first free, by
     // whichever thread.
     if (!TakeLive(ptr)) return ReportInvalid(ptr, call, "double free");
-    return CacheOwnBlock(slab, ptr);
+    return CacheOwnBlock(slab->list_offset, ptr);
   }
   if (LooksFree(ptr)) {
     // Tagged as free: confirmed by finding it in the thread cache, the slab's free
@@ -52,7 +52,7 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
     if (thread_cache::IsCached(cls, ptr) || IsFreeInSlab(tls_heap, slab, ptr))
       return ReportInvalid(ptr, call, "double free");
   }
-  CacheOwnBlock(slab, ptr);
+  CacheOwnBlock(slab->list_offset, ptr);
 }
 
 // ---- batched remote frees ----

@@ -36,26 +36,71 @@ const char* CallName(Call call);
 // Every case other than "a valid block of a slab this thread owns".
 ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
 
-// Caches a valid block of `slab` (a size class's) that the calling thread's heap
-// owns.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(const SlabMeta* slab, void* ptr) {
-  const uint32_t list_offset = slab->list_offset;  // (read once: the count is a store)
+// Caches a valid block of the size class whose list is at `list_offset`
+// (SlabMeta::list_offset, read once by the caller: the count is a store), a block
+// the calling thread's heap owns.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(uintptr_t list_offset, void* ptr) {
   thread_cache::CountLocalFreeAt(list_offset);
   if (ABSL_PREDICT_FALSE(!thread_cache::TryFreeAt(list_offset, ptr))) {
-    thread_cache::Flush(tls_heap, slab->cls, ptr);
+    thread_cache::Flush(tls_heap, static_cast<int>(list_offset / kClassListStride), ptr);
   }
+}
+
+// Whether `ptr`, a pointer into `ss`, a superslab the calling thread's heap
+// owns, is a block start in a size class's slab; if so, `*list_offset` is the
+// class's. Reads the unit's entry (one line of the header, UnitEntry), not its
+// SlabMeta, and the class's DivMagic from the thread's cache. (At kNoListOffset,
+// large runs' and free units', the multiplier is 0: the test fails.)
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsOwnBlockStart(SuperSlab* ss, const void* ptr,
+                                                         uintptr_t* list_offset) {
+#if HAKMEM_FS_ASM
+  // As asm: gcc 12 spends three more instructions on the same steps (an `lea`
+  // for the entry, register copies, and a copy for the slow path hoisted above
+  // the branch), and no compiler multiplies and compares with the %fs-relative
+  // multiplier as memory operands.
+  constexpr int kEntryShift = __builtin_ctzll(kUnitSize / sizeof(UnitEntry));
+  constexpr uint32_t kEntryMask = (kUnitsPerSuperSlab - 1) * sizeof(UnitEntry);
+  uintptr_t at, offset, list;
+  asm goto(
+      "movq %[p], %[at]\n\t"
+      "shrq %[shift], %[at]\n\t"
+      "andl %[entry_mask], %k[at]\n\t"
+      "movzwl %c[list_at](%[ss],%[at]), %k[list]\n\t"
+      "movl %k[p], %k[offset]\n\t"
+      "andl %[unit_mask], %k[offset]\n\t"
+      "addl %c[phase_at](%[ss],%[at]), %k[offset]\n\t"  // GridOffset
+      "imulq %%fs:%c[magic_at](%[tls],%[list]), %[offset]\n\t"
+      "cmpq %%fs:%c[magic_at](%[tls],%[list]), %[offset]\n\t"  // IsMultiple
+      "jae %l[not_block_start]"
+      : [at] "=&r"(at), [offset] "=&r"(offset), [list] "=&r"(list)
+      : [p] "r"(ptr), [ss] "r"(ss),
+        "m"(*ss), [tls] "r"(platform::ThreadOffset(thread_cache::tls_cache)),
+        [shift] "i"(kEntryShift), [entry_mask] "i"(kEntryMask), [unit_mask] "i"(kUnitSize - 1),
+        [list_at] "i"(kUnitMapAt + offsetof(UnitEntry, list_offset)),
+        [phase_at] "i"(kUnitMapAt + offsetof(UnitEntry, phase)),
+        [magic_at] "i"(thread_cache::kDivMagicAt)
+      : "cc"
+      : not_block_start);
+  *list_offset = list;
+  return true;
+not_block_start:
+  return false;
+#else
+  const UnitEntry& unit = UnitEntryOf(ss, ptr);
+  *list_offset = unit.list_offset;
+  return IsMultiple(GridOffset(unit, ptr), thread_cache::DivMagicAt(*list_offset));
+#endif
 }
 
 // Frees `ptr`, a pointer into `ss`, a superslab the calling thread's heap owns.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void FreeInOwnSuperSlab(SuperSlab* ss, void* ptr, Call call) {
-  SlabMeta* slab = SlabOf(ss, ptr);
   // A block start whose word 1 is not the freed-block tag: a live block (a block
   // with the tag goes to the slow path, which looks for it in its lists).
-  // (IsBlockStart also proves that `cls` is a size class: it fails in large runs
-  // and free units.)
   // Hardened builds: the live map decides (TakeLive).
-  if (ABSL_PREDICT_TRUE(IsBlockStart(slab, ptr) && !LooksFree(ptr) && TakeLive(ptr))) {
-    return CacheOwnBlock(slab, ptr);
+  uintptr_t list_offset;
+  if (ABSL_PREDICT_TRUE(IsOwnBlockStart(ss, ptr, &list_offset) && !LooksFree(ptr) &&
+                        TakeLive(ptr))) {
+    return CacheOwnBlock(list_offset, ptr);
   }
   FreeSlow(ptr, ss, call);
 }

@@ -266,6 +266,7 @@ SlabMeta* NewSlab(Heap* heap, int cls) {
   slab->fresh = fresh;
   slab->cls = static_cast<uint8_t>(cls);
   slab->list_offset = static_cast<uint16_t>(cls * kClassListStride);
+  MapClassUnits(SuperSlabOf(slab->start), slab);
   slab->state = SlabState::kCurrent;
   Count(Counter::k_slabs_created);
   return slab;

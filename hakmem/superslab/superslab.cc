@@ -130,11 +130,14 @@ void UpdateNextPurgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
                         std::memory_order_relaxed);
 }
 
-// Points units [first, first + count) at slabs[slab].
+// Points units [first, first + count) at slabs[slab], as units of no size
+// class's slab (MapClassUnits makes them a class's).
 void MapUnits(SuperSlab* ss, size_t first, size_t count, size_t slab) {
   const auto offset = static_cast<uint16_t>(reinterpret_cast<char*>(&ss->slabs[slab]) -
                                             reinterpret_cast<char*>(ss));
-  for (size_t u = first; u < first + count; ++u) ss->slab_offset[u] = offset;
+  for (size_t u = first; u < first + count; ++u) {
+    ss->units[u] = UnitEntry{/*phase=*/0, kNoListOffset, offset};
+  }
 }
 
 void InitFreshHeader(SuperSlab* ss) {
@@ -341,7 +344,7 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh,
 }
 
 size_t SlabIndexOfUnit(const SuperSlab* ss, size_t unit) {
-  return static_cast<size_t>((reinterpret_cast<const char*>(ss) + ss->slab_offset[unit] -
+  return static_cast<size_t>((reinterpret_cast<const char*>(ss) + ss->units[unit].slab_offset -
                               reinterpret_cast<const char*>(ss->slabs)) /
                              static_cast<ptrdiff_t>(sizeof(SlabMeta)));
 }
@@ -421,8 +424,19 @@ void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
   slab->bump = slab->first_block;
   slab->free_list = nullptr;
   slab->used = 0;
-  slab->div_magic = (((uint64_t{1} << 40) + block_size - 1) / block_size) << 24;
+  slab->div_magic = DivMagic(block_size);
   slab->next = slab->prev = nullptr;
+}
+
+void MapClassUnits(SuperSlab* ss, const SlabMeta* slab) {
+  const size_t first = static_cast<size_t>(slab - ss->slabs);
+  HAKMEM_DCHECK(slab->list_offset < kNoListOffset && slab->units <= kUnitsPerSuperSlab / 4);
+  for (size_t u = 0; u < slab->units; ++u) {
+    const char* unit_start = slab->start + u * kUnitSize;
+    UnitEntry& entry = ss->units[first + u];
+    entry.phase = static_cast<uint32_t>(unit_start - slab->first_block + slab->block_size);
+    entry.list_offset = slab->list_offset;
+  }
 }
 
 bool PurgeCaches(bool force) {

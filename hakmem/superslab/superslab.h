@@ -118,6 +118,50 @@ enum class SlabState : uint8_t { kFree, kCurrent, kPartial, kFull, kLarge };
 // asserts it): SlabMeta::list_offset is a class times this.
 inline constexpr uint32_t kClassListStride = 16;
 
+// The list offset of every unit outside a size class's slab (free units, the
+// header, large runs): past the classes' lists. Thread caches keep a DivMagic of
+// 0 there, so the free fast path's block-start test fails for such a unit
+// whatever the pointer.
+inline constexpr uint16_t kNoListOffset = kNumClasses * kClassListStride;
+static_assert(kNumClasses * kClassListStride <= UINT16_MAX);
+
+// ceil(2^40 / size) << 24: the multiplier of the one-multiply divisibility test
+// (IsMultiple).
+constexpr uint64_t DivMagic(uint32_t size) {
+  return (((uint64_t{1} << 40) + size - 1) / size) << 24;
+}
+
+// Whether `offset` (below 2^21) is a multiple of the size whose DivMagic is
+// `div_magic` (sizes up to 2^17; false for every offset when div_magic is 0).
+// Divisibility with one multiply (Lemire, Kaser, Kurz 2019): offset % size == 0
+// exactly when (offset * ceil(2^40 / size)) mod 2^40 < ceil(2^40 / size). Both
+// sides shifted left by 24 (the magic is stored shifted) compare the same low 40
+// bits with no mask: one multiply and one compare.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsMultiple(uint64_t offset, uint64_t div_magic) {
+  return offset * div_magic < div_magic;
+}
+
+// One unit's entry in its superslab's unit map: 8 bytes, 8 units to a cache
+// line. Besides the unit's SlabMeta, it holds all the free fast path needs to
+// test a pointer into the unit (with the class's DivMagic, which thread caches
+// keep beside their lists), so a free reads this one line of the header, not
+// also the SlabMeta's (a second line, and often a third: SlabMetas straddle
+// lines). The owner thread writes it (MapUnits, MapClassUnits).
+struct UnitEntry {
+  // A size class's slab: the unit's start - the slab's first block + the block
+  // size, so that (p % kUnitSize) + phase is p's offset from the block before
+  // the first, never negative (GridOffset). 0 elsewhere.
+  uint32_t phase;
+  // A size class's slab: the class's list offset (SlabMeta::list_offset);
+  // kNoListOffset elsewhere.
+  uint16_t list_offset;
+  // The byte offset from the superslab to the SlabMeta of the slab holding the
+  // unit (slabs[its first unit]; slabs[0]'s for a free unit). An offset, not an
+  // index: SlabOf adds it instead of multiplying by sizeof(SlabMeta).
+  uint16_t slab_offset;
+};
+static_assert(sizeof(UnitEntry) == 8, "eight entries to a cache line");
+
 // One slab (or large run), indexed by its first unit. Owner thread only.
 struct SlabMeta {
   void* free_list;  // freed blocks of this slab
@@ -128,7 +172,7 @@ struct SlabMeta {
   // tail sits before the first block, not after the last, so every block start
   // in [first_block, end) is a block (IsBlockStart needs no end test).
   char* first_block;
-  uint64_t div_magic;  // ceil(2^40 / block_size) << 24, see IsBlockStart
+  uint64_t div_magic;  // DivMagic(block_size); 0 for a large run (see IsBlockStart)
   uint32_t block_size;
   uint32_t used;      // blocks out: in use, in a thread cache or in a remote queue
   uint32_t capacity;  // blocks in the slab
@@ -154,13 +198,17 @@ struct SuperSlab : ChunkHeader {
   uint64_t cached_at_ns;
   SuperSlab* next;  // in the owner heap's list, or in the cache
   SuperSlab* prev;
-  // For each unit, the byte offset from the superslab to the SlabMeta of the slab
-  // holding it (slabs[its first unit]; slabs[0]'s for a free unit). An offset, not
-  // an index: the free fast path adds it instead of multiplying by sizeof(SlabMeta).
-  uint16_t slab_offset[kUnitsPerSuperSlab];
+  UnitEntry units[kUnitsPerSuperSlab];  // the unit map
   SlabMeta slabs[kUnitsPerSuperSlab];  // by first unit; slabs[0] stays kNoClass
 };
 static_assert(sizeof(SuperSlab) <= kUnitSize, "the header fits unit 0");
+// Where the unit map starts in the header, for the free fast path's asm. (The
+// header is not standard-layout, deriving from ChunkHeader, but has no virtual
+// base: gcc and clang give the offset.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winvalid-offsetof"
+inline constexpr size_t kUnitMapAt = offsetof(SuperSlab, units);
+#pragma GCC diagnostic pop
 static_assert(kSuperSlabSize == registry::kChunkSize, "one registry chunk each");
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline SuperSlab* SuperSlabOf(const void* p) {
@@ -169,21 +217,32 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SuperSlab* SuperSlabOf(const void* p) {
 
 // `ss` is SuperSlabOf(p). (The unit is taken from `p` alone: the free fast path
 // then needs no copy of `ss` for it.)
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline const UnitEntry& UnitEntryOf(const SuperSlab* ss,
+                                                                 const void* p) {
+  return ss->units[(reinterpret_cast<uintptr_t>(p) / kUnitSize) % kUnitsPerSuperSlab];
+}
+
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* p) {
-  const size_t unit = (reinterpret_cast<uintptr_t>(p) / kUnitSize) % kUnitsPerSuperSlab;
-  return reinterpret_cast<SlabMeta*>(reinterpret_cast<char*>(ss) + ss->slab_offset[unit]);
+  return reinterpret_cast<SlabMeta*>(reinterpret_cast<char*>(ss) + UnitEntryOf(ss, p).slab_offset);
+}
+
+// The offset of `p`, a pointer into the unit of `unit`, from the block before
+// its slab's first block: a multiple of the block size exactly when `p` is a
+// block start (a pointer into the tail before the first block gives a smaller
+// offset than the block size, never 0). Below 2^20: a class's slab spans at most
+// 32 units (size_class.h) and blocks are at most 2^17 bytes. 32-bit arithmetic:
+// one `add` of the entry's phase to the pointer's low bits.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t GridOffset(const UnitEntry& unit, const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & (kUnitSize - 1)) + unit.phase;
 }
 
 // The first unit of the slab holding `unit` (0 for a free unit): tests.
 size_t SlabIndexOfUnit(const SuperSlab* ss, size_t unit);
 
 // Whether `p` (an address inside `slab`'s units) is the first byte of one of its
-// blocks, not an interior pointer nor the tail before the first block.
-// Divisibility by the block size with one multiply (Lemire, Kaser, Kurz 2019):
-// for offsets below 2^21 and block sizes up to 2^17, offset % size == 0 exactly
-// when (offset * ceil(2^40 / size)) mod 2^40 < ceil(2^40 / size). Both sides
-// shifted left by 24 (the magic is stored shifted) compare the same low 40 bits
-// with no mask: one multiply and one compare. The tail (p below first_block by
+// blocks, not an interior pointer nor the tail before the first block: whether
+// its offset from the first block IsMultiple of the block size (the slow paths'
+// test; the free fast path's is GridOffset's). The tail (p below first_block by
 // d <= size - 16, the tail being a multiple of 16 below the size) fails too:
 // 2^40 - d * ceil(2^40 / size) >= ceil(2^40 / size) there for sizes <= 2^17
 // (superslab_test checks every class and offset). Past the last block are the
@@ -193,7 +252,7 @@ size_t SlabIndexOfUnit(const SuperSlab* ss, size_t unit);
 // size class.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsBlockStart(const SlabMeta* slab, const void* p) {
   const uint64_t offset = static_cast<uint64_t>(static_cast<const char*>(p) - slab->first_block);
-  return offset * slab->div_magic < slab->div_magic;
+  return IsMultiple(offset, slab->div_magic);
 }
 static_assert(kPoolMax <= (size_t{1} << 17) && kSuperSlabSize <= (size_t{1} << 21),
               "IsBlockStart's one-multiply test needs offsets < 2^21, sizes <= 2^17");
@@ -243,6 +302,12 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns);
 
 // Sets up `slab` (just returned by AllocRun) to hold blocks of `block_size`.
 void InitSlabBlocks(SlabMeta* slab, uint32_t block_size);
+
+// `slab` of superslab `ss` holds blocks of a size class now (InitSlabBlocks and
+// its list_offset set): its units' entries get the class's phase and list
+// offset, so the free fast path recognises its blocks. (AllocRun and FreeRun
+// leave them kNoListOffset.)
+void MapClassUnits(SuperSlab* ss, const SlabMeta* slab);
 
 // Decommits cached superslabs and unmaps cached huge mappings older than the
 // purge delay, or all of them with `force`. Cheap when nothing is due. Returns

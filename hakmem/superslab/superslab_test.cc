@@ -247,6 +247,50 @@ TEST(SuperSlabTest, BlockStartsAreRecognised) {
   ReleaseSuperSlab(ss);
 }
 
+// The free fast path's test (a unit entry's GridOffset, IsMultiple of the
+// class's DivMagic) against plain division, for a slab of every class placed in
+// a superslab after a one-unit run (so its units are not the first), at every
+// byte of its units; and every unit outside a class's slab (free units, the
+// header, a large run) at kNoListOffset, so the test fails there whatever the
+// pointer (the thread caches' multiplier at kNoListOffset is 0).
+TEST(SuperSlabTest, UnitEntriesFindExactlyTheBlockStartsOfEveryClass) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
+  ASSERT_NE(ss, nullptr);
+  bool fresh;
+  SlabMeta* before = AllocRun(ss, 1, 1, &fresh);
+  ASSERT_NE(before, nullptr);
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    const uint32_t size = kSizeClasses[cls].size;
+    SlabMeta* slab = AllocRun(ss, kSizeClasses[cls].slab_units, 1, &fresh);
+    ASSERT_NE(slab, nullptr);
+    for (size_t offset = 0; offset < size_t{slab->units} * kUnitSize; offset += kUnitSize) {
+      ASSERT_EQ(UnitEntryOf(ss, slab->start + offset).list_offset, kNoListOffset) << "a new run";
+    }
+    InitSlabBlocks(slab, size);
+    slab->list_offset = static_cast<uint16_t>(cls * kClassListStride);
+    MapClassUnits(ss, slab);
+    const uint64_t magic = DivMagic(size);
+    for (size_t offset = 0; offset < size_t{slab->units} * kUnitSize; ++offset) {
+      const char* p = slab->start + offset;
+      const UnitEntry& entry = UnitEntryOf(ss, p);
+      ASSERT_EQ(entry.list_offset, cls * kClassListStride);
+      ASSERT_EQ(SlabOf(ss, p), slab);
+      const bool expected = p >= slab->first_block && (p - slab->first_block) % size == 0;
+      ASSERT_EQ(IsMultiple(GridOffset(entry, p), magic), expected) << size << " " << offset;
+      ASSERT_LT(GridOffset(entry, p), uint64_t{1} << 21);
+    }
+    FreeRun(ss, slab);
+    for (size_t offset = 0; offset < size_t{kSizeClasses[cls].slab_units} * kUnitSize;
+         offset += kUnitSize) {
+      ASSERT_EQ(UnitEntryOf(ss, slab->start + offset).list_offset, kNoListOffset) << "freed";
+    }
+  }
+  EXPECT_EQ(UnitEntryOf(ss, ss).list_offset, kNoListOffset) << "the header";
+  EXPECT_EQ(UnitEntryOf(ss, before->start).list_offset, kNoListOffset) << "a run of no class";
+  FreeRun(ss, before);
+  ReleaseSuperSlab(ss);
+}
+
 TEST(SuperSlabTest, PurgeDecommitsAndReuseStillWorks) {
   SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);

@@ -3,7 +3,9 @@
 //
 // Owns: ThreadCache (a FreeList and a carved range per class, and the thread's
 // ThreadHot: heap's owned-superslab slots and stats' fast-path counters, kept here
-// so the fast paths reach all of it through one TLS offset) and its paths.
+// so the fast paths reach all of it through one TLS offset, beside constant
+// per-thread copies of what the fast paths look up: a tiny size's list offset
+// and each class's DivMagic) and its paths.
 // Allocation pops a list and a local free pushes one: no atomics, no locks, a
 // handful of instructions, and no branch on the lane. The fast paths name a class
 // by its list offset (ListOffset) and, on x86-64, reach the lists in asm, one
@@ -87,6 +89,7 @@ struct FreeList {
 ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr uint32_t ListOffset(uint32_t cls) {
   return cls * kClassListStride;
 }
+static_assert(kNoListOffset == ListOffset(kNumClasses), "past the last class's list");
 static_assert(sizeof(FreeList) == kClassListStride &&
                   sizeof(stats::ClassCounts) == kClassListStride,
               "one offset indexes a class's list and its counts");
@@ -120,6 +123,16 @@ struct ThreadCache {
   // The owned-superslab slots and the fast-path counters: in this block, beside the
   // lists, so the fast paths address all three through one TLS offset.
   ThreadHot hot;
+  // Each class's DivMagic at its list offset, 0 at kNoListOffset: the free fast
+  // path's block-start test takes the multiplier from here (an %fs-relative load
+  // at the list offset of the pointer's unit entry, no table address to form),
+  // not from the SlabMeta. Constant, never written after the thread's TLS is
+  // set up.
+  struct ClassDivMagic {
+    uint64_t div_magic;
+    uint64_t unused;  // (16 bytes: the lists' stride)
+  };
+  ClassDivMagic div_magic[kNumClasses + 1];
   // Each class's carved range, served by Refill when its list is empty. Apart
   // from the lists, so the fast path's lists stay 16 bytes each.
   CarvedRange ranges[kNumClasses];
@@ -146,6 +159,10 @@ struct ThreadCache {
   // Empty lists with their bounds: a constant initialiser for TLS.
   static constexpr ThreadCache Empty() {
     ThreadCache cache{};
+    for (int cls = 0; cls < kNumClasses; ++cls) {
+      cache.div_magic[cls].div_magic = DivMagic(kSizeClasses[cls].size);
+    }
+    cache.div_magic[kNumClasses].div_magic = 0;  // kNoListOffset: never a block start
     for (size_t size = 0; size <= kTinyMax; ++size) {
       cache.tiny_list_offset[size] = static_cast<uint16_t>(ListOffset(static_cast<uint32_t>(
           size_class_internal::kClassIndex.cls[size_class_internal::TinyIndexEntry(size)])));
@@ -507,7 +524,7 @@ inline constexpr size_t kFastCountersAt =
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountAllocAt(uintptr_t list_offset) {
   stats::CountClassAlloc<kFastCountersAt>(tls_cache, list_offset);
 }
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFreeAt(uint32_t list_offset) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFreeAt(uintptr_t list_offset) {
   stats::CountLocalFree<kFastCountersAt>(tls_cache, list_offset);
 }
 
@@ -581,6 +598,14 @@ full:
 }  // namespace internal
 #endif
 
+// The DivMagic of the class whose list is at `list_offset` (0 at
+// kNoListOffset); on x86-64 the free fast path reads it in asm at kDivMagicAt
+// from tls_cache's thread offset, plus the list offset.
+inline constexpr size_t kDivMagicAt = offsetof(ThreadCache, div_magic);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t DivMagicAt(uintptr_t list_offset) {
+  return tls_cache.div_magic[list_offset / kClassListStride].div_magic;
+}
+
 // A cached block of the class whose list is at `list_offset`, or nullptr (then
 // call Refill).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAllocAt(uintptr_t list_offset) {
@@ -602,7 +627,7 @@ ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed);
 // Caches a block freed by its owner, of the class whose list is at byte
 // `list_offset` of the lists (SlabMeta::list_offset); false when the list is full
 // (or uncached): then call Flush.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFreeAt(uint32_t list_offset, void* block) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFreeAt(uintptr_t list_offset, void* block) {
 #if HAKMEM_FS_ASM
   if constexpr (kFsLists) return internal::PushAt(list_offset, block);
 #endif
