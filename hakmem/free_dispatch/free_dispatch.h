@@ -59,7 +59,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsOwnBlockStart(SuperSlab* ss, const vo
   // the branch), and no compiler multiplies and compares with the %fs-relative
   // multiplier as memory operands.
   constexpr int kEntryShift = __builtin_ctzll(kUnitSize / sizeof(UnitEntry));
-  constexpr uint32_t kEntryMask = (kUnitsPerSuperSlab - 1) * sizeof(UnitEntry);
+  constexpr uint32_t kEntryMask = (kUnitsPerSuperSlab * kUnitMapColors - 1) * sizeof(UnitEntry);
   uintptr_t at, offset, list;
   asm goto(
       "movq %[p], %[at]\n\t"

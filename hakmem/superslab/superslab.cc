@@ -136,7 +136,7 @@ void MapUnits(SuperSlab* ss, size_t first, size_t count, size_t slab) {
   const auto offset = static_cast<uint16_t>(reinterpret_cast<char*>(&ss->slabs[slab]) -
                                             reinterpret_cast<char*>(ss));
   for (size_t u = first; u < first + count; ++u) {
-    ss->units[u] = UnitEntry{/*phase=*/0, kNoListOffset, offset};
+    UnitEntryAt(ss, u) = UnitEntry{/*phase=*/0, kNoListOffset, offset};
   }
 }
 
@@ -344,7 +344,8 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh,
 }
 
 size_t SlabIndexOfUnit(const SuperSlab* ss, size_t unit) {
-  return static_cast<size_t>((reinterpret_cast<const char*>(ss) + ss->units[unit].slab_offset -
+  return static_cast<size_t>((reinterpret_cast<const char*>(ss) +
+                              UnitEntryAt(ss, unit).slab_offset -
                               reinterpret_cast<const char*>(ss->slabs)) /
                              static_cast<ptrdiff_t>(sizeof(SlabMeta)));
 }
@@ -433,7 +434,7 @@ void MapClassUnits(SuperSlab* ss, const SlabMeta* slab) {
   HAKMEM_DCHECK(slab->list_offset < kNoListOffset && slab->units <= kUnitsPerSuperSlab / 4);
   for (size_t u = 0; u < slab->units; ++u) {
     const char* unit_start = slab->start + u * kUnitSize;
-    UnitEntry& entry = ss->units[first + u];
+    UnitEntry& entry = UnitEntryAt(ss, first + u);
     entry.phase = static_cast<uint32_t>(unit_start - slab->first_block + slab->block_size);
     entry.list_offset = slab->list_offset;
   }

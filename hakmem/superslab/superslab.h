@@ -162,6 +162,12 @@ struct UnitEntry {
 };
 static_assert(sizeof(UnitEntry) == 8, "eight entries to a cache line");
 
+// Unit maps per superslab header (see SuperSlab::unit_map). A free reads one
+// line of its superslab's map; with one map at one offset, the maps of a heap's
+// superslabs compete for the same 16 L1 sets (mid_large_mt: 11 superslabs, 176
+// lines, 0.43 D1 misses per free).
+inline constexpr size_t kUnitMapColors = 4;
+
 // One slab (or large run), indexed by its first unit. Owner thread only.
 struct SlabMeta {
   void* free_list;  // freed blocks of this slab
@@ -198,7 +204,10 @@ struct SuperSlab : ChunkHeader {
   uint64_t cached_at_ns;
   SuperSlab* next;  // in the owner heap's list, or in the cache
   SuperSlab* prev;
-  UnitEntry units[kUnitsPerSuperSlab];  // the unit map
+  // The unit map: kUnitMapColors maps of kUnitsPerSuperSlab entries, of which a
+  // superslab uses the one its address picks (UnitEntryAt), so the maps of
+  // consecutive superslabs, all 2 MiB-aligned, sit in different L1 sets.
+  UnitEntry unit_map[kUnitMapColors * kUnitsPerSuperSlab];
   SlabMeta slabs[kUnitsPerSuperSlab];  // by first unit; slabs[0] stays kNoClass
 };
 static_assert(sizeof(SuperSlab) <= kUnitSize, "the header fits unit 0");
@@ -207,7 +216,7 @@ static_assert(sizeof(SuperSlab) <= kUnitSize, "the header fits unit 0");
 // base: gcc and clang give the offset.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Winvalid-offsetof"
-inline constexpr size_t kUnitMapAt = offsetof(SuperSlab, units);
+inline constexpr size_t kUnitMapAt = offsetof(SuperSlab, unit_map);
 #pragma GCC diagnostic pop
 static_assert(kSuperSlabSize == registry::kChunkSize, "one registry chunk each");
 
@@ -219,7 +228,19 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SuperSlab* SuperSlabOf(const void* p) {
 // then needs no copy of `ss` for it.)
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline const UnitEntry& UnitEntryOf(const SuperSlab* ss,
                                                                  const void* p) {
-  return ss->units[(reinterpret_cast<uintptr_t>(p) / kUnitSize) % kUnitsPerSuperSlab];
+  // (The address bits of `p` above the superslab's units pick its map: those of
+  // `ss`.)
+  return ss->unit_map[(reinterpret_cast<uintptr_t>(p) / kUnitSize) %
+                      (kUnitsPerSuperSlab * kUnitMapColors)];
+}
+
+// The entry of unit `unit` of `ss`.
+inline UnitEntry& UnitEntryAt(SuperSlab* ss, size_t unit) {
+  const size_t color = (reinterpret_cast<uintptr_t>(ss) / kSuperSlabSize) % kUnitMapColors;
+  return ss->unit_map[color * kUnitsPerSuperSlab + unit];
+}
+inline const UnitEntry& UnitEntryAt(const SuperSlab* ss, size_t unit) {
+  return UnitEntryAt(const_cast<SuperSlab*>(ss), unit);
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* p) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -279,16 +280,47 @@ TEST(SuperSlabTest, UnitEntriesFindExactlyTheBlockStartsOfEveryClass) {
       ASSERT_EQ(IsMultiple(GridOffset(entry, p), magic), expected) << size << " " << offset;
       ASSERT_LT(GridOffset(entry, p), uint64_t{1} << 21);
     }
+    const char* start = slab->start;  // (FreeRun clears the SlabMeta)
     FreeRun(ss, slab);
     for (size_t offset = 0; offset < size_t{kSizeClasses[cls].slab_units} * kUnitSize;
          offset += kUnitSize) {
-      ASSERT_EQ(UnitEntryOf(ss, slab->start + offset).list_offset, kNoListOffset) << "freed";
+      ASSERT_EQ(UnitEntryOf(ss, start + offset).list_offset, kNoListOffset) << "freed";
     }
   }
   EXPECT_EQ(UnitEntryOf(ss, ss).list_offset, kNoListOffset) << "the header";
   EXPECT_EQ(UnitEntryOf(ss, before->start).list_offset, kNoListOffset) << "a run of no class";
   FreeRun(ss, before);
   ReleaseSuperSlab(ss);
+}
+
+// Superslabs at consecutive addresses use different unit maps of their headers
+// (so the maps of a heap's superslabs do not compete for the same L1 sets), and
+// every path agrees on which: the entry MapClassUnits writes is the one the free
+// fast path reads from the pointer alone.
+TEST(SuperSlabTest, ConsecutiveSuperSlabsUseDifferentUnitMaps) {
+  std::vector<SuperSlab*> taken;
+  std::set<uintptr_t> map_offsets;
+  for (size_t i = 0; i < 4 * kUnitMapColors && map_offsets.size() < kUnitMapColors; ++i) {
+    SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
+    ASSERT_NE(ss, nullptr);
+    taken.push_back(ss);
+    bool fresh;
+    SlabMeta* slab = AllocRun(ss, kSizeClasses[5].slab_units, 1, &fresh);
+    ASSERT_NE(slab, nullptr);
+    InitSlabBlocks(slab, kSizeClasses[5].size);
+    slab->list_offset = 5 * kClassListStride;
+    MapClassUnits(ss, slab);
+    const UnitEntry& entry = UnitEntryOf(ss, slab->first_block);
+    EXPECT_EQ(&entry, &UnitEntryAt(ss, static_cast<size_t>(slab - ss->slabs)));
+    EXPECT_EQ(entry.list_offset, 5 * kClassListStride);
+    EXPECT_EQ(GridOffset(entry, slab->first_block), kSizeClasses[5].size);
+    map_offsets.insert(reinterpret_cast<uintptr_t>(&UnitEntryAt(ss, 0)) % kSuperSlabSize);
+    FreeRun(ss, slab);
+  }
+  // (Hardened superslabs sit two chunks apart: half the maps.)
+  EXPECT_GE(map_offsets.size(), 2u);
+  EXPECT_EQ(map_offsets.size(), kUnitMapColors * kSuperSlabSize / kSuperSlabStride);
+  for (SuperSlab* ss : taken) ReleaseSuperSlab(ss);
 }
 
 TEST(SuperSlabTest, PurgeDecommitsAndReuseStillWorks) {
