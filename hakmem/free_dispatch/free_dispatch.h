@@ -67,16 +67,14 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsOwnBlockStart(SuperSlab* ss, const vo
       "andl %[entry_mask], %k[at]\n\t"
       "movzwl %c[list_at](%[ss],%[at]), %k[list]\n\t"
       "movl %k[p], %k[offset]\n\t"
-      "andl %[unit_mask], %k[offset]\n\t"
       "addl %c[phase_at](%[ss],%[at]), %k[offset]\n\t"  // GridOffset
       "imulq %%fs:%c[magic_at](%[tls],%[list]), %[offset]\n\t"
       "cmpq %%fs:%c[magic_at](%[tls],%[list]), %[offset]\n\t"  // IsMultiple
       "jae %l[not_block_start]"
       : [at] "=&r"(at), [offset] "=&r"(offset), [list] "=&r"(list)
-      : [p] "r"(ptr), [ss] "r"(ss),
-        "m"(*ss), [tls] "r"(platform::ThreadOffset(thread_cache::tls_cache)),
-        [shift] "i"(kEntryShift), [entry_mask] "i"(kEntryMask), [unit_mask] "i"(kUnitSize - 1),
-        [list_at] "i"(kUnitMapAt + offsetof(UnitEntry, list_offset)),
+      : [p] "r"(ptr), [ss] "r"(ss), "m"(*ss),
+        [tls] "r"(platform::ThreadOffset(thread_cache::tls_cache)), [shift] "i"(kEntryShift),
+        [entry_mask] "i"(kEntryMask), [list_at] "i"(kUnitMapAt + offsetof(UnitEntry, list_offset)),
         [phase_at] "i"(kUnitMapAt + offsetof(UnitEntry, phase)),
         [magic_at] "i"(thread_cache::kDivMagicAt)
       : "cc"

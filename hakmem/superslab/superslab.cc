@@ -432,10 +432,13 @@ void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
 void MapClassUnits(SuperSlab* ss, const SlabMeta* slab) {
   const size_t first = static_cast<size_t>(slab - ss->slabs);
   HAKMEM_DCHECK(slab->list_offset < kNoListOffset && slab->units <= kUnitsPerSuperSlab / 4);
+  // (The same phase for every unit of the slab: GridOffset adds it to the whole
+  // low half of the pointer.)
+  const auto phase =
+      static_cast<uint32_t>(slab->block_size - reinterpret_cast<uintptr_t>(slab->first_block));
   for (size_t u = 0; u < slab->units; ++u) {
-    const char* unit_start = slab->start + u * kUnitSize;
     UnitEntry& entry = UnitEntryAt(ss, first + u);
-    entry.phase = static_cast<uint32_t>(unit_start - slab->first_block + slab->block_size);
+    entry.phase = phase;
     entry.list_offset = slab->list_offset;
   }
 }

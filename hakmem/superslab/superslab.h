@@ -148,9 +148,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsMultiple(uint64_t offset, uint64_t di
 // also the SlabMeta's (a second line, and often a third: SlabMetas straddle
 // lines). The owner thread writes it (MapUnits, MapClassUnits).
 struct UnitEntry {
-  // A size class's slab: the unit's start - the slab's first block + the block
-  // size, so that (p % kUnitSize) + phase is p's offset from the block before
-  // the first, never negative (GridOffset). 0 elsewhere.
+  // A size class's slab: the block size - the slab's first block, modulo 2^32,
+  // so that the low 32 bits of p plus the phase, modulo 2^32, are p's offset from
+  // the block before the first, never negative (GridOffset). 0 elsewhere.
   uint32_t phase;
   // A size class's slab: the class's list offset (SlabMeta::list_offset);
   // kNoListOffset elsewhere.
@@ -251,10 +251,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* 
 // its slab's first block: a multiple of the block size exactly when `p` is a
 // block start (a pointer into the tail before the first block gives a smaller
 // offset than the block size, never 0). Below 2^20: a class's slab spans at most
-// 32 units (size_class.h) and blocks are at most 2^17 bytes. 32-bit arithmetic:
-// one `add` of the entry's phase to the pointer's low bits.
+// 32 units (size_class.h) and blocks are at most 2^17 bytes, so 32-bit
+// arithmetic, which wraps where the slab crosses a multiple of 4 GiB, gives it
+// exactly: one `add` of the entry's phase to the pointer's low half.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t GridOffset(const UnitEntry& unit, const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & (kUnitSize - 1)) + unit.phase;
+  return static_cast<uint32_t>(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p)) + unit.phase);
 }
 
 // The first unit of the slab holding `unit` (0 for a free unit): tests.
