@@ -36,9 +36,9 @@ const char* CallName(Call call);
 // Every case other than "a valid block of a slab this thread owns".
 ABSL_ATTRIBUTE_NOINLINE void FreeSlow(void* ptr, void* header, Call call);
 
-// Caches a valid block of the size class whose list is at `list_offset`
-// (SlabMeta::list_offset, read once by the caller: the count is a store), a block
-// the calling thread's heap owns.
+// Caches a valid block of the size class whose list is at `list_offset` (from
+// the unit's entry or SlabMeta::list_offset, read once by the caller: the count
+// is a store), a block the calling thread's heap owns.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CacheOwnBlock(uintptr_t list_offset, void* ptr) {
   thread_cache::CountLocalFreeAt(list_offset);
   if (ABSL_PREDICT_FALSE(!thread_cache::TryFreeAt(list_offset, ptr))) {

@@ -34,6 +34,49 @@ uint64_t Counter(stats::Counter c) {
   return s.counters[static_cast<int>(c)];
 }
 
+// The free fast path's block-start test (IsOwnBlockStart: asm on x86-64, C++
+// under ThreadSanitizer) against division, at every byte of a slab of every
+// class placed after another run, and false at every byte of the header, of a
+// run of no class (as a large run) and of freed units.
+TEST(FreeDispatchTest, FastPathBlockStartTestIsExactForEveryClass) {
+  static int owner;  // stands for a heap
+  SuperSlab* ss = AcquireSuperSlab(&owner, Occupancy::kDense, Pages::kSmall);
+  ASSERT_NE(ss, nullptr);
+  uintptr_t list_offset = 0;
+  for (size_t offset = 0; offset < kUnitSize; ++offset) {
+    ASSERT_FALSE(IsOwnBlockStart(ss, reinterpret_cast<char*>(ss) + offset, &list_offset))
+        << "header " << offset;
+  }
+  bool fresh;
+  SlabMeta* run = AllocRun(ss, 2, 1, &fresh);  // no class: as a large run
+  ASSERT_NE(run, nullptr);
+  for (size_t offset = 0; offset < 2 * kUnitSize; ++offset) {
+    ASSERT_FALSE(IsOwnBlockStart(ss, run->start + offset, &list_offset)) << "run " << offset;
+  }
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    const uint32_t size = kSizeClasses[cls].size;
+    SlabMeta* slab = AllocRun(ss, kSizeClasses[cls].slab_units, 1, &fresh);
+    ASSERT_NE(slab, nullptr);
+    InitSlabBlocks(slab, size);
+    slab->list_offset = static_cast<uint16_t>(cls * kClassListStride);
+    MapClassUnits(ss, slab);
+    const char* start = slab->start;
+    const size_t bytes = size_t{slab->units} * kUnitSize;
+    for (size_t offset = 0; offset < bytes; ++offset) {
+      const char* p = start + offset;
+      const bool expected = p >= slab->first_block && (p - slab->first_block) % size == 0;
+      ASSERT_EQ(IsOwnBlockStart(ss, p, &list_offset), expected) << size << " " << offset;
+      if (expected) ASSERT_EQ(list_offset, cls * kClassListStride);
+    }
+    FreeRun(ss, slab);
+    for (size_t offset = 0; offset < bytes; offset += 16) {
+      ASSERT_FALSE(IsOwnBlockStart(ss, start + offset, &list_offset)) << "freed " << offset;
+    }
+  }
+  FreeRun(ss, run);
+  ReleaseSuperSlab(ss);
+}
+
 TEST(FreeDispatchTest, LocalFreeGoesToTheThreadCache) {
   void* p = Block(64);
   ASSERT_NE(p, nullptr);

@@ -244,10 +244,12 @@ void DecayKeptEmptySlabs(Heap* heap) {
   heap->empty_taken[0] = heap->empty_taken[1] = 0;
 }
 
-// A run of units as one large block, in use. Its div_magic is 0, so IsBlockStart
-// fails for every pointer into it and the free fast path sends it to FreeSlow
-// without testing its class (a run aligned for posix_memalign may be shorter
-// than kPoolMax, where the block-start test would otherwise pass).
+// A run of units as one large block, in use. Its units' entries stay at
+// kNoListOffset (AllocRun), so the free fast path's block-start test fails for
+// every pointer into it, and its div_magic is 0, so the slow paths' IsBlockStart
+// does too: a large block goes to FreeSlow without a class test (a run aligned
+// for posix_memalign may be shorter than kPoolMax, where the test would
+// otherwise pass).
 void InitLargeRun(SlabMeta* run) {
   InitSlabBlocks(run, static_cast<uint32_t>(run->units * kUnitSize));
   run->div_magic = 0;

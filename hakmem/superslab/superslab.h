@@ -2,7 +2,7 @@
 //
 // Owns:
 //  - SuperSlab: a 2 MiB naturally aligned region of 128 units of 16 KiB. Unit 0 is
-//    the header: owner heap, unit bitmaps, the unit -> slab map and one SlabMeta
+//    the header: owner heap, unit bitmaps, the unit maps (UnitEntry) and one SlabMeta
 //    per possible slab (hardened builds add a live-block map in units 1..8, and a
 //    guard chunk after each superslab). Slabs (blocks of one class) and large
 //    runs (one block) are runs of units. Superslabs are carved from 64 MiB
@@ -167,6 +167,8 @@ static_assert(sizeof(UnitEntry) == 8, "eight entries to a cache line");
 // superslabs compete for the same 16 L1 sets (mid_large_mt: 11 superslabs, 176
 // lines, 0.43 D1 misses per free).
 inline constexpr size_t kUnitMapColors = 4;
+static_assert((kUnitMapColors & (kUnitMapColors - 1)) == 0,
+              "the free fast path's asm masks the map index: a power of two");
 
 // One slab (or large run), indexed by its first unit. Owner thread only.
 struct SlabMeta {
@@ -185,7 +187,7 @@ struct SlabMeta {
   uint16_t units;
   uint8_t cls;  // size class, kLargeClass or kNoClass
   // A size class's slab: cls * kClassListStride, the byte offset of the class's
-  // list in a thread cache, so the free fast path indexes the cache with no shift.
+  // list in a thread cache (its units' entries carry it for the free fast path).
   uint16_t list_offset;
   SlabState state;
   bool fresh;      // its units were untouched when carved: [bump, end) reads as zero

@@ -293,10 +293,10 @@ TEST(SuperSlabTest, UnitEntriesFindExactlyTheBlockStartsOfEveryClass) {
   ReleaseSuperSlab(ss);
 }
 
-// Superslabs at consecutive addresses use different unit maps of their headers
-// (so the maps of a heap's superslabs do not compete for the same L1 sets), and
-// every path agrees on which: the entry MapClassUnits writes is the one the free
-// fast path reads from the pointer alone.
+// Superslabs use the unit map their address bits above 2 MiB pick (so the maps
+// of a heap's superslabs, consecutive in a reservation, do not compete for the
+// same L1 sets), and every path agrees on which: the entry MapClassUnits writes
+// is the one the free fast path reads from the pointer alone.
 TEST(SuperSlabTest, ConsecutiveSuperSlabsUseDifferentUnitMaps) {
   std::vector<SuperSlab*> taken;
   std::set<uintptr_t> map_offsets;
@@ -314,12 +314,15 @@ TEST(SuperSlabTest, ConsecutiveSuperSlabsUseDifferentUnitMaps) {
     EXPECT_EQ(&entry, &UnitEntryAt(ss, static_cast<size_t>(slab - ss->slabs)));
     EXPECT_EQ(entry.list_offset, 5 * kClassListStride);
     EXPECT_EQ(GridOffset(entry, slab->first_block), kSizeClasses[5].size);
-    map_offsets.insert(reinterpret_cast<uintptr_t>(&UnitEntryAt(ss, 0)) % kSuperSlabSize);
+    const uintptr_t map_offset = reinterpret_cast<uintptr_t>(&UnitEntryAt(ss, 0)) % kSuperSlabSize;
+    const size_t color = (reinterpret_cast<uintptr_t>(ss) / kSuperSlabSize) % kUnitMapColors;
+    EXPECT_EQ(map_offset, kUnitMapAt + color * kUnitsPerSuperSlab * sizeof(UnitEntry));
+    map_offsets.insert(map_offset);
     FreeRun(ss, slab);
   }
-  // (Hardened superslabs sit two chunks apart: half the maps.)
+  // Consecutive superslabs of a reservation (hardened ones sit two chunks apart,
+  // and take every other map) use at least two maps.
   EXPECT_GE(map_offsets.size(), 2u);
-  EXPECT_EQ(map_offsets.size(), kUnitMapColors * kSuperSlabSize / kSuperSlabStride);
   for (SuperSlab* ss : taken) ReleaseSuperSlab(ss);
 }
 

@@ -133,6 +133,8 @@ struct ThreadCache {
     uint64_t unused;  // (16 bytes: the lists' stride)
   };
   ClassDivMagic div_magic[kNumClasses + 1];
+  static_assert(sizeof(ClassDivMagic) == kClassListStride,
+                "the free fast path's asm indexes it by list offset, in bytes");
   // Each class's carved range, served by Refill when its list is empty. Apart
   // from the lists, so the fast path's lists stay 16 bytes each.
   CarvedRange ranges[kNumClasses];
@@ -477,9 +479,10 @@ extern __thread ThreadCache tls_cache HAKMEM_TLS;
 // ThreadHot.
 inline Heap* AttachHeap() { return hakmem::AttachHeap(&tls_cache.hot); }
 
-// size -> list offset for the malloc fast path: size_class's index table with
-// the multiply done ahead (16-bit entries), so the fast path indexes the lists
-// and the counters with no shift.
+// size -> list offset for the malloc fast path's pool sizes (tiny ones read the
+// thread's copy, ThreadCache::tiny_list_offset; its first 65 entries serve
+// nothing else): size_class's index table with the multiply done ahead (16-bit
+// entries), so the fast path indexes the lists and the counters with no shift.
 struct ListOffsetIndex {
   uint16_t offset[size_class_internal::kClassIndexEntries];
 };
@@ -625,7 +628,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAlloc(int cls) {
 ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed);
 
 // Caches a block freed by its owner, of the class whose list is at byte
-// `list_offset` of the lists (SlabMeta::list_offset); false when the list is full
+// `list_offset` of the lists (UnitEntry::list_offset); false when the list is full
 // (or uncached): then call Flush.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFreeAt(uintptr_t list_offset, void* block) {
 #if HAKMEM_FS_ASM
