@@ -150,7 +150,7 @@ void InitFreshHeader(SuperSlab* ss) {
   for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
   MapUnits(ss, 0, kUnitsPerSuperSlab, 0);  // every unit free: slabs[0], never a slab
   // The maps of the other colours are never read (a pointer into this superslab
-  // picks this one's); no class's all the same, in case one ever is.
+  // picks this one's); they too say "no class", in case one ever is.
   for (UnitEntry& entry : ss->unit_map) entry.list_offset = kNoListOffset;
 }
 

@@ -253,9 +253,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline SlabMeta* SlabOf(SuperSlab* ss, const void* 
 // its slab's first block: a multiple of the block size exactly when `p` is a
 // block start (a pointer into the tail before the first block gives a smaller
 // offset than the block size, never 0). Below 2^20: a class's slab spans at most
-// 32 units (size_class.h) and blocks are at most 2^17 bytes, so 32-bit
-// arithmetic, which wraps where the slab crosses a multiple of 4 GiB, gives it
-// exactly: one `add` of the entry's phase to the pointer's low half.
+// 32 units (size_class.h) and blocks are at most 2^17 bytes, so arithmetic
+// modulo 2^32 gives it exactly (p - first block + block size, with the phase
+// holding block size - first block modulo 2^32): one `add` of the entry's phase
+// to the pointer's low half.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t GridOffset(const UnitEntry& unit, const void* p) {
   return static_cast<uint32_t>(static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p)) + unit.phase);
 }
