@@ -40,10 +40,11 @@ bool WithRetries(Syscall kind, Call call) {
 }
 
 // One anonymous read-write mapping of `size` bytes, at `hint` if the kernel
-// takes it (nullptr: anywhere); nullptr with errno when refused. Not counted.
-void* MapAnonymous(void* hint, size_t size) {
-  void* p =
-      mmap(hint, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+// takes it (nullptr: anywhere; `extra_flags` may make it exact); nullptr with
+// errno when refused. Not counted.
+void* MapAnonymous(void* hint, size_t size, int extra_flags = 0) {
+  void* p = mmap(hint, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra_flags, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
 
@@ -211,10 +212,9 @@ MoveResult MovePages(void* old_ptr, size_t old_size, void* new_ptr, size_t new_s
     // own reservation fails first). A kernel without the flag takes it as a
     // hint, so an answer elsewhere counts as lost too.
     Count(Syscall::k_mmap);
-    void* back = mmap(new_ptr, new_size, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    void* back = MapAnonymous(new_ptr, new_size, MAP_FIXED_NOREPLACE);
     if (back != new_ptr) {
-      if (back != MAP_FAILED) Release(back, new_size);
+      if (back != nullptr) Release(back, new_size);
       errno = error;
       return MoveResult::kDestinationLost;
     }
