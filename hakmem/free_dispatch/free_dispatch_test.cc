@@ -57,9 +57,7 @@ TEST(FreeDispatchTest, FastPathBlockStartTestIsExactForEveryClass) {
     const uint32_t size = kSizeClasses[cls].size;
     SlabMeta* slab = AllocRun(ss, kSizeClasses[cls].slab_units, 1, &fresh);
     ASSERT_NE(slab, nullptr);
-    InitSlabBlocks(slab, size);
-    slab->list_offset = static_cast<uint16_t>(cls * kClassListStride);
-    MapClassUnits(ss, slab);
+    InitClassSlab(ss, slab, cls);
     const char* start = slab->start;
     const size_t bytes = size_t{slab->units} * kUnitSize;
     for (size_t offset = 0; offset < bytes; ++offset) {

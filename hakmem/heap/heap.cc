@@ -264,11 +264,8 @@ SlabMeta* NewSlab(Heap* heap, int cls) {
   SlabMeta* slab = AllocRunInHeap(heap, kSizeClasses[cls].slab_units, 1,
                                   OccupancyOfBlock(kSizeClasses[cls].size), &fresh);
   if (slab == nullptr) return nullptr;
-  InitSlabBlocks(slab, kSizeClasses[cls].size);
+  InitClassSlab(SuperSlabOf(slab->start), slab, cls);
   slab->fresh = fresh;
-  slab->cls = static_cast<uint8_t>(cls);
-  slab->list_offset = static_cast<uint16_t>(cls * kClassListStride);
-  MapClassUnits(SuperSlabOf(slab->start), slab);
   slab->state = SlabState::kCurrent;
   Count(Counter::k_slabs_created);
   return slab;

@@ -432,9 +432,12 @@ void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {
   slab->next = slab->prev = nullptr;
 }
 
-void MapClassUnits(SuperSlab* ss, const SlabMeta* slab) {
+void InitClassSlab(SuperSlab* ss, SlabMeta* slab, int cls) {
+  InitSlabBlocks(slab, kSizeClasses[cls].size);
+  slab->cls = static_cast<uint8_t>(cls);
+  slab->list_offset = static_cast<uint16_t>(cls * kClassListStride);
   const size_t first = static_cast<size_t>(slab - ss->slabs);
-  HAKMEM_DCHECK(slab->list_offset < kNoListOffset && slab->units <= kUnitsPerSuperSlab / 4);
+  HAKMEM_DCHECK(cls >= 0 && cls < kNumClasses && slab->units <= kUnitsPerSuperSlab / 4);
   // (The same phase for every unit of the slab: GridOffset adds it to the whole
   // low half of the pointer.)
   const auto phase =

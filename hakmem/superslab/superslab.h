@@ -146,7 +146,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool IsMultiple(uint64_t offset, uint64_t di
 // test a pointer into the unit (with the class's DivMagic, which thread caches
 // keep beside their lists), so a free reads this one line of the header, not
 // also the SlabMeta's (a second line, and often a third: SlabMetas straddle
-// lines). The owner thread writes it (MapUnits, MapClassUnits).
+// lines). The owner thread writes it (MapUnits, InitClassSlab).
 struct UnitEntry {
   // A size class's slab: the block size - the slab's first block, modulo 2^32,
   // so that the low 32 bits of p plus the phase, modulo 2^32, are p's offset from
@@ -328,11 +328,12 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns);
 // Sets up `slab` (just returned by AllocRun) to hold blocks of `block_size`.
 void InitSlabBlocks(SlabMeta* slab, uint32_t block_size);
 
-// `slab` of superslab `ss` holds blocks of a size class now (InitSlabBlocks and
-// its list_offset set): its units' entries get the class's phase and list
-// offset, so the free fast path recognises its blocks. (AllocRun and FreeRun
-// leave them kNoListOffset.)
-void MapClassUnits(SuperSlab* ss, const SlabMeta* slab);
+// Sets up `slab` of superslab `ss` (just returned by AllocRun) to hold blocks
+// of size class `cls`: InitSlabBlocks, its class and list offset, and its units'
+// entries, which get the class's phase and list offset so that the free fast
+// path recognises its blocks. (AllocRun and FreeRun leave entries at
+// kNoListOffset.)
+void InitClassSlab(SuperSlab* ss, SlabMeta* slab, int cls);
 
 // Decommits cached superslabs and unmaps cached huge mappings older than the
 // purge delay, or all of them with `force`. Cheap when nothing is due. Returns

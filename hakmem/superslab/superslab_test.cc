@@ -267,9 +267,7 @@ TEST(SuperSlabTest, UnitEntriesFindExactlyTheBlockStartsOfEveryClass) {
     for (size_t offset = 0; offset < size_t{slab->units} * kUnitSize; offset += kUnitSize) {
       ASSERT_EQ(UnitEntryOf(ss, slab->start + offset).list_offset, kNoListOffset) << "a new run";
     }
-    InitSlabBlocks(slab, size);
-    slab->list_offset = static_cast<uint16_t>(cls * kClassListStride);
-    MapClassUnits(ss, slab);
+    InitClassSlab(ss, slab, cls);
     const uint64_t magic = DivMagic(size);
     for (size_t offset = 0; offset < size_t{slab->units} * kUnitSize; ++offset) {
       const char* p = slab->start + offset;
@@ -295,7 +293,7 @@ TEST(SuperSlabTest, UnitEntriesFindExactlyTheBlockStartsOfEveryClass) {
 
 // Superslabs use the unit map their address bits above 2 MiB pick (so the maps
 // of a heap's superslabs, consecutive in a reservation, do not compete for the
-// same L1 sets), and every path agrees on which: the entry MapClassUnits writes
+// same L1 sets), and every path agrees on which: the entry InitClassSlab writes
 // is the one the free fast path reads from the pointer alone.
 TEST(SuperSlabTest, ConsecutiveSuperSlabsUseDifferentUnitMaps) {
   std::vector<SuperSlab*> taken;
@@ -307,9 +305,7 @@ TEST(SuperSlabTest, ConsecutiveSuperSlabsUseDifferentUnitMaps) {
     bool fresh;
     SlabMeta* slab = AllocRun(ss, kSizeClasses[5].slab_units, 1, &fresh);
     ASSERT_NE(slab, nullptr);
-    InitSlabBlocks(slab, kSizeClasses[5].size);
-    slab->list_offset = 5 * kClassListStride;
-    MapClassUnits(ss, slab);
+    InitClassSlab(ss, slab, 5);
     const UnitEntry& entry = UnitEntryOf(ss, slab->first_block);
     EXPECT_EQ(&entry, &UnitEntryAt(ss, static_cast<size_t>(slab - ss->slabs)));
     EXPECT_EQ(entry.list_offset, 5 * kClassListStride);
