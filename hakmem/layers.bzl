@@ -16,6 +16,8 @@ HAKMEM_LAYERS = [
     "remote_queue",
     "ace",
     "heap",
+    "tiny_tls",
+    "pool_tls",
     "thread_cache",
     "free_dispatch",
     "core",

@@ -118,6 +118,13 @@ enum class SlabState : uint8_t { kFree, kCurrent, kPartial, kFull, kLarge };
 // asserts it): SlabMeta::list_offset is a class times this.
 inline constexpr uint32_t kClassListStride = 16;
 
+// The fast paths name a class by its list offset: the byte offset of its list
+// in a thread cache's lists (SlabMeta::list_offset), which is also the offset of
+// its counts in the thread's stats::FastCounters.
+ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr uint32_t ListOffset(uint32_t cls) {
+  return cls * kClassListStride;
+}
+
 // The list offset of every unit outside a size class's slab (free units, the
 // header, large runs): past the classes' lists. Thread caches keep a DivMagic of
 // 0 there, so the free fast path's block-start test fails for such a unit

@@ -17,9 +17,9 @@ uint32_t CachedBlocks(int cls) { return tls_cache.lists[cls].Count(); }
 void SetUncached() { tls_cache.SetUncached(); }
 
 void Prewarm(Heap* heap) {
-  if constexpr (!config::kPoolTls || !config::kPrewarm) return;
-  for (int cls = kFirstPoolClass; cls < kNumClasses && kSizeClasses[cls].size <= 8192; ++cls) {
-    if (tls_cache.Head(cls) != nullptr) continue;
+  if constexpr (!pool_tls::kPrewarm) return;
+  for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
+    if (!pool_tls::Prewarms(cls) || tls_cache.Head(cls) != nullptr) continue;
     bool zeroed;
     void* block = tls_cache.Refill(heap, cls, &zeroed);
     if (block == nullptr) return;

@@ -1,11 +1,14 @@
 // thread_cache: the calling thread's cache of free blocks, one list per size class
-// (tiny and pool alike), in one constant-initialised initial-exec TLS block.
+// (tiny and pool alike), in one constant-initialised initial-exec TLS block: the
+// lists' core, which the two lanes' boxes below it parametrise (tiny_tls: the
+// tiny lane's size table and policy; pool_tls: the pool lane's size lookup,
+// policy, the pool_tls flag and prewarm).
 //
 // Owns: ThreadCache (a FreeList and a carved range per class, and the thread's
 // ThreadHot: heap's owned-superslab slots and stats' fast-path counters, kept here
 // so the fast paths reach all of it through one TLS offset, beside constant
-// per-thread copies of what the fast paths look up: a tiny size's list offset
-// and each class's DivMagic) and its paths.
+// per-thread copies of what the fast paths look up: tiny_tls's size table and
+// each class's DivMagic) and its paths.
 // Allocation pops a list and a local free pushes one: no atomics, no locks, a
 // handful of instructions, and no branch on the lane. The fast paths name a class
 // by its list offset (ListOffset) and, on x86-64, reach the lists in asm, one
@@ -16,7 +19,9 @@
 // then a new slab); a full list gives a batch back. Each list's limit and batch
 // come from ace (adaptive, slow paths only);
 // a limit of 0 means uncached: heap profiling (every free reaches the profiler)
-// and pool classes with --define hakmem_pool_tls=off (A/B runs).
+// and pool classes with --define hakmem_pool_tls=off (A/B runs). A list's first
+// limit and its batches before ACE adapts them are its lane's (InitialLimit,
+// FixedBatch of tiny_tls and pool_tls).
 // Thread-safety: the caller's own TLS only; the Heap* passed in is the caller's.
 // Called by: free_dispatch (local free, the double-free search), core (malloc,
 // thread attach and exit, trim), //hakmem (introspection).
@@ -34,11 +39,13 @@
 #include "hakmem/config/options.h"
 #include "hakmem/heap/heap.h"
 #include "hakmem/platform/platform.h"
+#include "hakmem/pool_tls/pool_tls.h"
 #include "hakmem/profiler/profiler.h"
 #include "hakmem/size_class/size_class.h"
 #include "hakmem/stats/stats.h"
 #include "hakmem/superslab/free_link.h"
 #include "hakmem/superslab/superslab.h"
+#include "hakmem/tiny_tls/tiny_tls.h"
 
 namespace hakmem {
 
@@ -83,12 +90,7 @@ struct FreeList {
   bool Corrupt() const { return room < -kListCorrupt / 2; }
 };
 
-// The fast paths name a class by its list offset: the byte offset of its list
-// in the lists (SlabMeta::list_offset), which is also the offset of its counts
-// in the thread's stats::FastCounters.
-ABSL_ATTRIBUTE_ALWAYS_INLINE constexpr uint32_t ListOffset(uint32_t cls) {
-  return cls * kClassListStride;
-}
+// The fast paths name a class by its list offset (superslab.h's ListOffset).
 static_assert(kNoListOffset == ListOffset(kNumClasses), "past the last class's list");
 static_assert(sizeof(FreeList) == kClassListStride &&
                   sizeof(stats::ClassCounts) == kClassListStride,
@@ -138,14 +140,12 @@ struct ThreadCache {
   // Each class's carved range, served by Refill when its list is empty. Apart
   // from the lists, so the fast path's lists stay 16 bytes each.
   CarvedRange ranges[kNumClasses];
-  // Tiny size -> list offset, indexed by the requested size itself: a per-thread
-  // copy of the class table (2 KiB of TLS), so the malloc fast path reads a tiny
-  // request's list offset in one %fs-relative load off the TLS offset it loads
-  // anyway. The shared table (kListOffsetIndex) is indexed by (size + 15) / 16 and
-  // addressed %rip-relative: three more instructions (the rounding, the shift,
-  // the table's address; the .so cannot fold an address and an index into one
-  // operand). Constant, never written after the thread's TLS is set up.
-  uint16_t tiny_list_offset[kTinyMax + 1];
+  // Tiny size -> list offset, indexed by the requested size itself: this
+  // thread's copy of tiny_tls's SizeTable (2 KiB of TLS), so the malloc fast
+  // path reads a tiny request's list offset in one %fs-relative load off the TLS
+  // offset it loads anyway (tiny_tls.h says why a copy). Constant, never written
+  // after the thread's TLS is set up.
+  tiny_tls::SizeTable tiny_sizes;
   CacheSlots<kSlotCache> cached;  // last: the default build's lists come first
 
   // The list of `cls` (indexed unsigned: a class loaded as a byte needs no sign
@@ -158,6 +158,15 @@ struct ThreadCache {
     return *reinterpret_cast<FreeList*>(reinterpret_cast<char*>(lists) + list_offset);
   }
 
+  // The lane of `cls` decides its list's first limit (0: uncached) and the
+  // blocks its refills and flushes move before ACE adapts them.
+  static constexpr uint32_t LaneInitialLimit(int cls) {
+    return tiny_tls::Owns(cls) ? tiny_tls::InitialLimit(cls) : pool_tls::InitialLimit(cls);
+  }
+  static constexpr uint32_t LaneFixedBatch(int cls) {
+    return tiny_tls::Owns(cls) ? tiny_tls::FixedBatch(cls) : pool_tls::FixedBatch(cls);
+  }
+
   // Empty lists with their bounds: a constant initialiser for TLS.
   static constexpr ThreadCache Empty() {
     ThreadCache cache{};
@@ -165,13 +174,9 @@ struct ThreadCache {
       cache.div_magic[cls].div_magic = DivMagic(kSizeClasses[cls].size);
     }
     cache.div_magic[kNumClasses].div_magic = 0;  // kNoListOffset: never a block start
-    for (size_t size = 0; size <= kTinyMax; ++size) {
-      cache.tiny_list_offset[size] = static_cast<uint16_t>(ListOffset(static_cast<uint32_t>(
-          size_class_internal::kClassIndex.cls[size_class_internal::TinyIndexEntry(size)])));
-    }
+    cache.tiny_sizes = tiny_tls::kSizeTable;
     for (int cls = 0; cls < kNumClasses; ++cls) {
-      const bool cached = config::kPoolTls || cls < kNumTinyClasses;
-      const uint32_t limit = cached ? ace::DefaultLimit(cls) : 0;
+      const uint32_t limit = LaneInitialLimit(cls);
       cache.lists[cls].limit = limit;
       cache.lists[cls].room = static_cast<int32_t>(limit);
     }
@@ -276,7 +281,7 @@ struct ThreadCache {
     CarvedRange& range = ranges[cls];
     if (range.next == range.end) {
       MaybeDecay(heap);  // the decay clock ticks on the slow paths only
-      int batch = kSizeClasses[cls].batch;
+      int batch = static_cast<int>(LaneFixedBatch(cls));
       if constexpr (config::kAce) {
         if (ABSL_PREDICT_TRUE(list.limit != 0)) batch = static_cast<int>(Adapt(heap, cls));
       }
@@ -285,8 +290,7 @@ struct ThreadCache {
         want = 1;
         if (profiler::Enabled())
           want += profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
-        if (!config::kPoolTls && cls >= kNumTinyClasses)
-          stats::Count(stats::Counter::k_fallback_pool_uncached);
+        if (!pool_tls::kCached && pool_tls::Owns(cls)) pool_tls::CountUncachedRefill();
       }
       // (The slots take what the refill leaves: uncached lists, too, keep the
       // blocks the heap profiler skips.)
@@ -344,7 +348,7 @@ struct ThreadCache {
       stats::Count(stats::Counter::k_cache_flushes);
       return;
     }
-    uint32_t batch = kSizeClasses[cls].batch;
+    uint32_t batch = LaneFixedBatch(cls);
     if constexpr (config::kAce) {
       batch = Adapt(heap, cls);
       if (list.room > 0) {  // the limit grew: keep the block, give nothing back
@@ -479,44 +483,15 @@ extern __thread ThreadCache tls_cache HAKMEM_TLS;
 // ThreadHot.
 inline Heap* AttachHeap() { return hakmem::AttachHeap(&tls_cache.hot); }
 
-// size -> list offset for the malloc fast path's pool sizes (tiny ones read the
-// thread's copy, ThreadCache::tiny_list_offset; its first 65 entries serve
-// nothing else): size_class's index table with the multiply done ahead (16-bit
-// entries), so the fast path indexes the lists and the counters with no shift.
-struct ListOffsetIndex {
-  uint16_t offset[size_class_internal::kClassIndexEntries];
-};
-constexpr ListOffsetIndex MakeListOffsetIndex() {
-  ListOffsetIndex index{};
-  for (size_t i = 0; i < size_class_internal::kClassIndexEntries; ++i) {
-    index.offset[i] = static_cast<uint16_t>(ListOffset(size_class_internal::kClassIndex.cls[i]));
-  }
-  return index;
-}
-inline constexpr ListOffsetIndex kListOffsetIndex = MakeListOffsetIndex();
-static_assert(ListOffset(kNumClasses - 1) <= UINT16_MAX);
-
 // The list offset of a tiny request (size <= kTinyMax): one load from the
-// thread's own copy of the table (ThreadCache::tiny_list_offset), %fs-relative
+// thread's own copy of tiny_tls's table (ThreadCache::tiny_sizes), %fs-relative
 // where HAKMEM_FS_ASM allows; of a pool request (kTinyMax < size <= kPoolMax):
-// one load from the shared table, as PoolClass.
-// (Word-sized: the offset indexes the lists with no zero extension.)
+// one load from pool_tls's shared table.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t TinyListOffset(size_t size) {
-#if HAKMEM_FS_ASM
-  constexpr size_t kTableAt = offsetof(ThreadCache, tiny_list_offset);
-  uintptr_t list_offset;
-  // No "memory" clobber and not volatile: the table never changes, so the
-  // compiler may schedule (or drop) the load like any other.
-  asm("movzwl %%fs:%c3(%1,%2,2), %k0"
-      : "=r"(list_offset)
-      : "r"(platform::ThreadOffset(tls_cache)), "r"(size), "i"(kTableAt));
-  return list_offset;
-#else
-  return tls_cache.tiny_list_offset[size];
-#endif
+  return tiny_tls::ListOffsetAt<offsetof(ThreadCache, tiny_sizes)>(tls_cache, size);
 }
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t PoolListOffset(size_t size) {
-  return kListOffsetIndex.offset[size_class_internal::PoolIndexEntry(size)];
+  return pool_tls::SizeListOffset(size);
 }
 
 // The calling thread's fast-path counters (stats::FastCounters in tls_cache.hot):
@@ -655,8 +630,8 @@ uint32_t CachedBlocks(int cls);
 // Heap profiling: this thread's caches never hold a block (see profiler.h).
 void SetUncached();
 
-// Prewarm builds: a new thread's caches get one batch of each pool class up to
-// 8 KiB.
+// Prewarm builds: a new thread's caches get one batch of each class pool_tls
+// prewarms (pool_tls::Prewarms).
 void Prewarm(Heap* heap);
 
 // Thread exit, trim: every cached block and range goes back to the slabs.
