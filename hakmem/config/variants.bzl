@@ -1,4 +1,4 @@
-"""Flag variants of a test: `bazel test //...` runs it under every build flag value.
+"""Flag variants of a test: the test under every build flag value.
 
 `flag_variant_tests(name = "x_test")` declares, for each non-default flag value of
 hakmem/config/flags.bzl ("pool_tls=off", "stats=off", ...), a test
@@ -9,9 +9,12 @@ with the same runfiles, arguments and environment, plus HAKMEM_TEST_FLAG_VALUES
 (every flag's expected value, checked by config:build_config_test). This is how tcmalloc's
 variants.bzl covers its build options, without a second list of targets to keep.
 
-Variants are tagged `flag_variant` (the sanitizer configs of .bazelrc leave them
-out: one sanitizer run of the default build is what they are for) plus the tags
-of the test. Tests tagged `slow` get none: they pin the default build (golden
+Variants are tagged `flag_variant` and `manual`, plus the tags of the test: each
+rebuilds the allocator in a configuration of its own (330 tests, an hour of a
+2-core machine from a cold cache), so `bazel test //...` runs the default build's
+tests only and `tools/test_variants.sh` (and .ci/run) runs the variants; the
+sanitizer configs of .bazelrc leave them out too (one sanitizer run of the
+default build is what they are for). Tests tagged `slow` get none: they pin the default build (golden
 instruction counts, the profiler end to end, fault injection and soak runs).
 """
 
@@ -89,5 +92,5 @@ def flag_variant_tests(name, tags = [], env = {}, args = [], size = None, timeou
             size = size,
             timeout = timeout,
             shard_count = shard_count,
-            tags = tags + ["flag_variant"],
+            tags = tags + ["flag_variant", "manual"],
         )
