@@ -85,7 +85,16 @@ _CODEGEN = select({
     "//conditions:default": ["-fno-tree-slp-vectorize"],
 })
 
-HAKMEM_COPTS = _LANGUAGE + _WARNINGS + _LIBRARY + _CODEGEN + _SANITIZER
+# An allocator compiled at -O0 is several times slower on every malloc: Bazel's
+# default mode (fastbuild, what a consumer that sets no -c builds in) gets -O2 for
+# hakmem's own code; -c opt keeps the toolchain's flags, and -c dbg stays a debug
+# build (-O0 -g) for whoever asks for one. hak_build_info() says which one linked.
+_OPTIMIZE = select({
+    "//hakmem/config:fastbuild": ["-O2"],
+    "//conditions:default": [],
+})
+
+HAKMEM_COPTS = _LANGUAGE + _WARNINGS + _LIBRARY + _CODEGEN + _SANITIZER + _OPTIMIZE
 
 HAKMEM_TEST_COPTS = _LANGUAGE + _WARNINGS + [
     "-Wno-sign-compare",

@@ -10,13 +10,42 @@
 #include "hakmem/core/core.h"
 #include "hakmem/heap/heap.h"
 #include "hakmem/platform/platform.h"
+#include "hakmem/pool_tls/pool_tls.h"
 #include "hakmem/profiler/profiler.h"
 #include "hakmem/registry/registry.h"
 #include "hakmem/stats/stats.h"
 #include "hakmem/superslab/superslab.h"
+#include "hakmem/tiny_tls/tiny_tls.h"
 
 static_assert(HAKMEM_STATS_NUM_CLASSES == hakmem::kNumClasses);
 static_assert(HAKMEM_STATS_NUM_SYSCALLS == static_cast<int>(hakmem::platform::Syscall::kCount));
+
+// hak_build_info's text, fixed at compile time. hakmem's targets compile with
+// -O2 in Bazel's fastbuild too (hakmem/copts.bzl), so only -c dbg says
+// "unoptimized".
+#define HAK_STRINGIFY_VALUE(x) #x
+#define HAK_STRINGIFY(x) HAK_STRINGIFY_VALUE(x)
+#if defined(__OPTIMIZE__)
+#define HAK_BUILD_OPTIMIZATION "optimized"
+#else
+#define HAK_BUILD_OPTIMIZATION "unoptimized"
+#endif
+#if defined(__clang__)
+#define HAK_BUILD_COMPILER                                                                      \
+  "clang " HAK_STRINGIFY(__clang_major__) "." HAK_STRINGIFY(__clang_minor__) "." HAK_STRINGIFY( \
+      __clang_patchlevel__)
+#elif defined(__GNUC__)
+#define HAK_BUILD_COMPILER                                                            \
+  "gcc " HAK_STRINGIFY(__GNUC__) "." HAK_STRINGIFY(__GNUC_MINOR__) "." HAK_STRINGIFY( \
+      __GNUC_PATCHLEVEL__)
+#else
+#define HAK_BUILD_COMPILER "an unknown compiler"
+#endif
+#if HAKMEM_BUILD_HARDENED
+#define HAK_BUILD_HARDENING ", hardened"
+#else
+#define HAK_BUILD_HARDENING ""
+#endif
 
 extern "C" {
 
@@ -85,11 +114,26 @@ const char* hak_syscall_name(int index) {
   return hakmem::platform::SyscallName(static_cast<hakmem::platform::Syscall>(index));
 }
 
+const char* hak_build_info(void) {
+  return "hakmem " HAKMEM_VERSION " (" HAK_BUILD_OPTIMIZATION
+         ", " HAK_BUILD_COMPILER HAK_BUILD_HARDENING ")";
+}
+
 void hak_print_stats(int fd) {
   using hakmem::platform::DiagLine;
   hak_stats s;
   hak_get_stats(&s);
   DiagLine().Str("hakmem stats (pid ").Dec(static_cast<uint64_t>(getpid())).Str(")").Write(fd);
+  DiagLine().Str("  build: ").Str(hak_build_info()).Write(fd);
+  {
+    DiagLine line;
+    line.Str("  ");
+    hakmem::tiny_tls::DescribeLane(&line);
+    line.Write(fd);
+    line.Str("  ");
+    hakmem::pool_tls::DescribeLane(&line);
+    line.Write(fd);
+  }
   DiagLine().Str("  lane").Pad(10).Str("allocs").Pad(26).Str("bytes").Write(fd);
   for (int lane = 0; lane < HAKMEM_STATS_NUM_LANES; ++lane) {
     DiagLine()

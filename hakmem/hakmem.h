@@ -18,6 +18,12 @@
 /* hakmem builds with hidden symbols; what this header declares is exported. */
 #define HAK_API __attribute__((visibility("default")))
 
+/* The version of hakmem this header belongs to (CHANGELOG.md). */
+#define HAKMEM_VERSION_MAJOR 0
+#define HAKMEM_VERSION_MINOR 4
+#define HAKMEM_VERSION_PATCH 0
+#define HAKMEM_VERSION "0.4.0"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -66,6 +72,11 @@ HAK_API void hak_get_stats(hak_stats* out);
 HAK_API void hak_print_stats(int fd);
 
 HAK_API const char* hak_syscall_name(int index);
+
+/* What the linked hakmem is: "hakmem <HAKMEM_VERSION> (optimized, gcc 12.2.0)",
+ * "unoptimized" for a -c dbg build, ", hardened" for --define hakmem_hardened=on.
+ * The HAKMEM_STATS=1 report prints it first. */
+HAK_API const char* hak_build_info(void);
 
 /* Bytes of hakmem's memory (superslab reservations and huge mappings) backed by
  * 2 MiB pages now: AnonHugePages of its mappings in /proc/self/smaps, read

@@ -1,6 +1,7 @@
 // Allocates a few things the usual ways and checks that hakmem served them:
 // hak_owns() is true for each of them (and false for a block of the C library's
-// own malloc). Prints the compiler that built it and one result line; exits 0 when
+// own malloc). Prints the compiler that built it, the hakmem it linked
+// (hak_build_info) and one result line; exits 0 when
 // every allocation was hakmem's. C++11 on purpose: a consumer with no flags of its
 // own compiles as Bazel 4.2.3's default -std=c++0x.
 #include <stdio.h>
@@ -23,6 +24,9 @@ int main() {
 #else
   printf("hello: compiled by another compiler\n");
 #endif
+  // The hakmem that is linked: this workspace sets no -c, so Bazel builds in
+  // fastbuild, where hakmem's own targets still compile optimised.
+  printf("hello: linked %s\n", hak_build_info());
   int total = 0;
   int served = 0;
   auto check = [&](void* p, const char* what) {

@@ -27,6 +27,8 @@ fail() {
 }
 
 # run_hello COMPILER EXPECT(ok|libc) TARGET [BAZEL_FLAGS...]
+# Without -c (Bazel's fastbuild, this workspace's default) hakmem must be the
+# optimised build; with -c dbg the unoptimised one.
 run_hello() {
   local cc=$1 expect=$2 target=$3
   shift 3
@@ -50,6 +52,11 @@ run_hello() {
     fail "$what: not compiled by $cc"
     return
   fi
+  local build=optimized
+  if [[ " $* " == *" -c dbg "* ]]; then build=unoptimized; fi
+  if ! grep -Eq "^hello: linked hakmem [0-9]+\.[0-9]+\.[0-9]+ \($build, $cc " <<<"$output"; then
+    fail "$what: hakmem is not the $build build"
+  fi
   if [[ $expect == ok ]]; then
     if [[ $status -ne 0 ]]; then
       fail "$what exited with status $status"
@@ -69,6 +76,8 @@ for cc in "${compilers[@]}"; do
   run_hello "$cc" ok //:hello_custom_malloc --custom_malloc=@hakmem//hakmem:malloc
   run_hello "$cc" libc //:hello_custom_malloc
 done
+# -c dbg still means a debug build of hakmem (once: a third build of it).
+run_hello "${compilers[0]}" ok //:hello -c dbg
 
 if [[ $failures -ne 0 ]]; then
   echo "FAIL: examples/consumer ($failures failures)" >&2

@@ -91,8 +91,31 @@ TEST(MallocStatsTest, WritesHakmemReportToStderr) {
   EXPECT_NE(err.find("hakmem malloc_stats"), std::string::npos) << err;
   EXPECT_NE(err.find("in use bytes     = "), std::string::npos) << err;
   EXPECT_NE(err.find("hakmem stats (pid"), std::string::npos) << err;
+  // The report says which hakmem it is and how each cached lane is set up.
+  EXPECT_NE(err.find(std::string("  build: ") + hak_build_info() + "\n"), std::string::npos) << err;
+  EXPECT_NE(err.find("  tiny lane (tiny_tls): 0..1024 B in 32 classes, cached"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("  pool lane (pool_tls): 1025..131072 B in 58 classes, "), std::string::npos)
+      << err;
   // glibc's own report starts with "Arena 0:".
   EXPECT_EQ(err.find("Arena 0:"), std::string::npos) << err;
+}
+
+// The version and the build: hakmem's tests build with -c opt (.bazelrc), so
+// an optimised one, by the compiler that built this test.
+TEST(BuildInfoTest, NamesTheVersionOptimisationAndCompiler) {
+  const std::string info = hak_build_info();
+  EXPECT_EQ(info.rfind(std::string("hakmem ") + HAKMEM_VERSION + " (optimized, ", 0), 0u) << info;
+#if defined(__clang__)
+  EXPECT_NE(info.find(", clang " + std::to_string(__clang_major__) + "."), std::string::npos)
+      << info;
+#else
+  EXPECT_NE(info.find(", gcc " + std::to_string(__GNUC__) + "."), std::string::npos) << info;
+#endif
+  EXPECT_EQ(info.find("hardened") != std::string::npos, HAKMEM_BUILD_HARDENED == 1) << info;
+  EXPECT_EQ(std::to_string(HAKMEM_VERSION_MAJOR) + "." + std::to_string(HAKMEM_VERSION_MINOR) +
+                "." + std::to_string(HAKMEM_VERSION_PATCH),
+            HAKMEM_VERSION);
 }
 
 std::string MallocInfoText(int options, int* result) {
