@@ -86,7 +86,7 @@ HAK_API uint64_t hak_huge_page_bytes(void);
 /* glibc's introspection API answered for hakmem (the C names mallinfo2 & co in
  * //hakmem:malloc and libhakmem.so forward here). Totals are a snapshot taken
  * without stopping other threads; blocks in other threads' caches count as in
- * use. Field by field: README.md, "glibc's malloc introspection". */
+ * use. Field by field: docs/stats.md, "glibc's malloc introspection". */
 HAK_API struct mallinfo2 hak_mallinfo2(void);
 /* mallinfo2 with each field cut to int, as glibc does. */
 HAK_API struct mallinfo hak_mallinfo(void);
@@ -95,7 +95,7 @@ HAK_API void hak_malloc_stats(void);
 /* An XML document (lanes, classes, totals) to `stream`; options must be 0.
  * 0 on success, -1 with errno set otherwise (EINVAL for options). */
 HAK_API int hak_malloc_info(int options, FILE* stream);
-/* 1 if `param` applies to hakmem and `value` was taken, else 0 (see README). */
+/* 1 if `param` applies to hakmem and `value` was taken, else 0 (docs/stats.md). */
 HAK_API int hak_mallopt(int param, int value);
 
 /* Writes the sampled heap profile (HAKMEM_HEAP_PROFILE) to `path` in the
