@@ -30,7 +30,7 @@ HAKMEM_FLAGS = {
     "encoded_lists": (["off", "on"], [0, 1], "on: free-list links encoded with a per-process key and checked when loaded (safe-linking), as in hardened builds."),
     "thp": (["on", "off"], [1, 0], "Transparent huge pages: on, superslabs and huge mappings are advised MADV_HUGEPAGE when the kernel's mode allows and HAKMEM_THP=auto; off, never (A/B)."),
     "debug_log": (["off", "on"], [0, 1], "on: slow-path events (new superslab, adopt, purge) are written to stderr."),
-    "ace": (["on", "off"], [1, 0], "Adaptive thread caches (hakmem/ace): per-class limits and batches learned per thread within HAKMEM_ACE_BUDGET_KB. off: today's fixed limits (A/B only)."),
+    "ace": (["on", "off"], [1, 0], "Adaptive thread caches (hakmem/ace): per-class limits and batches learned per thread within HAKMEM_ACE_BUDGET_KB. off: the size-class table's fixed limits (A/B only)."),
     "checks": (["off", "on"], [0, 1], "on: the invariants written as HAKMEM_DCHECK (slab states, used counts, heap ownership) are checked, and a failure aborts naming it. --config=debug sets it."),
 }
 
@@ -113,4 +113,21 @@ def _flag_check_impl(ctx):
 hakmem_flag_check = rule(
     implementation = _flag_check_impl,
     doc = "Fails the build when a --define hakmem_<name> has an unknown value.",
+)
+
+def _flags_markdown_impl(ctx):
+    lines = [
+        "| Flag | Values (default first) | What it changes |",
+        "|---|---|---|",
+    ]
+    for name, (values, _ints, doc) in HAKMEM_FLAGS.items():
+        shown = ["`%s` (default)" % values[0]] + ["`%s`" % value for value in values[1:]]
+        lines.append("| `--define hakmem_%s=` | %s | %s |" % (name, ", ".join(shown), doc))
+    out = ctx.actions.declare_file(ctx.label.name + ".md")
+    ctx.actions.write(out, "\n".join(lines) + "\n")
+    return [DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out]))]
+
+hakmem_flags_markdown = rule(
+    implementation = _flags_markdown_impl,
+    doc = "Writes <name>.md: the build-flag table of docs/tuning.md, from HAKMEM_FLAGS.",
 )

@@ -1,5 +1,6 @@
 // config/options: the runtime options table, one HAKMEM_<NAME> environment
-// variable per row, each documented in README.md (options_test checks that).
+// variable per row, each documented in docs/tuning.md (a table generated from
+// this list, tools/gen_tuning.sh; tuning_doc_test fails when the page drifts).
 //
 // Read once, lazily, on first use, without allocating (a text option points into
 // the environment); a value that does not parse

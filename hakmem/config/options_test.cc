@@ -2,10 +2,6 @@
 
 #include <stdlib.h>
 
-#include <fstream>
-#include <sstream>
-#include <string>
-
 #include "gtest/gtest.h"
 
 namespace hakmem::config {
@@ -74,17 +70,6 @@ TEST_F(OptionsTest, BadValuesAreReportedAndKeepTheDefault) {
   EXPECT_NE(err.find("HAKMEM_RETAIN_MB=9999"), std::string::npos);
   EXPECT_EQ(o.thp, ThpPolicy::kAuto);
   EXPECT_NE(err.find("HAKMEM_THP=madvise: expected auto or never"), std::string::npos) << err;
-}
-
-TEST(OptionsDocTest, EveryOptionIsDocumentedInTheReadme) {
-  std::ifstream readme("README.md");
-  ASSERT_TRUE(readme.good()) << "README.md is a data dependency of this test";
-  std::stringstream text;
-  text << readme.rdbuf();
-  for (const OptionInfo& info : kOptionTable) {
-    EXPECT_NE(text.str().find(std::string("`") + info.env_name + "`"), std::string::npos)
-        << info.env_name << " is missing from README.md";
-  }
 }
 
 }  // namespace
