@@ -13,6 +13,10 @@ per-rep ratios), the spread, the peak RSS and the minor page faults.
     tools/compare.py --quick              # small arguments, 2 reps (CI, about a minute)
     tools/compare.py --workloads larson,cross_thread --allocators glibc,hakmem --strace
     tools/compare.py --workloads python,lua,sqlite,redis --reps 7
+    tools/compare.py --allocators hakmem --baseline /tmp/old/libhakmem.so --reps 7
+                                          # A/B of this build against another
+                                          # build's libhakmem.so: the ratio is
+                                          # this one's to that one's
 
 Exits non-zero when a run crashes, prints no RESULT line, runs on the wrong malloc,
 or when a program's output under an allocator differs from its output under glibc.
@@ -79,6 +83,10 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=300, help="seconds per run (default %(default)s)")
     p.add_argument("--no-build", action="store_true",
                    help="use what bazel-bin holds now instead of building")
+    p.add_argument("--baseline", metavar="LIBHAKMEM_SO",
+                   help="also run this libhakmem.so (say, of another commit) as the allocator "
+                        "'baseline', which counts as a peer: with --allocators hakmem, every "
+                        "ratio is this build's to the baseline's")
     args = p.parse_args()
     args.workloads = _pick(p, "workload", args.workloads, WORKLOADS)
     args.allocators = _pick(p, "allocator", args.allocators, ALLOCATORS)
@@ -86,6 +94,8 @@ def parse_args():
         args.reps = 2 if args.quick else 5
     if args.reps < 1:
         p.error("--reps must be at least 1")
+    if args.baseline is not None and not os.path.isfile(args.baseline):
+        p.error(f"--baseline {args.baseline}: no such file")
     return args
 
 
@@ -179,6 +189,13 @@ def build_and_copy(args, allocators, tmp):
         plan.workdir.mkdir()
     if "hakmem" in plan.preloads:
         plan.preloads["hakmem"] = benchlib.copy_out(bin_dir, "hakmem/libhakmem.so", tmp)
+    if args.baseline is not None:
+        # Its own folder: both objects keep the name libhakmem.so, which is what
+        # the check of the malloc that served a run looks for.
+        folder = Path(tmp) / "baseline"
+        folder.mkdir()
+        plan.preloads["baseline"] = folder / "libhakmem.so"
+        shutil.copyfile(args.baseline, plan.preloads["baseline"])
     return plan
 
 

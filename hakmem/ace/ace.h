@@ -50,10 +50,10 @@ namespace hakmem::ace {
 // a window).
 inline constexpr uint32_t kWindow = 256;
 inline constexpr uint32_t kWindowPerClass = 16;
-// Most blocks one list may hold, whatever the budget: hardened thread caches
-// hold their blocks in 128 slots per class (thread_cache.h), and a limit above
-// what a list can hold would only take budget from other classes.
-inline constexpr uint32_t kMaxLimit = config::kHardened ? 128 : 2048;
+// Most blocks one list may hold, whatever the budget: what a class's slots in
+// its heap hold (heap.h's kCacheSlotStride); a limit above it would only take
+// budget from other classes.
+inline constexpr uint32_t kMaxLimit = 2048;
 // A class keeps at least this many bytes of limit (and one block), at most its
 // fixed limit: the floor that decay and steals stop at.
 inline constexpr uint32_t kFloorBytes = 16 << 10;
@@ -107,7 +107,7 @@ constexpr bool BatchesAreHalfTheLimits() {
   }
   return true;
 }
-static_assert(config::kHardened || BatchesAreHalfTheLimits(),
+static_assert(BatchesAreHalfTheLimits(),
               "at its fixed limit a class moves the table's batch, as with hakmem_ace=off");
 
 // The most blocks `cls` may reach in `s`: half the budget, at least its fixed

@@ -28,8 +28,9 @@ ABSL_CONST_INIT std::atomic<uint32_t> g_init_thread{0};
 ABSL_CONST_INIT pthread_key_t g_thread_key = 0;
 ABSL_CONST_INIT int g_report_fd = 2;
 
-// Gives the calling thread's cached blocks back to their slabs.
-void FlushThreadCaches(Heap* heap) { thread_cache::FlushAll(heap); }
+// Gives the calling thread's cached blocks back to their slabs and its caches'
+// lists off the heap's slots, before the heap goes to another thread.
+void FlushThreadCaches(Heap* heap) { thread_cache::Detach(heap); }
 
 // Set once the thread's exit has begun (its key destructor ran): from then on a
 // heap attached by a later destructor's allocation is handed back right after that
@@ -370,7 +371,7 @@ bool Purge() {
   free_dispatch::FlushRemoteFrees();
   if (HasHeap()) {  // the caller's cached blocks and spare superslab go first
     Heap* heap = tls_heap;
-    FlushThreadCaches(heap);
+    thread_cache::FlushAll(heap);  // (the thread goes on: its lists keep their slots)
     DrainRemote(heap);
     TrimHeap(heap);
   }

@@ -104,7 +104,7 @@ size_t RemoteQueueLength(Heap* heap) {
   size_t n = 0;
   for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
     void* last = nullptr;
-    for (void* p = lists[lane]; p != nullptr; p = LoadLinkOrEnd(p)) {
+    for (void* p = lists[lane]; p != nullptr; p = LoadLink(p)) {
       last = p;
       ++n;
     }

@@ -38,14 +38,20 @@ constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
 // A zeroed Heap from the metadata arena.
 Heap* NewHeapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_heaps_lock) {
   InitBlockSecrets();  // before the first block exists
+  void** cache_slots = static_cast<void**>(platform::Reserve(kCacheSlotBytes, platform::kPageSize));
+  if (cache_slots == nullptr) return nullptr;
   if (g_arena_end - g_arena_cursor < static_cast<ptrdiff_t>(kHeapBytes)) {
     char* chunk = static_cast<char*>(platform::Reserve(kArenaChunk, platform::kPageSize));
-    if (chunk == nullptr) return nullptr;
+    if (chunk == nullptr) {
+      platform::Release(cache_slots, kCacheSlotBytes);
+      return nullptr;
+    }
     g_arena_cursor = chunk;
     g_arena_end = chunk + kArenaChunk;
   }
   Heap* heap = new (g_arena_cursor) Heap();
   heap->seal = HeapSeal(heap);
+  heap->cache_slots = cache_slots;
   g_arena_cursor += kHeapBytes;
   heap->next_all = g_all_heaps;
   g_all_heaps = heap;

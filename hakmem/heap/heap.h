@@ -64,11 +64,29 @@ struct Heap {
   uintptr_t seal;
   // The owner thread's ThreadHot (nullptr while the heap waits for a thread).
   ThreadHot* hot;
+  // The slots of its thread's cache (CacheSlotsOf), mapped with the heap.
+  void** cache_slots;
   bool live;  // a thread runs on it (under the heaps lock; IsAbandoned reads it without)
   uint32_t thread_id;
   Heap* next_all;        // every heap ever made (under the heaps lock)
   Heap* next_abandoned;  // heaps waiting for a thread
 };
+
+// A heap's thread-cache slots: each class's stack of cached block addresses
+// (thread_cache's FreeList points into them), kCacheSlotStride slots a class, the
+// first of which stays nullptr: the bottom's sentinel, which the malloc fast path
+// reads to find the stack empty. Mapped with the heap by platform (never by
+// malloc: kCacheSlotBytes of address space, 1.4 MiB), kept with it from thread
+// to thread, and backed only as deep as the stacks go (a class that holds up to
+// 511 blocks touches one page).
+inline constexpr uint32_t kCacheSlotStride = ace::kMaxLimit + 1;
+inline constexpr size_t kCacheSlotBytes =
+    platform::RoundUp(size_t{kNumClasses} * kCacheSlotStride * sizeof(void*), platform::kPageSize);
+
+// The bottom slot of class `cls`'s stack in `heap` (its sentinel just below).
+inline void** CacheSlotsOf(Heap* heap, int cls) {
+  return heap->cache_slots + size_t{static_cast<uint32_t>(cls)} * kCacheSlotStride + 1;
+}
 
 // The calling thread's heap. It starts at a sentinel that owns nothing, so the
 // free fast path's owner test fails without an init branch and the first

@@ -71,14 +71,4 @@ void* ReportCorruptLink(const void* block, uintptr_t decoded) {
   return nullptr;
 }
 
-void ReportCorruptList(int cls, uint32_t blocks_lost) {
-  platform::DiagLine line;
-  line.Str("hakmem: corrupted free list: a link in the thread cache of size class ")
-      .Dec(static_cast<uint64_t>(cls))
-      .Str(" failed its check (written after free?); ")
-      .Dec(blocks_lost)
-      .Str(" cached blocks dropped");
-  ReportMisuse(line);
-}
-
 }  // namespace hakmem

@@ -8,16 +8,16 @@
 //    the registry covers). The key has its top bit set, so a raw address written
 //    over a link after free (a use-after-free write) always fails the check, and
 //    any other value but for a chance of 2^-21: reported like an invalid free,
-//    never handed out. (Hardened thread caches keep their blocks in TLS slots,
-//    with no link at all: thread_cache.h.)
+//    never handed out. (Thread caches keep their blocks in slots, with no link
+//    at all: thread_cache.h.)
 //  - the freed-block tag (as glibc's tcache key): word 1 of every free block holds
 //    a second secret, cleared when the block is handed out, so a free of a tagged
 //    block is almost surely a double free (not in hardened builds, whose live
 //    map is exact).
 // Thread-safety: the secret is written once, before any block exists (the first
 // heap is made under the heaps lock), and read relaxed (plain loads) after.
-// Called by: remote_queue (push), heap (slabs, drain), thread_cache (its lists),
-// superslab, free_dispatch (through heap).
+// Called by: remote_queue (push), heap (slabs, drain), thread_cache (the batches
+// it takes from and gives to the slabs), superslab, free_dispatch (through heap).
 #ifndef HAKMEM_SUPERSLAB_FREE_LINK_H_
 #define HAKMEM_SUPERSLAB_FREE_LINK_H_
 
@@ -68,30 +68,6 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadLink(const void* block) {
   return reinterpret_cast<void*>(decoded);
 }
 
-// LoadLink for the malloc fast path: a link that fails the check ends the list
-// (nullptr, with a conditional move: no call, so the fast path needs no stack
-// frame). The caller's count of blocks then disagrees with its list, which its
-// refill path reports (ReportCorruptList).
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadLinkOrEnd(const void* block) {
-  const uintptr_t decoded = *static_cast<const uintptr_t*>(block) ^ LinkMask(block);
-  if constexpr (config::kEncodedLists) {
-    return reinterpret_cast<void*>((decoded & kLinkCheckBits) != 0 ? 0 : decoded);
-  }
-  return reinterpret_cast<void*>(decoded);
-}
-
-// kListCorrupt when `block`'s link fails the check LoadLinkOrEnd makes, else 0:
-// subtracted from a thread cache list's room (thread_cache's FreeList) when the
-// list's last block is popped, it keeps a forged last link from passing for the
-// list's end, without a branch: the list then refuses every push, and its refill
-// or flush reports. 0 without encoded links.
-inline constexpr int32_t kListCorrupt = int32_t{1} << 30;
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline int32_t LinkFailure(const void* block) {
-  if constexpr (!config::kEncodedLists) return 0;
-  const uintptr_t decoded = *static_cast<const uintptr_t*>(block) ^ LinkMask(block);
-  return static_cast<int32_t>((decoded & kLinkCheckBits) != 0) << 30;
-}
-
 // The one reporter of the program errors hakmem finds (invalid and double frees,
 // forged links, overwritten headers): counts frees_invalid, writes `line` to
 // stderr and aborts, unless HAKMEM_INVALID_FREE=warn: then it returns, and the
@@ -101,10 +77,6 @@ ABSL_ATTRIBUTE_NOINLINE void ReportMisuse(platform::DiagLine& line);
 // "hakmem: invalid free of <ptr> (<reason>) in <call>()", through ReportMisuse.
 ABSL_ATTRIBUTE_NOINLINE void ReportInvalidFree(const void* ptr, const char* reason,
                                                const char* call);
-
-// A thread cache list of `cls` that ended before its count of blocks did: a link
-// failed LoadLinkOrEnd's check. Reported like ReportCorruptLink.
-ABSL_ATTRIBUTE_NOINLINE void ReportCorruptList(int cls, uint32_t blocks_lost);
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StoreLink(void* block, const void* next) {
   *static_cast<uintptr_t*>(block) = reinterpret_cast<uintptr_t>(next) ^ LinkMask(block);

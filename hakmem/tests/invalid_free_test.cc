@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <thread>
@@ -241,62 +242,73 @@ TEST(InvalidFreeTest, WordOneOfALiveBlockIsTheProgramsOwn) {
   free(again);
 }
 
-// A use-after-free write of an address over a freed block's link (tcache
-// poisoning): the next mallocs used to return the attacker's address. The link
-// fails its check and the list is reported (encoded lists), or there is no link
-// to write (hardened).
+// A use-after-free write of an address over the first word of a freed block,
+// where a list allocator keeps its link (tcache poisoning): the next mallocs
+// return the attacker's address under tcmalloc and mimalloc. In every build of
+// hakmem the write reaches nothing malloc follows: a cached block sits in its
+// thread cache's slots, not on a list through the blocks; a block that goes
+// straight back to its slab (an uncached pool class with pool_tls=off or under
+// the heap profiler) is on the slab's list, whose links must lie in the slab
+// (the refill that walks it reports); a large run or a huge mapping holds no
+// link at all.
 char g_attack_target[64] __attribute__((aligned(64)));
 
+// (Two blocks: what every cached class's list holds without a flush, which
+// would put them on their slab's list: UseAfterFreeWriteInASlabListIsReported.)
 void PoisonFreedLink(size_t size) {
-  char* a = static_cast<char*>(malloc(Opaque(size)));
-  free(a);
+  constexpr int kBlocks = 2;
+  char* freed[kBlocks];
+  for (char*& p : freed) p = static_cast<char*>(malloc(Opaque(size)));
+  for (char* p : freed) free(p);
   void* target = g_attack_target;
-  memcpy(a, &target, sizeof(target));  // the UAF write
-  void* b = malloc(Opaque(size));      // a again
-  void* c = malloc(Opaque(size));      // what the link says
-  if (c == g_attack_target) {
-    fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
-    _exit(1);
+  for (char* p : freed) memcpy(p, &target, sizeof(target));  // the UAF writes
+  void* out[2 * kBlocks];
+  for (void*& p : out) {
+    p = malloc(Opaque(size));  // the freed blocks again, then what a link would say
+    if (p == g_attack_target) {
+      fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
+      _exit(1);
+    }
   }
-  free(b);
-  free(c);
+  for (void* p : out) free(p);
   _exit(0);
 }
 
-TEST(InvalidFreeDeathTest, UseAfterFreeWriteOfALinkIsReportedNotHandedOut) {
-  if (!hakmem::config::kEncodedLists)
-    GTEST_SKIP() << "built with --define hakmem_encoded_lists=off";
-  if (ProfilerOn()) GTEST_SKIP() << "thread caches are uncached under the heap profiler";
-  for (size_t size : {size_t{64}, size_t{3000}}) {
-    // (3000 bytes is a pool class: uncached with --define hakmem_pool_tls=off, its
-    // freed block goes straight back to its slab's list.)
-    const bool cached = size <= 1024 || hakmem::config::kPoolTls;
-    if (hakmem::config::kHardened && cached) {
-      // Hardened thread caches keep their blocks in TLS slots, not linked through
-      // the blocks: the write reaches no link, and nothing forged comes out.
-      EXPECT_EXIT(PoisonFreedLink(size), testing::ExitedWithCode(0), "") << size;
-    } else {
+TEST(InvalidFreeDeathTest, UseAfterFreeWriteOfAnAddressIsNeverHandedOut) {
+  // Tiny (48 B), pool (4 KiB, 64 KiB), large (256 KiB) and huge (4 MiB).
+  for (size_t size :
+       {size_t{48}, size_t{4096}, size_t{65536}, size_t{256} << 10, size_t{4} << 20}) {
+    const bool pool = size > 1024 && size <= (size_t{128} << 10);
+    const bool on_a_slab_list =
+        (pool && !hakmem::config::kPoolTls) || (size <= (size_t{128} << 10) && ProfilerOn());
+    if (on_a_slab_list) {
       EXPECT_DEATH(PoisonFreedLink(size), "hakmem: corrupted free list") << size;
+    } else {
+      EXPECT_EXIT(PoisonFreedLink(size), testing::ExitedWithCode(0), "") << size;
     }
   }
 }
 
-// The same through a slab's free list: the cache flushed, then a link in the
-// slab list overwritten; the refill that walks it reports.
+// The same through a slab's free list, in the tiny and the pool lane: the cache
+// overflowed, so most blocks went back to their slabs' lists, then a link there
+// overwritten; the refill that walks it reports.
 TEST(InvalidFreeDeathTest, UseAfterFreeWriteInASlabListIsReported) {
-  EXPECT_DEATH(
-      {
-        std::vector<char*> blocks;
-        for (int i = 0; i < 4000; ++i)
-          blocks.push_back(static_cast<char*>(malloc(Opaque(size_t{48}))));
-        for (char* p : blocks) free(p);  // overflows the thread cache: most go back to slabs
-        void* target = g_attack_target;
-        for (char* p : blocks) memcpy(p, &target, sizeof(target));
-        for (int i = 0; i < 4000; ++i) {
-          if (malloc(Opaque(size_t{48})) == g_attack_target) _exit(1);
-        }
-      },
-      "hakmem: corrupted free list");
+  for (size_t size : {size_t{48}, size_t{4096}, size_t{65536}}) {
+    EXPECT_DEATH(
+        {
+          const size_t n = std::min<size_t>(4000, (size_t{64} << 20) / size);
+          std::vector<char*> blocks;
+          for (size_t i = 0; i < n; ++i) blocks.push_back(static_cast<char*>(malloc(Opaque(size))));
+          for (char* p : blocks) free(p);  // overflows the thread cache: most go back to slabs
+          void* target = g_attack_target;
+          for (char* p : blocks) memcpy(p, &target, sizeof(target));
+          for (size_t i = 0; i < n; ++i) {
+            if (malloc(Opaque(size)) == g_attack_target) _exit(1);
+          }
+        },
+        "hakmem: corrupted free list")
+        << size;
+  }
 }
 
 // A 16-byte overflow off the last block of a superslab overwrites the next

@@ -1,5 +1,11 @@
 #include "hakmem/thread_cache/thread_cache.h"
 
+namespace hakmem {
+
+ABSL_CONST_INIT void* g_no_cache_slots[1] = {nullptr};
+
+}  // namespace hakmem
+
 namespace hakmem::thread_cache {
 
 ABSL_CONST_INIT __thread ThreadCache tls_cache HAKMEM_TLS = ThreadCache::Empty();
@@ -29,5 +35,10 @@ void Prewarm(Heap* heap) {
 }
 
 void FlushAll(Heap* heap) { tls_cache.FlushAll(heap); }
+
+void Detach(Heap* heap) {
+  tls_cache.FlushAll(heap);
+  for (FreeList& list : tls_cache.lists) list = ThreadCache::NoSlots();
+}
 
 }  // namespace hakmem::thread_cache

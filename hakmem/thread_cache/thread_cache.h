@@ -36,6 +36,7 @@
 #include "absl/base/optimization.h"
 #include "hakmem/ace/ace.h"
 #include "hakmem/config/build_config.h"
+#include "hakmem/config/check.h"
 #include "hakmem/config/options.h"
 #include "hakmem/heap/heap.h"
 #include "hakmem/platform/platform.h"
@@ -55,29 +56,38 @@ namespace thread_cache {
 bool KeepDrained(int cls, void* block);
 }  // namespace thread_cache
 
-// The free list of one class. Constant-initialised to empty: an empty list sends
-// the caller to its refill path, so the fast paths need no init branch.
+// The sentinel slot every list's stack starts on before its thread has a heap:
+// nullptr, never written (such a list has no room, so nothing is pushed there).
+extern void* g_no_cache_slots[1] HAKMEM_HIDDEN;
+
+// The cache of one class: a stack of the addresses of its cached blocks, in the
+// class's slots of the thread's heap (CacheSlotsOf), never linked through the
+// blocks themselves, so a use-after-free write into a cached block reaches
+// nothing malloc reads, and no address a program writes can come out of a cache
+// (jemalloc's and tcmalloc's thread caches are arrays for the same reason). A pop
+// or push costs what a list's does: the slot below the stack's bottom holds
+// nullptr, so reading the newest block is also the test for empty.
+// Constant-initialised to an empty stack with no room on g_no_cache_slots: the
+// first allocation of each class takes the refill path, which is where the
+// thread's heap (and its slots) is attached, so the fast paths need no init
+// branch.
 struct FreeList {
-  void* head;
+  // One past the newest cached block: top[-1] is the block Pop returns next, or
+  // nullptr at the bottom (the sentinel slot).
+  void** top;
   // Blocks the list may still take: limit - count. A push counts it down and is
   // refused when it would go below 0, a pop counts it up: the free fast path
   // tests and counts in one `sub`, with no load of the limit. Below 0 only in an
-  // uncached list holding blocks the heap profiler skipped (a push is refused),
-  // and below -kListCorrupt / 2 when Pop ended the list at a forged link
-  // (free_link.h; refused too, and reported by the slow paths).
+  // uncached list holding blocks the heap profiler skipped (a push is refused).
   int32_t room;
-  // The most blocks it holds, beside room (no table load on the slow paths): the
-  // class's fixed kSizeClasses[cls].cache_max to start with, then what ACE
-  // decides on the slow paths (hakmem/ace); 0: uncached (heap profiling, pool
-  // classes with --define hakmem_pool_tls=off).
+  // The most blocks it holds, beside room (no table load on the slow paths): its
+  // lane's first limit to start with, then what ACE decides on the slow paths
+  // (hakmem/ace), at most ace::kMaxLimit (what the slots hold); 0: uncached (heap
+  // profiling, pool classes with --define hakmem_pool_tls=off).
   uint32_t limit;
 
-  // Blocks on the list (a list Pop ended at a forged link: those it lost).
-  uint32_t Count() const {
-    return Corrupt() ? Held() - static_cast<uint32_t>(kListCorrupt) : Held();
-  }
-  // The same for a list known not to be corrupt (hardened slots: never).
-  uint32_t Held() const { return limit - static_cast<uint32_t>(room); }
+  // Blocks on the stack.
+  uint32_t Count() const { return limit - static_cast<uint32_t>(room); }
   void SetCount(uint32_t count) { room = static_cast<int32_t>(limit - count); }
   // A new limit; the count stays (room goes below 0 when the list holds more:
   // the caller gives the excess back).
@@ -85,9 +95,8 @@ struct FreeList {
     room += static_cast<int32_t>(new_limit - limit);
     limit = new_limit;
   }
-  // Pop took a block whose link failed the check (LinkFailure): the list ended
-  // early, its count no longer matches.
-  bool Corrupt() const { return room < -kListCorrupt / 2; }
+  // The oldest cached block's slot (the stack's bottom).
+  void** Bottom() const { return top - Count(); }
 };
 
 // The fast paths name a class by its list offset (superslab.h's ListOffset).
@@ -95,29 +104,7 @@ static_assert(kNoListOffset == ListOffset(kNumClasses), "past the last class's l
 static_assert(sizeof(FreeList) == kClassListStride &&
                   sizeof(stats::ClassCounts) == kClassListStride,
               "one offset indexes a class's list and its counts");
-
-// Hardened builds keep a thread cache's blocks in slots of its own TLS, not
-// linked through the blocks (a FreeList's head stays nullptr, its count says how
-// many slots are full): a use-after-free write cannot reach a cache, so no block
-// it hands out needs a check (a pop or push costs what a list's does). A class
-// then holds at most kCacheSlots blocks, whatever ACE allows it (90 classes x
-// 128 slots: 90 KiB of TLS per thread).
-inline constexpr bool kSlotCache = config::kHardened;
-inline constexpr uint32_t kCacheSlots = 128;
-static_assert(!kSlotCache || ace::kMaxLimit == kCacheSlots, "ACE never allows more than fits");
-
-// The slots (an empty struct without kSlotCache).
-template <bool kSlots>
-struct CacheSlots {
-  void* slots[kNumClasses][kCacheSlots];
-  void** Of(int cls) { return slots[static_cast<uint32_t>(cls)]; }
-  void* const* Of(int cls) const { return slots[static_cast<uint32_t>(cls)]; }
-};
-template <>
-struct CacheSlots<false> {
-  void** Of(int) { return nullptr; }
-  void* const* Of(int) const { return nullptr; }
-};
+static_assert(ace::kMaxLimit < kCacheSlotStride, "ACE never allows more than the slots hold");
 
 // A thread's cache: one list per size class, tiny and pool alike.
 struct ThreadCache {
@@ -146,7 +133,6 @@ struct ThreadCache {
   // offset it loads anyway (tiny_tls.h says why a copy). Constant, never written
   // after the thread's TLS is set up.
   tiny_tls::SizeTable tiny_sizes;
-  CacheSlots<kSlotCache> cached;  // last: the default build's lists come first
 
   // The list of `cls` (indexed unsigned: a class loaded as a byte needs no sign
   // extension).
@@ -167,7 +153,10 @@ struct ThreadCache {
     return tiny_tls::Owns(cls) ? tiny_tls::FixedBatch(cls) : pool_tls::FixedBatch(cls);
   }
 
-  // Empty lists with their bounds: a constant initialiser for TLS.
+  // A list with no slots: empty, no room (before the thread has a heap).
+  static constexpr FreeList NoSlots() { return FreeList{&g_no_cache_slots[1], 0, 0}; }
+
+  // Empty lists with no slots: a constant initialiser for TLS.
   static constexpr ThreadCache Empty() {
     ThreadCache cache{};
     for (int cls = 0; cls < kNumClasses; ++cls) {
@@ -175,12 +164,18 @@ struct ThreadCache {
     }
     cache.div_magic[kNumClasses].div_magic = 0;  // kNoListOffset: never a block start
     cache.tiny_sizes = tiny_tls::kSizeTable;
+    for (FreeList& list : cache.lists) list = NoSlots();
+    return cache;
+  }
+
+  // The thread attached `heap`: each list's stack is its class's slots there,
+  // empty, at its lane's first limit. (A heap's slots are its thread's alone:
+  // another thread adopts the heap only after this one detached, Detach.)
+  void AttachSlots(Heap* heap) {
     for (int cls = 0; cls < kNumClasses; ++cls) {
       const uint32_t limit = LaneInitialLimit(cls);
-      cache.lists[cls].limit = limit;
-      cache.lists[cls].room = static_cast<int32_t>(limit);
+      lists[cls] = FreeList{CacheSlotsOf(heap, cls), static_cast<int32_t>(limit), limit};
     }
-    return cache;
   }
 
   // Every block the cache hands out: word 1 cleared of the freed-block tag, or
@@ -198,18 +193,10 @@ struct ThreadCache {
   // (ListOffset: the fast paths index with no shift).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* PopAt(uint32_t list_offset) {
     FreeList& list = ListAt(list_offset);
-    if constexpr (kSlotCache) {
-      const uint32_t count = list.Held();
-      if (ABSL_PREDICT_FALSE(count == 0)) return nullptr;
-      void* block = SlotsAt(list_offset)[count - 1];
-      ++list.room;
-      HandOut(block);
-      return block;
-    }
-    void* block = list.head;
+    void* block = list.top[-1];
     if (ABSL_PREDICT_TRUE(block != nullptr)) {
-      list.head = LoadLinkOrEnd(block);
-      list.room = list.room + 1 - LinkFailure(block);
+      --list.top;
+      ++list.room;
       HandOut(block);
     }
     return block;
@@ -226,34 +213,20 @@ struct ThreadCache {
     if (ABSL_PREDICT_FALSE(list.room <= 0)) return false;
     --list.room;
     MarkFree(block);
-    if constexpr (kSlotCache) {
-      SlotsAt(list_offset)[list.Held() - 1] = block;
-      return true;
-    }
-    StoreLink(block, list.head);
-    list.head = block;
+    *list.top++ = block;
     return true;
   }
 
   // The block Pop would return next (a double free of it is detectable in one
   // compare), or nullptr.
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const {
-    if constexpr (kSlotCache) {
-      const uint32_t count = lists[cls].Held();
-      return count != 0 ? SlotsOf(cls)[count - 1] : nullptr;
-    }
-    return lists[cls].head;
-  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Head(int cls) const { return lists[cls].top[-1]; }
 
   // Calls fn(block) for every block cached for `cls`, from the next one Pop
   // would return.
   template <typename Fn>
   void ForEachCached(int cls, Fn fn) const {
-    if constexpr (kSlotCache) {
-      for (uint32_t i = lists[cls].Held(); i-- > 0;) fn(SlotsOf(cls)[i]);
-    } else {
-      for (void* p = lists[cls].head; p != nullptr; p = LoadLink(p)) fn(p);
-    }
+    const FreeList& list = lists[cls];
+    for (void** slot = list.top; slot != list.Bottom();) fn(*--slot);
   }
 
   // Called when the list is empty: returns the next block of the class's carved
@@ -264,10 +237,7 @@ struct ThreadCache {
   // (profiler::UnsampledBlocks).
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed) {
     FreeList& list = ListOf(cls);
-    if (ABSL_PREDICT_FALSE(list.Count() != 0)) {  // Pop ended the list at a bad link
-      ReportCorruptList(cls, list.Count());
-      list.SetCount(0);  // those blocks are leaked, never handed out
-    }
+    HAKMEM_DCHECK(list.Count() == 0 && list.top != NoSlots().top);
     // Blocks other threads freed come back before fresh memory is handed out (the
     // range, or a new slab): drained into the lists of their classes (those with
     // room; the rest to their slabs), this one's first block is the answer.
@@ -292,22 +262,20 @@ struct ThreadCache {
           want += profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
         if (!pool_tls::kCached && pool_tls::Owns(cls)) pool_tls::CountUncachedRefill();
       }
-      // (The slots take what the refill leaves: uncached lists, too, keep the
-      // blocks the heap profiler skips.)
-      if (kSlotCache && want > static_cast<int>(kCacheSlots) + 1) want = kCacheSlots + 1;
+      // The slots take what the refill leaves (uncached lists too: the blocks the
+      // heap profiler skips), at most what they hold.
+      if (want > static_cast<int>(kCacheSlotStride)) want = kCacheSlotStride;
       void* head = nullptr;
       const int got = AllocBatch(heap, cls, want, &head, list.limit != 0 ? &range : nullptr);
       if (got == 0 && range.next == range.end) return nullptr;
       stats::Count(stats::Counter::k_cache_refills);
       if (got != 0) {
-        if constexpr (kSlotCache) {
-          // The batch's links were written by AllocBatch a moment ago: the
-          // blocks go into the slots, the second of the batch on top.
-          void* p = head;
-          for (int i = got - 1; i > 0; --i) SlotsOf(cls)[i - 1] = p = LoadLink(p);
-        } else {
-          list.head = LoadLink(head);
-        }
+        // The batch's links were written by AllocBatch a moment ago: the blocks go
+        // into the slots, the second of the batch on top.
+        void** bottom = list.top;
+        void* p = head;
+        for (int i = got - 1; i > 0; --i) bottom[i - 1] = p = LoadLink(p);
+        list.top = bottom + (got - 1);
         list.SetCount(static_cast<uint32_t>(got - 1));
         HandOut(head);
         *zeroed = false;
@@ -326,15 +294,6 @@ struct ThreadCache {
   ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
     MaybeDecay(heap);
     FreeList& list = ListOf(cls);
-    if (ABSL_PREDICT_FALSE(list.Corrupt())) {  // Pop ended the list at a bad link
-      ReportCorruptList(cls, list.Count());
-      // Those blocks are leaked, never handed out; the list starts again at `block`.
-      MarkFree(block);
-      StoreLink(block, nullptr);
-      list.head = block;
-      list.SetCount(1);
-      return;
-    }
     if (ABSL_PREDICT_FALSE(list.limit == 0)) {
       // No cache head to catch an immediate double free: the slab's free list
       // head does.
@@ -356,36 +315,18 @@ struct ThreadCache {
         return;
       }
     }
-    if constexpr (kSlotCache) {
-      // The newest `batch` blocks go back (as the default build's list head does).
-      if (batch == 0) batch = 1;
-      const uint32_t count = list.Count();
-      // (The list is full: count >= 1. When ACE lowered the limit below it,
-      // enough go back to leave `block` room.)
-      if (count + 1 > list.limit + batch) batch = count + 1 - list.limit;
-      if (batch > count) batch = count;
-      list.SetCount(count - batch);
-      FreeBlockList(heap, LinkSlots(cls, count - batch, batch));
-      stats::Count(stats::Counter::k_cache_flushes);
-      Push(cls, block);
-      return;
-    }
-    void* head = list.head;
-    void* last = head;
-    uint32_t returned = 1;
-    void* rest = LoadLink(last);
-    while (returned < batch && rest != nullptr) {
-      last = rest;
-      rest = LoadLink(last);
-      ++returned;
-    }
-    StoreLink(last, nullptr);
-    FreeBlockList(heap, head);
+    // The newest `batch` blocks go back (the stack's top, as a list's head did).
+    if (batch == 0) batch = 1;
+    const uint32_t count = list.Count();
+    // (The list is full: count >= 1. When ACE lowered the limit below it, enough
+    // go back to leave `block` room.)
+    if (count + 1 > list.limit + batch) batch = count + 1 - list.limit;
+    if (batch > count) batch = count;
+    list.top -= batch;
+    list.SetCount(count - batch);
+    FreeBlockList(heap, LinkSlots(list.top, batch));
     stats::Count(stats::Counter::k_cache_flushes);
-    MarkFree(block);
-    StoreLink(block, rest);
-    list.head = block;
-    list.SetCount(list.Count() - returned + 1);
+    Push(cls, block);
   }
 
   // ACE (hakmem/ace): a refill or flush of `cls` is an event of its class; its
@@ -399,21 +340,12 @@ struct ThreadCache {
         FreeList& list = lists[c];
         if (list.limit == 0) continue;  // uncached
         list.SetLimit(ace::LimitOf(ace::tls_ace, c));
-        // (A list a forged link ended is left for its refill or flush to report.)
-        if (list.room >= 0 || list.Corrupt()) continue;
+        if (list.room >= 0) continue;
+        // The newest `excess` blocks go back.
         const uint32_t excess = static_cast<uint32_t>(-list.room);
-        if constexpr (kSlotCache) {  // the newest `excess` blocks go back
-          FreeBlockList(heap, LinkSlots(c, list.limit, excess));
-          list.room = 0;
-          continue;
-        }
-        void* last = list.head;  // the first `excess` blocks go back
-        for (uint32_t i = 1; i < excess; ++i) last = LoadLink(last);
-        void* head = list.head;
-        list.head = LoadLink(last);
+        list.top -= excess;
         list.room = 0;
-        StoreLink(last, nullptr);
-        FreeBlockList(heap, head);
+        FreeBlockList(heap, LinkSlots(list.top, excess));
       }
     }
     return decision.batch;
@@ -427,17 +359,14 @@ struct ThreadCache {
     for (FreeList& list : lists) list.SetLimit(0);
   }
 
-  // Gives every cached block and range back to the slabs (thread exit, trim).
+  // Gives every cached block and range back to the slabs (thread exit, trim);
+  // the lists stay on their slots.
   void FlushAll(Heap* heap) {
-    for (int cls = 0; cls < kNumClasses; ++cls) {
-      FreeList& list = lists[cls];
-      if constexpr (kSlotCache) {
-        if (list.Count() != 0) FreeBlockList(heap, LinkSlots(cls, 0, list.Count()));
-      } else if (list.head != nullptr) {
-        FreeBlockList(heap, list.head);
-      }
-      list.head = nullptr;
+    for (FreeList& list : lists) {
+      const uint32_t count = list.Count();
+      list.top = list.Bottom();
       list.SetCount(0);
+      if (count != 0) FreeBlockList(heap, LinkSlots(list.top, count));
     }
     for (CarvedRange& range : ranges) {
       ReturnRange(heap, range);
@@ -456,19 +385,12 @@ struct ThreadCache {
   }
 
  private:
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void* const* SlotsOf(int cls) const { return cached.Of(cls); }
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void** SlotsOf(int cls) { return cached.Of(cls); }
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void** SlotsAt(uint32_t list_offset) {
-    return cached.Of(static_cast<int>(list_offset / kClassListStride));
-  }
-
-  // Links the blocks of slots [first, first + n) of `cls` (n >= 1) into a list
-  // for the slabs; returns its head.
-  void* LinkSlots(int cls, uint32_t first, uint32_t n) {
-    void** slots = SlotsOf(cls);
-    for (uint32_t i = first; i + 1 < first + n; ++i) StoreLink(slots[i], slots[i + 1]);
-    StoreLink(slots[first + n - 1], nullptr);
-    return slots[first];
+  // Links the blocks of slots [first, first + n) (n >= 1) into a list for the
+  // slabs; returns its head.
+  static void* LinkSlots(void** first, uint32_t n) {
+    for (uint32_t i = 0; i + 1 < n; ++i) StoreLink(first[i], first[i + 1]);
+    StoreLink(first[n - 1], nullptr);
+    return first[0];
   }
 };
 
@@ -480,8 +402,12 @@ namespace thread_cache {
 extern __thread ThreadCache tls_cache HAKMEM_TLS;
 
 // Gives the calling thread a heap (hakmem::AttachHeap) that knows this thread's
-// ThreadHot.
-inline Heap* AttachHeap() { return hakmem::AttachHeap(&tls_cache.hot); }
+// ThreadHot, and the thread's lists that heap's slots.
+inline Heap* AttachHeap() {
+  Heap* heap = hakmem::AttachHeap(&tls_cache.hot);
+  if (heap != nullptr) tls_cache.AttachSlots(heap);
+  return heap;
+}
 
 // The list offset of a tiny request (size <= kTinyMax): one load from the
 // thread's own copy of tiny_tls's table (ThreadCache::tiny_sizes), %fs-relative
@@ -509,33 +435,40 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFreeAt(uintptr_t list_offset)
 // The fast paths' pop and push, written as asm where HAKMEM_FS_ASM says so
 // (platform.h): each list access is one %fs-relative instruction, given
 // tls_cache's thread offset (the one offset load of the fast path) and the list
-// offset in registers. The same steps as ThreadCache::Pop and PushAt. (Not with
-// kSlotCache, whose hardened lists keep their own C++ path.) Each asm has a
-// "memory" clobber: the compiler sees no other access to the lists.
-inline constexpr bool kFsLists = HAKMEM_FS_ASM && !kSlotCache;
+// offset in registers. The same steps as ThreadCache::PopAt and PushAt. Each asm
+// has a "memory" clobber: the compiler sees no other access to the lists.
+inline constexpr bool kFsLists = HAKMEM_FS_ASM;
 
 #if HAKMEM_FS_ASM
 namespace internal {
 
-inline constexpr size_t kHeadAt = offsetof(ThreadCache, lists) + offsetof(FreeList, head);
+inline constexpr size_t kTopAt = offsetof(ThreadCache, lists) + offsetof(FreeList, top);
 inline constexpr size_t kRoomAt = offsetof(ThreadCache, lists) + offsetof(FreeList, room);
 
-// (The head comes in %rax: malloc's fast path returns it with no move.)
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadHead(uintptr_t tls, uintptr_t list_offset) {
-  void* head;
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void** LoadTop(uintptr_t tls, uintptr_t list_offset) {
+  void** top;
   asm volatile("movq %%fs:%c3(%1,%2), %0"
-               : "=a"(head)
-               : "r"(tls), "r"(list_offset), "i"(kHeadAt)
+               : "=r"(top)
+               : "r"(tls), "r"(list_offset), "i"(kTopAt)
                : "memory");
-  return head;
+  return top;
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StoreHead(uintptr_t tls, uintptr_t list_offset,
-                                                   void* head) {
-  asm volatile("movq %2, %%fs:%c3(%0,%1)"
+// The newest block on a stack, top[-1] (nullptr: the bottom). (In %rax: malloc's
+// fast path returns it with no move.)
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadNewest(void** top) {
+  void* block;
+  asm volatile("movq -8(%1), %0" : "=a"(block) : "r"(top) : "memory");
+  return block;
+}
+
+// top += n slots.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MoveTop(uintptr_t tls, uintptr_t list_offset, int64_t n) {
+  asm volatile("addq %2, %%fs:%c3(%0,%1)"
                :
-               : "r"(tls), "r"(list_offset), "r"(head), "i"(kHeadAt)
-               : "memory");
+               : "r"(tls), "r"(list_offset), "re"(n * static_cast<int64_t>(sizeof(void*))),
+                 "i"(kTopAt)
+               : "cc", "memory");
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddRoom(uintptr_t tls, uintptr_t list_offset, int32_t n) {
@@ -547,10 +480,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddRoom(uintptr_t tls, uintptr_t list_o
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* PopAt(uintptr_t list_offset) {
   const uintptr_t tls = platform::ThreadOffset(tls_cache);
-  void* block = LoadHead(tls, list_offset);
+  void* block = LoadNewest(LoadTop(tls, list_offset));
   if (ABSL_PREDICT_TRUE(block != nullptr)) {
-    StoreHead(tls, list_offset, LoadLinkOrEnd(block));
-    AddRoom(tls, list_offset, 1 - LinkFailure(block));
+    MoveTop(tls, list_offset, -1);
+    AddRoom(tls, list_offset, 1);
     ThreadCache::HandOut(block);
   }
   return block;
@@ -565,8 +498,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool PushAt(uintptr_t list_offset, void* blo
            : "r"(tls), "r"(list_offset), "i"(kRoomAt)
            : "cc", "memory"
            : full);
-  StoreLink(block, LoadHead(tls, list_offset));
-  StoreHead(tls, list_offset, block);
+  *LoadTop(tls, list_offset) = block;
+  MoveTop(tls, list_offset, 1);
   return true;
 full:
   AddRoom(tls, list_offset, 1);  // refused: room as it was
@@ -634,8 +567,13 @@ void SetUncached();
 // prewarms (pool_tls::Prewarms).
 void Prewarm(Heap* heap);
 
-// Thread exit, trim: every cached block and range goes back to the slabs.
+// Trim: every cached block and range goes back to the slabs.
 void FlushAll(Heap* heap);
+
+// Thread exit (before the heap is abandoned to another thread): FlushAll, then
+// the lists leave the heap's slots (no slots, no room, as before the heap was
+// attached).
+void Detach(Heap* heap);
 
 }  // namespace thread_cache
 }  // namespace hakmem

@@ -23,28 +23,95 @@ void Free(Heap* heap, int cls, void* p) {
 }
 
 // A list keeps room (limit - count), not its count: a new limit keeps the
-// count, an uncached list may hold blocks with room below 0, and a list Pop
-// ended at a forged link says how many blocks it lost.
+// count, and an uncached list may hold blocks with room below 0; its stack's
+// bottom is where the count says.
 TEST(FreeListTest, RoomKeepsTheCountAcrossLimitChanges) {
-  FreeList list{nullptr, 0, 0};
+  void* slots[16] = {};
+  FreeList list{&slots[1], 0, 0};
   list.SetLimit(64);
   EXPECT_EQ(list.room, 64);
+  list.top += 10;
   list.SetCount(10);
   EXPECT_EQ(list.room, 54);
+  EXPECT_EQ(list.Bottom(), &slots[1]);
   list.SetLimit(8);  // lowered below the count: room < 0, the caller trims
   EXPECT_EQ(list.Count(), 10u);
   EXPECT_EQ(list.room, -2);
-  EXPECT_FALSE(list.Corrupt());
   list.SetLimit(0);  // uncached, holding 10
   EXPECT_EQ(list.Count(), 10u);
+  EXPECT_EQ(list.Bottom(), &slots[1]);
   list.SetLimit(100);
   EXPECT_EQ(list.room, 90);
-  list.room = list.room + 1 - kListCorrupt;  // a pop of a block with a forged link
-  EXPECT_TRUE(list.Corrupt());
-  EXPECT_EQ(list.Count(), 9u) << "the blocks lost with the list";
-  list.SetLimit(50);
-  EXPECT_TRUE(list.Corrupt());
-  EXPECT_EQ(list.Count(), 9u);
+}
+
+// Before its heap is attached a thread's lists have no slots and no room: a pop
+// reads the shared sentinel (nullptr), a push is refused; attached, each list's
+// stack is its class's slots in the heap; detached, they have none again.
+TEST(ThreadCacheTest, ListsUseTheHeapsSlotsOnlyWhileAttached) {
+  std::thread([] {
+    for (const FreeList& list : tls_cache.lists) {
+      ASSERT_EQ(list.top, ThreadCache::NoSlots().top);
+      ASSERT_EQ(list.room, 0);
+    }
+    alignas(16) char dummy[16];
+    EXPECT_EQ(TryAlloc(5), nullptr);
+    EXPECT_FALSE(TryFree(5, dummy));
+    Heap* heap = thread_cache::AttachHeap();
+    for (int cls = 0; cls < kNumClasses; ++cls) {
+      const FreeList& list = tls_cache.lists[cls];
+      ASSERT_EQ(list.top, CacheSlotsOf(heap, cls)) << cls;
+      ASSERT_EQ(list.top[-1], nullptr) << "the bottom's sentinel of class " << cls;
+      ASSERT_EQ(list.limit, ThreadCache::LaneInitialLimit(cls)) << cls;
+      ASSERT_EQ(list.Count(), 0u) << cls;
+    }
+    void* p = Alloc(heap, 5);
+    void* q = Alloc(heap, 5);
+    Free(heap, 5, p);
+    Free(heap, 5, q);
+    const FreeList& list = tls_cache.lists[5];
+    EXPECT_GE(list.top, CacheSlotsOf(heap, 5) + 2);
+    EXPECT_LE(list.top, CacheSlotsOf(heap, 5) + ace::kMaxLimit);
+    EXPECT_EQ(list.top[-1], q);
+    Detach(heap);
+    for (const FreeList& list : tls_cache.lists) {
+      ASSERT_EQ(list.top, ThreadCache::NoSlots().top);
+      ASSERT_EQ(list.room, 0);
+      ASSERT_EQ(list.limit, 0u);
+    }
+    EXPECT_EQ(TryAlloc(5), nullptr);
+    AbandonHeap();
+  }).join();
+}
+
+// A use-after-free write of an address over a cached block (tcache poisoning)
+// reaches nothing a pop reads: the cache hands out its blocks, never the
+// address written into them.
+TEST(ThreadCacheTest, WritesIntoCachedBlocksNeverComeOut) {
+  std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();
+    for (int cls : {2, 40, 81}) {                     // 48 B, 2 KiB, 64 KiB
+      if (tls_cache.lists[cls].limit == 0) continue;  // pool_tls=off: uncached
+      static char target[64] __attribute__((aligned(64)));
+      std::vector<void*> blocks;
+      for (int i = 0; i < 4; ++i) blocks.push_back(Alloc(heap, cls));
+      for (void* p : blocks) Free(heap, cls, p);
+      for (void* p : blocks) {
+        void* forged = target;
+        memcpy(p, &forged, sizeof(forged));  // word 0, where a list's link was
+      }
+      std::set<void*> out;
+      for (int i = 0; i < 4; ++i) {
+        void* p = TryAlloc(cls);
+        ASSERT_NE(p, nullptr) << cls;
+        ASSERT_NE(p, static_cast<void*>(target)) << cls;
+        out.insert(p);
+      }
+      EXPECT_EQ(out, std::set<void*>(blocks.begin(), blocks.end())) << cls;
+      for (void* p : blocks) Free(heap, cls, p);
+    }
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
 }
 
 // A full list refuses a push and keeps its room and count (the fast path's
@@ -156,7 +223,7 @@ TEST(ThreadCacheTest, FullListFlushesABatchAndKeepsTheBound) {
     }
     FlushAll(heap);
     for (const FreeList& list : tls_cache.lists) {
-      EXPECT_EQ(list.head, nullptr);
+      EXPECT_EQ(list.top[-1], nullptr);
       EXPECT_EQ(list.Count(), 0u);
     }
     AbandonHeap();
@@ -313,13 +380,13 @@ TEST(ThreadCacheTest, PrewarmFillsCommonClassesWhenEnabled) {
 // limit is 0 (uncached): their frees go straight back to the slabs.
 TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
   std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();  // (the lists' limits come with the heap)
     const auto fixed_limit = [](int cls) { return ace::DefaultLimit(cls); };
     EXPECT_EQ(tls_cache.lists[0].limit, fixed_limit(0));
     EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].limit, fixed_limit(kNumTinyClasses - 1));
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
       ASSERT_EQ(tls_cache.lists[cls].limit, config::kPoolTls ? fixed_limit(cls) : 0u) << cls;
     }
-    Heap* heap = thread_cache::AttachHeap();
     const int cls = PoolClass(3000);
     void* p = Alloc(heap, cls);
     ASSERT_NE(p, nullptr);
