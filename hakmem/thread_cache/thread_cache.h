@@ -462,6 +462,14 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* LoadNewest(void** top) {
   return block;
 }
 
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StoreTop(uintptr_t tls, uintptr_t list_offset,
+                                                  void** top) {
+  asm volatile("movq %2, %%fs:%c3(%0,%1)"
+               :
+               : "r"(tls), "r"(list_offset), "r"(top), "i"(kTopAt)
+               : "memory");
+}
+
 // top += n slots.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MoveTop(uintptr_t tls, uintptr_t list_offset, int64_t n) {
   asm volatile("addq %2, %%fs:%c3(%0,%1)"
@@ -480,9 +488,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddRoom(uintptr_t tls, uintptr_t list_o
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* PopAt(uintptr_t list_offset) {
   const uintptr_t tls = platform::ThreadOffset(tls_cache);
-  void* block = LoadNewest(LoadTop(tls, list_offset));
+  void** top = LoadTop(tls, list_offset);
+  void* block = LoadNewest(top);
   if (ABSL_PREDICT_TRUE(block != nullptr)) {
-    MoveTop(tls, list_offset, -1);
+    StoreTop(tls, list_offset, top - 1);
     AddRoom(tls, list_offset, 1);
     ThreadCache::HandOut(block);
   }
@@ -498,8 +507,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool PushAt(uintptr_t list_offset, void* blo
            : "r"(tls), "r"(list_offset), "i"(kRoomAt)
            : "cc", "memory"
            : full);
-  *LoadTop(tls, list_offset) = block;
-  MoveTop(tls, list_offset, 1);
+  {
+    void** top = LoadTop(tls, list_offset);
+    *top = block;
+    StoreTop(tls, list_offset, top + 1);
+  }
   return true;
 full:
   AddRoom(tls, list_offset, 1);  // refused: room as it was
