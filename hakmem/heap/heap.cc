@@ -565,8 +565,8 @@ void FreeBlockList(Heap* heap, void* head) {
 namespace {
 
 // Whether `p` starts a block (of a class, or a large run) in a slab of `heap`:
-// hardened builds check each link of a remote queue before following it, since
-// freeing a forged one would write through it.
+// every build checks each link of a remote queue before following it, since a
+// forged one would be cached and handed out, or freed and written through.
 bool IsBlockOfHeap(const Heap* heap, const void* p) {
   SuperSlab* ss = SuperSlabOf(p);
   if (registry::Lookup(p) != ss || ss->magic != kSuperSlabMagic ||
@@ -593,8 +593,7 @@ void DrainRemote(Heap* heap, KeepDrained keep) {
       any = true;
       ++drained;
       void* next = LoadLink(block);
-      // (Not if constexpr: clang would warn of an unused function.)
-      if (config::kHardened && next != nullptr && !IsBlockOfHeap(heap, next)) {
+      if (next != nullptr && !IsBlockOfHeap(heap, next)) {
         next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
       }
       SuperSlab* ss = SuperSlabOf(block);
