@@ -35,7 +35,7 @@ enum class ThpPolicy : uint8_t { kAuto, kNever };
     "always or madvise; never: 4 KiB pages only")                                     \
   X(HEAP_PROFILE, heap_profile, const char*, nullptr,                                 \
     "<prefix>: sample allocations; write <prefix>.<pid>.heap (pprof format) at exit") \
-  X(HEAP_PROFILE_RATE, heap_profile_rate, uint64_t, 512 * 1024,                       \
+  X(HEAP_PROFILE_RATE, heap_profile_rate, uint64_t, 256 * 1024,                       \
     "mean bytes allocated between two heap-profile samples")                          \
   X(HEAP_PROFILE_SEED, heap_profile_seed, uint64_t, 0,                                \
     "seed of the heap-profile sampler; 0: a different one each run")                  \

@@ -25,7 +25,7 @@ TEST_F(OptionsTest, DefaultsWithEmptyEnvironment) {
   EXPECT_EQ(o.purge_delay_ms, 1000u);
   EXPECT_EQ(o.retain_mb, 256u);
   EXPECT_EQ(o.heap_profile, nullptr);
-  EXPECT_EQ(o.heap_profile_rate, 512u * 1024);
+  EXPECT_EQ(o.heap_profile_rate, 256u * 1024);
   EXPECT_EQ(o.heap_profile_seed, 0u);
   EXPECT_EQ(o.thp, ThpPolicy::kAuto);
   EXPECT_EQ(o.ace_budget_kb, 4096u);

@@ -134,9 +134,10 @@ void* Fail() {
 
 // One block of size class `cls` through its thread cache; `*zeroed` tells
 // whether it is known to read as zero. With the heap profiler on, a block a
-// refill returns is offered to the sampler (at its class size); the blocks the
-// refill left cached were counted as unsampled by it (profiler.h).
-HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls, bool* zeroed) {
+// refill returns is offered to the sampler (`requested` bytes in a block of the
+// class's size); the blocks the refill left cached were counted as unsampled by
+// it (profiler.h).
+HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls, size_t requested, bool* zeroed) {
   *zeroed = false;
   void* p;
   bool refilled = false;
@@ -147,7 +148,9 @@ HAKMEM_ALLOC_ENTRY void* AllocClass(Heap* heap, int cls, bool* zeroed) {
   }
   if (p == nullptr) return Fail();
   thread_cache::CountAllocAt(ListOffset(static_cast<uint32_t>(cls)));
-  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && refilled) profiler::OnAlloc(p, ClassSize(cls));
+  if (ABSL_PREDICT_FALSE(profiler::Enabled()) && refilled) {
+    profiler::OnAlloc(p, requested, ClassSize(cls));
+  }
   return p;
 }
 
@@ -174,7 +177,7 @@ void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed,
     // KiB) has only aligned blocks; powers of two are classes, so one exists.
     int cls = SizeClass(size);
     while (ClassSize(cls) % alignment != 0) ++cls;
-    p = AllocClass(heap, cls, zeroed);
+    p = AllocClass(heap, cls, size, zeroed);
   } else {
     p = AllocLarge(heap, size, alignment, zeroed, large_occupancy);
     if (p != nullptr) {
@@ -214,7 +217,7 @@ void* MallocSlow(size_t size) {
     Heap* heap = CurrentHeap();
     if (heap == nullptr) return Fail();
     bool zeroed;
-    void* p = AllocClass(heap, SizeClass(size), &zeroed);
+    void* p = AllocClass(heap, SizeClass(size), size, &zeroed);
     if (ABSL_PREDICT_FALSE(tls_thread_exiting)) return HandBackExitingHeap(p);
     return p;
   }

@@ -29,14 +29,22 @@ namespace {
 constexpr int kMaxDepth = 64;
 
 // One distinct stack and what was sampled there. Never freed.
+// The estimates of a stack's allocations and frees: a sampled block with k
+// sample points stands for k x rate bytes and k x rate / size blocks (kept in
+// 1/kObjectUnit blocks), the inverse of its probability (profiler.h).
+inline constexpr uint64_t kObjectUnit = 1024;
 struct Bucket {
   uint64_t hash;
-  Bucket* chain;     // same hash slot
-  Bucket* next_all;  // every bucket, newest first
-  std::atomic<uint64_t> allocs;
+  Bucket* chain;                 // same hash slot
+  Bucket* next_all;              // every bucket, newest first
+  std::atomic<uint64_t> allocs;  // sampled blocks
   std::atomic<uint64_t> alloc_bytes;
   std::atomic<uint64_t> frees;
   std::atomic<uint64_t> free_bytes;
+  std::atomic<uint64_t> alloc_objects_estimate;  // in 1/kObjectUnit blocks
+  std::atomic<uint64_t> alloc_bytes_estimate;
+  std::atomic<uint64_t> free_objects_estimate;
+  std::atomic<uint64_t> free_bytes_estimate;
   int depth;
   uintptr_t pcs[kMaxDepth];
 };
@@ -46,6 +54,8 @@ struct Sample {
   uintptr_t addr;
   uint64_t size;
   Bucket* bucket;
+  uint64_t objects_estimate;  // what it added to its bucket's estimates
+  uint64_t bytes_estimate;
 };
 
 // The live table: shards of open addressing with linear probing, each under its
@@ -76,7 +86,7 @@ ABSL_CONST_INIT std::atomic<uint64_t> g_stacks{0};
 ABSL_CONST_INIT std::atomic<uint64_t> g_dropped{0};
 ABSL_CONST_INIT std::atomic<uint64_t> g_recursive{0};
 
-ABSL_CONST_INIT uint64_t g_rate = 512 * 1024;
+ABSL_CONST_INIT uint64_t g_rate = 256 * 1024;
 ABSL_CONST_INIT uint64_t g_seed = 0;
 ABSL_CONST_INIT std::atomic<int> g_init_state{0};  // 0 no, 1 running, 2 done
 ABSL_CONST_INIT char g_prefix[4096] = {};          // "" : no file at exit
@@ -97,15 +107,33 @@ uint64_t Mix(uint64_t x) {  // splitmix64
   return x ^ (x >> 31);
 }
 
-// Bytes to the next sample: exponential with mean g_rate (at least 1).
-int64_t NextInterval(Sampler* s) {
+// A uniform random number in [0, 1).
+double Uniform(Sampler* s) {
   s->rng = Mix(s->rng);
-  // 53 random bits -> u in (0, 1].
-  const double u = static_cast<double>((s->rng >> 11) + 1) * (1.0 / 9007199254740992.0);
-  const double bytes = -std::log(u) * static_cast<double>(g_rate);
+  return static_cast<double>(s->rng >> 11) * (1.0 / 9007199254740992.0);  // 53 bits
+}
+
+int64_t Bytes(double bytes) {
   if (bytes < 1) return 1;
   if (bytes > 1e15) return static_cast<int64_t>(1e15);
   return static_cast<int64_t>(bytes);
+}
+
+// Bytes between two sample points: uniform in [rate/2, 3 rate/2). Any interval
+// of mean `rate` makes the estimate unbiased (Dump); this one, nearly regular,
+// makes it steady: the points in a run of B bytes vary by sqrt(B/rate/12), not
+// the sqrt(B/rate) of exponential intervals, and the jitter of +-rate/2 keeps a
+// periodic allocation pattern from locking onto them.
+int64_t NextInterval(Sampler* s) { return Bytes((0.5 + Uniform(s)) * static_cast<double>(g_rate)); }
+
+// The bytes to a thread's first point: the forward recurrence time of those
+// intervals (density P(interval > x) / rate: uniform below rate/2, falling
+// linearly to 0 at 3 rate/2), so that its first bytes are sampled as likely as
+// any later ones.
+int64_t FirstInterval(Sampler* s) {
+  const double rate = static_cast<double>(g_rate);
+  if (Uniform(s) < 0.5) return Bytes(Uniform(s) * rate / 2);
+  return Bytes(1.5 * rate - rate * std::sqrt(Uniform(s)));
 }
 
 void Seed(Sampler* s) {
@@ -114,7 +142,7 @@ void Seed(Sampler* s) {
       g_seed != 0 ? g_seed : platform::NowNanos() ^ reinterpret_cast<uintptr_t>(s);
   s->rng = Mix(base ^ Mix(thread));
   s->seeded = true;
-  s->bytes_until = NextInterval(s);
+  s->bytes_until = FirstInterval(s);
 }
 
 uint64_t HashAddress(uintptr_t addr) { return Mix(addr >> 4); }
@@ -275,16 +303,34 @@ struct BucketCounts {
   uint64_t allocs, alloc_bytes, frees, free_bytes;
 };
 
-BucketCounts Read(const Bucket* b) {
+// Frees first: a free counted after its allocation was read would make the live
+// count negative.
+BucketCounts ReadCounts(const std::atomic<uint64_t>& allocs,
+                        const std::atomic<uint64_t>& alloc_bytes,
+                        const std::atomic<uint64_t>& frees,
+                        const std::atomic<uint64_t>& free_bytes) {
   BucketCounts c;
-  // Frees first: a free counted after its allocation was read would make the
-  // live count negative.
-  c.frees = b->frees.load(std::memory_order_relaxed);
-  c.free_bytes = b->free_bytes.load(std::memory_order_relaxed);
-  c.allocs = b->allocs.load(std::memory_order_relaxed);
-  c.alloc_bytes = b->alloc_bytes.load(std::memory_order_relaxed);
+  c.frees = frees.load(std::memory_order_relaxed);
+  c.free_bytes = free_bytes.load(std::memory_order_relaxed);
+  c.allocs = allocs.load(std::memory_order_relaxed);
+  c.alloc_bytes = alloc_bytes.load(std::memory_order_relaxed);
   if (c.frees > c.allocs) c.frees = c.allocs;
   if (c.free_bytes > c.alloc_bytes) c.free_bytes = c.alloc_bytes;
+  return c;
+}
+
+// What was sampled.
+BucketCounts Read(const Bucket* b) {
+  return ReadCounts(b->allocs, b->alloc_bytes, b->frees, b->free_bytes);
+}
+
+// What it stands for: blocks (whole ones) and bytes of the program.
+BucketCounts ReadEstimate(const Bucket* b) {
+  BucketCounts c = ReadCounts(b->alloc_objects_estimate, b->alloc_bytes_estimate,
+                              b->free_objects_estimate, b->free_bytes_estimate);
+  const uint64_t live_objects = (c.allocs - c.frees + kObjectUnit / 2) / kObjectUnit;
+  c.allocs = (c.allocs + kObjectUnit / 2) / kObjectUnit;
+  c.frees = c.allocs >= live_objects ? c.allocs - live_objects : 0;
   return c;
 }
 
@@ -362,12 +408,21 @@ int CaptureStack(uintptr_t* pcs, int max) {
   return depth;
 }
 
-void OnAlloc(void* ptr, size_t size) {
+void OnAlloc(void* ptr, size_t size, size_t allocated) {
+  if (allocated < size) allocated = size;
+  if (allocated == 0) allocated = 1;
   Sampler* s = &tls_sampler;
   if (ABSL_PREDICT_FALSE(!s->seeded)) Seed(s);
-  s->bytes_until -= static_cast<int64_t>(size);
+  // The stream counted down is of blocks, as UnsampledBlocks counts a refill's.
+  s->bytes_until -= static_cast<int64_t>(allocated);
   if (ABSL_PREDICT_TRUE(s->bytes_until > 0)) return;
-  s->bytes_until = NextInterval(s);  // memoryless: a fresh interval after a sample
+  // The sample points inside this block's bytes: a block of size s holds s/rate
+  // of them on average, whatever the sizes around it.
+  uint64_t points = 0;
+  do {
+    ++points;
+    s->bytes_until += NextInterval(s);
+  } while (s->bytes_until <= 0);
   if (s->busy) {
     g_recursive.fetch_add(1, std::memory_order_relaxed);
     return;
@@ -383,17 +438,24 @@ void OnAlloc(void* ptr, size_t size) {
   const uintptr_t addr = reinterpret_cast<uintptr_t>(ptr);
   const uint64_t h = HashAddress(addr);
   Shard& shard = ShardOf(h);
+  // A block of `allocated` bytes holds allocated / rate points on average: each
+  // stands for rate / allocated blocks, and as many times `size` requested bytes.
+  const double blocks = static_cast<double>(points * g_rate) / static_cast<double>(allocated);
+  const uint64_t bytes_estimate = static_cast<uint64_t>(blocks * static_cast<double>(size) + 0.5);
+  const uint64_t objects_estimate = static_cast<uint64_t>(blocks * kObjectUnit + 0.5);
   bool recorded = false;
   if (bucket != nullptr) {
     platform::SpinLockHolder hold(&shard.lock);
     if (shard.count.load(std::memory_order_relaxed) < kMaxLive) {
-      InsertLocked(shard, Sample{addr, size, bucket}, h);
+      InsertLocked(shard, Sample{addr, size, bucket, objects_estimate, bytes_estimate}, h);
       recorded = true;
     }
   }
   if (recorded) {
     bucket->allocs.fetch_add(1, std::memory_order_relaxed);
     bucket->alloc_bytes.fetch_add(size, std::memory_order_relaxed);
+    bucket->alloc_objects_estimate.fetch_add(objects_estimate, std::memory_order_relaxed);
+    bucket->alloc_bytes_estimate.fetch_add(bytes_estimate, std::memory_order_relaxed);
     g_samples.fetch_add(1, std::memory_order_relaxed);
   } else {
     g_dropped.fetch_add(1, std::memory_order_relaxed);
@@ -424,6 +486,9 @@ void OnFree(const void* ptr) {
   }
   sample.bucket->frees.fetch_add(1, std::memory_order_relaxed);
   sample.bucket->free_bytes.fetch_add(sample.size, std::memory_order_relaxed);
+  sample.bucket->free_objects_estimate.fetch_add(sample.objects_estimate,
+                                                 std::memory_order_relaxed);
+  sample.bucket->free_bytes_estimate.fetch_add(sample.bytes_estimate, std::memory_order_relaxed);
 }
 
 Totals GetTotals() {
@@ -433,6 +498,8 @@ Totals GetTotals() {
     const BucketCounts c = Read(b);
     t.live_samples += c.allocs - c.frees;
     t.live_bytes += c.alloc_bytes - c.free_bytes;
+    const BucketCounts e = ReadEstimate(b);
+    t.live_bytes_estimate += e.alloc_bytes - e.free_bytes;
   }
   t.samples = g_samples.load(std::memory_order_relaxed);
   t.stacks = g_stacks.load(std::memory_order_relaxed);
@@ -452,21 +519,23 @@ int Dump(const char* path) {
   const Bucket* all = g_all_buckets.load(std::memory_order_acquire);
   BucketCounts total{};
   for (const Bucket* b = all; b != nullptr; b = b->next_all) {
-    const BucketCounts c = Read(b);
+    const BucketCounts c = ReadEstimate(b);
     total.allocs += c.allocs;
     total.alloc_bytes += c.alloc_bytes;
     total.frees += c.frees;
     total.free_bytes += c.free_bytes;
   }
-  // Raw sampled counts: pprof un-samples them with the period of heap_v2.
+  // The estimates, each sample already weighted by the inverse of its
+  // probability: "heapprofile" (gperftools' own heap profiler's type) tells pprof
+  // to take them as they are. (heap_v2/<rate> would have pprof scale each stack
+  // by 1 - exp(-mean size / rate), the probability of a Poisson sampler, which is
+  // not this one's and is biased for a stack of mixed sizes.)
   w.Str("heap profile: ")
       .Counts(total.allocs - total.frees, total.alloc_bytes - total.free_bytes, total.allocs,
               total.alloc_bytes)
-      .Str(" heap_v2/")
-      .Dec(g_rate)
-      .Str("\n");
+      .Str(" heapprofile\n");
   for (const Bucket* b = all; b != nullptr; b = b->next_all) {
-    const BucketCounts c = Read(b);
+    const BucketCounts c = ReadEstimate(b);
     if (c.allocs == 0 || b->depth == 0) continue;
     w.Counts(c.allocs - c.frees, c.alloc_bytes - c.free_bytes, c.allocs, c.alloc_bytes);
     for (int d = 0; d < b->depth; ++d) w.Str(" ").Hex(b->pcs[d]);

@@ -1,9 +1,14 @@
 // profiler: hakmem's sampled heap profiler (HAKMEM_HEAP_PROFILE=<prefix>).
 //
-// Owns: the sampling decision (a per-thread countdown of bytes, each interval
-// drawn from an exponential distribution of mean HAKMEM_HEAP_PROFILE_RATE, as
-// tcmalloc does: an allocation of s bytes is sampled with probability
-// 1 - exp(-s/rate), which is what pprof's heap_v2 correction undoes); the stack of
+// Owns: the sampling decision (a per-thread countdown of bytes to the next sample
+// point, the points HAKMEM_HEAP_PROFILE_RATE bytes apart on average, each
+// interval uniform in [rate/2, 3 rate/2)); the estimate (a sampled block with k
+// points stands for k x rate bytes and k x rate / size blocks: the expected
+// points of a block of s bytes are s / rate, so the estimate of a stack's bytes
+// is unbiased for any mix of sizes, as tcmalloc weights a sample by the inverse
+// of its probability; its relative standard error for a stack of B bytes is
+// sqrt(rate / B / 12) when the stack allocates in runs, up to sqrt(rate / B)
+// when its blocks interleave finely with other stacks': README/docs); the stack of
 // a sampled allocation (a bounded frame-pointer walk that never allocates and
 // stops at the first frame outside the thread's stack); the table of live sampled
 // blocks (address -> size, stack) and the table of stacks with their counts, in
@@ -53,9 +58,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool Enabled() {
 // a heap; safe to call again (it does nothing).
 void Init();
 
-// `ptr` (non-null) was just allocated with `size` requested bytes: counts the
-// bytes down and, when the countdown runs out, records the block and its stack.
-HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void OnAlloc(void* ptr, size_t size);
+// `ptr` (non-null) was just allocated with `size` requested bytes in a block of
+// `allocated` bytes (its size class; 0: `size`): counts the block's bytes down
+// and, when the countdown runs out, records the block and its stack, standing
+// for points x rate x size / allocated of the program's requested bytes.
+HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void OnAlloc(void* ptr, size_t size,
+                                                        size_t allocated = 0);
 
 // A refill of blocks of `size` bytes in uncached mode: how many blocks (at most
 // `max`) may stay cached and be popped by the fast path unseen. They are
@@ -74,11 +82,12 @@ int Dump(const char* path);
 // What the profiler holds now (tests).
 struct Totals {
   uint64_t live_samples;
-  uint64_t live_bytes;
-  uint64_t samples;    // every sampled allocation so far
-  uint64_t stacks;     // distinct stacks
-  uint64_t dropped;    // sampled but not recorded: the live table was full
-  uint64_t recursive;  // allocations made while sampling (must stay 0)
+  uint64_t live_bytes;           // of the live samples themselves
+  uint64_t live_bytes_estimate;  // what they stand for (the profile's in-use bytes)
+  uint64_t samples;              // every sampled allocation so far
+  uint64_t stacks;               // distinct stacks
+  uint64_t dropped;              // sampled but not recorded: the live table was full
+  uint64_t recursive;            // allocations made while sampling (must stay 0)
 };
 Totals GetTotals();
 

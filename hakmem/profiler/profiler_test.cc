@@ -103,21 +103,27 @@ class SamplerTest : public ::testing::Test {
   static constexpr uint64_t kRate = 64 * 1024;
 };
 
+// The points of a run of B bytes vary by sqrt(B / rate / 12) (intervals uniform
+// in [rate/2, 3 rate/2)): a bound 5 of those wide.
+double RunBound(double bytes, double rate) { return 5 * std::sqrt(bytes / rate / 12); }
+
 TEST_F(SamplerTest, SamplesInProportionToBytes) {
   ASSERT_TRUE(Enabled());
   const Totals before = GetTotals();
-  // 20000 blocks of 16 KiB: each is sampled with probability 1 - exp(-1/4).
+  // 20000 blocks of 16 KiB, each below rate/2: one point at most, so a block is
+  // sampled with probability 16 KiB / 64 KiB.
   constexpr int kBlocks = 20000;
   constexpr size_t kSize = 16 * 1024;
   for (int i = 0; i < kBlocks; ++i) OnAlloc(reinterpret_cast<void*>(FakeAddress(i)), kSize);
   const Totals during = GetTotals();
-  const double p = 1 - std::exp(-static_cast<double>(kSize) / kRate);
-  const double expected = kBlocks * p;
-  const double sigma = std::sqrt(kBlocks * p * (1 - p));
+  const double bytes = double{kBlocks} * kSize;
   const double sampled = static_cast<double>(during.live_samples - before.live_samples);
-  EXPECT_NEAR(sampled, expected, 5 * sigma);
+  EXPECT_NEAR(sampled, bytes / kRate, RunBound(bytes, kRate));
   EXPECT_EQ(during.live_bytes - before.live_bytes,
             (during.live_samples - before.live_samples) * kSize);
+  // Each sample stands for rate bytes.
+  EXPECT_EQ(during.live_bytes_estimate - before.live_bytes_estimate,
+            (during.live_samples - before.live_samples) * kRate);
   EXPECT_EQ(during.dropped, 0u);
   EXPECT_EQ(during.recursive, 0u);
   // Every sampled block is forgotten when freed; unsampled frees change nothing.
@@ -151,11 +157,35 @@ TEST_F(SamplerTest, RefillsThatCacheUnsampledBlocksKeepTheSamplingRate) {
   }
   EXPECT_LT(seen, kBlocks / 2);  // most blocks came from the cache
   const Totals during = GetTotals();
-  const double p = 1 - std::exp(-static_cast<double>(kSize) / kRate);
+  const double bytes = double{kBlocks} * kSize;
   const double sampled = static_cast<double>(during.live_samples - before.live_samples);
-  EXPECT_NEAR(sampled, kBlocks * p, 5 * std::sqrt(kBlocks * p * (1 - p)));
+  EXPECT_NEAR(sampled, bytes / kRate, RunBound(bytes, kRate));
   for (int i = 0; i < kBlocks; ++i) OnFree(reinterpret_cast<void*>(FakeAddress(i)));
   EXPECT_EQ(GetTotals().live_samples, before.live_samples);
+}
+
+// The estimate is unbiased for any mix of sizes, small and far above the rate:
+// a stream of 16 B .. 1 MiB blocks (a few up to 16 rates) comes out within a
+// few percent of its bytes, and what it stands for goes when it is freed.
+TEST_F(SamplerTest, EstimateOfMixedSizesIsItsBytes) {
+  const Totals before = GetTotals();
+  constexpr int kBlocks = 60000;
+  uint64_t bytes = 0;
+  uint64_t x = 12345;
+  for (int i = 0; i < kBlocks; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    // Sizes spread over 2^4 .. 2^20 bytes, log-uniformly.
+    const size_t size = size_t{16} << ((x >> 33) % 17);
+    bytes += size;
+    OnAlloc(reinterpret_cast<void*>(FakeAddress(i)), size);
+  }
+  const Totals during = GetTotals();
+  const double estimate =
+      static_cast<double>(during.live_bytes_estimate - before.live_bytes_estimate);
+  EXPECT_NEAR(estimate, static_cast<double>(bytes), 0.03 * static_cast<double>(bytes));
+  EXPECT_EQ(during.dropped, 0u);
+  for (int i = 0; i < kBlocks; ++i) OnFree(reinterpret_cast<void*>(FakeAddress(i)));
+  EXPECT_EQ(GetTotals().live_bytes_estimate, before.live_bytes_estimate);
 }
 
 TEST_F(SamplerTest, FreesInAnyOrderLeaveTheTableConsistent) {
@@ -184,8 +214,9 @@ TEST_F(SamplerTest, DumpWritesTheGperftoolsHeapFormat) {
   const std::string s = text.str();
   EXPECT_EQ(s.rfind("heap profile: ", 0), 0u) << s.substr(0, 200);
   const size_t header_end = s.find('\n');
-  EXPECT_NE(s.substr(0, header_end).find("] @ heap_v2/65536"), std::string::npos)
-      << s.substr(0, 200);
+  // Estimates (pprof takes a "heapprofile" as it is): 100 blocks of 1 MiB, each
+  // with 16 points of 64 KiB on average.
+  EXPECT_NE(s.substr(0, header_end).find("] @ heapprofile"), std::string::npos) << s.substr(0, 200);
   // One line per stack: "<n>: <bytes> [<n>: <bytes>] @ 0x...".
   const std::string line = s.substr(header_end + 1, s.find('\n', header_end + 1) - header_end - 1);
   EXPECT_NE(line.find("] @ 0x"), std::string::npos) << line;
