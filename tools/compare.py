@@ -221,17 +221,27 @@ def check_program_bindings(plan):
     return failures, broken
 
 
+def rotated(items, rep):
+    """ITEMS (a list) starting at its (rep - 1)-th element, modulo its length."""
+    k = (rep - 1) % len(items)
+    return items[k:] + items[:k]
+
+
 def run_suite(args, plan):
-    """Runs reps x workloads x allocators, the allocator innermost. Returns (runs,
-    outputs, failures): outputs maps (program, allocator) to {rep: its stdout}. A
-    pair that failed once is not run again."""
+    """Runs reps x workloads x allocators, the allocator innermost, its order
+    rotated by one each rep: the run right after another workload pays for what
+    that one left behind (memory to compact into huge pages, caches to refill:
+    large_huge ran 10 times slower first than second), and a fixed order would
+    charge it to the same allocator every rep. Returns (runs, outputs, failures):
+    outputs maps (program, allocator) to {rep: its stdout}. A pair that failed
+    once is not run again."""
     failures, broken = check_program_bindings(plan)
     runs, outputs = [], {}
     total = args.reps * len(args.workloads) * len(plan.preloads)
     n = 0
     for rep in range(1, args.reps + 1):
         for workload in args.workloads:
-            for alloc, preload in plan.preloads.items():
+            for alloc, preload in rotated(list(plan.preloads.items()), rep):
                 n += 1
                 if (workload, alloc) in broken:
                     continue
