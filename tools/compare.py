@@ -83,6 +83,8 @@ def parse_args():
     p.add_argument("--timeout", type=float, default=300, help="seconds per run (default %(default)s)")
     p.add_argument("--no-build", action="store_true",
                    help="use what bazel-bin holds now instead of building")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="no untimed run of each workload before its timed runs of each rep")
     p.add_argument("--baseline", metavar="LIBHAKMEM_SO",
                    help="also run this libhakmem.so (say, of another commit) as the allocator "
                         "'baseline', which counts as a peer: with --allocators hakmem, every "
@@ -227,21 +229,38 @@ def rotated(items, rep):
     return items[k:] + items[:k]
 
 
+def warm_up(args, plan, workload, alloc, preload):
+    """One untimed run of WORKLOAD; its result and any failure are dropped (the
+    timed runs report them)."""
+    try:
+        if is_program(workload):
+            programs.run(programs.PROGRAMS[workload], alloc, preload, plan.sizes[workload],
+                         plan.launcher, plan.workdir, args.timeout)
+        else:
+            run_under(alloc, preload, workload, plan.commands[workload], args.timeout)
+    except BenchError:
+        pass
+
+
 def run_suite(args, plan):
     """Runs reps x workloads x allocators, the allocator innermost, its order
-    rotated by one each rep: the run right after another workload pays for what
-    that one left behind (memory to compact into huge pages, caches to refill:
-    large_huge ran 10 times slower first than second), and a fixed order would
-    charge it to the same allocator every rep. Returns (runs, outputs, failures):
-    outputs maps (program, allocator) to {rep: its stdout}. A pair that failed
-    once is not run again."""
+    rotated by one each rep, after one untimed run of the workload: the run right
+    after another workload pays for what that one left behind (memory to compact
+    into huge pages, caches to refill: large_huge and fragmentation ran 5 to 10
+    times slower first than second, whichever allocator ran first), and a fixed
+    order would charge what is left to the same allocator every rep. Returns
+    (runs, outputs, failures): outputs maps (program, allocator) to {rep: its
+    stdout}. A pair that failed once is not run again."""
     failures, broken = check_program_bindings(plan)
     runs, outputs = [], {}
     total = args.reps * len(args.workloads) * len(plan.preloads)
     n = 0
     for rep in range(1, args.reps + 1):
         for workload in args.workloads:
-            for alloc, preload in rotated(list(plan.preloads.items()), rep):
+            order = rotated(list(plan.preloads.items()), rep)
+            if not args.no_warmup:
+                warm_up(args, plan, workload, *order[0])
+            for alloc, preload in order:
                 n += 1
                 if (workload, alloc) in broken:
                     continue

@@ -567,10 +567,13 @@ namespace {
 // Whether `p` starts a block (of a class, or a large run) in a slab of `heap`:
 // every build checks each link of a remote queue before following it, since a
 // forged one would be cached and handed out, or freed and written through.
-bool IsBlockOfHeap(const Heap* heap, const void* p) {
+// `known` is a superslab of `heap` already (the one of the block whose link `p`
+// is): a link into it, as most links of a batch are, skips the registry lookup
+// and the header's checks.
+bool IsBlockOfHeap(const Heap* heap, const void* p, const SuperSlab* known) {
   SuperSlab* ss = SuperSlabOf(p);
-  if (registry::Lookup(p) != ss || ss->magic != kSuperSlabMagic ||
-      ss->owner.load(std::memory_order_relaxed) != heap) {
+  if (ss != known && (registry::Lookup(p) != ss || ss->magic != kSuperSlabMagic ||
+                      ss->owner.load(std::memory_order_relaxed) != heap)) {
     return false;
   }
   const SlabMeta* slab = SlabOf(ss, p);
@@ -593,10 +596,10 @@ void DrainRemote(Heap* heap, KeepDrained keep) {
       any = true;
       ++drained;
       void* next = LoadLink(block);
-      if (next != nullptr && !IsBlockOfHeap(heap, next)) {
+      SuperSlab* ss = SuperSlabOf(block);
+      if (next != nullptr && !IsBlockOfHeap(heap, next, ss)) {
         next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
       }
-      SuperSlab* ss = SuperSlabOf(block);
       SlabMeta* slab = SlabOf(ss, block);
       if (slab->cls == kLargeClass) {
         if (slab->used == 0) {
