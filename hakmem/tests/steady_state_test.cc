@@ -55,8 +55,10 @@ TEST(SteadyStateTest, LongRandomLoopMakesNoSyscall) {
   // enough once classes that reuse their kept empty slabs keep up to a
   // superslab's worth: a hardened run under a loaded full test run, whose
   // superslabs take twice the address space, took its last reservation in the
-  // measured loop.)
-  loop.Run(4000000);
+  // measured loop. 4M were not, for the hardened build, once its thread caches
+  // could grow past 128 blocks a class as the default build's do: it took a
+  // reservation, and its 16 guard chunks, in the measured loop.)
+  loop.Run(8000000);
   for (long& n : loop.lane_allocs) n = 0;
   hak_stats before;
   hak_get_stats(&before);
