@@ -2,7 +2,9 @@
 // (tiny and pool alike), in one constant-initialised initial-exec TLS block: the
 // lists' core, which the two lanes' boxes below it parametrise (tiny_tls: the
 // tiny lane's size table and policy; pool_tls: the pool lane's size lookup,
-// policy, the pool_tls flag and prewarm).
+// policy, the pool_tls flag and prewarm). A list is a stack of block addresses in
+// slots of the thread's heap (FreeList), never a chain through the blocks, so no
+// use-after-free write reaches what malloc reads.
 //
 // Owns: ThreadCache (a FreeList and a carved range per class, and the thread's
 // ThreadHot: heap's owned-superslab slots and stats' fast-path counters, kept here
