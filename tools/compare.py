@@ -229,15 +229,20 @@ def rotated(items, rep):
     return items[k:] + items[:k]
 
 
+def run_once(args, plan, workload, alloc, preload):
+    """One run of WORKLOAD under ALLOC: (its result, its stdout for a program,
+    else None). Raises BenchError."""
+    if is_program(workload):
+        return programs.run(programs.PROGRAMS[workload], alloc, preload, plan.sizes[workload],
+                            plan.launcher, plan.workdir, args.timeout)
+    return run_under(alloc, preload, workload, plan.commands[workload], args.timeout), None
+
+
 def warm_up(args, plan, workload, alloc, preload):
     """One untimed run of WORKLOAD; its result and any failure are dropped (the
     timed runs report them)."""
     try:
-        if is_program(workload):
-            programs.run(programs.PROGRAMS[workload], alloc, preload, plan.sizes[workload],
-                         plan.launcher, plan.workdir, args.timeout)
-        else:
-            run_under(alloc, preload, workload, plan.commands[workload], args.timeout)
+        run_once(args, plan, workload, alloc, preload)
     except BenchError:
         pass
 
@@ -267,16 +272,12 @@ def run_suite(args, plan):
                 progress = f"[{n:3}/{total}] rep {rep}/{args.reps} {workload:14} {alloc:9}"
                 start = time.monotonic()
                 try:
-                    if is_program(workload):
-                        result, output = programs.run(programs.PROGRAMS[workload], alloc, preload,
-                                                      plan.sizes[workload], plan.launcher,
-                                                      plan.workdir, args.timeout)
+                    result, output = run_once(args, plan, workload, alloc, preload)
+                    if output is not None:
                         result["output_sha256"] = hashlib.sha256(output.encode()).hexdigest()[:16]
                         outputs.setdefault((workload, alloc), {})[rep] = output
                         shown = f"{result['seconds']:7.3f} s"
                     else:
-                        result = run_under(alloc, preload, workload, plan.commands[workload],
-                                           args.timeout)
                         shown = f"{human(result['ops_per_sec']):>7} ops/s"
                 except BenchError as e:
                     log(f"{progress} FAILED")

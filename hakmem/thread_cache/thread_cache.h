@@ -439,7 +439,6 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFreeAt(uintptr_t list_offset)
 // tls_cache's thread offset (the one offset load of the fast path) and the list
 // offset in registers. The same steps as ThreadCache::PopAt and PushAt. Each asm
 // has a "memory" clobber: the compiler sees no other access to the lists.
-inline constexpr bool kFsLists = HAKMEM_FS_ASM;
 
 #if HAKMEM_FS_ASM
 namespace internal {
@@ -470,15 +469,6 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StoreTop(uintptr_t tls, uintptr_t list_
                :
                : "r"(tls), "r"(list_offset), "r"(top), "i"(kTopAt)
                : "memory");
-}
-
-// top += n slots.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MoveTop(uintptr_t tls, uintptr_t list_offset, int64_t n) {
-  asm volatile("addq %2, %%fs:%c3(%0,%1)"
-               :
-               : "r"(tls), "r"(list_offset), "re"(n * static_cast<int64_t>(sizeof(void*))),
-                 "i"(kTopAt)
-               : "cc", "memory");
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddRoom(uintptr_t tls, uintptr_t list_offset, int32_t n) {
@@ -535,9 +525,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t DivMagicAt(uintptr_t list_offset) {
 // call Refill).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* TryAllocAt(uintptr_t list_offset) {
 #if HAKMEM_FS_ASM
-  if constexpr (kFsLists) return internal::PopAt(list_offset);
-#endif
+  return internal::PopAt(list_offset);
+#else
   return tls_cache.PopAt(list_offset);
+#endif
 }
 
 // The same for `cls`.
@@ -554,9 +545,10 @@ ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed);
 // (or uncached): then call Flush.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TryFreeAt(uintptr_t list_offset, void* block) {
 #if HAKMEM_FS_ASM
-  if constexpr (kFsLists) return internal::PushAt(list_offset, block);
-#endif
+  return internal::PushAt(list_offset, block);
+#else
   return tls_cache.PushAt(list_offset, block);
+#endif
 }
 
 // The same for a block of `cls`.
