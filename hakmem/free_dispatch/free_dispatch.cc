@@ -111,9 +111,10 @@ bool SetExitHook() {
   return g_remote_key_ok && pthread_setspecific(g_remote_key, &tls_remote) == 0;
 }
 
-// Frees `ptr` of `ss`, a block another thread's heap owns.
-void FreeRemote(SuperSlab* ss, void* ptr, Call call) {
-  Heap* owner = TakeForRemoteFree(ss, ptr);
+// Frees `ptr` of `ss`, a block (a large run when `large_run`) another thread's
+// heap owns.
+void FreeRemote(SuperSlab* ss, void* ptr, Call call, bool large_run) {
+  Heap* owner = TakeForRemoteFree(ss, ptr, large_run);
   if (owner == nullptr) return;  // a corrupt owner: reported
   RemoteBuffer& buffer = tls_remote;
   if (ABSL_PREDICT_FALSE(buffer.mode != kRemoteBatched)) {
@@ -274,7 +275,7 @@ ABSL_ATTRIBUTE_NOINLINE void FreeClassified(void* ptr, void* header, Call call) 
     if (found.kind == Kind::kBlock && (kLiveMap ? !TakeLive(ptr) : LooksFree(ptr))) {
       return ReportInvalid(ptr, call, "double free, from another thread");
     }
-    return FreeRemote(ss, ptr, call);
+    return FreeRemote(ss, ptr, call, found.kind == Kind::kLarge);
   }
   if (found.kind == Kind::kLarge) {
     if (slab->used == 0) return ReportInvalid(ptr, call, "double free of a large block");
@@ -312,7 +313,7 @@ void FreeSlow(void* ptr, void* header, Call call) {
     const void* owner;
     if (ABSL_PREDICT_TRUE(!profiler::Enabled()) && BlockSlabOf(header, ptr, &owner) != nullptr &&
         ABSL_PREDICT_TRUE(owner != tls_heap && !LooksFree(ptr))) {
-      return FreeRemote(static_cast<SuperSlab*>(header), ptr, call);
+      return FreeRemote(static_cast<SuperSlab*>(header), ptr, call, /*large_run=*/false);
     }
   }
   FreeClassified(ptr, header, call);

@@ -562,60 +562,12 @@ void FreeBlockList(Heap* heap, void* head) {
   }
 }
 
-namespace {
-
-// Whether `p` starts a block (of a class, or a large run) in a slab of `heap`:
-// every build checks each link of a remote queue before following it, since a
-// forged one would be cached and handed out, or freed and written through.
-// `known` is a superslab of `heap` already (the one of the block whose link `p`
-// is): a link into it, as most links of a batch are, skips the registry lookup
-// and the header's checks.
-bool IsBlockOfHeap(const Heap* heap, const void* p, const SuperSlab* known) {
-  SuperSlab* ss = SuperSlabOf(p);
-  if (ss != known && (registry::Lookup(p) != ss || ss->magic != kSuperSlabMagic ||
-                      ss->owner.load(std::memory_order_relaxed) != heap)) {
-    return false;
-  }
-  const SlabMeta* slab = SlabOf(ss, p);
-  if (slab->cls == kLargeClass) return p == slab->start;
-  return IsBlockStart(slab, p);
+void ReportRemoteLargeDoubleFree(const void* block) {
+  ReportInvalidFree(block, "double free of a large block, from another thread", "free");
 }
 
-}  // namespace
-
-void DrainRemote(Heap* heap, KeepDrained keep) {
-  void* lists[kRemoteLanes];
-  if (!heap->remote.TakeAll(lists)) return;
-  uint64_t drained = 0;
-  // The lanes' lists side by side, a block of each in turn: their link loads are
-  // independent, so their cache misses overlap.
-  for (bool any = true; any;) {
-    any = false;
-    for (void*& block : lists) {
-      if (block == nullptr) continue;
-      any = true;
-      ++drained;
-      void* next = LoadLink(block);
-      SuperSlab* ss = SuperSlabOf(block);
-      if (next != nullptr && !IsBlockOfHeap(heap, next, ss)) {
-        next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-      }
-      SlabMeta* slab = SlabOf(ss, block);
-      if (slab->cls == kLargeClass) {
-        if (slab->used == 0) {
-          // A large run freed twice, the second time by another thread: found only
-          // when its owner drains the remote queue.
-          ReportInvalidFree(block, "double free of a large block, from another thread", "free");
-        } else {
-          FreeLarge(heap, ss, slab);
-        }
-      } else if (keep == nullptr || !keep(slab->cls, block)) {
-        FreeBlock(heap, ss, slab, block);
-      }
-      block = next;
-    }
-  }
-  Count(Counter::k_remote_drained, drained);
+void DrainRemote(Heap* heap) {
+  DrainRemoteInto(heap, [](const SlabMeta&, void*) { return false; });
 }
 
 void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed, Occupancy occupancy) {

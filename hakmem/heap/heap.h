@@ -212,16 +212,6 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block);
 // their slabs; the blocks may belong to different slabs of `heap`.
 void FreeBlockList(Heap* heap, void* head);
 
-// Takes a block of class `cls` that another thread freed, for its owner's thread
-// cache: true when the cache took it (it stays counted in its slab as handed out,
-// as every cached block is), false when it goes back to its slab.
-using KeepDrained = bool (*)(int cls, void* block);
-
-// Takes the blocks other threads freed into `heap` back: to `keep` first when
-// given (the owner's thread cache), else (or when it declines) into their slabs.
-// The queue's lanes are walked side by side (see remote_queue.h).
-void DrainRemote(Heap* heap, KeepDrained keep = nullptr);
-
 // A large run of `size` bytes (kPoolMax < size, or smaller with alignment)
 // aligned to `alignment` (<= 1 MiB). `*zeroed` tells whether it reads as zero. A
 // recently freed run of about the same length is reused first; else the run is
@@ -234,6 +224,108 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed,
 // cache (used = 0) when it fits there, else its units go back to the superslab.
 void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab);
 inline constexpr uint32_t kLargeCacheUnits = 256;  // 4 MiB
+
+// Every build checks each link of a remote queue before following it: a forged
+// one would be cached and handed out, or freed and written through. A link must
+// start a block of a slab of the draining heap. A batch's links fall into a few
+// superslabs, so the check keeps those it found registered and sealed by their
+// address bits (superslabs are never unmapped nor unregistered), and most links
+// skip the registry lookup. One per drain (DrainRemoteInto).
+class RemoteLinkCheck {
+ public:
+  explicit RemoteLinkCheck(const Heap* heap) : heap_(heap) {
+    // No superslab lies at address 1: an empty entry matches none (nullptr,
+    // which SuperSlabOf gives for a link below 2 MiB, included).
+    for (const SuperSlab*& entry : seen_) entry = reinterpret_cast<const SuperSlab*>(1);
+  }
+
+  // The slab of `p` if `p` starts a block (of a class, or a large run) in a slab
+  // of the heap; nullptr if not.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE SlabMeta* SlabOfBlock(const void* p) {
+    SuperSlab* ss = SuperSlabOf(p);
+    const SuperSlab*& entry = seen_[(reinterpret_cast<uintptr_t>(ss) / kSuperSlabSize) % kEntries];
+    if (ABSL_PREDICT_FALSE(entry != ss)) {
+      if (registry::Lookup(p) != ss || ss->magic != kSuperSlabMagic) return nullptr;
+      entry = ss;
+    }
+    // Checked on every link: a superslab the drain empties goes back to the cache
+    // (it stays mapped and registered), and another heap may take it meanwhile.
+    if (ABSL_PREDICT_FALSE(ss->owner.load(std::memory_order_relaxed) != heap_)) return nullptr;
+    SlabMeta* slab = SlabOf(ss, p);
+    // A large run's div_magic is 0: IsBlockStart fails for it.
+    if (ABSL_PREDICT_TRUE(IsBlockStart(slab, p)) || (slab->cls == kLargeClass && p == slab->start))
+      return slab;
+    return nullptr;
+  }
+
+ private:
+  static constexpr size_t kEntries = 16;
+  const Heap* heap_;
+  const SuperSlab* seen_[kEntries];
+};
+
+// A large run freed twice, the second time by another thread: found only when
+// its owner drains the remote queue.
+ABSL_ATTRIBUTE_NOINLINE void ReportRemoteLargeDoubleFree(const void* block);
+
+// Takes the blocks other threads freed into `heap` back: a block of a size class
+// to `keep(slab, block)` first (the owner's thread cache: true when it took the
+// block, which stays counted in its slab as handed out, as every cached block
+// is), else into its slab. The queue's lanes are walked side by side (see
+// remote_queue.h). A template, so that the thread cache's push is inlined into
+// the walk.
+template <typename Keep>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) {
+  void* lists[kRemoteLanes];
+  if (!heap->remote.TakeAll(lists)) return;
+  uint64_t drained = 0;
+  RemoteLinkCheck check(heap);
+  // Each lane's next block with its slab: the check of the link that led to a
+  // block found its slab, which stays the block's while the block is queued (the
+  // block counts as used there).
+  struct Cursor {
+    void* block;
+    SlabMeta* slab;
+  };
+  Cursor lanes[kRemoteLanes];
+  for (uint32_t i = 0; i < kRemoteLanes; ++i) {
+    // A lane's first block came from a free that checked it (free_dispatch).
+    lanes[i] = {lists[i], lists[i] == nullptr ? nullptr : SlabOf(SuperSlabOf(lists[i]), lists[i])};
+  }
+  // The lanes' lists side by side, a block of each in turn: their link loads are
+  // independent, so their cache misses overlap.
+  for (bool any = true; any;) {
+    any = false;
+    for (Cursor& lane : lanes) {
+      void* block = lane.block;
+      if (block == nullptr) continue;
+      any = true;
+      ++drained;
+      SlabMeta* slab = lane.slab;
+      void* next = LoadLink(block);
+      SlabMeta* next_slab = nullptr;
+      if (next != nullptr) {
+        next_slab = check.SlabOfBlock(next);
+        if (ABSL_PREDICT_FALSE(next_slab == nullptr))
+          next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+      }
+      if (ABSL_PREDICT_FALSE(slab->cls == kLargeClass)) {
+        if (slab->used == 0) {
+          ReportRemoteLargeDoubleFree(block);
+        } else {
+          FreeLarge(heap, SuperSlabOf(block), slab);
+        }
+      } else if (!keep(*slab, block)) {
+        FreeBlock(heap, SuperSlabOf(block), slab, block);
+      }
+      lane = {next, next_slab};
+    }
+  }
+  stats::Count(stats::Counter::k_remote_drained, drained);
+}
+
+// DrainRemoteInto with every block back to its slab.
+void DrainRemote(Heap* heap);
 
 // realloc of a large block of the calling thread's heap to `size` bytes (still
 // a large size) without moving it, over the free units right after its run:
@@ -251,15 +343,21 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t HeapSeal(const Heap* heap) {
 // The heap that owns `block` of superslab `ss`, for a free from another thread:
 // its seal checked (nullptr when it fails: reported, the block leaked), and a
 // slab block tagged as freed. The caller then pushes it on owner->remote.
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline Heap* TakeForRemoteFree(SuperSlab* ss, void* block) {
+// `large_run`: whether `block` is a large run (which carries no tag) rather than
+// a block of a size class, when the caller knows.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline Heap* TakeForRemoteFree(SuperSlab* ss, void* block,
+                                                          bool large_run) {
   Heap* owner = static_cast<Heap*>(ss->owner.load(std::memory_order_acquire));
   if (ABSL_PREDICT_FALSE(ss->magic != kSuperSlabMagic || owner->seal != HeapSeal(owner))) {
     ReportCorruptOwner(ss, block);
     return nullptr;
   }
-  if (SlabOf(ss, block)->cls != kLargeClass) MarkFree(block);
+  if (!large_run) MarkFree(block);
   stats::Count(stats::Counter::k_frees_remote);
   return owner;
+}
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline Heap* TakeForRemoteFree(SuperSlab* ss, void* block) {
+  return TakeForRemoteFree(ss, block, SlabOf(ss, block)->cls == kLargeClass);
 }
 
 // Frees `block` of `ss` from a thread that does not own it, with a push of its

@@ -10,8 +10,6 @@ namespace hakmem::thread_cache {
 
 ABSL_CONST_INIT __thread ThreadCache tls_cache HAKMEM_TLS = ThreadCache::Empty();
 
-bool KeepDrained(int cls, void* block) { return tls_cache.Push(cls, block); }
-
 void* Refill(Heap* heap, int cls, bool* zeroed) { return tls_cache.Refill(heap, cls, zeroed); }
 
 void Flush(Heap* heap, int cls, void* block) { tls_cache.Flush(heap, cls, block); }

@@ -52,12 +52,6 @@
 
 namespace hakmem {
 
-namespace thread_cache {
-// DrainRemote's KeepDrained for the calling thread's cache: a block other threads
-// freed goes to its class's list when the list has room.
-bool KeepDrained(int cls, void* block);
-}  // namespace thread_cache
-
 // The sentinel slot every list's stack starts on before its thread has a heap:
 // nullptr, never written (such a list has no room, so nothing is pushed there).
 extern void* g_no_cache_slots[1] HAKMEM_HIDDEN;
@@ -244,7 +238,10 @@ struct ThreadCache {
     // range, or a new slab): drained into the lists of their classes (those with
     // room; the rest to their slabs), this one's first block is the answer.
     if (heap->remote.MaybeNonEmpty()) {
-      DrainRemote(heap, &thread_cache::KeepDrained);
+      // A block other threads freed goes to its class's list when it has room.
+      DrainRemoteInto(heap, [this](const SlabMeta& slab, void* block) {
+        return PushAt(slab.list_offset, block);
+      });
       if (void* block = Pop(cls)) {
         *zeroed = false;
         return block;
