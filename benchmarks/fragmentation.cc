@@ -3,7 +3,10 @@
 // round draws sizes from a two-octave window that slides through [MIN, MAX] and wraps
 // around, so survivors of earlier rounds pin memory of sizes no longer asked for.
 // Reports the peak RSS, the RSS with the last survivors live (final_rss_kb), their
-// requested bytes (live_bytes), and the RSS once everything is freed (freed_rss_kb).
+// requested bytes (live_bytes), the RSS once everything is freed (freed_rss_kb), and
+// the RSS after QUIET_MS more milliseconds without a call to the allocator
+// (quiet_rss_kb): what a program that goes quiet after freeing its heap keeps.
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -17,6 +20,7 @@ int main(int argc, char** argv) {
       {"MIN", "smallest block size", 16, 1, 1 << 30},
       {"MAX", "largest block size", 4096, 1, 1 << 30},
       {"SEED", "xorshift32 seed", 42, 0, 4294967295.0},
+      {"QUIET_MS", "milliseconds without allocator calls before quiet_rss_kb", 1000, 0, 6e5},
   };
   bench::ParseArgs(argc, argv, "fragmentation",
                    "Fill, free most blocks at random, refill with other sizes; RSS vs live.", args);
@@ -77,10 +81,13 @@ int main(int argc, char** argv) {
     bench::CheckTag(slot[i], tag[i]);
     free(slot[i]);
   }
+  const uint64_t freed_rss_kb = bench::CurrentRssKb();
+  std::this_thread::sleep_for(std::chrono::milliseconds(args[6].u()));
   bench::PrintResult(ops, seconds,
                      {{"start_rss_kb", start_rss_kb},
                       {"final_rss_kb", final_rss_kb},
                       {"live_bytes", live_bytes},
-                      {"freed_rss_kb", bench::CurrentRssKb()}});
+                      {"freed_rss_kb", freed_rss_kb},
+                      {"quiet_rss_kb", bench::CurrentRssKb()}});
   return 0;
 }

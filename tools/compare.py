@@ -350,7 +350,7 @@ def summarize(runs, workloads, allocators):
             row = {"workload": workload, "allocator": alloc, "reps": len(mine),
                    key: med, "min": lo, "max": hi, "args": mine[0]["args"]}
             for field in ("peak_rss_kb", "minflt", "majflt", "final_rss_kb", "live_bytes",
-                          "requests_per_sec"):
+                          "freed_rss_kb", "quiet_rss_kb", "requests_per_sec"):
                 if field in mine[0]:
                     row[field] = benchlib.spread([r[field] for r in mine])[0]
             if "user_seconds" in mine[0]:
@@ -414,8 +414,12 @@ def format_benchmarks(rows, strace):
         if strace:
             counts = strace.get((r["workload"], r["allocator"]))
             line += [str(counts[s]) if counts else "-" for s in benchlib.STRACE_SYSCALLS]
-        line.append(f"final {mib(r['final_rss_kb'])} for {mib(r['live_bytes'] / 1024)} live"
-                    if "final_rss_kb" in r else "")
+        note = ""
+        if "final_rss_kb" in r:
+            note = f"final {mib(r['final_rss_kb'])} for {mib(r['live_bytes'] / 1024)} live"
+        if "quiet_rss_kb" in r:
+            note += f"; all freed {mib(r['freed_rss_kb'])}, quiet {mib(r['quiet_rss_kb'])}"
+        line.append(note)
         lines.append(line)
         previous = r["workload"]
     return _columns(lines, set(range(2, len(head) - 1))) + _geomean_line(rows, "workload")
