@@ -16,7 +16,7 @@
 namespace hakmem::config {
 
 enum class InvalidFreePolicy : uint8_t { kAbort, kWarn };
-enum class ThpPolicy : uint8_t { kAuto, kNever };
+enum class ThpPolicy : uint8_t { kAuto, kAlways, kNever };
 
 //  X(NAME,        field,          type,              default,  help)
 #define HAKMEM_OPTION_LIST(X)                                                         \
@@ -32,7 +32,9 @@ enum class ThpPolicy : uint8_t { kAuto, kNever };
     "MiB of empty memory kept committed for reuse; beyond it, purge at once")         \
   X(THP, thp, ThpPolicy, ThpPolicy::kAuto,                                            \
     "auto: 2 MiB pages for superslabs and huge blocks when the kernel's THP mode is " \
-    "always or madvise; never: 4 KiB pages only")                                     \
+    "always or madvise and its defrag mode is defer or never (a fault never waits "   \
+    "for compaction); always: whenever the THP mode allows, even if faults wait; "    \
+    "never: 4 KiB pages only")                                                        \
   X(HEAP_PROFILE, heap_profile, const char*, nullptr,                                 \
     "<prefix>: sample allocations; write <prefix>.<pid>.heap (pprof format) at exit") \
   X(HEAP_PROFILE_RATE, heap_profile_rate, uint64_t, 256 * 1024,                       \
@@ -52,8 +54,10 @@ struct Options {
 const Options& GetOptions();
 
 // Whether superslabs and huge mappings are advised to use 2 MiB pages (the build
-// allows it, HAKMEM_THP=auto, the kernel's THP mode is not never; slow paths
-// only), and why, for the stats report: "on (kernel: madvise)", ...
+// allows it, the kernel's THP mode is not never, and HAKMEM_THP=always, or
+// HAKMEM_THP=auto where the kernel's defrag mode lets no fault of an advised
+// range wait for compaction; slow paths only), and why, for the stats report:
+// "on (kernel: madvise, defrag: defer)", ...
 bool HugePagesEnabled();
 const char* ThpStatus();
 

@@ -17,7 +17,17 @@ std::string Format(const char* value) { return value != nullptr ? value : "unset
 std::string Format(InvalidFreePolicy value) {
   return value == InvalidFreePolicy::kAbort ? "abort" : "warn";
 }
-std::string Format(ThpPolicy value) { return value == ThpPolicy::kAuto ? "auto" : "never"; }
+std::string Format(ThpPolicy value) {
+  switch (value) {
+    case ThpPolicy::kAuto:
+      return "auto";
+    case ThpPolicy::kAlways:
+      return "always";
+    case ThpPolicy::kNever:
+      break;
+  }
+  return "never";
+}
 
 // The help as Markdown table text: "<prefix>" would read as an HTML tag.
 std::string Escape(const char* text) {

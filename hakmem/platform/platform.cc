@@ -176,6 +176,29 @@ ThpMode KernelThpMode() {
   return read;
 }
 
+bool ParseThpDefragStalls(const char* text) {
+  const char* open = strchr(text, '[');
+  if (open == nullptr) return true;
+  return !(strncmp(open, "[defer]", 7) == 0 || strncmp(open, "[never]", 7) == 0);
+}
+
+namespace {
+// KernelThpFaultsMayStall's answer + 1; 0: not read yet.
+ABSL_CONST_INIT std::atomic<int> g_thp_defrag_stalls{0};
+}  // namespace
+
+bool KernelThpFaultsMayStall() {
+  const int stalls = g_thp_defrag_stalls.load(std::memory_order_relaxed);
+  if (ABSL_PREDICT_TRUE(stalls != 0)) return stalls == 2;
+  char text[128];
+  const bool read =
+      ReadSmallFile("/sys/kernel/mm/transparent_hugepage/defrag", text, sizeof(text)) > 0
+          ? ParseThpDefragStalls(text)
+          : true;
+  g_thp_defrag_stalls.store(read ? 2 : 1, std::memory_order_relaxed);
+  return read;
+}
+
 bool AdviseHugePages(void* ptr, size_t size) {
   Count(Syscall::k_madvise);
   return madvise(ptr, size, MADV_HUGEPAGE) == 0;

@@ -115,6 +115,14 @@ enum class ThpMode : uint8_t { kNever, kMadvise, kAlways };
 ThpMode KernelThpMode();
 // Parses the text of that file ("always [madvise] never": the mode in brackets).
 ThpMode ParseThpMode(const char* text);
+// Whether the fault of a range advised with AdviseHugePages may wait for the
+// kernel to compact memory (reclaim, then move pages) when no free 2 MiB page is
+// at hand: /sys/kernel/mm/transparent_hugepage/defrag is always, madvise
+// (Debian's default) or defer+madvise; not with defer or never (kcompactd does it
+// in the background). Read once, without allocating; true if unreadable.
+bool KernelThpFaultsMayStall();
+// Parses the text of that file ("always defer defer+madvise [madvise] never").
+bool ParseThpDefragStalls(const char* text);
 
 // Asks the OS to back a range with 2 MiB pages when it is faulted in
 // (MADV_HUGEPAGE). `ptr` and `size` are page-aligned; false if refused.

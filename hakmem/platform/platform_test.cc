@@ -171,4 +171,20 @@ TEST(PlatformDeathTest, FatalWritesAndAborts) {
 }
 
 }  // namespace
+TEST(PlatformTest, ThpModeIsTheBracketedWord) {
+  EXPECT_EQ(ParseThpMode("always [madvise] never\n"), ThpMode::kMadvise);
+  EXPECT_EQ(ParseThpMode("[always] madvise never\n"), ThpMode::kAlways);
+  EXPECT_EQ(ParseThpMode("always madvise [never]\n"), ThpMode::kNever);
+  EXPECT_EQ(ParseThpMode("garbage"), ThpMode::kNever);
+}
+
+TEST(PlatformTest, DefragModesThatCompactOnAnAdvisedFaultStall) {
+  EXPECT_TRUE(ParseThpDefragStalls("always defer defer+madvise [madvise] never\n"));
+  EXPECT_TRUE(ParseThpDefragStalls("[always] defer defer+madvise madvise never\n"));
+  EXPECT_TRUE(ParseThpDefragStalls("always defer [defer+madvise] madvise never\n"));
+  EXPECT_FALSE(ParseThpDefragStalls("always [defer] defer+madvise madvise never\n"));
+  EXPECT_FALSE(ParseThpDefragStalls("always defer defer+madvise madvise [never]\n"));
+  EXPECT_TRUE(ParseThpDefragStalls("unreadable"));
+}
+
 }  // namespace hakmem::platform

@@ -1,7 +1,8 @@
-// hakmem's memory in 2 MiB pages (HAKMEM_THP=auto) or in 4 KiB pages
-// (HAKMEM_THP=never, or a kernel whose THP mode is never): what the process's
+// hakmem's memory in 2 MiB pages (HAKMEM_THP=always, or auto where the kernel's
+// defrag mode never stalls a fault) or in 4 KiB pages (HAKMEM_THP=never, auto
+// where it may, or a kernel whose THP mode is never): what the process's
 // page faults and AnonHugePages say after a growing heap of small blocks is
-// touched. Declared twice in BUILD.bazel, with and without HAKMEM_THP=never.
+// touched. Declared three times in BUILD.bazel: HAKMEM_THP unset, always and never.
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,19 +20,28 @@ namespace {
 
 constexpr size_t kMiB = size_t{1} << 20;
 
+std::string ReadFile(const char* path) {
+  FILE* f = fopen(path, "re");
+  if (f == nullptr) return "";
+  char text[128] = {};
+  const size_t n = fread(text, 1, sizeof(text) - 1, f);
+  fclose(f);
+  return std::string(text, n);
+}
+
 // Whether this run should get huge pages: the build and the kernel's mode allow
-// them and the option does not forbid them.
+// them, and the option asks for them (always), or does not forbid them (auto)
+// and the kernel's defrag mode lets no fault wait for compaction.
 bool ExpectHugePages() {
   if (!hakmem::config::kThp) return false;
   const char* option = getenv("HAKMEM_THP");
   if (option != nullptr && strcmp(option, "never") == 0) return false;
-  FILE* f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
-  if (f == nullptr) return false;
-  char text[128] = {};
-  const size_t n = fread(text, 1, sizeof(text) - 1, f);
-  fclose(f);
-  const std::string mode(text, n);
-  return mode.find("[always]") != std::string::npos || mode.find("[madvise]") != std::string::npos;
+  const std::string mode = ReadFile("/sys/kernel/mm/transparent_hugepage/enabled");
+  if (mode.find("[always]") == std::string::npos && mode.find("[madvise]") == std::string::npos)
+    return false;
+  if (option != nullptr && strcmp(option, "always") == 0) return true;
+  const std::string defrag = ReadFile("/sys/kernel/mm/transparent_hugepage/defrag");
+  return defrag.find("[defer]") != std::string::npos || defrag.find("[never]") != std::string::npos;
 }
 
 TEST(HugePagesTest, GrowingHeapFaultsInWholeHugePages) {
