@@ -69,7 +69,8 @@ TEST_F(OptionsTest, BadValuesAreReportedAndKeepTheDefault) {
   EXPECT_NE(err.find("HAKMEM_PURGE_DELAY_MS=12ms"), std::string::npos);
   EXPECT_NE(err.find("HAKMEM_RETAIN_MB=9999"), std::string::npos);
   EXPECT_EQ(o.thp, ThpPolicy::kAuto);
-  EXPECT_NE(err.find("HAKMEM_THP=madvise: expected auto, always or never"), std::string::npos) << err;
+  EXPECT_NE(err.find("HAKMEM_THP=madvise: expected auto, always or never"), std::string::npos)
+      << err;
 }
 
 }  // namespace

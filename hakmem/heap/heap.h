@@ -346,7 +346,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uintptr_t HeapSeal(const Heap* heap) {
 // `large_run`: whether `block` is a large run (which carries no tag) rather than
 // a block of a size class, when the caller knows.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline Heap* TakeForRemoteFree(SuperSlab* ss, void* block,
-                                                          bool large_run) {
+                                                            bool large_run) {
   Heap* owner = static_cast<Heap*>(ss->owner.load(std::memory_order_acquire));
   if (ABSL_PREDICT_FALSE(ss->magic != kSuperSlabMagic || owner->seal != HeapSeal(owner))) {
     ReportCorruptOwner(ss, block);
