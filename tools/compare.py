@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Compares hakmem with glibc, mimalloc, jemalloc and tcmalloc on the workloads of
-//benchmarks and on real programs (python3, lua5.4, sqlite3, redis-server), and
+//benchmarks and on real programs (python3, lua5.4, sqlite3, redis-server, perl,
+ruby, ghostscript, z3, g++), and
 prints a table and writes CSV, JSON and a chart.
 
 Builds the plain workloads (and //hakmem:libhakmem.so when it exists), runs every

@@ -19,7 +19,7 @@ PACKAGES=(
   # tools/compare.py's real-program workloads. (Installing redis-server may also
   # start Debian's own service on port 6379; compare.py starts its own servers on
   # free loopback ports and does not use it.)
-  lua5.4 sqlite3 redis-server redis-tools
+  lua5.4 sqlite3 redis-server redis-tools ghostscript ruby z3 perl
 )
 
 missing=()
