@@ -41,6 +41,10 @@ enum class ThpPolicy : uint8_t { kAuto, kAlways, kNever };
     "mean bytes allocated between two heap-profile samples")                          \
   X(HEAP_PROFILE_SEED, heap_profile_seed, uint64_t, 0,                                \
     "seed of the heap-profile sampler; 0: a different one each run")                  \
+  X(BACKGROUND_RELEASE, background_release, bool, true,                               \
+    "1: a thread gives back the memory of heaps whose threads went quiet (started "   \
+    "by a slow path once main runs, when memory waits for release); 0: only "         \
+    "allocator calls give memory back")                                               \
   X(ACE_BUDGET_KB, ace_budget_kb, uint64_t, 4096,                                     \
     "KiB of thread-cache limits one thread may hold (ACE): hot classes take from idle ones")
 

@@ -179,7 +179,11 @@ void* AllocateUnsampled(size_t size, size_t alignment, bool* zeroed,
     while (ClassSize(cls) % alignment != 0) ++cls;
     p = AllocClass(heap, cls, size, zeroed);
   } else {
-    p = AllocLarge(heap, size, alignment, zeroed, large_occupancy);
+    {
+      HeapLock hold(&heap->lock);
+      p = AllocLarge(heap, size, alignment, zeroed, large_occupancy);
+    }
+    AfterSlowPath();
     if (p != nullptr) {
       stats::CountLaneAlloc(static_cast<int>(Lane::kLarge), LargeUnits(size) * kUnitSize);
     } else {
@@ -248,6 +252,17 @@ size_t GrownClassRequest(const free_dispatch::Found& found, size_t size) {
   return quarter_more < kPoolMax ? quarter_more : kPoolMax;
 }
 
+// realloc of a large block of the calling thread's heap without moving it.
+bool GrowInPlace(void* ptr, size_t size) {
+  bool grown;
+  {
+    HeapLock hold(&tls_heap->lock);
+    grown = GrowLargeInPlace(tls_heap, ptr, size);
+  }
+  AfterSlowPath();
+  return grown;
+}
+
 }  // namespace
 
 void* Realloc(void* ptr, size_t size) {
@@ -278,8 +293,7 @@ void* Realloc(void* ptr, size_t size) {
       break;
     case free_dispatch::Kind::kLarge:
       // Growing (a vector, a string builder): over the free units after the run.
-      if (size > found.usable && size <= kHugeThreshold && HasHeap() &&
-          GrowLargeInPlace(tls_heap, ptr, size)) {
+      if (size > found.usable && size <= kHugeThreshold && HasHeap() && GrowInPlace(ptr, size)) {
         if (ABSL_PREDICT_FALSE(profiler::Enabled())) {
           profiler::OnFree(ptr);
           profiler::OnAlloc(ptr, size);
@@ -375,11 +389,14 @@ bool Purge() {
   if (HasHeap()) {  // the caller's cached blocks and spare superslab go first
     Heap* heap = tls_heap;
     thread_cache::FlushAll(heap);  // (the thread goes on: its lists keep their slots)
+    HeapLock hold(&heap->lock);
     DrainRemote(heap);
     TrimHeap(heap);
   }
   return PurgeCaches(/*force=*/true);
 }
+
+void NoteMainStarted() { hakmem::NoteMainStarted(); }
 
 int ReportFd() { return g_report_fd; }
 

@@ -68,6 +68,10 @@ HAKMEM_ALLOC_ENTRY void* Pvalloc(size_t size);
 // cached huge mapping now (malloc_trim, hak_purge); true if anything went back.
 bool Purge();
 
+// The program's main is about to run (the wrappers' __libc_start_main): the
+// background release may start from now on (hakmem/heap).
+void NoteMainStarted();
+
 // Where the at-exit report goes: a copy of stderr taken at initialisation when
 // HAKMEM_STATS or HAKMEM_SIZE_HIST is set (programs such as coreutils close fd 2
 // before exit), else 2.

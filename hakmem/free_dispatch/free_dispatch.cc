@@ -37,6 +37,12 @@ bool OnCurrentStack(const void* ptr) {
   return p >= sp && p < top;
 }
 
+// IsFreeInSlab of the calling thread's heap, under its lock.
+bool IsFreeInSlabLocked(const SlabMeta* slab, const void* ptr) {
+  HeapLock hold(&tls_heap->lock);
+  return IsFreeInSlab(tls_heap, slab, ptr);
+}
+
 // A slab block freed by the thread that owns it, after the fast path declined.
 void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   const int cls = slab->cls;
@@ -49,7 +55,7 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
   if (LooksFree(ptr)) {
     // Tagged as free: confirmed by finding it in the thread cache, the slab's free
     // list or the remote queue (else the program wrote the tag itself).
-    if (thread_cache::IsCached(cls, ptr) || IsFreeInSlab(tls_heap, slab, ptr))
+    if (thread_cache::IsCached(cls, ptr) || IsFreeInSlabLocked(slab, ptr))
       return ReportInvalid(ptr, call, "double free");
   }
   CacheOwnBlock(slab->list_offset, ptr);
@@ -280,7 +286,11 @@ ABSL_ATTRIBUTE_NOINLINE void FreeClassified(void* ptr, void* header, Call call) 
   if (found.kind == Kind::kLarge) {
     if (slab->used == 0) return ReportInvalid(ptr, call, "double free of a large block");
     stats::Count(stats::Counter::k_frees_local);  // (a large run has no class counts)
-    return FreeLarge(tls_heap, ss, slab);
+    {
+      HeapLock hold(&tls_heap->lock);
+      FreeLarge(tls_heap, ss, slab);
+    }
+    return AfterSlowPath();
   }
   FreeOwnBlock(ss, slab, ptr, call);
 }

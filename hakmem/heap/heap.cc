@@ -1,6 +1,9 @@
 #include "hakmem/heap/heap.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <new>
 
@@ -17,6 +20,7 @@ namespace hakmem {
 // initialisation leaves members without initialisers, which clang rejects here).
 ABSL_CONST_INIT Heap g_sentinel_heap{};
 ABSL_CONST_INIT __thread Heap* tls_heap HAKMEM_TLS = &g_sentinel_heap;
+ABSL_CONST_INIT std::atomic<ReleaseThread> g_release_thread{ReleaseThread::kOff};
 
 namespace {
 
@@ -31,6 +35,13 @@ ABSL_CONST_INIT uint64_t g_abandoned_count ABSL_GUARDED_BY(g_heaps_lock) = 0;
 // The metadata arena Heap objects are placed in.
 ABSL_CONST_INIT char* g_arena_cursor ABSL_GUARDED_BY(g_heaps_lock) = nullptr;
 ABSL_CONST_INIT char* g_arena_end ABSL_GUARDED_BY(g_heaps_lock) = nullptr;
+
+// The background release: whether the program's main has started (its thread
+// starts no earlier), its passes, and the lock it holds for a pass (fork takes
+// it, so that no heap lock is held by a thread the child lacks).
+ABSL_CONST_INIT std::atomic<bool> g_main_started{false};
+ABSL_CONST_INIT std::atomic<uint64_t> g_release_passes{0};
+ABSL_CONST_INIT platform::SpinLock g_release_pass_lock;
 
 constexpr size_t kArenaChunk = size_t{1} << 20;
 constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
@@ -185,7 +196,10 @@ SlabMeta* PopEmpty(Heap* heap, int cls) {
 }
 
 void StartDecayClock(Heap* heap) {
-  if (heap->next_decay_ns == 0) heap->next_decay_ns = heap->clock_ns + PurgeDelayNanos();
+  if (heap->next_decay_ns != 0) return;
+  heap->next_decay_ns = heap->clock_ns + PurgeDelayNanos();
+  if (ABSL_PREDICT_FALSE(g_release_thread.load(std::memory_order_relaxed) == ReleaseThread::kOff))
+    WantReleaseThread(heap);
 }
 
 // `slab` has no block out: its units go back to the superslab; a superslab left
@@ -202,6 +216,10 @@ void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab, bool clean = false) 
     StartDecayClock(heap);
   }
   if (ss->used_units != 0) return;
+  if (heap->in_background) {  // kept, decommitted: see Heap::in_background
+    ++heap->empty_superslabs;
+    return;
+  }
   if (heap->empty_superslabs == 0) {
     heap->empty_superslabs = 1;
     return;
@@ -313,6 +331,7 @@ bool SlabHasFree(const SlabMeta* slab) {
 
 Heap* AttachHeap(ThreadHot* hot) {
   Heap* heap;
+  bool adopted;
   {
     platform::SpinLockHolder hold(&g_heaps_lock);
     heap = g_abandoned;
@@ -324,17 +343,15 @@ Heap* AttachHeap(ThreadHot* hot) {
       heap = NewHeapLocked();
       if (heap == nullptr) return nullptr;
     }
+    // Set up before it is live: the background release reads live heaps only.
+    heap->thread_id = platform::ThreadId();
+    heap->clock_ns = platform::NowNanos();
+    hot->ForgetOwned();
+    heap->hot = hot;
+    adopted = !heap->superslabs.empty() || heap->remote.MaybeNonEmpty();
     __atomic_store_n(&heap->live, true, __ATOMIC_RELAXED);
   }
-  if (!heap->superslabs.empty() || heap->remote.MaybeNonEmpty()) {
-    Count(Counter::k_heaps_adopted);
-  } else {
-    Count(Counter::k_heaps_created);
-  }
-  heap->thread_id = platform::ThreadId();
-  heap->clock_ns = platform::NowNanos();
-  hot->ForgetOwned();
-  heap->hot = hot;
+  Count(adopted ? Counter::k_heaps_adopted : Counter::k_heaps_created);
   tls_heap = heap;
   stats::AttachThread(&hot->counters);
   if constexpr (config::kDebugLog) {
@@ -351,6 +368,7 @@ Heap* AttachHeap(ThreadHot* hot) {
 void AbandonHeap() {
   Heap* heap = tls_heap;
   if (heap == &g_sentinel_heap) return;
+  HeapLock hold(&heap->lock);  // until it is off its thread (live false)
   DrainRemote(heap);
   for (int cls = 0; cls < kNumClasses; ++cls) {
     SlabMeta* slab = heap->current[cls];
@@ -372,7 +390,7 @@ void AbandonHeap() {
   heap->hot = nullptr;
   stats::DetachThread();
   Count(Counter::k_heaps_abandoned);
-  platform::SpinLockHolder hold(&g_heaps_lock);
+  platform::SpinLockHolder hold_heaps(&g_heaps_lock);
   __atomic_store_n(&heap->live, false, __ATOMIC_RELAXED);
   heap->next_abandoned = g_abandoned;
   g_abandoned = heap;
@@ -392,8 +410,11 @@ void ReclaimAbandoned(Heap* heap) {
     heap->next_abandoned = nullptr;
     --g_abandoned_count;
   }
-  DrainRemote(heap);
-  TrimHeap(heap);
+  {
+    HeapLock hold(&heap->lock);
+    DrainRemote(heap);
+    TrimHeap(heap);
+  }
   Count(Counter::k_heaps_reclaimed);
   platform::SpinLockHolder hold(&g_heaps_lock);
   heap->next_abandoned = g_abandoned;
@@ -437,6 +458,128 @@ void TrimHeap(Heap* heap) {
   ReleaseCachedLargeRuns(heap);
   ReleaseEmptySuperSlabs(heap);
 }
+
+namespace {
+
+// A heap whose owner made no slow-path call for a whole period: what it keeps
+// against churn goes, and every free unit of its superslabs is decommitted now
+// (the owner, when it comes back, carves them again: page faults, no syscall).
+// Superslabs left empty stay in the heap, decommitted (Heap::in_background); the
+// owner's next trim or exit gives them to the shared cache.
+void TrimQuietHeap(Heap* heap) {
+  const uint64_t now = platform::NowNanos();
+  heap->clock_ns = now;
+  ReleaseKeptEmptySlabs(heap);
+  ReleaseCachedLargeRuns(heap);
+  for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+    DecayFreeUnits(ss, now, /*delay_ns=*/0);
+  }
+  heap->next_decay_ns = 0;
+}
+
+// A quarter of the purge delay (10 ms to 1 s): a heap quiet for a whole
+// interval is trimmed by the next pass, so memory freed before a program goes
+// quiet is back within about two intervals.
+uint64_t ReleaseIntervalNanos() {
+  const uint64_t quarter = PurgeDelayNanos() / 4;
+  constexpr uint64_t kMin = 10'000'000, kMax = 1'000'000'000;
+  return quarter < kMin ? kMin : quarter > kMax ? kMax : quarter;
+}
+
+// One pass over every heap with a thread (see ReleaseThread in heap.h).
+void ReleasePass() {
+  platform::SpinLockHolder pass(&g_release_pass_lock);
+  MaybePurge();
+  bool all_quiet = true;
+  {
+    platform::SpinLockHolder hold_heaps(&g_heaps_lock);
+    const uint64_t now = platform::NowNanos();
+    for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
+      if (!heap->live) continue;
+      if (!heap->lock.TryLock()) {  // busy: its owner decays it
+        all_quiet = false;
+        continue;
+      }
+      const bool quiet = heap->slow_calls == heap->slow_calls_seen;
+      all_quiet &= quiet;
+      heap->slow_calls_seen = heap->slow_calls;
+      if (heap->next_decay_ns != 0 || heap->empty_total != 0 || heap->large_cache_count != 0) {
+        heap->in_background = true;
+        if (quiet) {
+          TrimQuietHeap(heap);
+          Count(Counter::k_background_trims);
+        } else if (heap->next_decay_ns != 0 && now >= heap->next_decay_ns) {
+          DecayHeap(heap);
+        }
+        heap->in_background = false;
+      }
+      heap->lock.Unlock();
+    }
+  }
+  // A process whose threads are all quiet gives back the shared caches too (what
+  // their last frees put there); else what has waited there for a purge delay.
+  if (all_quiet) {
+    PurgeCaches(/*force=*/true);
+  } else {
+    MaybePurge();
+  }
+  g_release_passes.fetch_add(1, std::memory_order_relaxed);
+  Count(Counter::k_background_passes);
+}
+
+void* ReleaseLoop(void*) {
+  for (;;) {
+    const uint64_t interval = ReleaseIntervalNanos();
+    struct timespec ts = {static_cast<time_t>(interval / 1'000'000'000),
+                          static_cast<long>(interval % 1'000'000'000)};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+    ReleasePass();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void WantReleaseThread(const Heap* heap) {
+  // Memory waits for a decay tick, and the thread may start: AfterSlowPath
+  // starts it.
+  if (heap->next_decay_ns == 0 || !g_main_started.load(std::memory_order_relaxed) ||
+      !config::GetOptions().background_release) {
+    return;
+  }
+  ReleaseThread expected = ReleaseThread::kOff;
+  g_release_thread.compare_exchange_strong(expected, ReleaseThread::kWanted,
+                                           std::memory_order_relaxed);
+}
+
+void StartReleaseThread() {
+  ReleaseThread expected = ReleaseThread::kWanted;
+  if (!g_release_thread.compare_exchange_strong(expected, ReleaseThread::kStarting,
+                                                std::memory_order_acq_rel)) {
+    return;  // started, or being started (pthread_create's own malloc calls land here)
+  }
+  pthread_attr_t attr;
+  bool ok = pthread_attr_init(&attr) == 0;
+  if (ok) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    // Every signal blocked: the program's handlers never run on this thread.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t thread;
+    ok = pthread_create(&thread, &attr, ReleaseLoop, nullptr) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    pthread_attr_destroy(&attr);
+  }
+  g_release_thread.store(ok ? ReleaseThread::kRunning : ReleaseThread::kFailed,
+                         std::memory_order_release);
+}
+
+void NoteMainStarted() { g_main_started.store(true, std::memory_order_relaxed); }
+
+uint64_t ReleasePasses() { return g_release_passes.load(std::memory_order_relaxed); }
 
 int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
   // Blocks other threads freed come back before anything new is carved, so a
@@ -638,12 +781,20 @@ HeapCounts GetHeapCounts() {
 
 // Fork handlers hold the lock across fork(), from Prepare to the After
 // handlers: beyond what -Wthread-safety follows.
-void PrepareForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_heaps_lock.Lock(); }
-void ParentAfterForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS { g_heaps_lock.Unlock(); }
+// The release pass lock first: the background thread takes it before any heap's.
+void PrepareForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  g_release_pass_lock.Lock();
+  g_heaps_lock.Lock();
+}
+void ParentAfterForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  g_heaps_lock.Unlock();
+  g_release_pass_lock.Unlock();
+}
 
 void ChildAfterForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
     heap->remote.ResetAfterFork();
+    heap->lock.ResetAfterFork();  // (held by a thread the child lacks, mid-slow-path)
     if (heap->live && heap != tls_heap) {
       // Its thread did not survive the fork; what its thread cache held is lost
       // in the child, the rest of its slabs is adopted by the child's next thread.
@@ -655,6 +806,14 @@ void ChildAfterForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     }
   }
   g_heaps_lock.ResetAfterFork();
+  g_release_pass_lock.ResetAfterFork();
+  // The background thread did not survive the fork: the child starts its own
+  // when it has something to release.
+  const ReleaseThread state = g_release_thread.load(std::memory_order_relaxed);
+  if (state == ReleaseThread::kRunning || state == ReleaseThread::kStarting ||
+      state == ReleaseThread::kWanted) {
+    g_release_thread.store(ReleaseThread::kOff, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace hakmem

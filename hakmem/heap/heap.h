@@ -7,11 +7,15 @@
 // carving for the thread caches, the remote-queue drain, and the list of
 // abandoned heaps that new threads adopt.
 // Thread-safety: everything taking a Heap* runs on the thread that owns the heap
-// (tls_heap), except RemoteQueue pushes; attach/abandon take the heaps lock.
+// (tls_heap) with the heap's lock held (HeapLock), except RemoteQueue pushes;
+// attach/abandon take the heaps lock too. The background release thread takes
+// a quiet heap's lock (try-lock only: it never makes an owner wait for long) to
+// run its decay.
 // Called by: thread_cache, free_dispatch, core.
 #ifndef HAKMEM_HEAP_HEAP_H_
 #define HAKMEM_HEAP_HEAP_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -23,6 +27,7 @@
 #include "hakmem/config/options.h"
 #include "hakmem/platform/intrusive_list.h"
 #include "hakmem/platform/platform.h"
+#include "hakmem/platform/spin_lock.h"
 #include "hakmem/profiler/profiler.h"
 #include "hakmem/registry/registry.h"
 #include "hakmem/remote_queue/remote_queue.h"
@@ -37,7 +42,11 @@ struct ThreadHot;
 
 struct Heap {
   RemoteQueue remote;  // written by other threads: on its own cache line
-  alignas(64) SlabMeta* current[kNumClasses];
+  // Held by the owner on its slow paths (HeapLock) and by the background release
+  // thread while it works on the heap: one uncontended exchange per refill or
+  // flush, never on the fast paths.
+  alignas(64) platform::SpinLock lock;
+  SlabMeta* current[kNumClasses];
   IntrusiveList<SlabMeta> partial[kNumClasses];  // slabs with free blocks, not current
   // Empty slabs kept for the next refills of their class instead of released and
   // carved again (churn): up to what the class's thread cache holds, a
@@ -55,9 +64,15 @@ struct Heap {
   SlabMeta* large_cache[8];
   uint32_t large_cache_count;
   uint32_t large_cache_units;
-  uint64_t next_decay_ns;   // next decay tick; 0: nothing waits for one
-  uint64_t clock_ns;        // the clock as last read by MaybeDecay
-  int32_t decay_countdown;  // slow-path calls until the clock is read again
+  uint64_t next_decay_ns;    // next decay tick; 0: nothing waits for one
+  uint64_t clock_ns;         // the clock as last read by MaybeDecay
+  int32_t decay_countdown;   // slow-path calls until the clock is read again
+  uint32_t slow_calls;       // MaybeDecay calls: the background release's sign of life
+  uint32_t slow_calls_seen;  // slow_calls at the background release's last look
+  // The background release works on the heap: a superslab it leaves empty stays
+  // in the heap (its units decommitted), since taking it off would write the
+  // owner's ThreadHot, which the owner's free fast path reads without a lock.
+  bool in_background;
   // This heap's address ^ the freed-block tag: a superslab's `owner` is written
   // through (remote frees) only after its seal checks, so an owner forged by an
   // overflow into a superslab header is reported instead of written to.
@@ -139,6 +154,8 @@ struct ThreadHot {
     return static_cast<uint32_t>(base >> 21) % kOwnedSlots;
   }
   // Whether the superslab at `base` is in its slot.
+  // (Only the owner thread: the background release never takes a superslab off
+  // a heap, see Heap::in_background.)
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool Owns(uintptr_t base) const {
     return owned.slot[OwnedSlotOf(base)] == base;
   }
@@ -165,6 +182,39 @@ Heap* AttachHeap(ThreadHot* hot);
 // the abandoned list.
 void AbandonHeap();
 
+// ---- background release ----
+// A thread that, every quarter purge delay (at least 10 ms, at most 1 s), runs the
+// shared caches' purge and, for each heap whose owner made no slow-path call
+// since its last look, what the owner's next slow path would have done: the
+// decay tick when due, or, for a heap quiet for a whole period, a trim of what
+// it keeps against churn with every free unit decommitted. So memory a program
+// freed comes back to the OS within about half a purge delay of its going quiet,
+// even if it never calls the allocator again (blocks its thread cache holds
+// keep their slabs: the owner's fast paths own the cache). The thread is started
+// (HAKMEM_BACKGROUND_RELEASE=1, the default) by the first slow path that finds memory waiting for a
+// decay tick once the program's main runs (NoteMainStarted), never before; it blocks every signal,
+// never allocates, and is started again in a fork child when there is something to release. Wanted:
+// the start is due at the end of the caller's slow path, outside every lock (pthread_create may
+// call malloc).
+enum class ReleaseThread : int { kOff, kWanted, kStarting, kRunning, kFailed };
+extern std::atomic<ReleaseThread> g_release_thread HAKMEM_HIDDEN;
+ABSL_ATTRIBUTE_NOINLINE void StartReleaseThread();
+// Asks for the thread when `heap` has memory waiting for a decay tick and the
+// thread may start (the option, main).
+ABSL_ATTRIBUTE_NOINLINE void WantReleaseThread(const Heap* heap);
+// At the end of a slow path, with no lock held.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AfterSlowPath() {
+  if (ABSL_PREDICT_FALSE(g_release_thread.load(std::memory_order_relaxed) ==
+                         ReleaseThread::kWanted))
+    StartReleaseThread();
+}
+// The program's main has started (wrappers' __libc_start_main): from now on the
+// thread may start. Without the wrappers (the hak_* API alone) nobody says so,
+// and decay runs on the heaps' own slow paths only.
+void NoteMainStarted();
+// The background thread's passes so far (tests).
+uint64_t ReleasePasses();
+
 // One decay tick: releases kept empty slabs and decommits the free units of the
 // heap's superslabs that have been free for the purge delay (DecayFreeUnits).
 ABSL_ATTRIBUTE_NOINLINE void DecayHeap(Heap* heap);
@@ -175,9 +225,12 @@ ABSL_ATTRIBUTE_NOINLINE void DecayHeap(Heap* heap);
 // decay when due.
 inline constexpr int32_t kDecayCheckInterval = 16;
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MaybeDecay(Heap* heap) {
+  ++heap->slow_calls;
   if (ABSL_PREDICT_TRUE(--heap->decay_countdown > 0)) return;
   heap->decay_countdown = kDecayCheckInterval;
   heap->clock_ns = platform::NowNanos();
+  if (ABSL_PREDICT_FALSE(g_release_thread.load(std::memory_order_relaxed) == ReleaseThread::kOff))
+    WantReleaseThread(heap);
   MaybePurge();
   if (heap->next_decay_ns != 0 && heap->clock_ns >= heap->next_decay_ns) DecayHeap(heap);
 }
@@ -185,6 +238,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MaybeDecay(Heap* heap) {
 // Gives back what the heap keeps against churn: empty slabs, cached large runs,
 // and empty superslabs (to the shared cache).
 void TrimHeap(Heap* heap);
+
+// The owner's hold on its heap for one slow path (see Heap::lock).
+using HeapLock = platform::SpinLockHolder;
 
 // Blocks of one class never handed out: the untouched tail [next, end) of a
 // slab, given to a thread cache whole (lazy carving), so that no block is written

@@ -1,9 +1,9 @@
 // platform/spin_lock: the lock of hakmem's rare global paths (reservations, the
-// superslab cache, the heap lists, registry leaves). A test-and-test-and-set lock
-// that yields the CPU after a short spin; it never calls futex and never allocates,
-// so it works before main, in signal-free fork handlers and during thread exit.
-// Never taken on the malloc/free fast paths.
-// Thread-safety: it is the lock. Called by: stats, profiler, registry, superslab, heap.
+// superslab cache, the heap lists, registry leaves) and of each heap's slow paths. A
+// test-and-test-and-set lock that yields the CPU after a short spin; it never calls futex and never
+// allocates, so it works before main, in signal-free fork handlers and during thread exit. Never
+// taken on the malloc/free fast paths. Thread-safety: it is the lock. Called by: stats, profiler,
+// registry, superslab, heap.
 #ifndef HAKMEM_PLATFORM_SPIN_LOCK_H_
 #define HAKMEM_PLATFORM_SPIN_LOCK_H_
 
@@ -36,6 +36,11 @@ class ABSL_LOCKABLE SpinLock {
         sched_yield();  // contended: let the holder run (2-core machines)
       }
     }
+  }
+  // Takes the lock if it is free; never waits.
+  bool TryLock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
+    return !locked_.load(std::memory_order_relaxed) &&
+           !locked_.exchange(true, std::memory_order_acquire);
   }
   void Unlock() ABSL_UNLOCK_FUNCTION() { locked_.store(false, std::memory_order_release); }
   // After fork() the child has one thread: whatever a dead thread held is free

@@ -38,7 +38,9 @@
   X(fallback_pool_uncached, "pool allocations served without a thread cache (pool_tls=off)") \
   X(ace_grows, "ACE: a class's thread-cache limit raised (it kept refilling or flushing)")   \
   X(ace_shrinks, "ACE: a limit lowered after a whole window without refill or flush")        \
-  X(ace_steals, "ACE: a limit lowered to give its bytes to a hot class (budget full)")
+  X(ace_steals, "ACE: a limit lowered to give its bytes to a hot class (budget full)")       \
+  X(background_passes, "passes of the background release thread over the heaps")             \
+  X(background_trims, "quiet heaps the background release trimmed (free units decommitted)")
 
 #define HAKMEM_STATS_NUM_LANES 4    /* tiny, pool, large, huge */
 #define HAKMEM_STATS_NUM_CLASSES 90 /* size classes, see size_class.h */

@@ -32,9 +32,13 @@ void Prewarm(Heap* heap) {
   }
 }
 
-void FlushAll(Heap* heap) { tls_cache.FlushAll(heap); }
+void FlushAll(Heap* heap) {
+  HeapLock hold(&heap->lock);
+  tls_cache.FlushAll(heap);
+}
 
 void Detach(Heap* heap) {
+  HeapLock hold(&heap->lock);
   tls_cache.FlushAll(heap);
   for (FreeList& list : tls_cache.lists) list = ThreadCache::NoSlots();
 }

@@ -232,6 +232,37 @@ struct ThreadCache {
   // returned, and as many more as the heap profiler counts as unsampled
   // (profiler::UnsampledBlocks).
   ABSL_ATTRIBUTE_NOINLINE void* Refill(Heap* heap, int cls, bool* zeroed) {
+    // The next block of the range touches no heap state: no lock (the range is
+    // the thread's own), unless remote frees wait to come back first.
+    if (ranges[cls].next != ranges[cls].end && !heap->remote.MaybeNonEmpty())
+      return TakeFromRange(cls, zeroed);
+    return RefillFromHeap(heap, cls, zeroed);
+  }
+
+  // Refill's part that needs the heap (its own frame: the range's blocks above
+  // save no registers for it).
+  ABSL_ATTRIBUTE_NOINLINE void* RefillFromHeap(Heap* heap, int cls, bool* zeroed) {
+    void* block;
+    {
+      HeapLock hold(&heap->lock);
+      block = RefillLocked(heap, cls, zeroed);
+    }
+    AfterSlowPath();
+    return block;
+  }
+
+  // The list is full: gives one batch back to the slabs, then keeps `block`.
+  // Uncached (max 0): `block` goes straight back to its slab.
+  ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
+    {
+      HeapLock hold(&heap->lock);
+      FlushLocked(heap, cls, block);
+    }
+    AfterSlowPath();
+  }
+
+  // Refill with the heap's lock held.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* RefillLocked(Heap* heap, int cls, bool* zeroed) {
     FreeList& list = ListOf(cls);
     HAKMEM_DCHECK(list.Count() == 0 && list.top != NoSlots().top);
     // Blocks other threads freed come back before fresh memory is handed out (the
@@ -281,6 +312,12 @@ struct ThreadCache {
         return head;
       }
     }
+    return TakeFromRange(cls, zeroed);
+  }
+
+  // The next block of the class's range (not empty).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* TakeFromRange(int cls, bool* zeroed) {
+    CarvedRange& range = ranges[cls];
     void* block = range.next;
     range.next += kSizeClasses[cls].size;
     HandOut(block);  // a reused unit may hold an old block's freed-block tag
@@ -288,9 +325,8 @@ struct ThreadCache {
     return block;
   }
 
-  // The list is full: gives one batch back to the slabs, then keeps `block`.
-  // Uncached (max 0): `block` goes straight back to its slab.
-  ABSL_ATTRIBUTE_NOINLINE void Flush(Heap* heap, int cls, void* block) {
+  // Flush with the heap's lock held.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void FlushLocked(Heap* heap, int cls, void* block) {
     MaybeDecay(heap);
     FreeList& list = ListOf(cls);
     if (ABSL_PREDICT_FALSE(list.limit == 0)) {
@@ -359,7 +395,7 @@ struct ThreadCache {
   }
 
   // Gives every cached block and range back to the slabs (thread exit, trim);
-  // the lists stay on their slots.
+  // the lists stay on their slots. The caller holds the heap's lock.
   void FlushAll(Heap* heap) {
     for (FreeList& list : lists) {
       const uint32_t count = list.Count();

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <new>
 
@@ -197,3 +198,41 @@ HAKMEM_EXPORT void operator delete[](void* ptr, std::align_val_t, const std::not
 }
 HAKMEM_EXPORT void operator delete(void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
 HAKMEM_EXPORT void operator delete[](void* ptr, size_t, std::align_val_t) noexcept { Delete(ptr); }
+
+// ---- the program's start ----
+// The C library calls the program's main from __libc_start_main; hakmem's
+// definition (found first: libhakmem.so is preloaded, and //hakmem:malloc is
+// linked into the program) calls the C library's with main wrapped, so that
+// hakmem knows when main runs: its background release thread starts no
+// earlier (a thread started by the program's static initialisers would surprise
+// a program that forks, unshares or drops privileges first thing in main).
+// Weak: a static program, whose C library defines it too, links the C library's
+// (and gets no background release).
+namespace {
+
+using MainFn = int (*)(int, char**, char**);
+using StartMainFn = int (*)(MainFn, int, char**, void (*)(), void (*)(), void (*)(), void*);
+
+MainFn g_program_main = nullptr;
+
+int MainOfProgram(int argc, char** argv, char** envp) {
+  hakmem::core::NoteMainStarted();
+  return g_program_main(argc, argv, envp);
+}
+
+}  // namespace
+
+extern "C" HAK_API __attribute__((weak)) int __libc_start_main(MainFn main, int argc, char** argv,
+                                                               void (*init)(), void (*fini)(),
+                                                               void (*rtld_fini)(),
+                                                               void* stack_end) {
+  auto next = reinterpret_cast<StartMainFn>(dlsym(RTLD_NEXT, "__libc_start_main"));
+  if (next == nullptr) {
+    // Nothing to forward to: nothing can run. Said without allocating.
+    static const char kMessage[] = "hakmem: __libc_start_main of the C library not found\n";
+    (void)!write(2, kMessage, sizeof(kMessage) - 1);
+    _exit(127);
+  }
+  g_program_main = main;
+  return next(MainOfProgram, argc, argv, init, fini, rtld_fini, stack_end);
+}
