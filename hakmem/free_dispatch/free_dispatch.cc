@@ -284,12 +284,18 @@ ABSL_ATTRIBUTE_NOINLINE void FreeClassified(void* ptr, void* header, Call call) 
     return FreeRemote(ss, ptr, call, found.kind == Kind::kLarge);
   }
   if (found.kind == Kind::kLarge) {
-    if (slab->used == 0) return ReportInvalid(ptr, call, "double free of a large block");
-    stats::Count(stats::Counter::k_frees_local);  // (a large run has no class counts)
+    bool freed = false;
     {
+      // (The run's state under the lock too: the background release may be
+      // giving back the heap's cached runs.)
       HeapLock hold(&tls_heap->lock);
-      FreeLarge(tls_heap, ss, slab);
+      if (slab->used != 0) {
+        FreeLarge(tls_heap, ss, slab);
+        freed = true;
+      }
     }
+    if (!freed) return ReportInvalid(ptr, call, "double free of a large block");
+    stats::Count(stats::Counter::k_frees_local);  // (a large run has no class counts)
     return AfterSlowPath();
   }
   FreeOwnBlock(ss, slab, ptr, call);
