@@ -24,7 +24,8 @@
 // and pool classes with --define hakmem_pool_tls=off (A/B runs). A list's first
 // limit and its batches before ACE adapts them are its lane's (InitialLimit,
 // FixedBatch of tiny_tls and pool_tls).
-// Thread-safety: the caller's own TLS only; the Heap* passed in is the caller's.
+// Thread-safety: the caller's own TLS only; the Heap* passed in is the caller's,
+// whose lock the slow paths that touch it take (Refill, Flush, FlushAll's callers).
 // Called by: free_dispatch (local free, the double-free search), core (malloc,
 // thread attach and exit, trim), //hakmem (introspection).
 #ifndef HAKMEM_THREAD_CACHE_THREAD_CACHE_H_
