@@ -37,10 +37,9 @@ ABSL_CONST_INIT char* g_arena_cursor ABSL_GUARDED_BY(g_heaps_lock) = nullptr;
 ABSL_CONST_INIT char* g_arena_end ABSL_GUARDED_BY(g_heaps_lock) = nullptr;
 
 // The background release: whether the program's main has started (its thread
-// starts no earlier), its passes, and the lock it holds for a pass (fork takes
-// it, so that no heap lock is held by a thread the child lacks).
+// starts no earlier), and the lock it holds for a pass (fork takes it, so that
+// no heap lock is held by a thread the child lacks).
 ABSL_CONST_INIT std::atomic<bool> g_main_started{false};
-ABSL_CONST_INIT std::atomic<uint64_t> g_release_passes{0};
 ABSL_CONST_INIT platform::SpinLock g_release_pass_lock;
 
 constexpr size_t kArenaChunk = size_t{1} << 20;
@@ -489,7 +488,6 @@ uint64_t ReleaseIntervalNanos() {
 // One pass over every heap with a thread (see ReleaseThread in heap.h).
 void ReleasePass() {
   platform::SpinLockHolder pass(&g_release_pass_lock);
-  MaybePurge();
   bool all_quiet = true;
   {
     platform::SpinLockHolder hold_heaps(&g_heaps_lock);
@@ -523,7 +521,6 @@ void ReleasePass() {
   } else {
     MaybePurge();
   }
-  g_release_passes.fetch_add(1, std::memory_order_relaxed);
   Count(Counter::k_background_passes);
 }
 
@@ -578,8 +575,6 @@ void StartReleaseThread() {
 }
 
 void NoteMainStarted() { g_main_started.store(true, std::memory_order_relaxed); }
-
-uint64_t ReleasePasses() { return g_release_passes.load(std::memory_order_relaxed); }
 
 int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
   // Blocks other threads freed come back before anything new is carved, so a

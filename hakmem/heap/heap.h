@@ -190,12 +190,14 @@ void AbandonHeap();
 // it keeps against churn with every free unit decommitted. So memory a program
 // freed comes back to the OS within about half a purge delay of its going quiet,
 // even if it never calls the allocator again (blocks its thread cache holds
-// keep their slabs: the owner's fast paths own the cache). The thread is started
-// (HAKMEM_BACKGROUND_RELEASE=1, the default) by the first slow path that finds memory waiting for a
-// decay tick once the program's main runs (NoteMainStarted), never before; it blocks every signal,
-// never allocates, and is started again in a fork child when there is something to release. Wanted:
-// the start is due at the end of the caller's slow path, outside every lock (pthread_create may
-// call malloc).
+// keep their slabs: the owner's fast paths own the cache). The thread is
+// started (HAKMEM_BACKGROUND_RELEASE=1, the default) by the first slow path that
+// finds memory waiting for a decay tick once the program's main runs
+// (NoteMainStarted), never before; it blocks every signal, never allocates, and
+// is started again in a fork child when there is something to release. Its
+// work shows in the background_passes and background_trims counters. Wanted:
+// the start is due at the end of the caller's slow path, outside every lock
+// (pthread_create may call malloc).
 enum class ReleaseThread : int { kOff, kWanted, kStarting, kRunning, kFailed };
 extern std::atomic<ReleaseThread> g_release_thread HAKMEM_HIDDEN;
 ABSL_ATTRIBUTE_NOINLINE void StartReleaseThread();
@@ -212,8 +214,6 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AfterSlowPath() {
 // thread may start. Without the wrappers (the hak_* API alone) nobody says so,
 // and decay runs on the heaps' own slow paths only.
 void NoteMainStarted();
-// The background thread's passes so far (tests).
-uint64_t ReleasePasses();
 
 // One decay tick: releases kept empty slabs and decommits the free units of the
 // heap's superslabs that have been free for the purge delay (DecayFreeUnits).
