@@ -229,7 +229,7 @@ void* MallocSlow(size_t size) {
   return Allocate(size, alignof(max_align_t), &zeroed);
 }
 
-void* Calloc(size_t count, size_t size) {
+void* CallocSlow(size_t count, size_t size) {
   size_t total;
   if (MulOverflows(count, size, &total)) return Fail();
   bool zeroed;

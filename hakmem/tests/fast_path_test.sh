@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Pins the instructions of the malloc and free fast paths of libhakmem.so (a
-# cached block: a thread-cache pop, then a push) to hakmem/tests/fast_path.golden,
+# Pins the instructions of the malloc, calloc and free fast paths of libhakmem.so
+# (a cached block: a thread-cache pop, then a push; calloc's count includes the C
+# library's memset of the block) to hakmem/tests/fast_path.golden,
 # as tcmalloc pins its fast path: any change fails, so a regression shows in CI
 # and an improvement is recorded. Counted by callgrind (exact, noise-free) inside
 # malloc and inside free only, as the difference of two runs (N and 2N pairs), so
@@ -22,18 +23,24 @@ compiler=$("$driver" compiler)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# Instructions counted inside function $1 for $3 pairs of size $2.
+# Instructions counted inside function $1 for $3 pairs of size $2 ($4: the
+# driver's calloc mode).
 count() {
   LD_PRELOAD="$libhakmem" valgrind --tool=callgrind --toggle-collect="$1" \
-    --callgrind-out-file="$tmp/out" "$driver" "$2" "$3" >/dev/null 2>"$tmp/err"
+    --callgrind-out-file="$tmp/out" "$driver" "$2" "$3" ${4:-} >/dev/null 2>"$tmp/err"
   sed -n 's/.*Collected : \([0-9]*\).*/\1/p' "$tmp/err"
 }
 
 measured=()
+# calloc at 64 bytes only: a larger memset is counted by the byte (rep stosb).
 for size in 64 4096; do
-  for fn in malloc free; do
-    once=$(count "$fn" "$size" "$n")
-    twice=$(count "$fn" "$size" $((2 * n)))
+  fns="malloc free"
+  [[ "$size" == 64 ]] && fns="malloc calloc free"
+  for fn in $fns; do
+    mode=""
+    [[ "$fn" == calloc ]] && mode=calloc
+    once=$(count "$fn" "$size" "$n" $mode)
+    twice=$(count "$fn" "$size" $((2 * n)) $mode)
     diff=$((twice - once))
     if ((diff % n != 0)); then
       echo "FAIL: $fn($size) took $diff instructions for $n more calls: not a whole number per call" >&2
