@@ -191,8 +191,6 @@ const char* CallName(Call call) {
   return "?";
 }
 
-Found Find(const void* ptr, Call call) { return FindIn(ptr, registry::Lookup(ptr), call); }
-
 Classified Classify(const void* ptr, void* header) {
   if (header != nullptr && static_cast<const ChunkHeader*>(header)->magic == kHugeMagic &&
       !InHugeMapping(static_cast<const HugeHeader*>(header), ptr)) {
@@ -346,6 +344,17 @@ ABSL_ATTRIBUTE_NOINLINE size_t UsableSizeSlow(const void* ptr, void* header) {
 }
 
 }  // namespace
+
+Found Find(const void* ptr, Call call) {
+  void* header = registry::Lookup(ptr);
+  // A block of a size class without Classify's frames (realloc: lua reallocs
+  // every block it grows or shrinks).
+  const void* owner;
+  if (const SlabMeta* slab = BlockSlabOf(header, ptr, &owner); ABSL_PREDICT_TRUE(slab != nullptr)) {
+    return {Kind::kBlock, slab->block_size};
+  }
+  return FindIn(ptr, header, call);
+}
 
 size_t UsableSize(const void* ptr) {
   if (ptr == nullptr) return 0;
