@@ -31,6 +31,7 @@
 #ifndef HAKMEM_THREAD_CACHE_THREAD_CACHE_H_
 #define HAKMEM_THREAD_CACHE_THREAD_CACHE_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -149,6 +150,20 @@ struct ThreadCache {
   static constexpr uint32_t LaneFixedBatch(int cls) {
     return tiny_tls::Owns(cls) ? tiny_tls::FixedBatch(cls) : pool_tls::FixedBatch(cls);
   }
+
+  // What one TakeFromRange moves onto a list besides the block it returns:
+  // 4 KiB of blocks less one (mimalloc extends a page's free list by as much),
+  // at least none.
+  static constexpr uint32_t kRangeCarveBytes = 4096;
+  static constexpr std::array<uint32_t, kNumClasses> kRangeCarveBlocks = [] {
+    std::array<uint32_t, kNumClasses> blocks{};
+    for (int cls = 0; cls < kNumClasses; ++cls) {
+      const uint32_t fit = kRangeCarveBytes / kSizeClasses[cls].size;
+      blocks[cls] = fit > 1 ? fit - 1 : 0;
+    }
+    return blocks;
+  }();
+  static_assert(kRangeCarveBlocks[0] < kCacheSlotStride, "the slots hold a carve");
 
   // A list with no slots: empty, no room (before the thread has a heap).
   static constexpr FreeList NoSlots() { return FreeList{&g_no_cache_slots[1], 0, 0}; }
@@ -316,11 +331,31 @@ struct ThreadCache {
     return TakeFromRange(cls, zeroed);
   }
 
-  // The next block of the class's range (not empty).
+  // The next block of the class's range (not empty), and the blocks after it up
+  // to kRangeCarveBytes (at least one block) onto the list, as far as its room
+  // allows: a growing heap's next mallocs take the fast path instead of a
+  // Refill each. Only addresses are written, into the slots: the blocks' memory
+  // stays untouched until they are handed out, the lowest address first.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TakeFromRange(int cls, bool* zeroed) {
     CarvedRange& range = ranges[cls];
-    void* block = range.next;
-    range.next += kSizeClasses[cls].size;
+    const uint32_t size = kSizeClasses[cls].size;
+    char* block = range.next;
+    char* next = block + size;
+    FreeList& list = ListOf(cls);
+    uint32_t more = kRangeCarveBlocks[cls];
+    if (list.room < static_cast<int32_t>(more)) more = list.room > 0 ? list.room : 0;
+    // (A range ends on a block boundary: next steps onto end exactly.)
+    char* stop = static_cast<size_t>(range.end - next) > size_t{more} * size
+                     ? next + size_t{more} * size
+                     : range.end;
+    void** top = list.top;
+    for (char* p = stop; p != next;) {
+      p -= size;
+      *top++ = p;
+    }
+    list.room -= static_cast<int32_t>(top - list.top);
+    list.top = top;
+    range.next = stop;
     HandOut(block);  // a reused unit may hold an old block's freed-block tag
     *zeroed = range.zeroed;
     return block;

@@ -164,36 +164,48 @@ TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
     Heap* heap = thread_cache::AttachHeap();
     const int cls = 9;  // 160 bytes: a class no other test here uses
     const size_t size = kSizeClasses[cls].size;
+    const uint32_t limit = tls_cache.lists[cls].limit;
     bool zeroed = false;
     char* first = static_cast<char*>(Refill(heap, cls, &zeroed));
     ASSERT_NE(first, nullptr);
     const SlabMeta* slab = SlabOf(SuperSlabOf(first), first);
     EXPECT_EQ(zeroed, slab->fresh);
+    // The 4 KiB after the block went onto the list as addresses, the rest stays
+    // the range.
+    const uint32_t carved = tls_cache.lists[cls].Count();
+    EXPECT_EQ(carved, std::min(ThreadCache::kRangeCarveBlocks[cls], limit));
+    EXPECT_EQ(carved, 4096 / size - 1);
     const CarvedRange& range = tls_cache.ranges[cls];
-    EXPECT_EQ(range.next, first + size);
+    EXPECT_EQ(range.next, first + (1 + carved) * size);
     EXPECT_EQ(range.end, slab->end);
     EXPECT_EQ(slab->bump, slab->end) << "the whole tail went to the cache";
     EXPECT_EQ(slab->used, slab->capacity);
-    EXPECT_EQ(tls_cache.lists[cls].Count(), 0u);
-    EXPECT_EQ(TryAlloc(cls), nullptr) << "nothing was linked";
     if (zeroed) {
-      // Untouched: no link or tag was written into any block of the range.
-      for (const char* p = range.next; p < range.end; p += size) {
+      // Untouched: no link or tag was written into any block after the first,
+      // those on the list included.
+      for (const char* p = first + size; p < range.end; p += size) {
         ASSERT_EQ(reinterpret_cast<const uint64_t*>(p)[0], 0u);
         ASSERT_EQ(reinterpret_cast<const uint64_t*>(p)[1], 0u);
       }
     }
-    EXPECT_TRUE(IsCached(cls, first + 5 * size)) << "a block of the range is free";
-    char* second = static_cast<char*>(Refill(heap, cls, &zeroed));
-    EXPECT_EQ(second, first + size);
-    Free(heap, cls, first);
-    Free(heap, cls, second);
+    EXPECT_TRUE(IsCached(cls, first + 5 * size)) << "a carved block is free";
+    EXPECT_TRUE(IsCached(cls, range.next + size)) << "a block of the range is free";
+    std::vector<void*> taken = {first};
+    for (uint32_t i = 1; i <= carved; ++i) {
+      taken.push_back(TryAlloc(cls));
+      ASSERT_EQ(taken.back(), first + i * size) << "the lowest address first";
+    }
+    EXPECT_EQ(TryAlloc(cls), nullptr);
+    taken.push_back(Refill(heap, cls, &zeroed));
+    EXPECT_EQ(taken.back(), first + (1 + carved) * size) << "the range goes on";
+    EXPECT_EQ(tls_cache.lists[cls].Count(), carved);
+    for (void* p : taken) Free(heap, cls, p);
     // Back to the slab: the range as its bump region again, the blocks on lists.
     FlushAll(heap);
     EXPECT_EQ(tls_cache.ranges[cls].next, tls_cache.ranges[cls].end);
     if (slab->cls == cls) {  // not released
       EXPECT_EQ(slab->used, 0u);
-      EXPECT_EQ(slab->bump, first + 2 * size);
+      EXPECT_EQ(slab->bump, first + (2 + 2 * carved) * size);
     }
     AbandonHeap();
   }).join();
@@ -406,12 +418,21 @@ TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
 TEST(ThreadCacheTest, RemoteFreesComeBackToTheListsBeforeTheRange) {
   std::thread([] {
     Heap* heap = thread_cache::AttachHeap();
-    const int cls = 10;    // 176 bytes and
-    const int other = 11;  // 192: classes no other test here uses
+    const int cls = 10;       // 176 bytes and
+    const int other = 11;     // 192: classes no other test here uses
+    std::vector<void*> kept;  // freed by this thread at the end
     std::vector<void*> freed;
     std::vector<void*> others;
-    for (int i = 0; i < 8; ++i) freed.push_back(Alloc(heap, cls));
+    // Until the list is empty again (the blocks carved onto it are taken).
+    do {
+      kept.push_back(Alloc(heap, cls));
+    } while (CachedBlocks(cls) != 0);
+    for (int i = 0; i < 8; ++i) {
+      freed.push_back(kept.back());
+      kept.pop_back();
+    }
     for (int i = 0; i < 5; ++i) others.push_back(Alloc(heap, other));
+    const uint32_t others_cached = CachedBlocks(other);
     ASSERT_EQ(CachedBlocks(cls), 0u);
     ASSERT_NE(tls_cache.ranges[cls].next, tls_cache.ranges[cls].end) << "fresh blocks are left";
     std::thread([&] {
@@ -422,9 +443,10 @@ TEST(ThreadCacheTest, RemoteFreesComeBackToTheListsBeforeTheRange) {
     EXPECT_NE(std::find(freed.begin(), freed.end(), again), freed.end())
         << "a freed block, not one of the range";
     EXPECT_EQ(CachedBlocks(cls), freed.size() - 1);
-    EXPECT_EQ(CachedBlocks(other), others.size());
+    EXPECT_EQ(CachedBlocks(other), others_cached + others.size());
     EXPECT_FALSE(heap->remote.MaybeNonEmpty());
     Free(heap, cls, again);
+    for (void* p : kept) Free(heap, cls, p);
     FlushAll(heap);
     AbandonHeap();
   }).join();
