@@ -47,6 +47,77 @@ static_assert(HAKMEM_STATS_NUM_SYSCALLS == static_cast<int>(hakmem::platform::Sy
 #define HAK_BUILD_HARDENING ""
 #endif
 
+namespace {
+
+// The report's occupancy lines (hakmem::TakeCensus): where the mapped memory is
+// and how much of it is out as blocks, the first measure of fragmentation.
+void PrintCensus(int fd) {
+  using hakmem::platform::DiagLine;
+  const hakmem::HeapCensus c = hakmem::TakeCensus();
+  DiagLine()
+      .Str("  occupancy")
+      .Pad(28)
+      .Str("slabs")
+      .Pad(38)
+      .Str("units")
+      .Pad(46)
+      .Str("bytes out")
+      .Pad(60)
+      .Str("of bytes")
+      .Pad(74)
+      .Str("out")
+      .Write(fd);
+  const char* const names[] = {"tiny slabs", "pool slabs", "large runs"};
+  for (int lane = 0; lane < 3; ++lane) {
+    const hakmem::HeapCensus::Lane& l = c.lanes[lane];
+    DiagLine line;
+    line.Str("    ")
+        .Str(names[lane])
+        .Pad(28)
+        .Dec(l.slabs)
+        .Pad(38)
+        .Dec(l.units)
+        .Pad(46)
+        .Dec(l.bytes_out)
+        .Pad(60)
+        .Dec(l.bytes_capacity)
+        .Pad(74);
+    if (l.bytes_capacity != 0) {
+      line.Dec(l.bytes_out * 100 / l.bytes_capacity).Str("%");
+    } else {
+      line.Str("-");
+    }
+    line.Write(fd);
+  }
+  DiagLine()
+      .Str("    class slabs by blocks out: none ")
+      .Dec(c.fullness[0])
+      .Str(", <25% ")
+      .Dec(c.fullness[1])
+      .Str(", <50% ")
+      .Dec(c.fullness[2])
+      .Str(", <75% ")
+      .Dec(c.fullness[3])
+      .Str(", <100% ")
+      .Dec(c.fullness[4])
+      .Str(", all ")
+      .Dec(c.fullness[5])
+      .Write(fd);
+  DiagLine line;
+  line.Str("    superslabs ")
+      .Dec(c.superslabs)
+      .Str(" in ")
+      .Dec(c.heaps)
+      .Str(" heaps; free units ")
+      .Dec(c.free_units)
+      .Str(", of them committed ")
+      .Dec(c.free_committed_units);
+  if (c.heaps_busy != 0) line.Str(" (heaps busy, not counted: ").Dec(c.heaps_busy).Str(")");
+  line.Write(fd);
+}
+
+}  // namespace
+
 extern "C" {
 
 // hak_malloc, hak_free, ... (core.h's list; wrappers.cc defines the same
@@ -212,6 +283,7 @@ void hak_print_stats(int fd) {
       .Str(", registry leaf bytes ")
       .Dec(hakmem::registry::LeafBytes())
       .Write(fd);
+  PrintCensus(fd);
   DiagLine()
       .Str("  page faults (process): minor ")
       .Dec(s.minor_faults)

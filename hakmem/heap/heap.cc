@@ -761,6 +761,68 @@ bool GrowLargeInPlace(Heap* heap, void* block, size_t size) {
   return true;
 }
 
+namespace {
+
+void CensusOf(const SuperSlab* ss, HeapCensus* census) {
+  ++census->superslabs;
+  char* const base = reinterpret_cast<char*>(const_cast<SuperSlab*>(ss));
+  for (size_t unit = kFirstCarvableUnit; unit < kUnitsPerSuperSlab;) {
+    const uint64_t bit = uint64_t{1} << (unit % 64);
+    if (ss->free_units[unit / 64] & bit) {
+      ++census->free_units;
+      if (ss->dirty_units[unit / 64] & bit) ++census->free_committed_units;
+      ++unit;
+      continue;
+    }
+    const SlabMeta* slab = SlabOf(const_cast<SuperSlab*>(ss), base + unit * kUnitSize);
+    if (slab->cls == kNoClass || slab->units == 0) {  // (not carved: never so when in use)
+      ++unit;
+      continue;
+    }
+    const int lane = slab->cls == kLargeClass      ? HeapCensus::kLargeLane
+                     : slab->cls < kFirstPoolClass ? HeapCensus::kTinyLane
+                                                   : HeapCensus::kPoolLane;
+    HeapCensus::Lane& l = census->lanes[lane];
+    ++l.slabs;
+    l.units += slab->units;
+    if (lane == HeapCensus::kLargeLane) {
+      l.bytes_out += slab->used != 0 ? slab->block_size : 0;
+      l.bytes_capacity += slab->block_size;
+    } else {
+      l.bytes_out += uint64_t{slab->used} * slab->block_size;
+      l.bytes_capacity += uint64_t{slab->capacity} * slab->block_size;
+      const uint64_t used = slab->used, capacity = slab->capacity;
+      const int bucket = used == 0                 ? 0
+                         : used * 4 < capacity     ? 1
+                         : used * 2 < capacity     ? 2
+                         : used * 4 < 3 * capacity ? 3
+                         : used < capacity         ? 4
+                                                   : 5;
+      ++census->fullness[bucket];
+    }
+    unit += slab->units;
+  }
+}
+
+}  // namespace
+
+HeapCensus TakeCensus() {
+  HeapCensus census{};
+  platform::SpinLockHolder hold_heaps(&g_heaps_lock);
+  for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
+    ++census.heaps;
+    if (!heap->lock.TryLock()) {
+      ++census.heaps_busy;
+      continue;
+    }
+    for (const SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+      CensusOf(ss, &census);
+    }
+    heap->lock.Unlock();
+  }
+  return census;
+}
+
 bool IsFreeInSlab(Heap* heap, const SlabMeta* slab, const void* block) {
   if (heap->remote.MaybeNonEmpty()) DrainRemote(heap);
   for (void* p = slab->free_list; p != nullptr; p = LoadLink(p)) {

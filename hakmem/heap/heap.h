@@ -380,6 +380,34 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) 
   stats::Count(stats::Counter::k_remote_drained, drained);
 }
 
+// What the heaps' superslabs hold, for the stats report: per lane (tiny and pool
+// slabs, large runs) the slabs, their units and bytes, and the bytes of the blocks
+// out of them (in use, in a thread cache or in a remote queue); the size classes'
+// slabs by how full they are; the free units and how many of them are committed
+// (touched since mapped or decommitted).
+struct HeapCensus {
+  struct Lane {
+    uint64_t slabs;
+    uint64_t units;
+    uint64_t bytes_out;       // blocks out * block size
+    uint64_t bytes_capacity;  // blocks * block size
+  };
+  static constexpr int kTinyLane = 0, kPoolLane = 1, kLargeLane = 2;
+  Lane lanes[3];
+  // Class slabs with none out, under a quarter, under a half, under three
+  // quarters, under all, and all of their blocks out.
+  static constexpr int kFullnessBuckets = 6;
+  uint64_t fullness[kFullnessBuckets];
+  uint64_t superslabs;
+  uint64_t free_units;
+  uint64_t free_committed_units;
+  uint32_t heaps;
+  uint32_t heaps_busy;  // skipped: their lock was held (the report does not wait)
+};
+// Sums every heap's superslabs (each heap's lock tried in turn): any thread, off
+// the allocation paths.
+HeapCensus TakeCensus();
+
 // DrainRemoteInto with every block back to its slab.
 void DrainRemote(Heap* heap);
 

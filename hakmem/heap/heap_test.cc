@@ -211,6 +211,54 @@ TEST(HeapTest, LargeRunsAreAlignedAndReturned) {
   });
 }
 
+// The census counts what is out of each lane exactly, every class slab in one
+// fullness bucket, and skips (and says so) a heap whose lock is held.
+TEST(HeapCensusTest, CountsBlocksOutPerLaneAndSkipsBusyHeaps) {
+  OnNewThread([](Heap* heap) {
+    using L = HeapCensus;
+    const HeapCensus before = TakeCensus();
+    const int tiny_cls = 3;                // 64 bytes
+    const int pool_cls = kFirstPoolClass;  // the first pool class
+    const int n = 100;
+    void* tiny = nullptr;
+    void* pool = nullptr;
+    ASSERT_EQ(AllocBatch(heap, tiny_cls, n, &tiny), n);
+    ASSERT_EQ(AllocBatch(heap, pool_cls, 3, &pool), 3);
+    bool zeroed;
+    void* run = AllocLarge(heap, size_t{200} << 10, 16, &zeroed);
+    ASSERT_NE(run, nullptr);
+    const uint64_t run_bytes = SlabOf(SuperSlabOf(run), run)->block_size;
+    const HeapCensus during = TakeCensus();
+    EXPECT_EQ(during.lanes[L::kTinyLane].bytes_out - before.lanes[L::kTinyLane].bytes_out,
+              uint64_t{n} * kSizeClasses[tiny_cls].size);
+    EXPECT_EQ(during.lanes[L::kPoolLane].bytes_out - before.lanes[L::kPoolLane].bytes_out,
+              3 * uint64_t{kSizeClasses[pool_cls].size});
+    EXPECT_EQ(during.lanes[L::kLargeLane].bytes_out - before.lanes[L::kLargeLane].bytes_out,
+              run_bytes);
+    for (const HeapCensus* c : {&before, &during}) {
+      uint64_t bucketed = 0;
+      for (uint64_t b : c->fullness) bucketed += b;
+      EXPECT_EQ(bucketed, c->lanes[L::kTinyLane].slabs + c->lanes[L::kPoolLane].slabs);
+      for (const HeapCensus::Lane& l : c->lanes) EXPECT_LE(l.bytes_out, l.bytes_capacity);
+      EXPECT_EQ(c->heaps_busy, 0u);
+    }
+    EXPECT_GE(during.lanes[L::kTinyLane].slabs, 1u);
+    EXPECT_GE(during.superslabs, 1u);
+    FreeBlockList(heap, tiny);
+    FreeBlockList(heap, pool);
+    FreeLarge(heap, SuperSlabOf(run), SlabOf(SuperSlabOf(run), run));
+    const HeapCensus after = TakeCensus();
+    for (int lane : {L::kTinyLane, L::kPoolLane, L::kLargeLane}) {
+      EXPECT_EQ(after.lanes[lane].bytes_out, before.lanes[lane].bytes_out) << lane;
+    }
+    heap->lock.Lock();
+    const HeapCensus busy = TakeCensus();
+    heap->lock.Unlock();
+    EXPECT_EQ(busy.heaps_busy, 1u);
+    EXPECT_EQ(busy.heaps, after.heaps);
+  });
+}
+
 // Units of the heap's superslabs touched since mapped or decommitted (resident).
 int DirtyUnits(const Heap* heap) {
   int n = 0;
