@@ -691,6 +691,14 @@ void ReturnRange(Heap* heap, const CarvedRange& range) {
   AfterBlocksReturned(heap, ss, slab);
 }
 
+void FreeBlocks(Heap* heap, void* const* blocks, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i) {
+    void* block = blocks[i];
+    SuperSlab* ss = SuperSlabOf(block);
+    FreeBlock(heap, ss, SlabOf(ss, block), block);
+  }
+}
+
 void FreeBlockList(Heap* heap, void* head) {
   while (head != nullptr) {
     void* next = LoadLink(head);

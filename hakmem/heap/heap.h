@@ -267,6 +267,9 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block);
 // Returns a list of blocks (linked through first words, nullptr-terminated) to
 // their slabs; the blocks may belong to different slabs of `heap`.
 void FreeBlockList(Heap* heap, void* head);
+// The same for the `n` blocks at `blocks` (a thread cache's slots), in that order:
+// no list is linked through them first, so each block's line is written once.
+void FreeBlocks(Heap* heap, void* const* blocks, uint32_t n);
 
 // A large run of `size` bytes (kPoolMax < size, or smaller with alignment)
 // aligned to `alignment` (<= 1 MiB). `*zeroed` tells whether it reads as zero. A

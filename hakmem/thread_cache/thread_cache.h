@@ -395,7 +395,7 @@ struct ThreadCache {
     if (batch > count) batch = count;
     list.top -= batch;
     list.SetCount(count - batch);
-    FreeBlockList(heap, LinkSlots(list.top, batch));
+    FreeBlocks(heap, list.top, batch);
     stats::Count(stats::Counter::k_cache_flushes);
     Push(cls, block);
   }
@@ -416,7 +416,7 @@ struct ThreadCache {
         const uint32_t excess = static_cast<uint32_t>(-list.room);
         list.top -= excess;
         list.room = 0;
-        FreeBlockList(heap, LinkSlots(list.top, excess));
+        FreeBlocks(heap, list.top, excess);
       }
     }
     return decision.batch;
@@ -437,7 +437,7 @@ struct ThreadCache {
       const uint32_t count = list.Count();
       list.top = list.Bottom();
       list.SetCount(0);
-      if (count != 0) FreeBlockList(heap, LinkSlots(list.top, count));
+      if (count != 0) FreeBlocks(heap, list.top, count);
     }
     for (CarvedRange& range : ranges) {
       ReturnRange(heap, range);
@@ -453,15 +453,6 @@ struct ThreadCache {
     bool found = false;
     ForEachCached(cls, [&](const void* p) { found |= p == block; });
     return found;
-  }
-
- private:
-  // Links the blocks of slots [first, first + n) (n >= 1) into a list for the
-  // slabs; returns its head.
-  static void* LinkSlots(void** first, uint32_t n) {
-    for (uint32_t i = 0; i + 1 < n; ++i) StoreLink(first[i], first[i + 1]);
-    StoreLink(first[n - 1], nullptr);
-    return first[0];
   }
 };
 
