@@ -77,6 +77,7 @@ void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
   // Leaving the heap: no longer proof of ownership.
   if (hot != nullptr) hot->ForgetOwned(reinterpret_cast<uintptr_t>(ss));
   heap->superslabs.Remove(ss);
+  ++heap->superslabs_unlinked;
 }
 
 void PushPartial(Heap* heap, SlabMeta* slab) {

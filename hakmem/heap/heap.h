@@ -59,6 +59,7 @@ struct Heap {
   uint32_t empty_total;                 // kept slabs, all classes
   uint64_t empty_taken[2];              // classes that took a kept slab since the last tick
   IntrusiveList<SuperSlab> superslabs;  // owned superslabs
+  uint32_t superslabs_unlinked;         // superslabs taken off the list, ever (a drain's check)
   uint32_t empty_superslabs;            // owned superslabs with no unit in use
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
   SlabMeta* large_cache[8];
@@ -290,11 +291,19 @@ inline constexpr uint32_t kLargeCacheUnits = 256;  // 4 MiB
 // superslabs, so the check keeps those it found registered and sealed by their
 // address bits (superslabs are never unmapped nor unregistered), and most links
 // skip the registry lookup. One per drain (DrainRemoteInto).
+//
+// A superslab enters the table owned by the heap. It stays the heap's while the
+// drain runs (the drain holds the heap's lock, and only the heap's lock holder
+// takes superslabs off it), unless the drain itself empties it and it goes back
+// to the cache, where another heap may take it: then the heap's
+// superslabs_unlinked changes and the drain forgets the table (Forget).
 class RemoteLinkCheck {
  public:
-  explicit RemoteLinkCheck(const Heap* heap) : heap_(heap) {
-    // No superslab lies at address 1: an empty entry matches none (nullptr,
-    // which SuperSlabOf gives for a link below 2 MiB, included).
+  explicit RemoteLinkCheck(const Heap* heap) : heap_(heap) { Forget(); }
+
+  // No superslab lies at address 1: an empty entry matches none (nullptr, which
+  // SuperSlabOf gives for a link below 2 MiB, included).
+  void Forget() {
     for (const SuperSlab*& entry : seen_) entry = reinterpret_cast<const SuperSlab*>(1);
   }
 
@@ -304,12 +313,11 @@ class RemoteLinkCheck {
     SuperSlab* ss = SuperSlabOf(p);
     const SuperSlab*& entry = seen_[(reinterpret_cast<uintptr_t>(ss) / kSuperSlabSize) % kEntries];
     if (ABSL_PREDICT_FALSE(entry != ss)) {
-      if (registry::Lookup(p) != ss || ss->magic != kSuperSlabMagic) return nullptr;
+      if (registry::Lookup(p) != ss || ss->magic != kSuperSlabMagic ||
+          ss->owner.load(std::memory_order_relaxed) != heap_)
+        return nullptr;
       entry = ss;
     }
-    // Checked on every link: a superslab the drain empties goes back to the cache
-    // (it stays mapped and registered), and another heap may take it meanwhile.
-    if (ABSL_PREDICT_FALSE(ss->owner.load(std::memory_order_relaxed) != heap_)) return nullptr;
     SlabMeta* slab = SlabOf(ss, p);
     // A large run's div_magic is 0: IsBlockStart fails for it.
     if (ABSL_PREDICT_TRUE(IsBlockStart(slab, p)) || (slab->cls == kLargeClass && p == slab->start))
@@ -339,6 +347,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) 
   if (!heap->remote.TakeAll(lists)) return;
   uint64_t drained = 0;
   RemoteLinkCheck check(heap);
+  uint32_t unlinked = heap->superslabs_unlinked;
   // Each lane's next block with its slab: the check of the link that led to a
   // block found its slab, which stays the block's while the block is queued (the
   // block counts as used there).
@@ -368,14 +377,37 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) 
         if (ABSL_PREDICT_FALSE(next_slab == nullptr))
           next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
       }
+      // Only a free into a slab may empty a superslab and take it off the heap.
+      bool freed_to_slab = false;
       if (ABSL_PREDICT_FALSE(slab->cls == kLargeClass)) {
         if (slab->used == 0) {
           ReportRemoteLargeDoubleFree(block);
         } else {
           FreeLarge(heap, SuperSlabOf(block), slab);
+          freed_to_slab = true;
         }
       } else if (!keep(*slab, block)) {
         FreeBlock(heap, SuperSlabOf(block), slab, block);
+        freed_to_slab = true;
+      }
+      if (freed_to_slab && ABSL_PREDICT_FALSE(heap->superslabs_unlinked != unlinked)) {
+        // A superslab left the heap: the lanes' next blocks are checked again.
+        unlinked = heap->superslabs_unlinked;
+        check.Forget();
+        for (Cursor& other : lanes) {
+          if (other.block != nullptr && &other != &lane) {
+            other.slab = check.SlabOfBlock(other.block);
+            if (other.slab == nullptr) {
+              other.block =
+                  ReportCorruptLink(other.block, reinterpret_cast<uintptr_t>(other.block));
+            }
+          }
+        }
+        if (next != nullptr) {
+          next_slab = check.SlabOfBlock(next);
+          if (next_slab == nullptr)
+            next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+        }
       }
       lane = {next, next_slab};
     }
