@@ -198,8 +198,11 @@ SlabMeta* PopEmpty(Heap* heap, int cls) {
 void StartDecayClock(Heap* heap) {
   if (heap->next_decay_ns != 0) return;
   heap->next_decay_ns = heap->clock_ns + PurgeDelayNanos();
-  if (ABSL_PREDICT_FALSE(g_release_thread.load(std::memory_order_relaxed) == ReleaseThread::kOff))
+  if (ABSL_PREDICT_FALSE(g_release_thread.load(std::memory_order_relaxed) == ReleaseThread::kOff)) {
     WantReleaseThread(heap);
+  } else {
+    g_release_wakeup.Wake();  // (one load, unless the thread sleeps idle)
+  }
 }
 
 // `slab` has no block out: its units go back to the superslab; a superslab left
@@ -525,6 +528,27 @@ void ReleasePass() {
   Count(Counter::k_background_passes);
 }
 
+// Whether a pass would find nothing to give back: no live heap holds memory
+// waiting for a decay tick (nor is busy: its owner may be making some), and the
+// shared caches hold nothing to purge.
+bool NothingToRelease() {
+  if (CachesHoldPurgeable()) return false;
+  platform::SpinLockHolder hold_heaps(&g_heaps_lock);
+  for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
+    if (!heap->live) continue;
+    if (!heap->lock.TryLock()) return false;
+    const bool holds =
+        heap->next_decay_ns != 0 || heap->empty_total != 0 || heap->large_cache_count != 0;
+    heap->lock.Unlock();
+    if (holds) return false;
+  }
+  return true;
+}
+
+// How long the thread sleeps idle before it looks again anyway (a safety net:
+// every path that makes work wakes it).
+constexpr uint64_t kIdleWaitNanos = 60'000'000'000;
+
 void* ReleaseLoop(void*) {
   for (;;) {
     const uint64_t interval = ReleaseIntervalNanos();
@@ -533,6 +557,14 @@ void* ReleaseLoop(void*) {
     while (nanosleep(&ts, &ts) != 0) {
     }
     ReleasePass();
+    // Idle until something is held again: armed before the last look, so that
+    // work made after it finds the thread armed and wakes it (platform::Wakeup).
+    g_release_wakeup.Arm();
+    if (NothingToRelease()) {
+      Count(Counter::k_background_idle_waits);
+      g_release_wakeup.Wait(kIdleWaitNanos);
+    }
+    g_release_wakeup.Disarm();
   }
   return nullptr;
 }
@@ -873,6 +905,7 @@ void ChildAfterForkHeaps() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   }
   g_heaps_lock.ResetAfterFork();
   g_release_pass_lock.ResetAfterFork();
+  g_release_wakeup.Disarm();  // (its sleeper is the thread the child lacks)
   // The background thread did not survive the fork: the child starts its own
   // when it has something to release.
   const ReleaseThread state = g_release_thread.load(std::memory_order_relaxed);

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -259,6 +261,21 @@ uint64_t NowNanos() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool Wakeup::Wait(uint64_t timeout_ns) {
+  struct timespec ts = {static_cast<time_t>(timeout_ns / 1'000'000'000),
+                        static_cast<long>(timeout_ns % 1'000'000'000)};
+  // (Returns at once when the word is no longer 1: woken before the sleep.)
+  const long r =
+      syscall(SYS_futex, reinterpret_cast<int*>(&word_), FUTEX_WAIT_PRIVATE, 1, &ts, nullptr, 0);
+  return !(r != 0 && errno == ETIMEDOUT);
+}
+
+void Wakeup::WakeSleeper() {
+  if (word_.exchange(0, std::memory_order_seq_cst) == 1) {
+    syscall(SYS_futex, reinterpret_cast<int*>(&word_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  }
 }
 
 const char* GetEnv(const char* name) { return getenv(name); }

@@ -13,6 +13,7 @@
 #ifndef HAKMEM_PLATFORM_PLATFORM_H_
 #define HAKMEM_PLATFORM_PLATFORM_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -151,6 +152,27 @@ uint32_t ThreadId();
 
 // Monotonic time in nanoseconds (vDSO clock, no syscall in practice).
 uint64_t NowNanos();
+
+// One thread's sleep until another wakes it (futex(2); nothing allocated): the
+// background release's wait while it has nothing to give back. The sleeper
+// Arm()s, checks once more that there is no work (a waker that made work after
+// that check sees the word armed: the seq_cst store and load order them), then
+// Wait()s; a waker that made work calls Wake(), one load while nobody sleeps.
+class Wakeup {
+ public:
+  constexpr Wakeup() = default;
+  void Arm() { word_.store(1, std::memory_order_seq_cst); }
+  void Disarm() { word_.store(0, std::memory_order_relaxed); }
+  // Sleeps while armed, for at most `timeout_ns`; false on the timeout.
+  bool Wait(uint64_t timeout_ns);
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Wake() {
+    if (ABSL_PREDICT_FALSE(word_.load(std::memory_order_seq_cst) != 0)) WakeSleeper();
+  }
+
+ private:
+  ABSL_ATTRIBUTE_NOINLINE void WakeSleeper();
+  std::atomic<int> word_{0};
+};
 
 // The value of an environment variable, or nullptr. Does not allocate.
 const char* GetEnv(const char* name);

@@ -40,7 +40,8 @@
   X(ace_shrinks, "ACE: a limit lowered after a whole window without refill or flush")        \
   X(ace_steals, "ACE: a limit lowered to give its bytes to a hot class (budget full)")       \
   X(background_passes, "passes of the background release thread over the heaps")             \
-  X(background_trims, "quiet heaps the background release trimmed (free units decommitted)")
+  X(background_trims, "quiet heaps the background release trimmed (free units decommitted)") \
+  X(background_idle_waits, "times the background release slept until woken (nothing held)")
 
 #define HAKMEM_STATS_NUM_LANES 4    /* tiny, pool, large, huge */
 #define HAKMEM_STATS_NUM_CLASSES 90 /* size classes, see size_class.h */

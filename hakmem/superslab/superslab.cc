@@ -128,6 +128,7 @@ void UpdateNextPurgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   if (oldest_huge < oldest) oldest = oldest_huge;
   g_next_purge_ns.store(oldest == UINT64_MAX ? UINT64_MAX : oldest + PurgeDelayNs(),
                         std::memory_order_relaxed);
+  if (oldest != UINT64_MAX) g_release_wakeup.Wake();
 }
 
 // Points units [first, first + count) at slabs[slab], as units of no size
@@ -474,6 +475,10 @@ bool PurgeCachesLocked(bool force, uint64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g
 }  // namespace
 
 uint64_t PurgeDelayNanos() { return PurgeDelayNs(); }
+
+ABSL_CONST_INIT platform::Wakeup g_release_wakeup;
+
+bool CachesHoldPurgeable() { return g_next_purge_ns.load(std::memory_order_relaxed) != UINT64_MAX; }
 
 void MaybePurge() {
   const uint64_t due = g_next_purge_ns.load(std::memory_order_relaxed);

@@ -348,6 +348,12 @@ void InitClassSlab(SuperSlab* ss, SlabMeta* slab, int cls);
 bool PurgeCaches(bool force);
 // Called from refill slow paths: purges when the next purge time has passed.
 void MaybePurge();
+// Whether the shared caches hold anything a purge will give back.
+bool CachesHoldPurgeable();
+// The background release thread (hakmem/heap) sleeps on it while nothing waits to
+// be given back; what the shared caches take wakes it, as a heap's decay clock
+// does.
+extern platform::Wakeup g_release_wakeup HAKMEM_HIDDEN;
 // HAKMEM_PURGE_DELAY_MS in nanoseconds.
 uint64_t PurgeDelayNanos();
 

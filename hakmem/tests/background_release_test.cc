@@ -79,6 +79,30 @@ TEST(BackgroundReleaseTest, AQuietProgramGetsItsFreedMemoryBack) {
   }
 }
 
+uint64_t IdleWaits() {
+  hak_stats stats;
+  hak_get_stats(&stats);
+  return stats.background_idle_waits;
+}
+
+// Once everything is back, the thread sleeps until something is held again (no
+// wakeups while the program idles), and a heap's new decay clock wakes it.
+TEST(BackgroundReleaseTest, TheThreadSleepsWhileNothingIsHeldAndWakesForWork) {
+  if (!ReleaseOn()) GTEST_SKIP() << "HAKMEM_BACKGROUND_RELEASE=0";
+  if constexpr (!hakmem::config::kStats) GTEST_SKIP() << "counters compiled out";
+  FillFreeAndWait(size_t{64} << 20, std::chrono::milliseconds(2500));
+  ASSERT_GT(IdleWaits(), 0u) << "the thread never went idle";
+  const uint64_t idle_passes = Passes();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // six intervals
+  EXPECT_LE(Passes() - idle_passes, 1u) << "the thread kept waking while nothing was held";
+  const long start = RssKb();
+  const auto [full, quiet] = FillFreeAndWait(size_t{128} << 20, std::chrono::milliseconds(2500));
+  ASSERT_GT(full - start, 100 * kMiB) << "the fill did not take memory";
+  EXPECT_LT(quiet - start, (full - start) / 4)
+      << "not woken: start " << start << " KiB, full " << full << " KiB, quiet " << quiet << " KiB";
+  EXPECT_GT(Passes(), idle_passes + 1) << "the thread made no pass after the new work";
+}
+
 TEST(BackgroundReleaseTest, AForkChildStartsItsOwnThread) {
   if (!ReleaseOn()) GTEST_SKIP() << "HAKMEM_BACKGROUND_RELEASE=0";
   // The parent's thread runs (or is about to): a child whose fork caught it
