@@ -66,7 +66,7 @@ TEST(PoolTlsTest, UncachedRefillsAreCountedAsFallbacks) {
 TEST(PoolTlsTest, DescribesItsLaneAndFlag) {
   platform::DiagLine line;
   DescribeLane(&line);
-  std::string expected = "pool lane (pool_tls): 1025..131072 B in 58 classes, ";
+  std::string expected = "pool lane (pool_tls): 1025..131072 B in 59 classes, ";
   expected += config::kPoolTls ? "cached" : "uncached (pool_tls=off)";
   if (config::kPoolTls && config::kPrewarm) expected += ", prewarmed up to 8192 B";
   EXPECT_EQ(std::string(line.text()), expected);

@@ -41,10 +41,12 @@ struct SizeClassInfo {
 
 // Spacing: 16-byte steps up to 128 B, then 8 classes per power of two (the step
 // is 1/8 of the lower power), so a request is at most 12.5% below its class;
-// and two classes just above a power of two, for the requests programs make of
+// and three classes just above a power of two, for the requests programs make of
 // a power of two and a small header: 1056 (1 KiB + up to 32 B: SQLite's 1024-byte
-// buffers with its 8-byte size prefix, 1032 B, took 1152) and 4384 (a 4 KiB page
-// and up to 288 B of header: SQLite's page-cache entries, 4368 B, took 4608).
+// buffers with its 8-byte size prefix, 1032 B, took 1152), 4384 (a 4 KiB page
+// and up to 288 B of header: SQLite's page-cache entries, 4368 B, took 4608) and
+// 8448 (8 KiB + up to 256 B: CPython's arena blocks, 8224 B, took 9216, whose
+// slabs also leave a tenth unused).
 // Slabs hold >= 8 blocks (>= 4 above 16 KiB) and lose <= 1/8 to their tail.
 // Thread caches hold up to 64 KiB per tiny class and 256 KiB per pool class
 // (between 2 and 256 blocks); a refill or flush moves half of that.
@@ -110,38 +112,39 @@ inline constexpr SizeClassInfo kSizeClasses[] = {
     {  7168,  4,    9,  18,  36},  // 55
     {  7680,  4,    8,  17,  34},  // 56
     {  8192,  4,    8,  16,  32},  // 57
-    {  9216,  5,    8,  14,  28},  // 58
-    { 10240,  5,    8,  12,  25},  // 59
-    { 11264,  6,    8,  11,  23},  // 60
-    { 12288,  6,    8,  10,  21},  // 61
-    { 13312,  7,    8,   9,  19},  // 62
-    { 14336,  7,    8,   9,  18},  // 63
-    { 15360,  8,    8,   8,  17},  // 64
-    { 16384,  8,    8,   8,  16},  // 65
-    { 18432,  5,    4,   7,  14},  // 66
-    { 20480,  5,    4,   6,  12},  // 67
-    { 22528,  6,    4,   5,  11},  // 68
-    { 24576,  6,    4,   5,  10},  // 69
-    { 26624,  7,    4,   4,   9},  // 70
-    { 28672,  7,    4,   4,   9},  // 71
-    { 30720,  8,    4,   4,   8},  // 72
-    { 32768,  8,    4,   4,   8},  // 73
-    { 36864,  9,    4,   3,   7},  // 74
-    { 40960, 10,    4,   3,   6},  // 75
-    { 45056, 11,    4,   2,   5},  // 76
-    { 49152, 12,    4,   2,   5},  // 77
-    { 53248, 13,    4,   2,   4},  // 78
-    { 57344, 14,    4,   2,   4},  // 79
-    { 61440, 15,    4,   2,   4},  // 80
-    { 65536, 16,    4,   2,   4},  // 81
-    { 73728, 18,    4,   1,   3},  // 82
-    { 81920, 20,    4,   1,   3},  // 83
-    { 90112, 22,    4,   1,   2},  // 84
-    { 98304, 24,    4,   1,   2},  // 85
-    {106496, 26,    4,   1,   2},  // 86
-    {114688, 28,    4,   1,   2},  // 87
-    {122880, 30,    4,   1,   2},  // 88
-    {131072, 32,    4,   1,   2},  // 89
+    {  8448,  5,    9,  15,  31},  // 58
+    {  9216,  5,    8,  14,  28},  // 59
+    { 10240,  5,    8,  12,  25},  // 60
+    { 11264,  6,    8,  11,  23},  // 61
+    { 12288,  6,    8,  10,  21},  // 62
+    { 13312,  7,    8,   9,  19},  // 63
+    { 14336,  7,    8,   9,  18},  // 64
+    { 15360,  8,    8,   8,  17},  // 65
+    { 16384,  8,    8,   8,  16},  // 66
+    { 18432,  5,    4,   7,  14},  // 67
+    { 20480,  5,    4,   6,  12},  // 68
+    { 22528,  6,    4,   5,  11},  // 69
+    { 24576,  6,    4,   5,  10},  // 70
+    { 26624,  7,    4,   4,   9},  // 71
+    { 28672,  7,    4,   4,   9},  // 72
+    { 30720,  8,    4,   4,   8},  // 73
+    { 32768,  8,    4,   4,   8},  // 74
+    { 36864,  9,    4,   3,   7},  // 75
+    { 40960, 10,    4,   3,   6},  // 76
+    { 45056, 11,    4,   2,   5},  // 77
+    { 49152, 12,    4,   2,   5},  // 78
+    { 53248, 13,    4,   2,   4},  // 79
+    { 57344, 14,    4,   2,   4},  // 80
+    { 61440, 15,    4,   2,   4},  // 81
+    { 65536, 16,    4,   2,   4},  // 82
+    { 73728, 18,    4,   1,   3},  // 83
+    { 81920, 20,    4,   1,   3},  // 84
+    { 90112, 22,    4,   1,   2},  // 85
+    { 98304, 24,    4,   1,   2},  // 86
+    {106496, 26,    4,   1,   2},  // 87
+    {114688, 28,    4,   1,   2},  // 88
+    {122880, 30,    4,   1,   2},  // 89
+    {131072, 32,    4,   1,   2},  // 90
 };
 // clang-format on
 
@@ -219,7 +222,7 @@ constexpr bool TableIsWellFormed() {
 
 }  // namespace size_class_internal
 
-static_assert(kNumClasses == 90, "tiny 32 + pool 58 classes");
+static_assert(kNumClasses == 91, "tiny 32 + pool 59 classes");
 static_assert(kSizeClasses[kNumTinyClasses - 1].size == kTinyMax);
 static_assert(kSizeClasses[kNumClasses - 1].size == kPoolMax);
 static_assert(size_class_internal::TableIsWellFormed(),

@@ -44,7 +44,7 @@
   X(background_idle_waits, "times the background release slept until woken (nothing held)")
 
 #define HAKMEM_STATS_NUM_LANES 4    /* tiny, pool, large, huge */
-#define HAKMEM_STATS_NUM_CLASSES 90 /* size classes, see size_class.h */
+#define HAKMEM_STATS_NUM_CLASSES 91 /* size classes, see size_class.h */
 #define HAKMEM_STATS_NUM_SYSCALLS 9 /* see platform.h HAKMEM_SYSCALL_LIST */
 #define HAKMEM_STATS_NUM_HIST 41    /* requested sizes: [2^(i-1), 2^i) */
 
