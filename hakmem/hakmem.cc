@@ -68,6 +68,7 @@ void PrintCensus(int fd) {
       .Str("out")
       .Write(fd);
   const char* const names[] = {"tiny slabs", "pool slabs", "large runs"};
+  static_assert(sizeof(names) / sizeof(names[0]) == sizeof(c.lanes) / sizeof(c.lanes[0]));
   for (int lane = 0; lane < 3; ++lane) {
     const hakmem::HeapCensus::Lane& l = c.lanes[lane];
     DiagLine line;
@@ -89,20 +90,14 @@ void PrintCensus(int fd) {
     }
     line.Write(fd);
   }
-  DiagLine()
-      .Str("    class slabs by blocks out: none ")
-      .Dec(c.fullness[0])
-      .Str(", <25% ")
-      .Dec(c.fullness[1])
-      .Str(", <50% ")
-      .Dec(c.fullness[2])
-      .Str(", <75% ")
-      .Dec(c.fullness[3])
-      .Str(", <100% ")
-      .Dec(c.fullness[4])
-      .Str(", all ")
-      .Dec(c.fullness[5])
-      .Write(fd);
+  const char* const buckets[] = {"none ", ", <25% ", ", <50% ", ", <75% ", ", <100% ", ", all "};
+  static_assert(sizeof(buckets) / sizeof(buckets[0]) == hakmem::HeapCensus::kFullnessBuckets);
+  DiagLine fullness;
+  fullness.Str("    class slabs by blocks out: ");
+  for (int b = 0; b < hakmem::HeapCensus::kFullnessBuckets; ++b) {
+    fullness.Str(buckets[b]).Dec(c.fullness[b]);
+  }
+  fullness.Write(fd);
   DiagLine line;
   line.Str("    superslabs ")
       .Dec(c.superslabs)

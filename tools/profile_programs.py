@@ -30,16 +30,12 @@ import time
 from pathlib import Path
 
 import benchlib
+import compare
 import programs
 from benchlib import BenchError, log
 
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
-PEERS = {
-    "glibc": programs.C_LIBRARY,
-    "mimalloc": f"{LIBDIR}/libmimalloc.so.2",
-    "jemalloc": f"{LIBDIR}/libjemalloc.so.2",
-    "tcmalloc": f"{LIBDIR}/libtcmalloc_minimal.so.4",
-}
+# compare.py's peers, glibc as the C library itself (programs.preload_for).
+PEERS = {name: programs.preload_for(path) for name, path in compare.PEERS.items()}
 # Functions that belong to the allocator wherever callgrind puts them.
 ALLOCATOR_FUNCTION = re.compile(
     r"^(malloc|free|calloc|realloc|reallocarray|malloc_usable_size|malloc_size|posix_memalign|"
