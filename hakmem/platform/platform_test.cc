@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <cstring>
 #include <set>
 #include <string>
@@ -112,6 +113,37 @@ TEST(PlatformTest, EverySyscallIsCounted) {
   EXPECT_EQ(SyscallCount(Syscall::k_madvise), madvises + 1);
   EXPECT_STREQ(SyscallName(Syscall::k_mmap), "mmap");
   EXPECT_STREQ(SyscallName(Syscall::k_read), "read");
+}
+
+// A Wakeup's sleeper sleeps until it is woken or its timeout passes; a Wake()
+// while nobody is armed does nothing (the next Wait still sleeps).
+TEST(PlatformTest, WakeupSleepsUntilWokenOrTimedOut) {
+  Wakeup wakeup;
+  wakeup.Wake();  // nobody armed: no effect
+  wakeup.Arm();
+  uint64_t start = NowNanos();
+  EXPECT_FALSE(wakeup.Wait(50'000'000)) << "nobody woke it: the timeout";
+  EXPECT_GE(NowNanos() - start, 40'000'000u);
+  wakeup.Disarm();
+
+  wakeup.Arm();
+  std::thread waker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    wakeup.Wake();
+  });
+  start = NowNanos();
+  EXPECT_TRUE(wakeup.Wait(30'000'000'000)) << "woken, not timed out";
+  EXPECT_LT(NowNanos() - start, 10'000'000'000u);
+  waker.join();
+  wakeup.Disarm();
+
+  // Woken before it sleeps (between Arm and Wait): Wait returns at once.
+  wakeup.Arm();
+  wakeup.Wake();
+  start = NowNanos();
+  EXPECT_TRUE(wakeup.Wait(30'000'000'000));
+  EXPECT_LT(NowNanos() - start, 10'000'000'000u);
+  wakeup.Disarm();
 }
 
 TEST(PlatformTest, ThreadIdsAreStableAndDistinct) {
