@@ -464,6 +464,12 @@ void TrimHeap(Heap* heap) {
 
 namespace {
 
+// Whether `heap` (locked) holds memory the background release would give back:
+// a decay tick due, kept empty slabs or cached large runs.
+bool HoldsReleasable(const Heap* heap) {
+  return heap->next_decay_ns != 0 || heap->empty_total != 0 || heap->large_cache_count != 0;
+}
+
 // A heap whose owner made no slow-path call for a whole period: what it keeps
 // against churn goes, and every free unit of its superslabs is decommitted now
 // (the owner, when it comes back, carves them again: page faults, no syscall).
@@ -505,7 +511,7 @@ void ReleasePass() {
       const bool quiet = heap->slow_calls == heap->slow_calls_seen;
       all_quiet &= quiet;
       heap->slow_calls_seen = heap->slow_calls;
-      if (heap->next_decay_ns != 0 || heap->empty_total != 0 || heap->large_cache_count != 0) {
+      if (HoldsReleasable(heap)) {
         heap->in_background = true;
         if (quiet) {
           TrimQuietHeap(heap);
@@ -537,8 +543,7 @@ bool NothingToRelease() {
   for (Heap* heap = g_all_heaps; heap != nullptr; heap = heap->next_all) {
     if (!heap->live) continue;
     if (!heap->lock.TryLock()) return false;
-    const bool holds =
-        heap->next_decay_ns != 0 || heap->empty_total != 0 || heap->large_cache_count != 0;
+    const bool holds = HoldsReleasable(heap);
     heap->lock.Unlock();
     if (holds) return false;
   }

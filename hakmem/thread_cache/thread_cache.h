@@ -373,8 +373,7 @@ struct ThreadCache {
         return ReportInvalidFree(block, "double free", "free");
       }
       profiler::OnFree(block);
-      StoreLink(block, nullptr);
-      FreeBlockList(heap, block);
+      FreeBlocks(heap, &block, 1);
       stats::Count(stats::Counter::k_cache_flushes);
       return;
     }
