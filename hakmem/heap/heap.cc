@@ -214,8 +214,8 @@ void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab, bool clean = false) 
   FreeRun(ss, slab);
   Count(Counter::k_slabs_released);
   if (!clean) {
-    // Its units are free and dirty now: start the decay clock if it is not running.
-    ss->last_free_ns = heap->clock_ns;
+    // Its units are free and dirty now (young: FreeRun): start the decay clock if
+    // it is not running.
     StartDecayClock(heap);
   }
   if (ss->used_units != 0) return;
@@ -429,16 +429,17 @@ void DecayHeap(Heap* heap) {
   const uint64_t now = platform::NowNanos();
   heap->clock_ns = now;
   const uint64_t delay = PurgeDelayNanos();
-  // Free units unused for the delay first: a superslab that the kept slabs below
-  // leave empty then goes to the shared cache clean.
+  // Free units that were free at the last tick, a purge delay ago or more, first
+  // (the runs freed since wait for the next tick): a superslab that the kept
+  // slabs below leave empty then goes to the shared cache clean.
   for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-    DecayFreeUnits(ss, now, delay);
+    DecayFreeUnits(ss, /*all=*/false);
   }
   DecayKeptEmptySlabs(heap);
   ReleaseCachedLargeRuns(heap);
   bool dirty_left = false;  // free units still waiting (just released runs among them)
   for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-    dirty_left |= DecayFreeUnits(ss, now, delay);
+    dirty_left |= HasDirtyFreeUnits(ss);
   }
   heap->next_decay_ns = dirty_left || heap->empty_total != 0 ? now + delay : 0;
 }
@@ -481,7 +482,7 @@ void TrimQuietHeap(Heap* heap) {
   ReleaseKeptEmptySlabs(heap);
   ReleaseCachedLargeRuns(heap);
   for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-    DecayFreeUnits(ss, now, /*delay_ns=*/0);
+    DecayFreeUnits(ss, /*all=*/true);
   }
   heap->next_decay_ns = 0;
 }

@@ -274,7 +274,7 @@ void DecommitFreeUnits(Heap* heap) {
   TrimHeap(heap);
   PurgeCaches(/*force=*/true);
   for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-    DecayFreeUnits(ss, platform::NowNanos(), /*delay_ns=*/0);
+    DecayFreeUnits(ss, /*all=*/true);
   }
 }
 
@@ -359,7 +359,7 @@ TEST(HeapTest, ClassesReusingKeptSlabsKeepThemFromOtherClasses) {
     // untouched units, not to theirs.
     PurgeCaches(/*force=*/true);
     for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-      DecayFreeUnits(ss, platform::NowNanos(), /*delay_ns=*/0);
+      DecayFreeUnits(ss, /*all=*/true);
     }
     ASSERT_EQ(AllocBatch(heap, other, 1, &head), 1);
     EXPECT_EQ(heap->empty[cls].size(), keep + 3);

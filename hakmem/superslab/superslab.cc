@@ -148,6 +148,7 @@ void InitFreshHeader(SuperSlab* ss) {
   if constexpr (kLiveMap) reserved |= ((UnitMask{1} << kLiveMapUnits) - 1) << kLiveMapUnit;
   Store(ss->free_units, ~reserved);
   Store(ss->dirty_units, 1);
+  Store(ss->young_units, 0);
   for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
   MapUnits(ss, 0, kUnitsPerSuperSlab, 0);  // every unit free: slabs[0], never a slab
   // The maps of the other colours are never read (a pointer into this superslab
@@ -376,6 +377,7 @@ void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   HAKMEM_DCHECK(first != 0 && slab->units != 0 && ss->used_units >= slab->units);
   HAKMEM_DCHECK((Load(ss->free_units) & RunMask(first, slab->units)) == 0);  // its units are in use
   Store(ss->free_units, Load(ss->free_units) | RunMask(first, slab->units));
+  Store(ss->young_units, Load(ss->young_units) | RunMask(first, slab->units));
   ss->used_units -= slab->units;
   MapUnits(ss, first, slab->units, 0);
   *slab = SlabMeta{};
@@ -397,10 +399,15 @@ void DecommitRun(SuperSlab* ss, const SlabMeta* slab) {
   }
 }
 
-bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
-  const UnitMask free_dirty = Load(ss->free_units) & Load(ss->dirty_units);
-  if (free_dirty == 0) return false;
-  if (now_ns - ss->last_free_ns < delay_ns) return true;
+bool HasDirtyFreeUnits(const SuperSlab* ss) {
+  return (Load(ss->free_units) & Load(ss->dirty_units)) != 0;
+}
+
+bool DecayFreeUnits(SuperSlab* ss, bool all) {
+  const UnitMask young = all ? 0 : Load(ss->young_units);
+  Store(ss->young_units, 0);
+  const UnitMask free_dirty = Load(ss->free_units) & Load(ss->dirty_units) & ~young;
+  if (free_dirty == 0) return HasDirtyFreeUnits(ss);
   LeaveHugePages(ss);
   // Decommit each maximal run of free dirty units with one madvise.
   for (size_t unit = 1; unit < kUnitsPerSuperSlab;) {
@@ -418,7 +425,7 @@ bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns) {
     }
     unit = end;
   }
-  return false;
+  return HasDirtyFreeUnits(ss);
 }
 
 void InitSlabBlocks(SlabMeta* slab, uint32_t block_size) {

@@ -205,7 +205,11 @@ struct SlabMeta {
 struct SuperSlab : ChunkHeader {
   uint64_t free_units[2];   // bit set: unit free (the header and live map never are)
   uint64_t dirty_units[2];  // bit set: unit touched since mapped or decommitted
-  uint64_t last_free_ns;    // when a run of this superslab was last freed
+  // Bit set: unit freed since its heap's last decay tick. Such a unit waits one
+  // more tick before decay decommits it, so a unit goes back to the OS once it
+  // has been free for a whole tick (a purge delay), however busy the rest of
+  // its superslab is.
+  uint64_t young_units[2];
   uint32_t used_units;
   bool decommitted;
   bool huge_pages;      // advised MADV_HUGEPAGE when carved
@@ -326,11 +330,13 @@ bool RunIsDirty(const SuperSlab* ss, const SlabMeta* slab);
 // an empty slab heap keeps for its class) and marks them clean. Owner thread.
 void DecommitRun(SuperSlab* ss, const SlabMeta* slab);
 
-// One decay tick of an owned superslab (owner thread): once no run of it has been
-// freed for `delay_ns`, every free unit has been free that long, and its dirty
-// free units are decommitted. Returns whether dirty free units are left waiting
-// (so the caller keeps ticking).
-bool DecayFreeUnits(SuperSlab* ss, uint64_t now_ns, uint64_t delay_ns);
+// One decay tick of an owned superslab (owner thread): its dirty free units that
+// were already free at the last tick (`all`: every dirty free unit) are
+// decommitted, and the units freed from now on are young until the next tick.
+// Returns whether dirty free units are left waiting (so the caller keeps ticking).
+bool DecayFreeUnits(SuperSlab* ss, bool all);
+// Whether `ss` has free units still backed (dirty).
+bool HasDirtyFreeUnits(const SuperSlab* ss);
 
 // Sets up `slab` (just returned by AllocRun) to hold blocks of `block_size`.
 void InitSlabBlocks(SlabMeta* slab, uint32_t block_size);

@@ -133,13 +133,54 @@ TEST(SuperSlabTest, DecayedHugePageSuperSlabLeavesHugePages) {
   SlabMeta* run = AllocRun(ss, 8, 1, &fresh);
   ASSERT_NE(run, nullptr);
   memset(run->start, 1, 8 * kUnitSize);
-  ss->last_free_ns = 0;
   FreeRun(ss, run);
-  EXPECT_FALSE(DecayFreeUnits(ss, /*now_ns=*/1, /*delay_ns=*/0));
+  EXPECT_FALSE(DecayFreeUnits(ss, /*all=*/true));
   EXPECT_FALSE(ss->huge_pages);
   EXPECT_NE(VmFlagsOf(ss).find(" nh"), std::string::npos) << VmFlagsOf(ss);
   ReleaseSuperSlab(ss);
   for (SuperSlab* s : taken) ReleaseSuperSlab(s);
+}
+
+// Decay gives a free run back once it has been free for a whole tick, however
+// busy the rest of its superslab is: a run freed between two ticks waits for
+// the second, and a run freed later does not hold it back.
+TEST(SuperSlabTest, DecayDecommitsEachRunAfterOneWholeTick) {
+  SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
+  ASSERT_NE(ss, nullptr);
+  bool fresh;
+  SlabMeta* a = AllocRun(ss, 4, 1, &fresh);
+  ASSERT_NE(a, nullptr);
+  SlabMeta* b = AllocRun(ss, 4, 1, &fresh);
+  ASSERT_NE(b, nullptr);
+  SlabMeta* kept = AllocRun(ss, 1, 1, &fresh);  // in use throughout
+  ASSERT_NE(kept, nullptr);
+  char* a_start = a->start;
+  char* b_start = b->start;
+  memset(a_start, 1, 4 * kUnitSize);
+  memset(b_start, 1, 4 * kUnitSize);
+  // (A superslab from the cache may come with dirty free units.)
+  EXPECT_FALSE(DecayFreeUnits(ss, /*all=*/true));
+  EXPECT_FALSE(DecayFreeUnits(ss, /*all=*/false)) << "no dirty free unit";
+
+  FreeRun(ss, a);
+  EXPECT_TRUE(DecayFreeUnits(ss, /*all=*/false)) << "a waits";
+  EXPECT_EQ(a_start[0], 1) << "a was freed after the last tick: kept";
+  FreeRun(ss, b);  // the superslab stays busy
+  EXPECT_TRUE(DecayFreeUnits(ss, /*all=*/false)) << "b waits";
+  EXPECT_EQ(a_start[0], 0) << "a was free for a whole tick: decommitted";
+  EXPECT_EQ(a_start[4 * kUnitSize - 1], 0);
+  EXPECT_EQ(b_start[0], 1) << "b was freed after the last tick: kept";
+  EXPECT_FALSE(DecayFreeUnits(ss, /*all=*/false)) << "nothing left waiting";
+  EXPECT_EQ(b_start[0], 0);
+  EXPECT_FALSE(HasDirtyFreeUnits(ss));
+
+  // all: every dirty free unit goes at once (trim, a quiet heap).
+  memset(kept->start, 1, kUnitSize);
+  char* kept_start = kept->start;
+  FreeRun(ss, kept);
+  EXPECT_FALSE(DecayFreeUnits(ss, /*all=*/true));
+  EXPECT_EQ(kept_start[0], 0);
+  ReleaseSuperSlab(ss);
 }
 
 TEST(SuperSlabTest, RunsAreDisjointAlignedAndTracked) {
