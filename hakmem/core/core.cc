@@ -392,6 +392,7 @@ bool Purge() {
     HeapLock hold(&heap->lock);
     DrainRemote(heap);
     TrimHeap(heap);
+    DecommitFree(heap);
   }
   return PurgeCaches(/*force=*/true);
 }

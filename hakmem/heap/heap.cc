@@ -425,6 +425,86 @@ void ReclaimAbandoned(Heap* heap) {
   ++g_abandoned_count;
 }
 
+namespace {
+
+// Word 2 of a free block of a sparse class (> 8 KiB) on its slab's free list: its
+// purge mark (FreeBlock clears it; a block handed out keeps whatever the
+// program writes there, and gets a clear mark when it is freed to its slab).
+constexpr uint64_t kPurgeSeen = 1;  // free at a decay tick: its pages go at the next
+constexpr uint64_t kPurgeDone = 2;  // its pages past the first are decommitted
+
+uint64_t& PurgeMarkOf(void* block) { return static_cast<uint64_t*>(block)[2]; }
+
+// The first class of blocks above kDenseBlockMax: the ones whose free blocks decay
+// purges (each spans a whole page past the one holding its first words).
+constexpr int kFirstSparseClass = [] {
+  int cls = 0;
+  while (kSizeClasses[cls].size <= kDenseBlockMax) ++cls;
+  return cls;
+}();
+static_assert(kSizeClasses[kFirstSparseClass].size >=
+                  2 * platform::kPageSize + 3 * sizeof(uint64_t),
+              "a sparse block spans a whole page past its first words");
+
+// The whole pages of `block` (of `size` bytes) past the page holding its first
+// three words (link, tag, purge mark): what PurgeFreeBlocks gives back.
+void PagesPastFirst(void* block, size_t size, char** begin, char** end) {
+  const uintptr_t start = reinterpret_cast<uintptr_t>(block);
+  *begin =
+      reinterpret_cast<char*>(platform::RoundUp(start + 3 * sizeof(uint64_t), platform::kPageSize));
+  *end = reinterpret_cast<char*>((start + size) & ~(platform::kPageSize - 1));
+}
+
+// The free blocks of `slab` (a sparse class's, with blocks out): each one found
+// free at the last tick too, or every one (`all`), has its pages past the first
+// decommitted, once. A slab's free list stays linked through its blocks' first
+// pages, so the blocks stay on it. Returns whether blocks wait for the next tick.
+bool PurgeSlabFreeBlocks(SlabMeta* slab, bool all) {
+  bool waiting = false;
+  for (void* block = slab->free_list; block != nullptr;) {
+    uint64_t& mark = PurgeMarkOf(block);
+    if (mark != kPurgeDone) {
+      if (mark == kPurgeSeen || all) {
+        char* begin;
+        char* end;
+        PagesPastFirst(block, slab->block_size, &begin, &end);
+        if (begin < end && platform::Decommit(begin, static_cast<size_t>(end - begin))) {
+          mark = kPurgeDone;
+          Count(Counter::k_blocks_purged);
+        }
+      } else {
+        mark = kPurgeSeen;
+        waiting = true;
+      }
+    }
+    void* next = LoadLink(block);
+    if (next != nullptr && !(next >= slab->start && next < slab->end && IsBlockStart(slab, next))) {
+      next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+    }
+    block = next;
+  }
+  return waiting;
+}
+
+// PurgeSlabFreeBlocks over the sparse classes' slabs with free blocks (current
+// and partial; empty ones are kept or released whole) of superslabs in 4 KiB
+// pages (a huge page is given up by its units' decay only).
+bool PurgeFreeBlocks(Heap* heap, bool all) {
+  bool waiting = false;
+  for (int cls = kFirstSparseClass; cls < kNumClasses; ++cls) {
+    auto purge = [&](SlabMeta* slab) {
+      if (slab->free_list != nullptr && !SuperSlabOf(slab->start)->huge_pages)
+        waiting |= PurgeSlabFreeBlocks(slab, all);
+    };
+    if (heap->current[cls] != nullptr) purge(heap->current[cls]);
+    for (SlabMeta* slab = heap->partial[cls].head(); slab != nullptr; slab = slab->next)
+      purge(slab);
+  }
+  return waiting;
+}
+
+}  // namespace
+
 void DecayHeap(Heap* heap) {
   const uint64_t now = platform::NowNanos();
   heap->clock_ns = now;
@@ -441,6 +521,7 @@ void DecayHeap(Heap* heap) {
   for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
     dirty_left |= HasDirtyFreeUnits(ss);
   }
+  dirty_left |= PurgeFreeBlocks(heap, /*all=*/false);
   heap->next_decay_ns = dirty_left || heap->empty_total != 0 ? now + delay : 0;
 }
 
@@ -455,6 +536,13 @@ void ReleaseEmptySuperSlabs(Heap* heap) {
     ss = next;
   }
   heap->empty_superslabs = 0;
+}
+
+void DecommitFree(Heap* heap) {
+  for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+    DecayFreeUnits(ss, /*all=*/true);
+  }
+  PurgeFreeBlocks(heap, /*all=*/true);
 }
 
 void TrimHeap(Heap* heap) {
@@ -481,9 +569,7 @@ void TrimQuietHeap(Heap* heap) {
   heap->clock_ns = now;
   ReleaseKeptEmptySlabs(heap);
   ReleaseCachedLargeRuns(heap);
-  for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-    DecayFreeUnits(ss, /*all=*/true);
-  }
+  DecommitFree(heap);
   heap->next_decay_ns = 0;
 }
 
@@ -715,6 +801,10 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
   StoreLink(block, slab->free_list);
   slab->free_list = block;
   --slab->used;
+  if (slab->block_size > kDenseBlockMax) {
+    PurgeMarkOf(block) = 0;
+    StartDecayClock(heap);  // its pages wait for a decay tick (PurgeFreeBlocks)
+  }
   AfterBlocksReturned(heap, ss, slab);
 }
 

@@ -239,6 +239,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void MaybeDecay(Heap* heap) {
 // Gives back what the heap keeps against churn: empty slabs, cached large runs,
 // and empty superslabs (to the shared cache).
 void TrimHeap(Heap* heap);
+// Decommits now what decay would give back over its next ticks: every dirty free
+// unit of the heap's superslabs, and the pages past the first of every free block
+// of its sparse classes (> 8 KiB) on a slab's free list (malloc_trim, a quiet
+// heap). The caller holds the heap's lock.
+void DecommitFree(Heap* heap);
 
 // The owner's hold on its heap for one slow path (see Heap::lock).
 using HeapLock = platform::SpinLockHolder;

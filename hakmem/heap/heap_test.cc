@@ -1,5 +1,6 @@
 #include "hakmem/heap/heap.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -188,6 +189,63 @@ TEST(HeapTest, KeptSlabsUnusedForATickAreDecommittedAndReleased) {
     }
     DecayHeap(heap);  // now the used class took none either
     EXPECT_EQ(heap->empty[used_cls].size(), 0u);
+  });
+}
+
+// A free block above 8 KiB in a slab that still has blocks out gives back its
+// pages past the first once it has been free for a whole decay tick, and stays
+// on its slab's free list: the next batch takes it again, reading zeros there.
+TEST(HeapTest, FreeSparseBlocksGiveBackTheirPagesAfterATick) {
+  OnNewThread([](Heap* heap) {
+    const int cls = SizeClass(24 << 10);
+    const uint32_t size = kSizeClasses[cls].size;
+    const int n = kSizeClasses[cls].blocks;  // one new slab's worth
+    ASSERT_GE(n, 4);
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
+    std::vector<void*> blocks = ListToVector(head);
+    for (void* p : blocks) memset(p, 0xab, size);
+    SlabMeta* slab = SlabOf(SuperSlabOf(blocks[0]), blocks[0]);
+    for (void* p : blocks) ASSERT_EQ(SlabOf(SuperSlabOf(p), p), slab);
+    auto last_byte = [&](void* p) { return static_cast<unsigned char*>(p)[size - 1]; };
+    for (int i = 1; i < n; ++i) FreeBlock(heap, SuperSlabOf(blocks[i]), slab, blocks[i]);
+    const uint64_t purged = stats::ThreadCount(stats::Counter::k_blocks_purged);
+
+    DecayHeap(heap);  // freed since the last tick: they wait
+    for (int i = 1; i < n; ++i) EXPECT_EQ(last_byte(blocks[i]), 0xab) << i;
+    EXPECT_NE(heap->next_decay_ns, 0u) << "the clock keeps ticking while blocks wait";
+    DecayHeap(heap);  // free for a whole tick: their pages past the first go
+    for (int i = 1; i < n; ++i) EXPECT_EQ(last_byte(blocks[i]), 0) << i;
+    EXPECT_EQ(last_byte(blocks[0]), 0xab) << "the block out is not touched";
+    if constexpr (config::kStats) {
+      EXPECT_EQ(stats::ThreadCount(stats::Counter::k_blocks_purged), purged + n - 1);
+    }
+
+    // Still on the free list: taken again, written, freed again, it waits a
+    // whole tick again.
+    void* again = nullptr;
+    ASSERT_EQ(AllocBatch(heap, cls, 1, &again), 1);
+    ASSERT_EQ(SlabOf(SuperSlabOf(again), again), slab);
+    memset(again, 0xcd, size);
+    FreeBlock(heap, SuperSlabOf(again), slab, again);
+    DecayHeap(heap);
+    EXPECT_EQ(last_byte(again), 0xcd) << "freed since the last tick";
+    DecommitFree(heap);  // malloc_trim: at once
+    EXPECT_EQ(last_byte(again), 0);
+
+    std::vector<void*> taken;
+    for (int i = 1; i < n; ++i) {
+      void* p = nullptr;
+      ASSERT_EQ(AllocBatch(heap, cls, 1, &p), 1);
+      ASSERT_EQ(SlabOf(SuperSlabOf(p), p), slab);
+      taken.push_back(p);
+    }
+    std::sort(taken.begin(), taken.end());
+    std::vector<void*> freed(blocks.begin() + 1, blocks.end());
+    std::sort(freed.begin(), freed.end());
+    EXPECT_EQ(taken, freed) << "every purged block came back from the free list";
+    for (void* p : taken) FreeBlock(heap, SuperSlabOf(p), slab, p);
+    FreeBlock(heap, SuperSlabOf(blocks[0]), slab, blocks[0]);
   });
 }
 

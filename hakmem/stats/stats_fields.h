@@ -41,7 +41,8 @@
   X(ace_steals, "ACE: a limit lowered to give its bytes to a hot class (budget full)")       \
   X(background_passes, "passes of the background release thread over the heaps")             \
   X(background_trims, "quiet heaps the background release trimmed (free units decommitted)") \
-  X(background_idle_waits, "times the background release slept until woken (nothing held)")
+  X(background_idle_waits, "times the background release slept until woken (nothing held)")  \
+  X(blocks_purged, "free blocks above 8 KiB whose pages past the first decay decommitted")
 
 #define HAKMEM_STATS_NUM_LANES 4    /* tiny, pool, large, huge */
 #define HAKMEM_STATS_NUM_CLASSES 91 /* size classes, see size_class.h */
