@@ -9,6 +9,8 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,13 +109,61 @@ def tail(text, lines=15):
     return "\n".join("    " + l for l in text.strip().splitlines()[-lines:])
 
 
-def run_workload(command, label, preload=None, expect_malloc=None, timeout=300, strace_to=None):
+class RssSampler:
+    """Reads the resident set (VmRSS of /proc/PID/status) of process PID, or with
+    CHILD of its one child (the program a launcher started), every INTERVAL seconds
+    on a thread of its own, from start() until the process is gone or stop().
+    stop() returns the samples: [(seconds since start(), KiB)]."""
+
+    def __init__(self, pid, child=False, interval=0.01):
+        self.pid, self.child, self.interval = pid, child, interval
+        self.samples = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._start = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._done.set()
+        self._thread.join()
+        return self.samples
+
+    def _target(self):
+        if not self.child:
+            return self.pid
+        try:  # (Linux 3.5+: the children of a task)
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    def _run(self):
+        while not self._done.is_set():
+            pid = self._target()
+            if pid is not None:
+                try:
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                        if line.startswith("VmRSS:"):
+                            self.samples.append((time.monotonic() - self._start,
+                                                 int(line.split()[1])))
+                            break
+                except (OSError, ValueError):
+                    pass  # between exec and exit, or gone
+            self._done.wait(self.interval)
+
+
+def run_workload(command, label, preload=None, expect_malloc=None, timeout=300, strace_to=None,
+                 on_start=None):
     """Runs COMMAND (binary and arguments) with PRELOAD as LD_PRELOAD. With
     STRACE_TO, runs it under `strace -f -c` counting STRACE_SYSCALLS into that file.
     Returns the RESULT fields; raises BenchError, naming LABEL and quoting stderr,
     when it crashes, times out, prints no RESULT line, or malloc was not served by
     EXPECT_MALLOC (a file name, or "exe"). Adds the run's page faults (minflt,
-    majflt; of strace too when under it)."""
+    majflt; of strace too when under it). ON_START, if given, is called with the
+    process (a subprocess.Popen) once it has started."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     wrapper = []
@@ -128,17 +178,21 @@ def run_workload(command, label, preload=None, expect_malloc=None, timeout=300, 
     # The faults of the one child this waits for: runs are sequential, so the
     # growth of the children's total is this run's.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen([*wrapper, *map(str, command)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    if on_start is not None:
+        on_start(proc)
     try:
-        proc = subprocess.run([*wrapper, *map(str, command)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
-        raise BenchError(f"{label}: timed out after {timeout} s\n{tail(stderr)}")
-    result = parse_result(proc.stdout)
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+        raise BenchError(f"{label}: timed out after {timeout} s\n{tail(stderr or '')}")
+    result = parse_result(stdout)
     if proc.returncode != 0 or result is None:
         why = describe_exit(proc.returncode) if proc.returncode != 0 else "no RESULT line"
         raise BenchError(f"{label}: {why}\n  command: {shlex.join(map(str, command))}"
-                         f"\n  stderr (last lines):\n{tail(proc.stderr)}")
+                         f"\n  stderr (last lines):\n{tail(stderr)}")
     if expect_malloc and result.get("malloc") != expect_malloc:
         raise BenchError(f"{label}: malloc was served by {result.get('malloc')}, not "
                          f"{expect_malloc} (LD_PRELOAD did not take?)")

@@ -55,6 +55,11 @@ PEERS = {
 ALLOCATORS = [*PEERS, "hakmem"]
 HAKMEM_SO = "//hakmem:libhakmem.so"
 WORKLOADS = benchlib.WORKLOADS + list(programs.PROGRAMS)
+# One more run of each of these under every allocator, its RSS read every 10 ms
+# (rss_timeline.csv and .png): the benchmark that frees most of its heap and then
+# goes quiet, and the real program whose peak RSS is furthest above the lowest
+# peer's.
+TIMELINE_WORKLOADS = ("fragmentation", "python_ast")
 
 
 def is_program(workload):
@@ -86,6 +91,9 @@ def parse_args():
                    help="use what bazel-bin holds now instead of building")
     p.add_argument("--no-warmup", action="store_true",
                    help="no untimed run of each workload before its timed runs of each rep")
+    p.add_argument("--no-timeline", action="store_true",
+                   help="no extra run of " + " and ".join(TIMELINE_WORKLOADS) +
+                        " per allocator with its RSS over time (rss_timeline.csv, .png)")
     p.add_argument("--baseline", metavar="LIBHAKMEM_SO",
                    help="also run this libhakmem.so (say, of another commit) as the allocator "
                         "'baseline', which counts as a peer: with --allocators hakmem, every "
@@ -290,6 +298,67 @@ def run_suite(args, plan):
     return runs, outputs, failures
 
 
+def run_timelines(args, plan):
+    """One run of each of TIMELINE_WORKLOADS that this run includes, under every
+    allocator, with the workload's RSS sampled every 10 ms. Returns (timelines,
+    failures): timelines maps (workload, allocator) to [(seconds, KiB)]."""
+    timelines, failures = {}, []
+    for workload in (w for w in TIMELINE_WORKLOADS if w in args.workloads):
+        for alloc, preload in plan.preloads.items():
+            samplers = []
+
+            def on_start(process, child=is_program(workload)):
+                samplers.append(benchlib.RssSampler(process.pid, child=child).start())
+
+            try:
+                if is_program(workload):
+                    programs.run(programs.PROGRAMS[workload], alloc, preload,
+                                 plan.sizes[workload], plan.launcher, plan.workdir, args.timeout,
+                                 on_start=on_start)
+                else:
+                    expect = Path(preload).name if preload else "libc.so.6"
+                    benchlib.run_workload(plan.commands[workload], f"{workload} under {alloc} "
+                                          "(RSS timeline)", preload, expect, args.timeout,
+                                          on_start=on_start)
+            except BenchError as e:
+                failures.append(str(e))
+                continue
+            finally:
+                samples = [sample for sampler in samplers for sample in sampler.stop()]
+            if not samples:
+                failures.append(f"{workload} under {alloc}: no RSS sample was read for its "
+                                "timeline (is /proc/PID/task/PID/children missing?)")
+                continue
+            timelines[(workload, alloc)] = samples
+            log(f"timeline {workload:14} {alloc:9} {len(samples)} samples, "
+                f"peak {mib(max(kib for _, kib in samples))}")
+    return timelines, failures
+
+
+def draw_timeline(timelines, path, meta):
+    """One panel per workload: RSS over time, a line per allocator."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(dict.fromkeys(w for w, _ in timelines))
+    fig, axes = plt.subplots(1, len(workloads), figsize=(8 * len(workloads), 5), squeeze=False)
+    for ax, workload in zip(axes[0], workloads):
+        for (w, alloc), samples in timelines.items():
+            if w == workload:
+                ax.plot([t for t, _ in samples], [kib / 1024 for _, kib in samples], label=alloc,
+                        linewidth=1.8 if alloc == "hakmem" else 1.0)
+        ax.set_title(f"{workload}: RSS over one run, MiB (lower is better)", fontsize="medium")
+        ax.set_xlabel("seconds")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"hakmem and peers: RSS read every 10 ms{' (quick)' if meta['quick'] else ''}, "
+                 f"{meta['cpus']} CPUs, {meta['date']}, git {meta['git']}", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def check_outputs(outputs):
     """Compares every program run's output with the program's first output under
     glibc (under the first allocator when glibc did not run). Returns (failures,
@@ -462,7 +531,7 @@ def format_table(rows, strace):
     return "\n\n".join("\n".join(s) for s in sections) + "\n"
 
 
-def write_files(out, args, runs, rows, strace, failures, table, chart):
+def write_files(out, args, runs, rows, strace, failures, table, chart, timelines):
     out.mkdir(parents=True, exist_ok=True)
     keys = []
     for r in runs:
@@ -485,8 +554,17 @@ def write_files(out, args, runs, rows, strace, failures, table, chart):
             writer.writerows(report["strace"])
     if chart and rows:
         draw_chart(rows, out / "chart.png", meta)
+    if timelines:
+        with open(out / "rss_timeline.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["workload", "allocator", "seconds", "rss_kb"])
+            for (workload, alloc), samples in timelines.items():
+                writer.writerows([workload, alloc, f"{t:.3f}", kib] for t, kib in samples)
+        if chart:
+            draw_timeline(timelines, out / "rss_timeline.png", meta)
     log(f"wrote {out}/results.csv, results.json, table.txt" + (", strace.csv" if strace else "")
-        + (", chart.png" if chart and rows else ""))
+        + (", chart.png" if chart and rows else "")
+        + (", rss_timeline.csv" + (", rss_timeline.png" if chart else "") if timelines else ""))
 
 
 def _git_revision():
@@ -572,6 +650,10 @@ def main():
             log(f"error: {e}")
             return 2
         runs, outputs, failures = run_suite(args, plan)
+        timelines = {}
+        if not args.no_timeline:
+            timelines, timeline_failures = run_timelines(args, plan)
+            failures += timeline_failures
         strace = {}
         if args.strace:
             if shutil.which("strace") is None:
@@ -586,7 +668,7 @@ def main():
     rows = summarize(runs, args.workloads, list(plan.preloads))
     table = format_table(rows, strace)
     print(table, end="", flush=True)
-    write_files(Path(args.out), args, runs, rows, strace, failures, table, chart)
+    write_files(Path(args.out), args, runs, rows, strace, failures, table, chart, timelines)
     if failures:
         log(f"\n{len(failures)} run(s) failed:")
         for f in failures:

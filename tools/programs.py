@@ -213,10 +213,12 @@ def _stop(process):
         process.wait()
 
 
-def run(program, alloc, preload, size, launcher, workdir, timeout):
+def run(program, alloc, preload, size, launcher, workdir, timeout, on_start=None):
     """One run of PROGRAM at SIZE under allocator ALLOC, whose library is PRELOAD
     (None: glibc). Returns (result fields, output text); raises BenchError, naming
-    program and allocator, when it fails or times out."""
+    program and allocator, when it fails or times out. ON_START, if given, is
+    called with the launcher's process (its one child is the program) once it has
+    started (not for redis)."""
     if program.name == "redis":
         return run_redis(alloc, preload, size, launcher, workdir, timeout)
     label = f"{program.name} under {alloc}"
@@ -225,6 +227,8 @@ def run(program, alloc, preload, size, launcher, workdir, timeout):
     process = subprocess.Popen(_launch(launcher, preload, report, program.argv(size)), cwd=workdir,
                                env=program_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
+    if on_start is not None:
+        on_start(process)
     try:
         output, errors = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
