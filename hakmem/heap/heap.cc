@@ -427,6 +427,16 @@ void ReclaimAbandoned(Heap* heap) {
 
 namespace {
 
+// The block after `block` on its slab's free list (nullptr at the end). A slab's
+// list links blocks of that slab only (IsBlockStart is exact for addresses
+// inside the slab): any other link is reported, and the list ends there.
+void* NextOnSlabList(const SlabMeta* slab, const void* block) {
+  void* next = LoadLink(block);
+  if (next != nullptr && !(next >= slab->start && next < slab->end && IsBlockStart(slab, next)))
+    return ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+  return next;
+}
+
 // Word 2 of a free block of a sparse class (> 8 KiB) on its slab's free list: its
 // purge mark (FreeBlock clears it; a block handed out keeps whatever the
 // program writes there, and gets a clear mark when it is freed to its slab).
@@ -477,11 +487,7 @@ bool PurgeSlabFreeBlocks(SlabMeta* slab, bool all) {
         waiting = true;
       }
     }
-    void* next = LoadLink(block);
-    if (next != nullptr && !(next >= slab->start && next < slab->end && IsBlockStart(slab, next))) {
-      next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-    }
-    block = next;
+    block = NextOnSlabList(slab, block);
   }
   return waiting;
 }
@@ -725,14 +731,7 @@ int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
     int taken = 0;
     while (got + taken < max && slab->free_list != nullptr) {
       void* block = slab->free_list;
-      void* next = LoadLink(block);
-      // A slab's list links blocks of that slab only (IsBlockStart is exact for
-      // addresses inside the slab).
-      if (next != nullptr &&
-          !(next >= slab->start && next < slab->end && IsBlockStart(slab, next))) {
-        next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-      }
-      slab->free_list = next;
+      slab->free_list = NextOnSlabList(slab, block);
       append(block);
       ++taken;
     }
