@@ -210,11 +210,12 @@ def build_and_copy(args, allocators, tmp):
     return plan
 
 
-def run_under(alloc, preload, workload, command, timeout, strace_to=None):
-    """One run of COMMAND with PRELOAD, checked to be served by that allocator."""
+def run_under(alloc, preload, workload, command, timeout, strace_to=None, on_start=None):
+    """One run of COMMAND with PRELOAD, checked to be served by that allocator.
+    ON_START: see benchlib.run_workload."""
     label = f"{workload} under {alloc}" + (" (strace)" if strace_to else "")
     expect = Path(preload).name if preload else "libc.so.6"
-    return benchlib.run_workload(command, label, preload, expect, timeout, strace_to)
+    return benchlib.run_workload(command, label, preload, expect, timeout, strace_to, on_start)
 
 
 def check_program_bindings(plan):
@@ -238,13 +239,15 @@ def rotated(items, rep):
     return items[k:] + items[:k]
 
 
-def run_once(args, plan, workload, alloc, preload):
+def run_once(args, plan, workload, alloc, preload, on_start=None):
     """One run of WORKLOAD under ALLOC: (its result, its stdout for a program,
-    else None). Raises BenchError."""
+    else None). Raises BenchError. ON_START, if given, is called with the started
+    process (a program's: its launcher, whose one child is the program)."""
     if is_program(workload):
         return programs.run(programs.PROGRAMS[workload], alloc, preload, plan.sizes[workload],
-                            plan.launcher, plan.workdir, args.timeout)
-    return run_under(alloc, preload, workload, plan.commands[workload], args.timeout), None
+                            plan.launcher, plan.workdir, args.timeout, on_start=on_start)
+    return run_under(alloc, preload, workload, plan.commands[workload], args.timeout,
+                     on_start=on_start), None
 
 
 def warm_up(args, plan, workload, alloc, preload):
@@ -311,15 +314,7 @@ def run_timelines(args, plan):
                 samplers.append(benchlib.RssSampler(process.pid, child=child).start())
 
             try:
-                if is_program(workload):
-                    programs.run(programs.PROGRAMS[workload], alloc, preload,
-                                 plan.sizes[workload], plan.launcher, plan.workdir, args.timeout,
-                                 on_start=on_start)
-                else:
-                    expect = Path(preload).name if preload else "libc.so.6"
-                    benchlib.run_workload(plan.commands[workload], f"{workload} under {alloc} "
-                                          "(RSS timeline)", preload, expect, args.timeout,
-                                          on_start=on_start)
+                run_once(args, plan, workload, alloc, preload, on_start=on_start)
             except BenchError as e:
                 failures.append(str(e))
                 continue

@@ -42,6 +42,25 @@ void AllocateTouchAndFreeEverything() {
   for (void* p : blocks) free(p);
 }
 
+// Pauses of 4x the purge delay, each followed by ordinary use (the slow paths
+// it takes run the decay clock), until RSS is below `want`; at most 2 s, so a
+// loaded machine that runs this thread late does not fail a test. Returns the
+// RSS last read.
+size_t UseAfterPausesUntilBelow(size_t want) {
+  size_t settled = ResidentBytes();
+  for (int attempt = 0; attempt < 10 && settled >= want; ++attempt) {
+    const timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, nullptr);
+    for (int round = 0; round < 64; ++round) {
+      std::vector<void*> few;
+      for (size_t size = 16; size <= (256 << 10); size *= 2) few.push_back(malloc(size));
+      for (void* p : few) free(p);
+    }
+    settled = ResidentBytes();
+  }
+  return settled;
+}
+
 TEST(RssReturnTest, MallocTrimGivesMemoryBackAtOnce) {
   const size_t start = ResidentBytes();
   ASSERT_GT(start, 0u);
@@ -58,20 +77,7 @@ TEST(RssReturnTest, DecayGivesMemoryBackAfterThePurgeDelay) {
   const size_t start = ResidentBytes();
   AllocateTouchAndFreeEverything();
   const size_t after_free = ResidentBytes();
-  // Pauses of 4x the purge delay, each followed by ordinary use (the slow paths
-  // it takes run the decay clock), until RSS is back; at most 2 s, so a loaded
-  // machine that runs this thread late does not fail it.
-  size_t settled = after_free;
-  for (int attempt = 0; attempt < 10 && settled >= start + 24 * kMiB; ++attempt) {
-    const timespec pause = {0, 200 * 1000 * 1000};
-    nanosleep(&pause, nullptr);
-    for (int round = 0; round < 64; ++round) {
-      std::vector<void*> few;
-      for (size_t size = 16; size <= (256 << 10); size *= 2) few.push_back(malloc(size));
-      for (void* p : few) free(p);
-    }
-    settled = ResidentBytes();
-  }
+  const size_t settled = UseAfterPausesUntilBelow(start + 24 * kMiB);
   EXPECT_LT(settled, start + 24 * kMiB)
       << "start " << start / kMiB << " MiB, after free " << after_free / kMiB
       << " MiB, after the delay " << settled / kMiB << " MiB";
@@ -97,20 +103,9 @@ TEST(RssReturnTest, FreeBlocksOfPartlyUsedSlabsGiveBackTheirPages) {
     free(blocks[i]);
     blocks[i] = nullptr;
   }
-  // Ordinary use after pauses of 4x the purge delay, as above; the survivors
-  // (4 MiB) stay live throughout.
+  // The survivors (4 MiB) stay live throughout.
   const size_t want = start + 20 * kMiB;
-  size_t settled = ResidentBytes();
-  for (int attempt = 0; attempt < 10 && settled >= want; ++attempt) {
-    const timespec pause = {0, 200 * 1000 * 1000};
-    nanosleep(&pause, nullptr);
-    for (int round = 0; round < 64; ++round) {
-      std::vector<void*> few;
-      for (size_t size = 16; size <= (256 << 10); size *= 2) few.push_back(malloc(size));
-      for (void* p : few) free(p);
-    }
-    settled = ResidentBytes();
-  }
+  const size_t settled = UseAfterPausesUntilBelow(want);
   EXPECT_LT(settled, want) << "start " << start / kMiB << " MiB, peak " << peak / kMiB
                            << " MiB, with the survivors " << settled / kMiB << " MiB";
   std::printf("start %zu KiB, peak %zu KiB, with the survivors %zu KiB\n", start >> 10, peak >> 10,
