@@ -770,13 +770,9 @@ int AllocBatch(Heap* heap, int cls, int max, void** head, CarvedRange* range) {
 
 namespace {
 
-// Blocks of `slab` came back (its `used` already lowered): the slab state machine
-// of a free. A slab being carved stays current; a full one becomes partial; an
-// empty partial one is released, or kept when it is its class's only partial.
-void AfterBlocksReturned(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
-  HAKMEM_DCHECK(slab->state == SlabState::kCurrent || slab->state == SlabState::kFull ||
-                slab->state == SlabState::kPartial);
-  if (slab->state == SlabState::kCurrent) return;
+// AfterBlocksReturned for a slab that is full, or partial and now empty.
+ABSL_ATTRIBUTE_NOINLINE void SlabStateAfterBlocksReturned(Heap* heap, SuperSlab* ss,
+                                                          SlabMeta* slab) {
   if (slab->state == SlabState::kFull) PushPartial(heap, slab);
   if (slab->used != 0) return;
   RemovePartial(heap, slab);
@@ -790,6 +786,25 @@ void AfterBlocksReturned(Heap* heap, SuperSlab* ss, SlabMeta* slab) {
   ReleaseSlab(heap, ss, slab);
 }
 
+// Blocks of `slab` came back (its `used` already lowered): the slab state machine
+// of a free. A slab being carved stays current; a full one becomes partial; an
+// empty partial one is released, or kept when it is its class's only partial.
+// Most frees change no state: that test is inline, the change is not.
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AfterBlocksReturned(Heap* heap, SuperSlab* ss,
+                                                             SlabMeta* slab) {
+  HAKMEM_DCHECK(slab->state == SlabState::kCurrent || slab->state == SlabState::kFull ||
+                slab->state == SlabState::kPartial);
+  if (slab->state == SlabState::kCurrent) return;
+  if (slab->state == SlabState::kPartial && slab->used != 0) return;
+  SlabStateAfterBlocksReturned(heap, ss, slab);
+}
+
+ABSL_ATTRIBUTE_NOINLINE void StartDecayClockThenAfterBlocksReturned(Heap* heap, SuperSlab* ss,
+                                                                    SlabMeta* slab) {
+  StartDecayClock(heap);
+  AfterBlocksReturned(heap, ss, slab);
+}
+
 }  // namespace
 
 void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
@@ -801,8 +816,12 @@ void FreeBlock(Heap* heap, SuperSlab* ss, SlabMeta* slab, void* block) {
   slab->free_list = block;
   --slab->used;
   if (slab->block_size > kDenseBlockMax) {
+    // Its pages wait for a decay tick (PurgeFreeBlocks). The clock runs almost
+    // always: its start is a tail call, so the common path saves no registers.
     PurgeMarkOf(block) = 0;
-    StartDecayClock(heap);  // its pages wait for a decay tick (PurgeFreeBlocks)
+    if (ABSL_PREDICT_FALSE(heap->next_decay_ns == 0)) {
+      return StartDecayClockThenAfterBlocksReturned(heap, ss, slab);
+    }
   }
   AfterBlocksReturned(heap, ss, slab);
 }
