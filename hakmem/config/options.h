@@ -27,7 +27,8 @@ enum class ThpPolicy : uint8_t { kAuto, kAlways, kNever };
   X(INVALID_FREE, invalid_free, InvalidFreePolicy, InvalidFreePolicy::kAbort,         \
     "abort (default): report an invalid free and abort; warn: report and go on")      \
   X(PURGE_DELAY_MS, purge_delay_ms, uint64_t, 1000,                                   \
-    "milliseconds an empty superslab or huge mapping stays committed before purge")   \
+    "milliseconds an empty superslab or huge mapping stays committed before purge; "  \
+    "memory free inside a heap waits a quarter of it")                                \
   X(RETAIN_MB, retain_mb, uint64_t, 256,                                              \
     "MiB of empty memory kept committed for reuse; beyond it, purge at once")         \
   X(THP, thp, ThpPolicy, ThpPolicy::kAuto,                                            \

@@ -197,7 +197,7 @@ SlabMeta* PopEmpty(Heap* heap, int cls) {
 
 void StartDecayClock(Heap* heap) {
   if (heap->next_decay_ns != 0) return;
-  heap->next_decay_ns = heap->clock_ns + PurgeDelayNanos();
+  heap->next_decay_ns = heap->clock_ns + DecayTickNanos();
   if (ABSL_PREDICT_FALSE(g_release_thread.load(std::memory_order_relaxed) == ReleaseThread::kOff)) {
     WantReleaseThread(heap);
   } else {
@@ -254,7 +254,7 @@ void ReleaseKeptEmptySlabs(Heap* heap, bool cold_only) {
 }
 
 // A decay tick of the kept slabs: a class that took none since the last tick has
-// left them unused for a purge delay at least, so they are decommitted and
+// left them unused for a decay tick at least, so they are decommitted and
 // released (a stale free of one of their blocks then finds no slab, as after any
 // release).
 void DecayKeptEmptySlabs(Heap* heap) {
@@ -514,8 +514,8 @@ bool PurgeFreeBlocks(Heap* heap, bool all) {
 void DecayHeap(Heap* heap) {
   const uint64_t now = platform::NowNanos();
   heap->clock_ns = now;
-  const uint64_t delay = PurgeDelayNanos();
-  // Free units that were free at the last tick, a purge delay ago or more, first
+  const uint64_t delay = DecayTickNanos();
+  // Free units that were free at the last tick, a tick ago or more, first
   // (the runs freed since wait for the next tick): a superslab that the kept
   // slabs below leave empty then goes to the shared cache clean.
   for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
@@ -579,11 +579,11 @@ void TrimQuietHeap(Heap* heap) {
   heap->next_decay_ns = 0;
 }
 
-// A quarter of the purge delay (10 ms to 1 s): a heap quiet for a whole
-// interval is trimmed by the next pass, so memory freed before a program goes
-// quiet is back within about two intervals.
+// A decay tick (10 ms to 1 s): a heap quiet for a whole interval is trimmed by
+// the next pass, so memory freed before a program goes quiet is back within
+// about two intervals.
 uint64_t ReleaseIntervalNanos() {
-  const uint64_t quarter = PurgeDelayNanos() / 4;
+  const uint64_t quarter = DecayTickNanos();
   constexpr uint64_t kMin = 10'000'000, kMax = 1'000'000'000;
   return quarter < kMin ? kMin : quarter > kMax ? kMax : quarter;
 }

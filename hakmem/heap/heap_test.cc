@@ -249,6 +249,31 @@ TEST(HeapTest, FreeSparseBlocksGiveBackTheirPagesAfterATick) {
   });
 }
 
+// Memory freed inside a heap waits a quarter of the purge delay between ticks,
+// not the whole delay the shared caches wait: the clock a free starts, and each
+// tick that leaves memory waiting, is due a quarter delay later.
+TEST(HeapTest, DecayTicksAreAQuarterPurgeDelayApart) {
+  OnNewThread([](Heap* heap) {
+    ASSERT_EQ(DecayTickNanos(), PurgeDelayNanos() / 4);
+    ASSERT_GT(DecayTickNanos(), 0u);
+    const int cls = SizeClass(24 << 10);  // sparse: a free block waits for a tick
+    const int n = kSizeClasses[cls].blocks;
+    void* head = nullptr;
+    ASSERT_EQ(AllocBatch(heap, cls, n, &head), n);
+    std::vector<void*> blocks = ListToVector(head);
+    SlabMeta* slab = SlabOf(SuperSlabOf(blocks[0]), blocks[0]);
+    DecommitFree(heap);
+    heap->next_decay_ns = 0;  // nothing waits: the clock is stopped
+    FreeBlock(heap, SuperSlabOf(blocks[1]), slab, blocks[1]);
+    EXPECT_EQ(heap->next_decay_ns, heap->clock_ns + DecayTickNanos());
+    DecayHeap(heap);  // the block waits one more tick
+    EXPECT_EQ(heap->next_decay_ns, heap->clock_ns + DecayTickNanos());
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (i != 1) FreeBlock(heap, SuperSlabOf(blocks[i]), slab, blocks[i]);
+    }
+  });
+}
+
 TEST(HeapTest, LargeRunsAreAlignedAndReturned) {
   OnNewThread([](Heap* heap) {
     for (size_t alignment : {size_t{16}, size_t{64} << 10, size_t{1} << 20}) {

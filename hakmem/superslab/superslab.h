@@ -207,7 +207,7 @@ struct SuperSlab : ChunkHeader {
   uint64_t dirty_units[2];  // bit set: unit touched since mapped or decommitted
   // Bit set: unit freed since its heap's last decay tick. Such a unit waits one
   // more tick before decay decommits it, so a unit goes back to the OS once it
-  // has been free for a whole tick (a purge delay), however busy the rest of
+  // has been free for a whole tick (heap.h: DecayTickNanos), however busy the rest of
   // its superslab is.
   uint64_t young_units[2];
   uint32_t used_units;
