@@ -42,30 +42,14 @@ void RecordPeak(int cls, uint32_t limit) {
 
 bool Idle(const State& s, const ClassState& c) { return s.clock - c.last_event >= WindowOf(s); }
 
-// Whether `v` may give limit to a class of `heat` events holding `bytes` of
-// limit: idle, or with at most 1/kGiveRatio of its events per byte of limit.
+// A class may give limit to a class of `heat` events holding `bytes` of limit
+// when it is idle, or has at most 1/kGiveRatio of its events per byte of limit.
 // Events per byte of limit is what one more byte is worth (fewer events), so
 // taking from the lower moves the budget where it saves the most; the ratio is
 // the hysteresis that keeps two busy classes from taking from each other in turn
 // (2 took four times as many steals as 4 on cross_thread and fragmentation, for
 // the same number of refills and flushes).
 constexpr uint64_t kGiveRatio = 4;
-bool MayGive(const State& s, int v, uint32_t heat, uint64_t bytes) {
-  const ClassState& c = s.classes[v];
-  if (Idle(s, c)) return true;
-  return uint64_t{c.heat} * kGiveRatio * bytes <= uint64_t{heat} * Bytes(v, c.limit);
-}
-
-// Whether class a is colder than class b: idle before busy, the longer idle
-// first, then the fewer events per byte of limit.
-bool ColderThan(const State& s, int a, int b) {
-  const ClassState& ca = s.classes[a];
-  const ClassState& cb = s.classes[b];
-  const bool idle_a = Idle(s, ca);
-  if (idle_a != Idle(s, cb)) return idle_a;
-  if (idle_a) return s.clock - ca.last_event > s.clock - cb.last_event;
-  return uint64_t{ca.heat} * Bytes(b, cb.limit) < uint64_t{cb.heat} * Bytes(a, ca.limit);
-}
 
 void Lower(State* s, int cls, uint32_t limit) {
   ClassState& c = s->classes[cls];
@@ -76,18 +60,47 @@ void Lower(State* s, int cls, uint32_t limit) {
 
 // Takes up to `bytes` of limit (rounded up to whole blocks of the giver) for
 // `cls`, which would hold `held` bytes, from the classes that may give to it,
-// coldest first, none below its floor (`any`: from every class above its floor,
-// coldest first). Returns the bytes taken.
+// coldest first (idle before busy, the longer idle first, then the fewer events
+// per byte of limit), none below its floor (`any`: from every class above its
+// floor, coldest first). Returns the bytes taken.
 uint64_t Steal(State* s, int cls, uint64_t held, uint64_t bytes, bool any = false) {
   ClassState& c = s->classes[cls];
   if (!any && c.search_heat != 0 && c.heat < 2 * uint32_t{c.search_heat}) return 0;
+  // Each class's idleness and bytes of limit are worked out once per look, and
+  // the victim's are kept (a search looks at every class).
+  const uint32_t window = WindowOf(*s);
+  const uint64_t heat = c.heat;
   uint64_t taken = 0;
   while (taken < bytes) {
     int victim = -1;
+    bool victim_idle = false;
+    uint32_t victim_age = 0;
+    uint64_t victim_heat = 0;
+    uint64_t victim_bytes = 0;
     for (int v = 0; v < kNumClasses; ++v) {
-      if (v == cls || s->classes[v].limit <= kFloors.blocks[v]) continue;  // 0: not in use
-      if (!any && !MayGive(*s, v, c.heat, held)) continue;
-      if (victim < 0 || ColderThan(*s, v, victim)) victim = v;
+      const ClassState& cv = s->classes[v];
+      if (cv.limit <= kFloors.blocks[v] || v == cls) continue;  // 0: not in use
+      const uint32_t age = s->clock - cv.last_event;
+      const bool idle = age >= window;
+      const uint64_t v_bytes = Bytes(v, cv.limit);
+      if (!idle && !any && uint64_t{cv.heat} * kGiveRatio * held > heat * v_bytes) continue;
+      bool colder;
+      if (victim < 0) {
+        colder = true;
+      } else if (idle != victim_idle) {
+        colder = idle;
+      } else if (idle) {
+        colder = age > victim_age;
+      } else {
+        colder = uint64_t{cv.heat} * victim_bytes < victim_heat * v_bytes;
+      }
+      if (colder) {
+        victim = v;
+        victim_idle = idle;
+        victim_age = age;
+        victim_heat = cv.heat;
+        victim_bytes = v_bytes;
+      }
     }
     if (victim < 0) break;
     const uint32_t limit = s->classes[victim].limit;
