@@ -42,8 +42,9 @@ void RecordPeak(int cls, uint32_t limit) {
 
 bool Idle(const State& s, const ClassState& c) { return s.clock - c.last_event >= WindowOf(s); }
 
-// A class may give limit to a class of `heat` events holding `bytes` of limit
-// when it is idle, or has at most 1/kGiveRatio of its events per byte of limit.
+// A class may give limit to the one that searches (Steal: `heat` events, `held`
+// bytes of limit) when it is idle, or has at most 1/kGiveRatio of its events per
+// byte of limit.
 // Events per byte of limit is what one more byte is worth (fewer events), so
 // taking from the lower moves the budget where it saves the most; the ratio is
 // the hysteresis that keeps two busy classes from taking from each other in turn

@@ -583,9 +583,9 @@ void TrimQuietHeap(Heap* heap) {
 // the next pass, so memory freed before a program goes quiet is back within
 // about two intervals.
 uint64_t ReleaseIntervalNanos() {
-  const uint64_t quarter = DecayTickNanos();
+  const uint64_t tick = DecayTickNanos();
   constexpr uint64_t kMin = 10'000'000, kMax = 1'000'000'000;
-  return quarter < kMin ? kMin : quarter > kMax ? kMax : quarter;
+  return tick < kMin ? kMin : tick > kMax ? kMax : tick;
 }
 
 // One pass over every heap with a thread (see ReleaseThread in heap.h).
