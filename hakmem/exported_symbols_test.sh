@@ -2,7 +2,10 @@
 # exported_symbols_test: libhakmem.so defines exactly the dynamic symbols listed in
 # hakmem/exported_symbols.txt (the allocation API, operator new/delete and hak_*).
 # An internal symbol in the dynamic table (a hakmem:: thread-local, a table, a
-# typeinfo) fails it, and so does a listed function that went missing.
+# typeinfo) fails it, and so does a listed function that went missing. It also
+# checks what the object loads into every program it is preloaded into: the C
+# library and the dynamic loader only (a sanitizer build adds its runtime), never
+# libm or the C++ runtime.
 # Usage: exported_symbols_test.sh LIBHAKMEM_SO EXPECTED_LIST
 set -euo pipefail
 
@@ -38,7 +41,16 @@ if [[ -n $missing ]]; then
   while read -r sym; do printf '  - %s\n' "$sym" >&2; done <<<"$missing"
   status=1
 fi
+needed=$(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+extra=$(grep -Ev '^(libc\.so\.6|ld-linux-[a-z0-9_-]+\.so\.[0-9]+|lib(a|t|ub)san\.so\.[0-9]+|libclang_rt\..*|libgcc_s\.so\.1)$' <<<"$needed" || true)
+if [[ -n $extra ]]; then
+  echo "FAIL: $so needs libraries beyond the C library and the loader:" >&2
+  while read -r lib; do printf '  + %s\n' "$lib" >&2; done <<<"$extra"
+  echo "  (each is loaded into every program that preloads hakmem)" >&2
+  status=1
+fi
 if [[ $status -eq 0 ]]; then
-  echo "PASS: $(wc -l <<<"$actual") dynamic symbols, as listed in $expected_list"
+  echo "PASS: $(wc -l <<<"$actual") dynamic symbols, as listed in $expected_list; needs only" \
+    $needed
 fi
 exit $status

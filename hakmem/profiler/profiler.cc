@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <unistd.h>
 
-#include <cmath>
 #include <cstring>
 
 #include "absl/base/optimization.h"
@@ -129,11 +128,15 @@ int64_t NextInterval(Sampler* s) { return Bytes((0.5 + Uniform(s)) * static_cast
 // The bytes to a thread's first point: the forward recurrence time of those
 // intervals (density P(interval > x) / rate: uniform below rate/2, falling
 // linearly to 0 at 3 rate/2), so that its first bytes are sampled as likely as
-// any later ones.
+// any later ones. The falling part is 3 rate/2 - rate * V with V of density 2v
+// on [0, 1): the larger of two uniforms (what sqrt of one gives, without libm,
+// which the shared object would otherwise load into every program).
 int64_t FirstInterval(Sampler* s) {
   const double rate = static_cast<double>(g_rate);
   if (Uniform(s) < 0.5) return Bytes(Uniform(s) * rate / 2);
-  return Bytes(1.5 * rate - rate * std::sqrt(Uniform(s)));
+  const double a = Uniform(s);
+  const double b = Uniform(s);
+  return Bytes(1.5 * rate - rate * (a > b ? a : b));
 }
 
 void Seed(Sampler* s) {
