@@ -34,8 +34,7 @@
 // ThreadSanitizer, which does not see into asm): given the thread-local's
 // ThreadOffset and an index in registers, each access is one %fs-relative
 // instruction. gcc 12 cannot address a thread-local %fs-relative with a variable
-// index (it materialises the thread pointer: two more instructions per access),
-// and neither compiler tests and counts down a list's room in one `sub`.
+// index (it materialises the thread pointer: two more instructions per access).
 #if defined(__x86_64__) && !defined(ABSL_HAVE_THREAD_SANITIZER)
 #define HAKMEM_FS_ASM 1
 #else

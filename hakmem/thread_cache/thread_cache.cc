@@ -16,7 +16,7 @@ void Flush(Heap* heap, int cls, void* block) { tls_cache.Flush(heap, cls, block)
 
 bool IsCached(int cls, const void* block) { return tls_cache.Contains(cls, block); }
 
-uint32_t CachedBlocks(int cls) { return tls_cache.lists[cls].Count(); }
+uint32_t CachedBlocks(int cls) { return tls_cache.Count(cls); }
 
 void SetUncached() { tls_cache.SetUncached(); }
 
@@ -40,7 +40,7 @@ void FlushAll(Heap* heap) {
 void Detach(Heap* heap) {
   HeapLock hold(&heap->lock);
   tls_cache.FlushAll(heap);
-  for (FreeList& list : tls_cache.lists) list = ThreadCache::NoSlots();
+  tls_cache.DetachSlots();
 }
 
 }  // namespace hakmem::thread_cache

@@ -73,28 +73,17 @@ struct FreeList {
   // One past the newest cached block: top[-1] is the block Pop returns next, or
   // nullptr at the bottom (the sentinel slot).
   void** top;
-  // Blocks the list may still take: limit - count. A push counts it down and is
-  // refused when it would go below 0, a pop counts it up: the free fast path
-  // tests and counts in one `sub`, with no load of the limit. Below 0 only in an
-  // uncached list holding blocks the heap profiler skipped (a push is refused).
-  int32_t room;
-  // The most blocks it holds, beside room (no table load on the slow paths): its
-  // lane's first limit to start with, then what ACE decides on the slow paths
-  // (hakmem/ace), at most ace::kMaxLimit (what the slots hold); 0: uncached (heap
-  // profiling, pool classes with --define hakmem_pool_tls=off).
-  uint32_t limit;
+  // One past the last slot the stack may fill: its bottom + its limit
+  // (ThreadCache::limits). A push is refused at top >= end; a pop or push moves
+  // top alone, so malloc's fast path writes one word of the list and the free
+  // fast path tests against a load it would make anyway. Below top only when the
+  // list holds more than its limit: an uncached list holding blocks the heap
+  // profiler skipped, or one whose limit ACE just lowered (the slow path gives
+  // the excess back).
+  void** end;
 
-  // Blocks on the stack.
-  uint32_t Count() const { return limit - static_cast<uint32_t>(room); }
-  void SetCount(uint32_t count) { room = static_cast<int32_t>(limit - count); }
-  // A new limit; the count stays (room goes below 0 when the list holds more:
-  // the caller gives the excess back).
-  void SetLimit(uint32_t new_limit) {
-    room += static_cast<int32_t>(new_limit - limit);
-    limit = new_limit;
-  }
-  // The oldest cached block's slot (the stack's bottom).
-  void** Bottom() const { return top - Count(); }
+  // Blocks the list may still take (below 0: held beyond the limit).
+  int32_t Room() const { return static_cast<int32_t>(end - top); }
 };
 
 // The fast paths name a class by its list offset (superslab.h's ListOffset).
@@ -125,6 +114,12 @@ struct ThreadCache {
   // Each class's carved range, served by Refill when its list is empty. Apart
   // from the lists, so the fast path's lists stay 16 bytes each.
   CarvedRange ranges[kNumClasses];
+  // The most blocks each list holds (slow paths only, beside the lists so that a
+  // list stays two words): its lane's first limit to start with, then what ACE
+  // decides on the slow paths (hakmem/ace), at most ace::kMaxLimit (what the
+  // slots hold); 0: uncached (heap profiling, pool classes with --define
+  // hakmem_pool_tls=off), or no slots yet.
+  uint32_t limits[kNumClasses];
   // Tiny size -> list offset, indexed by the requested size itself: this
   // thread's copy of tiny_tls's SizeTable (2 KiB of TLS), so the malloc fast
   // path reads a tiny request's list offset in one %fs-relative load off the TLS
@@ -140,6 +135,18 @@ struct ThreadCache {
   // The list at byte `list_offset` of `lists`.
   ABSL_ATTRIBUTE_ALWAYS_INLINE FreeList& ListAt(uint32_t list_offset) {
     return *reinterpret_cast<FreeList*>(reinterpret_cast<char*>(lists) + list_offset);
+  }
+
+  // The limit of `cls`'s list, the blocks on it, and its oldest block's slot (the
+  // stack's bottom).
+  uint32_t Limit(int cls) const { return limits[cls]; }
+  uint32_t Count(int cls) const { return limits[cls] - static_cast<uint32_t>(lists[cls].Room()); }
+  void** Bottom(int cls) const { return lists[cls].end - limits[cls]; }
+  // A new limit for `cls`; the blocks stay (room goes below 0 when the list holds
+  // more: the caller gives the excess back).
+  void SetLimit(int cls, uint32_t limit) {
+    lists[cls].end = Bottom(cls) + limit;
+    limits[cls] = limit;
   }
 
   // The lane of `cls` decides its list's first limit (0: uncached) and the
@@ -165,8 +172,11 @@ struct ThreadCache {
   }();
   static_assert(kRangeCarveBlocks[0] < kCacheSlotStride, "the slots hold a carve");
 
-  // A list with no slots: empty, no room (before the thread has a heap).
-  static constexpr FreeList NoSlots() { return FreeList{&g_no_cache_slots[1], 0, 0}; }
+  // A list with no slots: empty, no room (before the thread has a heap; its
+  // limit is 0).
+  static constexpr FreeList NoSlots() {
+    return FreeList{&g_no_cache_slots[1], &g_no_cache_slots[1]};
+  }
 
   // Empty lists with no slots: a constant initialiser for TLS.
   static constexpr ThreadCache Empty() {
@@ -177,6 +187,7 @@ struct ThreadCache {
     cache.div_magic[kNumClasses].div_magic = 0;  // kNoListOffset: never a block start
     cache.tiny_sizes = tiny_tls::kSizeTable;
     for (FreeList& list : cache.lists) list = NoSlots();
+    for (uint32_t& limit : cache.limits) limit = 0;
     return cache;
   }
 
@@ -186,8 +197,17 @@ struct ThreadCache {
   void AttachSlots(Heap* heap) {
     for (int cls = 0; cls < kNumClasses; ++cls) {
       const uint32_t limit = LaneInitialLimit(cls);
-      lists[cls] = FreeList{CacheSlotsOf(heap, cls), static_cast<int32_t>(limit), limit};
+      void** bottom = CacheSlotsOf(heap, cls);
+      lists[cls] = FreeList{bottom, bottom + limit};
+      limits[cls] = limit;
     }
+  }
+
+  // The lists leave their heap's slots (thread exit, after FlushAll): no slots,
+  // no room, as before the heap was attached.
+  void DetachSlots() {
+    for (FreeList& list : lists) list = NoSlots();
+    for (uint32_t& limit : limits) limit = 0;
   }
 
   // Every block the cache hands out: word 1 cleared of the freed-block tag, or
@@ -208,7 +228,6 @@ struct ThreadCache {
     void* block = list.top[-1];
     if (ABSL_PREDICT_TRUE(block != nullptr)) {
       --list.top;
-      ++list.room;
       HandOut(block);
     }
     return block;
@@ -222,8 +241,7 @@ struct ThreadCache {
   // Push for the class whose list is at byte `list_offset` of `lists`.
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool PushAt(uint32_t list_offset, void* block) {
     FreeList& list = ListAt(list_offset);
-    if (ABSL_PREDICT_FALSE(list.room <= 0)) return false;
-    --list.room;
+    if (ABSL_PREDICT_FALSE(list.top >= list.end)) return false;
     MarkFree(block);
     *list.top++ = block;
     return true;
@@ -238,7 +256,7 @@ struct ThreadCache {
   template <typename Fn>
   void ForEachCached(int cls, Fn fn) const {
     const FreeList& list = lists[cls];
-    for (void** slot = list.top; slot != list.Bottom();) fn(*--slot);
+    for (void** slot = list.top; slot != Bottom(cls);) fn(*--slot);
   }
 
   // Called when the list is empty: returns the next block of the class's carved
@@ -280,7 +298,7 @@ struct ThreadCache {
   // Refill with the heap's lock held.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* RefillLocked(Heap* heap, int cls, bool* zeroed) {
     FreeList& list = ListOf(cls);
-    HAKMEM_DCHECK(list.Count() == 0 && list.top != NoSlots().top);
+    HAKMEM_DCHECK(Count(cls) == 0 && list.top != NoSlots().top);
     // Blocks other threads freed come back before fresh memory is handed out (the
     // range, or a new slab): drained into the lists of their classes (those with
     // room; the rest to their slabs), this one's first block is the answer.
@@ -299,10 +317,10 @@ struct ThreadCache {
       MaybeDecay(heap);  // the decay clock ticks on the slow paths only
       int batch = static_cast<int>(LaneFixedBatch(cls));
       if constexpr (config::kAce) {
-        if (ABSL_PREDICT_TRUE(list.limit != 0)) batch = static_cast<int>(Adapt(heap, cls));
+        if (ABSL_PREDICT_TRUE(limits[cls] != 0)) batch = static_cast<int>(Adapt(heap, cls));
       }
       int want = batch;
-      if (ABSL_PREDICT_FALSE(list.limit == 0)) {
+      if (ABSL_PREDICT_FALSE(limits[cls] == 0)) {
         want = 1;
         if (profiler::Enabled())
           want += profiler::UnsampledBlocks(kSizeClasses[cls].size, batch - 1);
@@ -312,7 +330,7 @@ struct ThreadCache {
       // heap profiler skips), at most what they hold.
       if (want > static_cast<int>(kCacheSlotStride)) want = kCacheSlotStride;
       void* head = nullptr;
-      const int got = AllocBatch(heap, cls, want, &head, list.limit != 0 ? &range : nullptr);
+      const int got = AllocBatch(heap, cls, want, &head, limits[cls] != 0 ? &range : nullptr);
       if (got == 0 && range.next == range.end) return nullptr;
       stats::Count(stats::Counter::k_cache_refills);
       if (got != 0) {
@@ -322,7 +340,6 @@ struct ThreadCache {
         void* p = head;
         for (int i = got - 1; i > 0; --i) bottom[i - 1] = p = LoadLink(p);
         list.top = bottom + (got - 1);
-        list.SetCount(static_cast<uint32_t>(got - 1));
         HandOut(head);
         *zeroed = false;
         return head;
@@ -343,7 +360,8 @@ struct ThreadCache {
     char* next = block + size;
     FreeList& list = ListOf(cls);
     uint32_t more = kRangeCarveBlocks[cls];
-    if (list.room < static_cast<int32_t>(more)) more = list.room > 0 ? list.room : 0;
+    const int32_t room = list.Room();
+    if (room < static_cast<int32_t>(more)) more = room > 0 ? static_cast<uint32_t>(room) : 0;
     // (A range ends on a block boundary: next steps onto end exactly.)
     char* stop = static_cast<size_t>(range.end - next) > size_t{more} * size
                      ? next + size_t{more} * size
@@ -353,7 +371,6 @@ struct ThreadCache {
       p -= size;
       *top++ = p;
     }
-    list.room -= static_cast<int32_t>(top - list.top);
     list.top = top;
     range.next = stop;
     HandOut(block);  // a reused unit may hold an old block's freed-block tag
@@ -365,7 +382,7 @@ struct ThreadCache {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void FlushLocked(Heap* heap, int cls, void* block) {
     MaybeDecay(heap);
     FreeList& list = ListOf(cls);
-    if (ABSL_PREDICT_FALSE(list.limit == 0)) {
+    if (ABSL_PREDICT_FALSE(limits[cls] == 0)) {
       // No cache head to catch an immediate double free: the slab's free list
       // head does.
       SuperSlab* ss = SuperSlabOf(block);
@@ -380,20 +397,20 @@ struct ThreadCache {
     uint32_t batch = LaneFixedBatch(cls);
     if constexpr (config::kAce) {
       batch = Adapt(heap, cls);
-      if (list.room > 0) {  // the limit grew: keep the block, give nothing back
+      if (list.Room() > 0) {  // the limit grew: keep the block, give nothing back
         Push(cls, block);
         return;
       }
     }
     // The newest `batch` blocks go back (the stack's top, as a list's head did).
     if (batch == 0) batch = 1;
-    const uint32_t count = list.Count();
+    const uint32_t count = Count(cls);
+    const uint32_t limit = limits[cls];
     // (The list is full: count >= 1. When ACE lowered the limit below it, enough
     // go back to leave `block` room.)
-    if (count + 1 > list.limit + batch) batch = count + 1 - list.limit;
+    if (count + 1 > limit + batch) batch = count + 1 - limit;
     if (batch > count) batch = count;
     list.top -= batch;
-    list.SetCount(count - batch);
     FreeBlocks(heap, list.top, batch);
     stats::Count(stats::Counter::k_cache_flushes);
     Push(cls, block);
@@ -404,17 +421,17 @@ struct ThreadCache {
   // back what they hold beyond it. Returns the blocks a refill or flush moves.
   ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls) {
     const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls);
-    lists[cls].SetLimit(decision.limit);
+    SetLimit(cls, decision.limit);
     if (ABSL_PREDICT_FALSE(ace::HasTrims(ace::tls_ace))) {
       for (int c; (c = ace::TakeTrim(&ace::tls_ace, 0, kNumClasses)) >= 0;) {
+        if (limits[c] == 0) continue;  // uncached
+        SetLimit(c, ace::LimitOf(ace::tls_ace, c));
         FreeList& list = lists[c];
-        if (list.limit == 0) continue;  // uncached
-        list.SetLimit(ace::LimitOf(ace::tls_ace, c));
-        if (list.room >= 0) continue;
+        const int32_t room = list.Room();
+        if (room >= 0) continue;
         // The newest `excess` blocks go back.
-        const uint32_t excess = static_cast<uint32_t>(-list.room);
+        const uint32_t excess = static_cast<uint32_t>(-room);
         list.top -= excess;
-        list.room = 0;
         FreeBlocks(heap, list.top, excess);
       }
     }
@@ -426,17 +443,16 @@ struct ThreadCache {
   // for allocations the sampler has already passed over. Set when the thread
   // attaches its heap, its lists empty.
   void SetUncached() {
-    for (FreeList& list : lists) list.SetLimit(0);
+    for (int cls = 0; cls < kNumClasses; ++cls) SetLimit(cls, 0);
   }
 
   // Gives every cached block and range back to the slabs (thread exit, trim);
   // the lists stay on their slots. The caller holds the heap's lock.
   void FlushAll(Heap* heap) {
-    for (FreeList& list : lists) {
-      const uint32_t count = list.Count();
-      list.top = list.Bottom();
-      list.SetCount(0);
-      if (count != 0) FreeBlocks(heap, list.top, count);
+    for (int cls = 0; cls < kNumClasses; ++cls) {
+      const uint32_t count = Count(cls);
+      lists[cls].top = Bottom(cls);
+      if (count != 0) FreeBlocks(heap, lists[cls].top, count);
     }
     for (CarvedRange& range : ranges) {
       ReturnRange(heap, range);
@@ -503,7 +519,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void CountLocalFreeAt(uintptr_t list_offset)
 namespace internal {
 
 inline constexpr size_t kTopAt = offsetof(ThreadCache, lists) + offsetof(FreeList, top);
-inline constexpr size_t kRoomAt = offsetof(ThreadCache, lists) + offsetof(FreeList, room);
+inline constexpr size_t kEndAt = offsetof(ThreadCache, lists) + offsetof(FreeList, end);
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void** LoadTop(uintptr_t tls, uintptr_t list_offset) {
   void** top;
@@ -530,20 +546,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void StoreTop(uintptr_t tls, uintptr_t list_
                : "memory");
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void AddRoom(uintptr_t tls, uintptr_t list_offset, int32_t n) {
-  asm volatile("addl %2, %%fs:%c3(%0,%1)"
-               :
-               : "r"(tls), "r"(list_offset), "ri"(n), "i"(kRoomAt)
-               : "cc", "memory");
-}
-
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* PopAt(uintptr_t list_offset) {
   const uintptr_t tls = platform::ThreadOffset(tls_cache);
   void** top = LoadTop(tls, list_offset);
   void* block = LoadNewest(top);
   if (ABSL_PREDICT_TRUE(block != nullptr)) {
     StoreTop(tls, list_offset, top - 1);
-    AddRoom(tls, list_offset, 1);
     ThreadCache::HandOut(block);
   }
   return block;
@@ -553,19 +561,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool PushAt(uintptr_t list_offset, void* blo
   const uintptr_t tls = platform::ThreadOffset(tls_cache);
   // Tagged first: a refused push's block is tagged by Flush too.
   MarkFree(block);
-  asm goto("subl $1, %%fs:%c2(%0,%1)\n\tjs %l[full]"
+  void** top = LoadTop(tls, list_offset);
+  asm goto("cmpq %%fs:%c3(%0,%1), %2\n\tjae %l[full]"
            :
-           : "r"(tls), "r"(list_offset), "i"(kRoomAt)
+           : "r"(tls), "r"(list_offset), "r"(top), "i"(kEndAt)
            : "cc", "memory"
            : full);
-  {
-    void** top = LoadTop(tls, list_offset);
-    *top = block;
-    StoreTop(tls, list_offset, top + 1);
-  }
+  *top = block;
+  StoreTop(tls, list_offset, top + 1);
   return true;
 full:
-  AddRoom(tls, list_offset, 1);  // refused: room as it was
   return false;
 }
 

@@ -22,26 +22,36 @@ void Free(Heap* heap, int cls, void* p) {
   if (!TryFree(cls, p)) Flush(heap, cls, p);
 }
 
-// A list keeps room (limit - count), not its count: a new limit keeps the
-// count, and an uncached list may hold blocks with room below 0; its stack's
-// bottom is where the count says.
-TEST(FreeListTest, RoomKeepsTheCountAcrossLimitChanges) {
-  void* slots[16] = {};
-  FreeList list{&slots[1], 0, 0};
-  list.SetLimit(64);
-  EXPECT_EQ(list.room, 64);
-  list.top += 10;
-  list.SetCount(10);
-  EXPECT_EQ(list.room, 54);
-  EXPECT_EQ(list.Bottom(), &slots[1]);
-  list.SetLimit(8);  // lowered below the count: room < 0, the caller trims
-  EXPECT_EQ(list.Count(), 10u);
-  EXPECT_EQ(list.room, -2);
-  list.SetLimit(0);  // uncached, holding 10
-  EXPECT_EQ(list.Count(), 10u);
-  EXPECT_EQ(list.Bottom(), &slots[1]);
-  list.SetLimit(100);
-  EXPECT_EQ(list.room, 90);
+// A list keeps its end (bottom + limit), not its count or room: a push or pop
+// moves top alone, a new limit moves end and keeps the blocks, and a list may
+// hold more than its limit (room below 0: an uncached list holding blocks, or a
+// limit ACE just lowered), which refuses every push.
+TEST(ThreadCacheTest, EndFollowsTheLimitAndRoomFollowsTop) {
+  static void* slots[128] = {};
+  static ThreadCache cache = ThreadCache::Empty();  // (10 KiB: not on the stack)
+  const int cls = 3;
+  cache.lists[cls] = FreeList{&slots[1], &slots[1]};
+  cache.SetLimit(cls, 64);
+  EXPECT_EQ(cache.lists[cls].Room(), 64);
+  alignas(16) static char blocks[11][64];
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(cache.Push(cls, blocks[i]));
+  EXPECT_EQ(cache.lists[cls].Room(), 54);
+  EXPECT_EQ(cache.Count(cls), 10u);
+  EXPECT_EQ(cache.Bottom(cls), &slots[1]);
+  EXPECT_EQ(cache.Head(cls), blocks[9]);
+  cache.SetLimit(cls, 8);  // lowered below the count: room < 0, the caller trims
+  EXPECT_EQ(cache.Count(cls), 10u);
+  EXPECT_EQ(cache.lists[cls].Room(), -2);
+  EXPECT_FALSE(cache.Push(cls, blocks[10]));
+  EXPECT_EQ(cache.Count(cls), 10u);
+  cache.SetLimit(cls, 0);  // uncached, holding 10
+  EXPECT_EQ(cache.Count(cls), 10u);
+  EXPECT_EQ(cache.Bottom(cls), &slots[1]);
+  EXPECT_EQ(cache.Pop(cls), blocks[9]);  // a pop takes the newest, whatever the limit
+  EXPECT_EQ(cache.Count(cls), 9u);
+  cache.SetLimit(cls, 100);
+  EXPECT_EQ(cache.lists[cls].Room(), 91);
+  EXPECT_EQ(cache.Bottom(cls), &slots[1]);
 }
 
 // Before its heap is attached a thread's lists have no slots and no room: a pop
@@ -51,7 +61,7 @@ TEST(ThreadCacheTest, ListsUseTheHeapsSlotsOnlyWhileAttached) {
   std::thread([] {
     for (const FreeList& list : tls_cache.lists) {
       ASSERT_EQ(list.top, ThreadCache::NoSlots().top);
-      ASSERT_EQ(list.room, 0);
+      ASSERT_EQ(list.Room(), 0);
     }
     alignas(16) char dummy[16];
     EXPECT_EQ(TryAlloc(5), nullptr);
@@ -61,8 +71,8 @@ TEST(ThreadCacheTest, ListsUseTheHeapsSlotsOnlyWhileAttached) {
       const FreeList& list = tls_cache.lists[cls];
       ASSERT_EQ(list.top, CacheSlotsOf(heap, cls)) << cls;
       ASSERT_EQ(list.top[-1], nullptr) << "the bottom's sentinel of class " << cls;
-      ASSERT_EQ(list.limit, ThreadCache::LaneInitialLimit(cls)) << cls;
-      ASSERT_EQ(list.Count(), 0u) << cls;
+      ASSERT_EQ(tls_cache.Limit(cls), ThreadCache::LaneInitialLimit(cls)) << cls;
+      ASSERT_EQ(tls_cache.Count(cls), 0u) << cls;
     }
     void* p = Alloc(heap, 5);
     void* q = Alloc(heap, 5);
@@ -75,9 +85,9 @@ TEST(ThreadCacheTest, ListsUseTheHeapsSlotsOnlyWhileAttached) {
     Detach(heap);
     for (const FreeList& list : tls_cache.lists) {
       ASSERT_EQ(list.top, ThreadCache::NoSlots().top);
-      ASSERT_EQ(list.room, 0);
-      ASSERT_EQ(list.limit, 0u);
+      ASSERT_EQ(list.Room(), 0);
     }
+    for (int cls = 0; cls < kNumClasses; ++cls) ASSERT_EQ(tls_cache.Limit(cls), 0u) << cls;
     EXPECT_EQ(TryAlloc(5), nullptr);
     AbandonHeap();
   }).join();
@@ -89,8 +99,8 @@ TEST(ThreadCacheTest, ListsUseTheHeapsSlotsOnlyWhileAttached) {
 TEST(ThreadCacheTest, WritesIntoCachedBlocksNeverComeOut) {
   std::thread([] {
     Heap* heap = thread_cache::AttachHeap();
-    for (int cls : {2, 40, 81}) {                     // 48 B, 2 KiB, 64 KiB
-      if (tls_cache.lists[cls].limit == 0) continue;  // pool_tls=off: uncached
+    for (int cls : {2, 40, 81}) {               // 48 B, 2 KiB, 64 KiB
+      if (tls_cache.Limit(cls) == 0) continue;  // pool_tls=off: uncached
       static char target[64] __attribute__((aligned(64)));
       std::vector<void*> blocks;
       for (int i = 0; i < 4; ++i) blocks.push_back(Alloc(heap, cls));
@@ -114,26 +124,26 @@ TEST(ThreadCacheTest, WritesIntoCachedBlocksNeverComeOut) {
   }).join();
 }
 
-// A full list refuses a push and keeps its room and count (the fast path's
-// push counts room down first and puts it back when refused).
+// A full list refuses a push and keeps its top, room and count (the fast path's
+// push compares top with end before it writes a slot).
 TEST(ThreadCacheTest, RefusedPushLeavesTheListAsItWas) {
   std::thread([] {
     Heap* heap = thread_cache::AttachHeap();
     const int cls = 4;
     FreeList& list = tls_cache.lists[cls];
     std::vector<void*> blocks;
-    for (uint32_t i = 0; i <= list.limit; ++i) blocks.push_back(Alloc(heap, cls));
-    const uint32_t limit = list.limit;  // (the refills were ACE's events: read it now)
-    FlushAll(heap);                     // the refills' leftovers go back: an empty list
-    ASSERT_EQ(list.Count(), 0u);
+    for (uint32_t i = 0; i <= tls_cache.Limit(cls); ++i) blocks.push_back(Alloc(heap, cls));
+    const uint32_t limit = tls_cache.Limit(cls);  // (the refills were ACE's events: read it now)
+    FlushAll(heap);                               // the refills' leftovers go back: an empty list
+    ASSERT_EQ(tls_cache.Count(cls), 0u);
     for (uint32_t i = 0; i < limit; ++i) ASSERT_TRUE(TryFree(cls, blocks[i])) << i;
-    EXPECT_EQ(list.room, 0);
+    EXPECT_EQ(list.Room(), 0);
     EXPECT_FALSE(TryFree(cls, blocks[limit]));
-    EXPECT_EQ(list.room, 0);
-    EXPECT_EQ(list.Count(), limit);
+    EXPECT_EQ(list.Room(), 0);
+    EXPECT_EQ(tls_cache.Count(cls), limit);
     EXPECT_EQ(tls_cache.Head(cls), blocks[limit - 1]);
     Flush(heap, cls, blocks[limit]);
-    EXPECT_LE(list.Count(), list.limit);
+    EXPECT_LE(tls_cache.Count(cls), tls_cache.Limit(cls));
     EXPECT_EQ(tls_cache.Head(cls), blocks[limit]);
     FlushAll(heap);
     AbandonHeap();
@@ -164,7 +174,7 @@ TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
     Heap* heap = thread_cache::AttachHeap();
     const int cls = 9;  // 160 bytes: a class no other test here uses
     const size_t size = kSizeClasses[cls].size;
-    const uint32_t limit = tls_cache.lists[cls].limit;
+    const uint32_t limit = tls_cache.Limit(cls);
     bool zeroed = false;
     char* first = static_cast<char*>(Refill(heap, cls, &zeroed));
     ASSERT_NE(first, nullptr);
@@ -172,7 +182,7 @@ TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
     EXPECT_EQ(zeroed, slab->fresh);
     // The 4 KiB after the block went onto the list as addresses, the rest stays
     // the range.
-    const uint32_t carved = tls_cache.lists[cls].Count();
+    const uint32_t carved = tls_cache.Count(cls);
     EXPECT_EQ(carved, std::min(ThreadCache::kRangeCarveBlocks[cls], limit));
     EXPECT_EQ(carved, 4096 / size - 1);
     const CarvedRange& range = tls_cache.ranges[cls];
@@ -198,7 +208,7 @@ TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
     EXPECT_EQ(TryAlloc(cls), nullptr);
     taken.push_back(Refill(heap, cls, &zeroed));
     EXPECT_EQ(taken.back(), first + (1 + carved) * size) << "the range goes on";
-    EXPECT_EQ(tls_cache.lists[cls].Count(), carved);
+    EXPECT_EQ(tls_cache.Count(cls), carved);
     for (void* p : taken) Free(heap, cls, p);
     // Back to the slab: the range as its bump region again, the blocks on lists.
     FlushAll(heap);
@@ -226,17 +236,17 @@ TEST(ThreadCacheTest, FullListFlushesABatchAndKeepsTheBound) {
       EXPECT_EQ(std::set<void*>(blocks.begin(), blocks.end()).size(), blocks.size());
       for (void* p : blocks) {
         Free(heap, cls, p);
-        ASSERT_LE(tls_cache.lists[cls].Count(), tls_cache.lists[cls].limit);
+        ASSERT_LE(tls_cache.Count(cls), tls_cache.Limit(cls));
         if constexpr (!config::kAce) {
-          ASSERT_EQ(tls_cache.lists[cls].limit, ace::DefaultLimit(cls));
+          ASSERT_EQ(tls_cache.Limit(cls), ace::DefaultLimit(cls));
         }
       }
-      EXPECT_GE(tls_cache.lists[cls].Count(), 1u);
+      EXPECT_GE(tls_cache.Count(cls), 1u);
     }
     FlushAll(heap);
-    for (const FreeList& list : tls_cache.lists) {
-      EXPECT_EQ(list.top[-1], nullptr);
-      EXPECT_EQ(list.Count(), 0u);
+    for (int cls = 0; cls < kNumClasses; ++cls) {
+      EXPECT_EQ(tls_cache.lists[cls].top[-1], nullptr);
+      EXPECT_EQ(tls_cache.Count(cls), 0u);
     }
     AbandonHeap();
   }).join();
@@ -262,9 +272,8 @@ TEST(ThreadCacheTest, EveryPoolClassRoundTripsWithContents) {
         ASSERT_EQ(p[size - 1], static_cast<char>(i));
         Free(heap, cls, p);
         if constexpr (config::kPoolTls) {
-          const FreeList& list = tls_cache.lists[cls];
-          ASSERT_LE(list.Count(), list.limit);
-          if constexpr (!config::kAce) ASSERT_EQ(list.limit, kSizeClasses[cls].cache_max);
+          ASSERT_LE(tls_cache.Count(cls), tls_cache.Limit(cls));
+          if constexpr (!config::kAce) ASSERT_EQ(tls_cache.Limit(cls), kSizeClasses[cls].cache_max);
         }
       }
     }
@@ -297,7 +306,6 @@ TEST(ThreadCacheTest, AceGrowsABreathingClassUntilItStopsRefilling) {
   std::thread([] {
     Heap* heap = thread_cache::AttachHeap();
     const int cls = PoolClass(36000);
-    const FreeList& list = tls_cache.lists[cls];
     std::vector<void*> blocks(20);
     auto cycle = [&] {
       for (void*& p : blocks) {
@@ -315,11 +323,11 @@ TEST(ThreadCacheTest, AceGrowsABreathingClassUntilItStopsRefilling) {
     for (int i = 0; i < 100; ++i) cycle();
     const uint64_t during = events() - before;
     if constexpr (config::kAce) {
-      EXPECT_GE(list.limit, blocks.size());
-      EXPECT_LE(list.limit, ace::CapLimit(ace::tls_ace, cls));
+      EXPECT_GE(tls_cache.Limit(cls), blocks.size());
+      EXPECT_LE(tls_cache.Limit(cls), ace::CapLimit(ace::tls_ace, cls));
       if constexpr (config::kStats) EXPECT_EQ(during, 0u);
     } else {
-      EXPECT_EQ(list.limit, kSizeClasses[cls].cache_max);
+      EXPECT_EQ(tls_cache.Limit(cls), kSizeClasses[cls].cache_max);
       if constexpr (config::kStats) EXPECT_GE(during, 100u);
     }
     FlushAll(heap);
@@ -336,12 +344,11 @@ TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
     Heap* heap = thread_cache::AttachHeap();
     const int idle = PoolClass(4096);  // fixed limit 64, batch 32
     const int busy = PoolClass(100000);
-    const FreeList& list = tls_cache.lists[idle];
     std::vector<void*> filled;  // 32 blocks cached (below the fixed limit: no flush)
     for (int i = 0; i < 32; ++i) filled.push_back(Alloc(heap, idle));
     for (void* b : filled) Free(heap, idle, b);
-    ASSERT_EQ(list.Count(), 32u);
-    const uint32_t limit = list.limit;
+    ASSERT_EQ(tls_cache.Count(idle), 32u);
+    const uint32_t limit = tls_cache.Limit(idle);
     std::vector<void*> cached;
     tls_cache.ForEachCached(idle, [&](void* p) { cached.push_back(p); });
     // Windows of events of another class (its own slow paths, taken here through
@@ -355,11 +362,11 @@ TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
     const uint32_t lowered = ace::LimitOf(ace::tls_ace, idle);
     ASSERT_LT(lowered, 32u) << "below what the list holds";
     ASSERT_LT(lowered, limit);
-    EXPECT_EQ(list.limit, limit) << "not taken until a slow path of the cache";
+    EXPECT_EQ(tls_cache.Limit(idle), limit) << "not taken until a slow path of the cache";
     void* p = Alloc(heap, busy);  // a refill of the busy class: a slow path
     ASSERT_NE(p, nullptr);
-    EXPECT_EQ(list.limit, lowered);
-    EXPECT_EQ(list.Count(), lowered);
+    EXPECT_EQ(tls_cache.Limit(idle), lowered);
+    EXPECT_EQ(tls_cache.Count(idle), lowered);
     int still_cached = 0;
     for (void* b : cached) still_cached += IsCached(idle, b) ? 1 : 0;
     EXPECT_EQ(still_cached, static_cast<int>(lowered));
@@ -394,10 +401,10 @@ TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
   std::thread([] {
     Heap* heap = thread_cache::AttachHeap();  // (the lists' limits come with the heap)
     const auto fixed_limit = [](int cls) { return ace::DefaultLimit(cls); };
-    EXPECT_EQ(tls_cache.lists[0].limit, fixed_limit(0));
-    EXPECT_EQ(tls_cache.lists[kNumTinyClasses - 1].limit, fixed_limit(kNumTinyClasses - 1));
+    EXPECT_EQ(tls_cache.Limit(0), fixed_limit(0));
+    EXPECT_EQ(tls_cache.Limit(kNumTinyClasses - 1), fixed_limit(kNumTinyClasses - 1));
     for (int cls = kFirstPoolClass; cls < kNumClasses; ++cls) {
-      ASSERT_EQ(tls_cache.lists[cls].limit, config::kPoolTls ? fixed_limit(cls) : 0u) << cls;
+      ASSERT_EQ(tls_cache.Limit(cls), config::kPoolTls ? fixed_limit(cls) : 0u) << cls;
     }
     const int cls = PoolClass(3000);
     void* p = Alloc(heap, cls);
