@@ -77,6 +77,22 @@ def copy_out(bin_dir, relative_path, dest_dir):
     return dest
 
 
+def check_not_sanitized(library):
+    """Raises BenchError when LIBRARY needs a sanitizer's runtime: the sanitizer
+    configs of .bazelrc build into the same bazel-bin as -c opt, so after
+    `bazel test --config=asan` (or tsan, ubsan) bazel-bin holds an instrumented
+    libhakmem.so, which crashes or crawls in an uninstrumented program."""
+    dynamic = subprocess.run(["readelf", "-d", str(library)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    if dynamic.returncode != 0:
+        raise BenchError(f"readelf -d {library} failed: {dynamic.stderr.strip()}")
+    for line in dynamic.stdout.splitlines():
+        if "(NEEDED)" in line and any(f"lib{s}san." in line for s in ("a", "t", "ub")):
+            needed = line.split("[", 1)[-1].rstrip("]")
+            raise BenchError(f"{library} is a sanitizer build (it needs {needed}); "
+                             "use a build without one (bazel build //hakmem:libhakmem.so)")
+
+
 def parse_result(stdout, tag="RESULT"):
     """The fields of the last `TAG key=value ...` line, numbers converted; None if
     there is none."""

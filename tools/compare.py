@@ -199,12 +199,14 @@ def build_and_copy(args, allocators, tmp):
         plan.workdir = Path(tmp) / "programs"
         plan.workdir.mkdir()
     if "hakmem" in plan.preloads:
+        benchlib.check_not_sanitized(Path(bin_dir) / "hakmem/libhakmem.so")
         plan.preloads["hakmem"] = benchlib.copy_out(bin_dir, "hakmem/libhakmem.so", tmp)
     if args.baseline is not None:
         # Its own folder: both objects keep the name libhakmem.so, which is what
         # the check of the malloc that served a run looks for.
         folder = Path(tmp) / "baseline"
         folder.mkdir()
+        benchlib.check_not_sanitized(args.baseline)
         plan.preloads["baseline"] = folder / "libhakmem.so"
         shutil.copyfile(args.baseline, plan.preloads["baseline"])
     return plan
