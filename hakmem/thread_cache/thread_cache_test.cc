@@ -25,33 +25,48 @@ void Free(Heap* heap, int cls, void* p) {
 // A list keeps its end (bottom + limit), not its count or room: a push or pop
 // moves top alone, a new limit moves end and keeps the blocks, and a list may
 // hold more than its limit (room below 0: an uncached list holding blocks, or a
-// limit ACE just lowered), which refuses every push.
+// limit ACE just lowered), which refuses every push. (A cache of its own on
+// slots of its own, holding real blocks: a push tags its block, and a hardened
+// build's live map must find it.)
 TEST(ThreadCacheTest, EndFollowsTheLimitAndRoomFollowsTop) {
-  static void* slots[128] = {};
-  static ThreadCache cache = ThreadCache::Empty();  // (10 KiB: not on the stack)
-  const int cls = 3;
-  cache.lists[cls] = FreeList{&slots[1], &slots[1]};
-  cache.SetLimit(cls, 64);
-  EXPECT_EQ(cache.lists[cls].Room(), 64);
-  alignas(16) static char blocks[11][64];
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(cache.Push(cls, blocks[i]));
-  EXPECT_EQ(cache.lists[cls].Room(), 54);
-  EXPECT_EQ(cache.Count(cls), 10u);
-  EXPECT_EQ(cache.Bottom(cls), &slots[1]);
-  EXPECT_EQ(cache.Head(cls), blocks[9]);
-  cache.SetLimit(cls, 8);  // lowered below the count: room < 0, the caller trims
-  EXPECT_EQ(cache.Count(cls), 10u);
-  EXPECT_EQ(cache.lists[cls].Room(), -2);
-  EXPECT_FALSE(cache.Push(cls, blocks[10]));
-  EXPECT_EQ(cache.Count(cls), 10u);
-  cache.SetLimit(cls, 0);  // uncached, holding 10
-  EXPECT_EQ(cache.Count(cls), 10u);
-  EXPECT_EQ(cache.Bottom(cls), &slots[1]);
-  EXPECT_EQ(cache.Pop(cls), blocks[9]);  // a pop takes the newest, whatever the limit
-  EXPECT_EQ(cache.Count(cls), 9u);
-  cache.SetLimit(cls, 100);
-  EXPECT_EQ(cache.lists[cls].Room(), 91);
-  EXPECT_EQ(cache.Bottom(cls), &slots[1]);
+  std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();
+    const int cls = 3;
+    std::vector<void*> blocks;
+    for (int i = 0; i < 11; ++i) blocks.push_back(Alloc(heap, cls));
+    static void* slots[128];
+    static ThreadCache cache;  // (10 KiB: not on the stack)
+    cache = ThreadCache::Empty();
+    slots[0] = nullptr;  // the bottom's sentinel
+    cache.lists[cls] = FreeList{&slots[1], &slots[1]};
+    cache.SetLimit(cls, 64);
+    EXPECT_EQ(cache.lists[cls].Room(), 64);
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(cache.Push(cls, blocks[i]));
+    EXPECT_EQ(cache.lists[cls].Room(), 54);
+    EXPECT_EQ(cache.Count(cls), 10u);
+    EXPECT_EQ(cache.Bottom(cls), &slots[1]);
+    EXPECT_EQ(cache.Head(cls), blocks[9]);
+    cache.SetLimit(cls, 8);  // lowered below the count: room < 0, the caller trims
+    EXPECT_EQ(cache.Count(cls), 10u);
+    EXPECT_EQ(cache.lists[cls].Room(), -2);
+    EXPECT_FALSE(cache.Push(cls, blocks[10]));
+    EXPECT_EQ(cache.Count(cls), 10u);
+    cache.SetLimit(cls, 0);  // uncached, holding 10
+    EXPECT_EQ(cache.Count(cls), 10u);
+    EXPECT_EQ(cache.Bottom(cls), &slots[1]);
+    EXPECT_EQ(cache.Pop(cls), blocks[9]);  // a pop takes the newest, whatever the limit
+    EXPECT_EQ(cache.Count(cls), 9u);
+    cache.SetLimit(cls, 100);
+    EXPECT_EQ(cache.lists[cls].Room(), 91);
+    EXPECT_EQ(cache.Bottom(cls), &slots[1]);
+    // Every block handed out again, newest first, then freed for real.
+    for (int i = 8; i >= 0; --i) ASSERT_EQ(cache.Pop(cls), blocks[i]) << i;
+    EXPECT_EQ(cache.Pop(cls), nullptr);
+    EXPECT_EQ(cache.Count(cls), 0u);
+    for (void* p : blocks) Free(heap, cls, p);
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
 }
 
 // Before its heap is attached a thread's lists have no slots and no room: a pop
