@@ -186,8 +186,7 @@ struct ThreadCache {
     }
     cache.div_magic[kNumClasses].div_magic = 0;  // kNoListOffset: never a block start
     cache.tiny_sizes = tiny_tls::kSizeTable;
-    for (FreeList& list : cache.lists) list = NoSlots();
-    for (uint32_t& limit : cache.limits) limit = 0;
+    cache.DetachSlots();
     return cache;
   }
 
@@ -204,8 +203,8 @@ struct ThreadCache {
   }
 
   // The lists leave their heap's slots (thread exit, after FlushAll): no slots,
-  // no room, as before the heap was attached.
-  void DetachSlots() {
+  // no room, as before the heap was attached (Empty starts them so).
+  constexpr void DetachSlots() {
     for (FreeList& list : lists) list = NoSlots();
     for (uint32_t& limit : limits) limit = 0;
   }
