@@ -63,11 +63,15 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
 
 // ---- batched remote frees ----
 
-// Its blocks are dealt over the owner's remote-queue lanes in turn, one list per
-// lane, so that the owner walks them side by side.
+// A batch's blocks wait in a record (RemoteNode) that goes to the owner whole:
+// the owner reads their addresses from allocator memory and follows no link
+// through a block. Without a record (none could be made) a batch's blocks are
+// linked and dealt over the owner's lanes in turn, one list per lane, so that
+// the owner walks them side by side.
 struct RemoteBatch {
   Heap* owner;
-  void* head[kRemoteLanes];  // linked through first words (StoreLink), newest first
+  RemoteNode* node;          // its record (nullptr: none, the blocks are linked)
+  void* head[kRemoteLanes];  // without a record: linked through first words, newest first
   void* tail[kRemoteLanes];
   void* last;  // the block added last (a large block freed twice in a row is that one)
   uint32_t count;
@@ -81,6 +85,7 @@ enum RemoteMode : uint8_t {
 
 struct RemoteBuffer {
   RemoteBatch batches[kRemoteBatchSlots];
+  RemoteNode* spare;  // free records for the next batches (a chain), from the pool
   RemoteMode mode;
 };
 
@@ -93,22 +98,48 @@ ABSL_CONST_INIT pthread_once_t g_remote_key_once = PTHREAD_ONCE_INIT;
 ABSL_CONST_INIT pthread_key_t g_remote_key = 0;
 ABSL_CONST_INIT bool g_remote_key_ok = false;
 
+// A free record for a new batch (nullptr: none can be made).
+RemoteNode* TakeSpareNode(RemoteBuffer& buffer) {
+  if (buffer.spare == nullptr) buffer.spare = TakeRemoteNodes();
+  RemoteNode* node = buffer.spare;
+  if (node != nullptr) {
+    buffer.spare = node->next;
+    node->count = 0;
+  }
+  return node;
+}
+
 void HandOver(RemoteBatch& batch) {
   if (batch.count != 0) {
-    for (uint32_t lane = 0; lane < kRemoteLanes && lane < batch.count; ++lane) {
-      batch.owner->remote.PushList(batch.head[lane], batch.tail[lane], lane);
+    if (batch.node != nullptr) {
+      batch.node->count = batch.count;
+      batch.owner->remote.PushNode(batch.node);
+    } else {
+      for (uint32_t lane = 0; lane < kRemoteLanes && lane < batch.count; ++lane) {
+        batch.owner->remote.PushList(batch.head[lane], batch.tail[lane], lane);
+      }
     }
     Count(Counter::k_remote_batches);
     if (ABSL_PREDICT_FALSE(IsAbandoned(batch.owner))) ReclaimAbandoned(batch.owner);
+  } else if (batch.node != nullptr) {
+    batch.node->next = tls_remote.spare;  // unused: kept for the next batch
+    tls_remote.spare = batch.node;
   }
   batch = RemoteBatch{};
 }
 
 // The key destructor: the exiting thread's batches go over; what later
-// destructors free is pushed at once (no destructor round may be left).
+// destructors free is pushed at once (no destructor round may be left). Its
+// spare records go back to the pool.
 void FlushAtThreadExit(void*) {
   FlushRemoteFrees();
   tls_remote.mode = kRemoteDirect;
+  if (RemoteNode* spare = tls_remote.spare) {
+    RemoteNode* last = spare;
+    while (last->next != nullptr) last = last->next;
+    tls_remote.spare = nullptr;
+    ReturnRemoteNodes(spare, last);
+  }
 }
 
 bool SetExitHook() {
@@ -144,16 +175,21 @@ void FreeRemote(SuperSlab* ss, void* ptr, Call call, bool large_run) {
   if (batch == nullptr) {
     HandOver(*emptiest);
     emptiest->owner = owner;
+    emptiest->node = TakeSpareNode(buffer);
     batch = emptiest;
   }
   // A large block (no freed-block tag) freed twice in a row would be pushed twice.
   if (ABSL_PREDICT_FALSE(batch->last == ptr)) {
     return ReportInvalid(ptr, call, "double free, from another thread");
   }
-  const uint32_t lane = batch->count % kRemoteLanes;
-  StoreLink(ptr, batch->head[lane]);
-  if (batch->head[lane] == nullptr) batch->tail[lane] = ptr;
-  batch->head[lane] = ptr;
+  if (ABSL_PREDICT_TRUE(batch->node != nullptr)) {
+    batch->node->blocks[batch->count] = ptr;
+  } else {
+    const uint32_t lane = batch->count % kRemoteLanes;
+    StoreLink(ptr, batch->head[lane]);
+    if (batch->head[lane] == nullptr) batch->tail[lane] = ptr;
+    batch->head[lane] = ptr;
+  }
   batch->last = ptr;
   if (++batch->count == kRemoteBatchBlocks) HandOver(*batch);
 }

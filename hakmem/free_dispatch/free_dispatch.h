@@ -154,15 +154,18 @@ bool Owns(const void* ptr);
 
 // Remote frees go to their owners in batches: a block freed into another
 // thread's heap waits in the freeing thread's buffer (kRemoteBatchSlots owners,
-// up to kRemoteBatchBlocks blocks each, dealt over the owner's remote-queue lanes
-// in turn) and a batch goes over with one compare-and-swap per lane when it is
-// full, when its slot is needed for another owner, when the thread exits (a key
-// destructor of free_dispatch's own, so a thread that never allocates hands its
-// batches over too) and on FlushRemoteFrees. Hardened
-// builds push every block at once (a block waiting in a batch is on no list its
-// owner can search for a double free).
+// up to kRemoteBatchBlocks blocks each, their addresses in a batch record from
+// the records' pool: heap.h's TakeRemoteNodes) and a batch goes over with one
+// compare-and-swap when it is full, when its slot is needed for another owner,
+// when the thread exits (a key destructor of free_dispatch's own, so a thread
+// that never allocates hands its batches over too) and on FlushRemoteFrees. No
+// link is written into the blocks, so none can be forged there: the owner reads
+// the addresses from the record. (Only when no record can be made are a batch's
+// blocks linked, dealt over the owner's remote-queue lanes in turn, one
+// compare-and-swap per lane.) Hardened builds push every block at once (a block
+// waiting in a batch is on no list its owner can search for a double free).
 inline constexpr int kRemoteBatchSlots = 4;
-inline constexpr uint32_t kRemoteBatchBlocks = 64;
+inline constexpr uint32_t kRemoteBatchBlocks = kRemoteNodeBlocks;
 
 // Hands the calling thread's waiting batches to their owners (trim, tests).
 void FlushRemoteFrees();

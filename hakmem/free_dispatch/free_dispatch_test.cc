@@ -97,11 +97,18 @@ TEST(FreeDispatchTest, FreeFromAnotherThreadIsRemote) {
   DrainRemote(MyHeap());
 }
 
-// Counts the blocks on `heap`'s remote queue without taking them.
+// Counts the blocks on `heap`'s remote queue (records and lanes) without taking
+// them.
 size_t RemoteQueueLength(Heap* heap) {
+  size_t n = 0;
+  std::vector<RemoteNode*> records;
+  for (RemoteNode* r = heap->remote.TakeNodes(); r != nullptr; r = r->next) records.push_back(r);
+  for (auto r = records.rbegin(); r != records.rend(); ++r) {
+    n += (*r)->count;
+    heap->remote.PushNode(*r);
+  }
   void* lists[kRemoteLanes];
   heap->remote.TakeAll(lists);
-  size_t n = 0;
   for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
     void* last = nullptr;
     for (void* p = lists[lane]; p != nullptr; p = LoadLink(p)) {
@@ -113,32 +120,40 @@ size_t RemoteQueueLength(Heap* heap) {
   return n;
 }
 
-// The blocks of a batch are dealt over the owner's lanes in turn: each lane's
-// list holds a quarter of them, so the owner walks the lanes side by side.
-TEST(FreeDispatchTest, BatchesAreDealtOverTheOwnersLanes) {
+// A batch goes to its owner as one record: the blocks' addresses in free order,
+// in allocator memory. Nothing is written into the blocks' first words (no link
+// through them that a use-after-free write could forge), and the owner's drain
+// reads none: a block's first word is still what the program left there.
+TEST(FreeDispatchTest, BatchesGoOverAsOneRecordAndNoLinkIsWrittenIntoTheBlocks) {
   if constexpr (config::kHardened) GTEST_SKIP() << "hardened: every block pushed at once";
   DrainRemote(MyHeap());
   std::vector<void*> blocks;
   for (uint32_t i = 0; i < kRemoteBatchBlocks; ++i) blocks.push_back(Block(48));
   std::thread([&] {
-    for (void* p : blocks) Free(p, Call::kFree);
+    for (void* p : blocks) {
+      *static_cast<uintptr_t*>(p) = 0x5EED0000 + reinterpret_cast<uintptr_t>(p) % 4096;
+      Free(p, Call::kFree);
+    }
   }).join();
   void* lists[kRemoteLanes];
-  ASSERT_TRUE(MyHeap()->remote.TakeAll(lists));
-  std::set<void*> seen;
-  for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
-    size_t n = 0;
-    void* last = nullptr;
-    for (void* p = lists[lane]; p != nullptr; p = LoadLink(p)) {
-      seen.insert(p);
-      last = p;
-      ++n;
-    }
-    EXPECT_EQ(n, kRemoteBatchBlocks / kRemoteLanes) << "lane " << lane;
-    if (last != nullptr) MyHeap()->remote.PushList(lists[lane], last, lane);
+  EXPECT_FALSE(MyHeap()->remote.TakeAll(lists)) << "no block was linked";
+  RemoteNode* record = MyHeap()->remote.TakeNodes();
+  ASSERT_NE(record, nullptr);
+  EXPECT_EQ(record->next, nullptr) << "one record";
+  ASSERT_EQ(record->count, kRemoteBatchBlocks);
+  EXPECT_EQ(std::vector<void*>(record->blocks, record->blocks + record->count), blocks);
+  for (void* p : blocks) {
+    EXPECT_EQ(*static_cast<uintptr_t*>(p), 0x5EED0000 + reinterpret_cast<uintptr_t>(p) % 4096);
   }
-  EXPECT_EQ(seen, std::set<void*>(blocks.begin(), blocks.end()));
+  MyHeap()->remote.PushNode(record);
+  // The drain: every block back (here: to the thread cache or its slab), the
+  // record back to the pool.
+  const uint64_t drained = Counter(stats::Counter::k_remote_drained);
   DrainRemote(MyHeap());
+  EXPECT_FALSE(MyHeap()->remote.MaybeNonEmpty());
+  if constexpr (config::kStats) {
+    EXPECT_EQ(Counter(stats::Counter::k_remote_drained), drained + kRemoteBatchBlocks);
+  }
 }
 
 TEST(FreeDispatchTest, RemoteFreesGoOverInBatchesAndAllAtThreadExit) {

@@ -45,24 +45,33 @@ ABSL_CONST_INIT platform::SpinLock g_release_pass_lock;
 constexpr size_t kArenaChunk = size_t{1} << 20;
 constexpr size_t kHeapBytes = (sizeof(Heap) + 63) & ~size_t{63};
 
+// `bytes` (a multiple of 64) of zeroed metadata memory from the arena, never
+// given back; nullptr when no chunk can be mapped.
+void* ArenaCarveLocked(size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_heaps_lock) {
+  if (g_arena_end - g_arena_cursor < static_cast<ptrdiff_t>(bytes)) {
+    char* chunk = static_cast<char*>(platform::Reserve(kArenaChunk, platform::kPageSize));
+    if (chunk == nullptr) return nullptr;
+    g_arena_cursor = chunk;
+    g_arena_end = chunk + kArenaChunk;
+  }
+  void* memory = g_arena_cursor;
+  g_arena_cursor += bytes;
+  return memory;
+}
+
 // A zeroed Heap from the metadata arena.
 Heap* NewHeapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_heaps_lock) {
   InitBlockSecrets();  // before the first block exists
   void** cache_slots = static_cast<void**>(platform::Reserve(kCacheSlotBytes, platform::kPageSize));
   if (cache_slots == nullptr) return nullptr;
-  if (g_arena_end - g_arena_cursor < static_cast<ptrdiff_t>(kHeapBytes)) {
-    char* chunk = static_cast<char*>(platform::Reserve(kArenaChunk, platform::kPageSize));
-    if (chunk == nullptr) {
-      platform::Release(cache_slots, kCacheSlotBytes);
-      return nullptr;
-    }
-    g_arena_cursor = chunk;
-    g_arena_end = chunk + kArenaChunk;
+  void* memory = ArenaCarveLocked(kHeapBytes);
+  if (memory == nullptr) {
+    platform::Release(cache_slots, kCacheSlotBytes);
+    return nullptr;
   }
-  Heap* heap = new (g_arena_cursor) Heap();
+  Heap* heap = new (memory) Heap();
   heap->seal = HeapSeal(heap);
   heap->cache_slots = cache_slots;
-  g_arena_cursor += kHeapBytes;
   heap->next_all = g_all_heaps;
   g_all_heaps = heap;
   ++g_heap_count;
@@ -861,6 +870,39 @@ void ReportRemoteLargeDoubleFree(const void* block) {
 
 void DrainRemote(Heap* heap) {
   DrainRemoteInto(heap, [](const SlabMeta&, void*) { return false; });
+}
+
+namespace {
+
+// The free batch records (RemoteNode), of every thread.
+ABSL_CONST_INIT RemoteNodeStack g_free_remote_nodes;
+// Records a thread takes from the pool at once (one per batch slot), and carved
+// at once when the pool is empty.
+constexpr uint32_t kRemoteNodeTake = 4;
+constexpr uint32_t kRemoteNodeChunk = 8;
+constexpr size_t kRemoteNodeBytes = sizeof(RemoteNode);
+static_assert(kRemoteNodeChunk * kRemoteNodeBytes % 64 == 0, "the arena stays 64-byte aligned");
+
+}  // namespace
+
+RemoteNode* TakeRemoteNodes() {
+  // The heaps lock serialises the pool's pops (and is held across fork).
+  platform::SpinLockHolder hold(&g_heaps_lock);
+  if (RemoteNode* nodes = g_free_remote_nodes.PopChain(kRemoteNodeTake)) return nodes;
+  char* memory = static_cast<char*>(ArenaCarveLocked(kRemoteNodeChunk * kRemoteNodeBytes));
+  if (memory == nullptr) return nullptr;
+  Count(Counter::k_remote_records, kRemoteNodeChunk);
+  RemoteNode* chain = nullptr;
+  for (uint32_t i = kRemoteNodeChunk; i-- > 0;) {
+    RemoteNode* node = reinterpret_cast<RemoteNode*>(memory + i * kRemoteNodeBytes);
+    node->next = chain;
+    chain = node;
+  }
+  return chain;
+}
+
+void ReturnRemoteNodes(RemoteNode* first, RemoteNode* last) {
+  g_free_remote_nodes.Push(first, last);
 }
 
 void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed, Occupancy occupancy) {

@@ -350,6 +350,51 @@ class RemoteLinkCheck {
 // its owner drains the remote queue.
 ABSL_ATTRIBUTE_NOINLINE void ReportRemoteLargeDoubleFree(const void* block);
 
+// The records of batched remote frees (RemoteNode) come from one process-wide
+// pool. A freeing thread takes a few at once (TakeRemoteNodes, under the heaps
+// lock: once per few batches), or a new chunk of records carved from the heaps'
+// metadata arena when the pool is empty, and keeps them for its batches; a drain
+// gives back every record it took in one push (ReturnRemoteNodes, lock-free).
+// Records are never unmapped: there are as many as batches were ever in flight
+// or held at once.
+// A chain of free records (linked through next, ending in nullptr); nullptr:
+// none can be made.
+RemoteNode* TakeRemoteNodes();
+void ReturnRemoteNodes(RemoteNode* first, RemoteNode* last);
+
+// The blocks of the batch records `nodes` (a chain) to `keep` or their slabs, as
+// DrainRemoteInto does; the records go back to the pool. Returns the blocks.
+// Every block was checked by the free that put it in its record (free_dispatch),
+// and no record lies in memory a program can write: nothing is checked again.
+template <typename Keep>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t DrainRemoteNodes(Heap* heap, RemoteNode* nodes,
+                                                              Keep keep) {
+  uint64_t drained = 0;
+  RemoteNode* last = nodes;
+  for (RemoteNode* node = nodes; node != nullptr; node = node->next) {
+    last = node;
+    const uint32_t count = node->count;
+    drained += count;
+    for (uint32_t i = 0; i < count; ++i) {
+      void* block = node->blocks[i];
+      SuperSlab* ss = SuperSlabOf(block);
+      SlabMeta* slab = SlabOf(ss, block);
+      if (ABSL_PREDICT_FALSE(slab->cls == kLargeClass)) {
+        if (slab->used == 0) {
+          ReportRemoteLargeDoubleFree(block);
+        } else {
+          FreeLarge(heap, ss, slab);
+        }
+      } else if (!keep(*slab, block)) {
+        FreeBlock(heap, ss, slab, block);
+      }
+    }
+    node->count = 0;
+  }
+  ReturnRemoteNodes(nodes, last);
+  return drained;
+}
+
 // Takes the blocks other threads freed into `heap` back: a block of a size class
 // to `keep(slab, block)` first (the owner's thread cache: true when it took the
 // block, which stays counted in its slab as handed out, as every cached block
@@ -358,9 +403,14 @@ ABSL_ATTRIBUTE_NOINLINE void ReportRemoteLargeDoubleFree(const void* block);
 // the walk.
 template <typename Keep>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) {
-  void* lists[kRemoteLanes];
-  if (!heap->remote.TakeAll(lists)) return;
   uint64_t drained = 0;
+  // The batch records first: the lanes' link check below starts after them.
+  if (RemoteNode* nodes = heap->remote.TakeNodes()) drained = DrainRemoteNodes(heap, nodes, keep);
+  void* lists[kRemoteLanes];
+  if (!heap->remote.TakeAll(lists)) {
+    if (drained != 0) stats::Count(stats::Counter::k_remote_drained, drained);
+    return;
+  }
   RemoteLinkCheck check(heap);
   uint32_t unlinked = heap->superslabs_unlinked;
   // Each lane's next block with its slab: the check of the link that led to a

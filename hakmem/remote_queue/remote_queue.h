@@ -1,6 +1,12 @@
 // remote_queue: the list of blocks other threads freed into a heap.
 //
-// Owns: a multi-producer, single-consumer intrusive stack, in kRemoteLanes lanes.
+// Owns: a multi-producer, single-consumer stack of batch records (RemoteNode:
+// up to kRemoteNodeBlocks block addresses in allocator memory, so the owner
+// follows no link a program could overwrite) and, for blocks pushed one at a
+// time, an intrusive stack in kRemoteLanes lanes. PushNode publishes a record
+// with one compare-and-swap (release); TakeNodes takes them all with one
+// exchange (acquire). RemoteNodeStack is the same stack on its own (the free
+// records' pool, heap.h).
 // Push links the block through its first word (encoded, free_link.h) and
 // publishes it with one compare-and-swap (release); PushList publishes a whole
 // list onto a lane the same way; the owner takes every lane's list with one
@@ -13,8 +19,10 @@
 // With --define hakmem_remote_queue=mutex the same interface takes a pthread
 // mutex instead (A/B runs only: it reproduces a design whose remote frees wait on
 // a futex under contention).
-// Thread-safety: Push from any thread; TakeAll and MaybeNonEmpty from the owner
-// (or any single consumer). Called by: heap (drain), free_dispatch (push).
+// Thread-safety: Push, PushList and PushNode from any thread; TakeAll, TakeNodes
+// and MaybeNonEmpty from the owner (or any single consumer); RemoteNodeStack:
+// Push from any thread, TakeAll from any (each record goes to one taker).
+// Called by: heap (drain, the records' pool), free_dispatch (push).
 #ifndef HAKMEM_REMOTE_QUEUE_REMOTE_QUEUE_H_
 #define HAKMEM_REMOTE_QUEUE_REMOTE_QUEUE_H_
 
@@ -30,6 +38,62 @@
 namespace hakmem {
 
 inline constexpr uint32_t kRemoteLanes = 4;
+
+// A batch of remote frees for one heap: the blocks' addresses, in free order.
+// Lives in allocator metadata (never in a block), from a freeing thread's batch
+// (free_dispatch) to its owner's drain (heap), then back to the pool.
+inline constexpr uint32_t kRemoteNodeBlocks = 64;
+struct RemoteNode {
+  RemoteNode* next;  // the next record of its stack (or chain)
+  uint32_t count;    // blocks[0 .. count) are filled
+  void* blocks[kRemoteNodeBlocks];
+};
+
+// A multi-producer stack of RemoteNodes. Push takes a chain `first` .. `last`
+// (linked through next). Records leave all at once (TakeAll: one exchange), or a
+// few at a time (PopChain) by callers that serialise their pops with a lock of
+// their own: either way a record is never popped while another thread pushes it
+// again, so there is no ABA problem (pushes only ever put records on top).
+class RemoteNodeStack {
+ public:
+  constexpr RemoteNodeStack() = default;
+  RemoteNodeStack(const RemoteNodeStack&) = delete;
+  RemoteNodeStack& operator=(const RemoteNodeStack&) = delete;
+
+  void Push(RemoteNode* first, RemoteNode* last) {
+    RemoteNode* old_head = head_.load(std::memory_order_relaxed);
+    do {
+      last->next = old_head;
+    } while (!head_.compare_exchange_weak(old_head, first, std::memory_order_release,
+                                          std::memory_order_relaxed));
+  }
+  // Every record pushed so far, newest first (nullptr if none).
+  RemoteNode* TakeAll() {
+    if (head_.load(std::memory_order_relaxed) == nullptr) return nullptr;
+    return head_.exchange(nullptr, std::memory_order_acquire);
+  }
+  bool MaybeNonEmpty() const { return head_.load(std::memory_order_relaxed) != nullptr; }
+  // Up to `max` (>= 1) records from the top, as a chain ending in nullptr (nullptr
+  // if none). The caller holds the lock that serialises every PopChain of this
+  // stack; pushes may run meanwhile (the records below the top are not written
+  // by them).
+  RemoteNode* PopChain(uint32_t max) {
+    RemoteNode* first = head_.load(std::memory_order_acquire);
+    while (first != nullptr) {
+      RemoteNode* last = first;
+      for (uint32_t n = 1; n < max && last->next != nullptr; ++n) last = last->next;
+      if (head_.compare_exchange_weak(first, last->next, std::memory_order_acquire,
+                                      std::memory_order_acquire)) {
+        last->next = nullptr;
+        return first;
+      }
+    }
+    return nullptr;
+  }
+
+ private:
+  std::atomic<RemoteNode*> head_{nullptr};
+};
 
 class RemoteQueue {
  public:
@@ -82,8 +146,38 @@ class RemoteQueue {
     return any;
   }
 
+  // Adds a batch record (node->count blocks, each no longer used by the caller).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PushNode(RemoteNode* node) {
+    if constexpr (config::kRemoteQueueMutex) {
+      pthread_mutex_lock(&mutex_);
+      node->next = nodes_head_;
+      nodes_head_ = node;
+      pthread_mutex_unlock(&mutex_);
+    } else {
+      nodes_.Push(node, node);
+    }
+  }
+
+  // Takes every record pushed so far (linked through next; nullptr if none).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE RemoteNode* TakeNodes() {
+    if constexpr (config::kRemoteQueueMutex) {
+      pthread_mutex_lock(&mutex_);
+      RemoteNode* nodes = nodes_head_;
+      nodes_head_ = nullptr;
+      pthread_mutex_unlock(&mutex_);
+      return nodes;
+    } else {
+      return nodes_.TakeAll();
+    }
+  }
+
   // A hint: false means nothing was pushed as of some recent moment.
   bool MaybeNonEmpty() const {
+    if constexpr (config::kRemoteQueueMutex) {
+      if (__atomic_load_n(&nodes_head_, __ATOMIC_RELAXED) != nullptr) return true;
+    } else {
+      if (nodes_.MaybeNonEmpty()) return true;
+    }
     for (const std::atomic<void*>& head : heads_) {
       if (head.load(std::memory_order_relaxed) != nullptr) return true;
     }
@@ -97,6 +191,8 @@ class RemoteQueue {
 
  private:
   std::atomic<void*> heads_[kRemoteLanes] = {};
+  RemoteNodeStack nodes_;
+  RemoteNode* nodes_head_ = nullptr;  // the mutex variant's records
   pthread_mutex_t mutex_ = PTHREAD_MUTEX_INITIALIZER;
 };
 

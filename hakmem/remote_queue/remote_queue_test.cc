@@ -1,6 +1,7 @@
 #include "hakmem/remote_queue/remote_queue.h"
 
 #include <atomic>
+#include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
@@ -106,6 +107,111 @@ TEST(RemoteQueueTest, ConcurrentProducersLoseNothing) {
   for (auto& t : producers) t.join();
   drain();
   EXPECT_EQ(total, kProducers * kPerProducer);
+}
+
+// Records pushed from many threads while one consumer takes them: each record
+// arrives once, with the addresses written into it before PushNode.
+TEST(RemoteQueueTest, RecordsArriveOnceWithTheirBlocks) {
+  constexpr int kProducers = 4, kRecordsEach = 2000;
+  RemoteQueue queue;
+  std::vector<std::vector<RemoteNode>> records(kProducers, std::vector<RemoteNode>(kRecordsEach));
+  std::atomic<int> done{0};
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (int i = 0; i < kRecordsEach; ++i) {
+        RemoteNode& r = records[p][i];
+        r.count = 1 + static_cast<uint32_t>(i) % kRemoteNodeBlocks;
+        for (uint32_t b = 0; b < r.count; ++b) r.blocks[b] = &r.blocks[b];
+        queue.PushNode(&r);
+      }
+      done.fetch_add(1);
+    });
+  }
+  std::set<RemoteNode*> seen;
+  auto drain = [&] {
+    for (RemoteNode* r = queue.TakeNodes(); r != nullptr; r = r->next) {
+      ASSERT_TRUE(seen.insert(r).second) << "a record taken twice";
+      for (uint32_t b = 0; b < r->count; ++b) ASSERT_EQ(r->blocks[b], &r->blocks[b]);
+    }
+  };
+  while (done.load() < kProducers) drain();
+  for (auto& t : producers) t.join();
+  drain();
+  EXPECT_EQ(seen.size(), size_t{kProducers} * kRecordsEach);
+  EXPECT_FALSE(queue.MaybeNonEmpty());
+}
+
+TEST(RemoteQueueTest, RecordsMakeTheQueueNonEmpty) {
+  RemoteQueue queue;
+  RemoteNode record{};
+  queue.PushNode(&record);
+  EXPECT_TRUE(queue.MaybeNonEmpty());
+  void* lists[kRemoteLanes];
+  EXPECT_FALSE(queue.TakeAll(lists)) << "no block was pushed one at a time";
+  EXPECT_EQ(queue.TakeNodes(), &record);
+  EXPECT_EQ(queue.TakeNodes(), nullptr);
+  EXPECT_FALSE(queue.MaybeNonEmpty());
+}
+
+// PopChain takes at most `max` records from the top, a chain ending in nullptr;
+// the rest stay.
+TEST(RemoteNodeStackTest, PopChainTakesAtMostMax) {
+  RemoteNodeStack stack;
+  RemoteNode r[5] = {};
+  for (RemoteNode& n : r) stack.Push(&n, &n);  // top: r[4]
+  RemoteNode* chain = stack.PopChain(3);
+  ASSERT_EQ(chain, &r[4]);
+  ASSERT_EQ(chain->next, &r[3]);
+  ASSERT_EQ(chain->next->next, &r[2]);
+  EXPECT_EQ(chain->next->next->next, nullptr);
+  chain = stack.PopChain(3);
+  ASSERT_EQ(chain, &r[1]);
+  ASSERT_EQ(chain->next, &r[0]);
+  EXPECT_EQ(chain->next->next, nullptr);
+  EXPECT_EQ(stack.PopChain(3), nullptr);
+  EXPECT_FALSE(stack.MaybeNonEmpty());
+}
+
+// Pushes of chains from many threads while pops, serialised by a lock, take a few
+// at a time and push them back: no record is lost or held by two threads at once.
+TEST(RemoteNodeStackTest, PushesDuringSerialisedPopsLoseNothing) {
+  constexpr int kThreads = 4, kRounds = 20000;
+  constexpr int kRecords = kThreads * 8;
+  RemoteNodeStack stack;
+  std::vector<RemoteNode> records(kRecords);
+  for (RemoteNode& r : records) {
+    r.count = 0;
+    stack.Push(&r, &r);
+  }
+  std::mutex pop_lock;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kRounds; ++i) {
+        RemoteNode* chain;
+        {
+          std::lock_guard<std::mutex> hold(pop_lock);
+          chain = stack.PopChain(1 + static_cast<uint32_t>(i) % 4);
+        }
+        if (chain == nullptr) continue;
+        RemoteNode* last = chain;
+        for (RemoteNode* r = chain; r != nullptr; r = r->next) {
+          // count is this thread's mark while it holds the record.
+          if (++r->count != 1) errors.fetch_add(1);
+          last = r;
+        }
+        for (RemoteNode* r = chain; r != nullptr; r = r->next) --r->count;
+        stack.Push(chain, last);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::set<RemoteNode*> left;
+  for (RemoteNode* r = stack.TakeAll(); r != nullptr; r = r->next) left.insert(r);
+  EXPECT_EQ(left.size(), size_t{kRecords});
 }
 
 }  // namespace

@@ -11,7 +11,8 @@
   X(frees_local, "frees by the owning thread")                                               \
   X(frees_remote, "frees pushed onto another thread's remote queue")                         \
   X(remote_drained, "remote frees taken back by their owner")                                \
-  X(remote_batches, "batches of remote frees handed to an owner (one atomic per lane)")      \
+  X(remote_batches, "batches of remote frees handed to an owner (one atomic each)")          \
+  X(remote_records, "batch records made (64 remote frees each; metadata, kept for reuse)")   \
   X(frees_foreign, "pointers handed back to the C library (not hakmem's)")                   \
   X(frees_invalid, "invalid frees reported (wild, interior or double)")                      \
   X(cache_refills, "thread-cache refills from slabs")                                        \

@@ -30,6 +30,7 @@
 
 #include "gtest/gtest.h"
 #include "hakmem/config/build_config.h"
+#include "hakmem/heap/heap.h"
 #include "hakmem/superslab/free_link.h"
 #include "hakmem/tests/test_util.h"
 
@@ -406,13 +407,14 @@ TEST(InvalidFreeDeathTest, DoubleFreeOfAnErasedBlockAborts) {
 
 // A use-after-free write of a well-encoded link (one made with the process's
 // key, which the test can read) into a block waiting in its owner's remote
-// queue. Every build checks each remote link against the owner's slabs before
-// following it: cached, the forged address would be handed out; freed, written
-// through.
+// queue, pushed there on its own (linked through its first word: what a remote
+// free does when no batch record can be made, and hardened builds always).
+// Every build checks each such link against the owner's slabs before following
+// it: cached, the forged address would be handed out; freed, written through.
 void ForgeARemoteLink() {
   char* block = static_cast<char*>(malloc(Opaque(size_t{64})));
-  std::thread([block] { free(block); }).join();  // into this thread's remote queue
-  hakmem::StoreLink(block, g_attack_target);     // the forged write
+  std::thread([block] { hakmem::PushRemote(hakmem::SuperSlabOf(block), block); }).join();
+  hakmem::StoreLink(block, g_attack_target);  // the forged write
   for (int i = 0; i < 10000; ++i) {
     if (malloc(Opaque(size_t{64})) == g_attack_target) {
       fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
@@ -427,6 +429,32 @@ TEST(InvalidFreeDeathTest, ForgedRemoteLinkIsReported) {
   // address.
   EXPECT_DEATH(ForgeARemoteLink(),
                ReportRegex(g_attack_target, "hakmem: corrupted free list[^\n]*decodes to"));
+}
+
+// The same write into blocks freed by another thread the usual way: their batch
+// goes to the owner as a record of addresses, and no link through a block is
+// ever followed, so the forged one is never read (default builds; hardened ones
+// push each block on its own, above).
+void ForgeLinksInABatch() {
+  std::vector<char*> blocks;
+  for (int i = 0; i < 200; ++i) blocks.push_back(static_cast<char*>(malloc(Opaque(size_t{64}))));
+  std::thread([&] {
+    for (char* b : blocks) free(b);
+  }).join();  // batches handed over as they fill and at the thread's exit
+  for (char* b : blocks) hakmem::StoreLink(b, g_attack_target);  // the forged writes
+  for (int i = 0; i < 10000; ++i) {
+    if (malloc(Opaque(size_t{64})) == g_attack_target) {
+      fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
+      _exit(1);
+    }
+  }
+  fprintf(stderr, "never followed\n");
+  _exit(0);
+}
+
+TEST(InvalidFreeDeathTest, ForgedLinksInABatchOfRemoteFreesAreNeverFollowed) {
+  if (hakmem::config::kHardened) GTEST_SKIP() << "hardened: each block pushed on its own";
+  EXPECT_EXIT(ForgeLinksInABatch(), testing::ExitedWithCode(0), "never followed");
 }
 
 // Hardened builds: the same overflow off a superslab's last block faults in the

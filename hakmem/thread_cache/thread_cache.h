@@ -238,10 +238,13 @@ struct ThreadCache {
   }
 
   // Push for the class whose list is at byte `list_offset` of `lists`.
+  // `kTagged`: the block already carries the freed-block tag (a remote free
+  // wrote it, TakeForRemoteFree), so the push does not write it again.
+  template <bool kTagged = false>
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool PushAt(uint32_t list_offset, void* block) {
     FreeList& list = ListAt(list_offset);
     if (ABSL_PREDICT_FALSE(list.top >= list.end)) return false;
-    MarkFree(block);
+    if constexpr (!kTagged) MarkFree(block);
     *list.top++ = block;
     return true;
   }
@@ -304,7 +307,7 @@ struct ThreadCache {
     if (heap->remote.MaybeNonEmpty()) {
       // A block other threads freed goes to its class's list when it has room.
       DrainRemoteInto(heap, [this](const SlabMeta& slab, void* block) {
-        return PushAt(slab.list_offset, block);
+        return PushAt</*kTagged=*/true>(slab.list_offset, block);
       });
       if (void* block = Pop(cls)) {
         *zeroed = false;
