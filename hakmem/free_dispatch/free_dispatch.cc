@@ -65,15 +65,11 @@ void FreeOwnBlock(SuperSlab* ss, SlabMeta* slab, void* ptr, Call call) {
 
 // A batch's blocks wait in a record (RemoteNode) that goes to the owner whole:
 // the owner reads their addresses from allocator memory and follows no link
-// through a block. Without a record (none could be made) a batch's blocks are
-// linked and dealt over the owner's lanes in turn, one list per lane, so that
-// the owner walks them side by side.
+// through a block.
 struct RemoteBatch {
   Heap* owner;
-  RemoteNode* node;          // its record (nullptr: none, the blocks are linked)
-  void* head[kRemoteLanes];  // without a record: linked through first words, newest first
-  void* tail[kRemoteLanes];
-  void* last;  // the block added last (a large block freed twice in a row is that one)
+  RemoteNode* node;  // its record: blocks[0 .. count)
+  void* last;        // the block added last (a large block freed twice in a row is that one)
   uint32_t count;
 };
 
@@ -111,14 +107,8 @@ RemoteNode* TakeSpareNode(RemoteBuffer& buffer) {
 
 void HandOver(RemoteBatch& batch) {
   if (batch.count != 0) {
-    if (batch.node != nullptr) {
-      batch.node->count = batch.count;
-      batch.owner->remote.PushNode(batch.node);
-    } else {
-      for (uint32_t lane = 0; lane < kRemoteLanes && lane < batch.count; ++lane) {
-        batch.owner->remote.PushList(batch.head[lane], batch.tail[lane], lane);
-      }
-    }
+    batch.node->count = batch.count;
+    batch.owner->remote.PushNode(batch.node);
     Count(Counter::k_remote_batches);
     if (ABSL_PREDICT_FALSE(IsAbandoned(batch.owner))) ReclaimAbandoned(batch.owner);
   } else if (batch.node != nullptr) {
@@ -142,6 +132,14 @@ void FlushAtThreadExit(void*) {
   }
 }
 
+// Pushes `ptr` on `owner`'s remote queue on its own, linked through its first
+// word (which the owner's drain checks): hardened builds, a thread past its exit
+// flush, or no batch record to be had.
+void PushAlone(Heap* owner, void* ptr) {
+  owner->remote.Push(ptr);
+  if (ABSL_PREDICT_FALSE(IsAbandoned(owner))) ReclaimAbandoned(owner);
+}
+
 bool SetExitHook() {
   pthread_once(&g_remote_key_once,
                [] { g_remote_key_ok = pthread_key_create(&g_remote_key, FlushAtThreadExit) == 0; });
@@ -157,9 +155,7 @@ void FreeRemote(SuperSlab* ss, void* ptr, Call call, bool large_run) {
   if (ABSL_PREDICT_FALSE(buffer.mode != kRemoteBatched)) {
     if (config::kHardened || buffer.mode == kRemoteDirect || !SetExitHook()) {
       buffer.mode = kRemoteDirect;
-      owner->remote.Push(ptr);
-      if (ABSL_PREDICT_FALSE(IsAbandoned(owner))) ReclaimAbandoned(owner);
-      return;
+      return PushAlone(owner, ptr);
     }
     buffer.mode = kRemoteBatched;
   }
@@ -182,14 +178,11 @@ void FreeRemote(SuperSlab* ss, void* ptr, Call call, bool large_run) {
   if (ABSL_PREDICT_FALSE(batch->last == ptr)) {
     return ReportInvalid(ptr, call, "double free, from another thread");
   }
-  if (ABSL_PREDICT_TRUE(batch->node != nullptr)) {
-    batch->node->blocks[batch->count] = ptr;
-  } else {
-    const uint32_t lane = batch->count % kRemoteLanes;
-    StoreLink(ptr, batch->head[lane]);
-    if (batch->head[lane] == nullptr) batch->tail[lane] = ptr;
-    batch->head[lane] = ptr;
+  if (ABSL_PREDICT_FALSE(batch->node == nullptr)) {
+    batch->owner = nullptr;  // no record could be made: the slot stays free
+    return PushAlone(owner, ptr);
   }
+  batch->node->blocks[batch->count] = ptr;
   batch->last = ptr;
   if (++batch->count == kRemoteBatchBlocks) HandOver(*batch);
 }

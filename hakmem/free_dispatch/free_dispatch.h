@@ -160,10 +160,10 @@ bool Owns(const void* ptr);
 // when the thread exits (a key destructor of free_dispatch's own, so a thread
 // that never allocates hands its batches over too) and on FlushRemoteFrees. No
 // link is written into the blocks, so none can be forged there: the owner reads
-// the addresses from the record. (Only when no record can be made are a batch's
-// blocks linked, dealt over the owner's remote-queue lanes in turn, one
-// compare-and-swap per lane.) Hardened builds push every block at once (a block
-// waiting in a batch is on no list its owner can search for a double free).
+// the addresses from the record. (When no record can be made, a block is pushed
+// on its own, linked through its first word, which the owner checks.) Hardened
+// builds push every block at once (a block waiting in a batch is on no list its
+// owner can search for a double free).
 inline constexpr int kRemoteBatchSlots = 4;
 inline constexpr uint32_t kRemoteBatchBlocks = kRemoteNodeBlocks;
 

@@ -156,6 +156,37 @@ TEST(FreeDispatchTest, BatchesGoOverAsOneRecordAndNoLinkIsWrittenIntoTheBlocks) 
   }
 }
 
+// With no batch record to be had (no memory for one), each remote free is pushed
+// on its own, linked through the block (the owner checks each link), and every
+// block still reaches its owner.
+TEST(FreeDispatchTest, WithoutARecordEachRemoteFreeIsPushedAlone) {
+  DrainRemote(MyHeap());
+  constexpr size_t kBlocks = 100;
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < kBlocks; ++i) blocks.push_back(Block(48));
+  SetRemoteNodesExhaustedForTesting(true);
+  std::thread([&] {
+    for (void* p : blocks) Free(p, Call::kFree);
+    EXPECT_EQ(PendingRemoteFrees(), 0u) << "nothing waits in a batch";
+  }).join();
+  SetRemoteNodesExhaustedForTesting(false);
+  EXPECT_EQ(MyHeap()->remote.TakeNodes(), nullptr) << "no record";
+  void* lists[kRemoteLanes];
+  ASSERT_TRUE(MyHeap()->remote.TakeAll(lists));
+  std::set<void*> seen;
+  for (void* list : lists) {
+    void* last = nullptr;
+    for (void* p = list; p != nullptr; p = LoadLink(p)) {
+      seen.insert(p);
+      last = p;
+    }
+    if (last != nullptr) MyHeap()->remote.PushList(list, last);
+  }
+  EXPECT_EQ(seen, std::set<void*>(blocks.begin(), blocks.end()));
+  DrainRemote(MyHeap());
+  EXPECT_FALSE(MyHeap()->remote.MaybeNonEmpty());
+}
+
 TEST(FreeDispatchTest, RemoteFreesGoOverInBatchesAndAllAtThreadExit) {
   DrainRemote(MyHeap());
   constexpr size_t kBlocks = 1000;

@@ -882,10 +882,16 @@ constexpr uint32_t kRemoteNodeTake = 4;
 constexpr uint32_t kRemoteNodeChunk = 8;
 constexpr size_t kRemoteNodeBytes = sizeof(RemoteNode);
 static_assert(kRemoteNodeChunk * kRemoteNodeBytes % 64 == 0, "the arena stays 64-byte aligned");
+ABSL_CONST_INIT std::atomic<bool> g_remote_nodes_exhausted{false};
 
 }  // namespace
 
+void SetRemoteNodesExhaustedForTesting(bool exhausted) {
+  g_remote_nodes_exhausted.store(exhausted, std::memory_order_relaxed);
+}
+
 RemoteNode* TakeRemoteNodes() {
+  if (ABSL_PREDICT_FALSE(g_remote_nodes_exhausted.load(std::memory_order_relaxed))) return nullptr;
   // The heaps lock serialises the pool's pops (and is held across fork).
   platform::SpinLockHolder hold(&g_heaps_lock);
   if (RemoteNode* nodes = g_free_remote_nodes.PopChain(kRemoteNodeTake)) return nodes;

@@ -361,6 +361,8 @@ ABSL_ATTRIBUTE_NOINLINE void ReportRemoteLargeDoubleFree(const void* block);
 // none can be made.
 RemoteNode* TakeRemoteNodes();
 void ReturnRemoteNodes(RemoteNode* first, RemoteNode* last);
+// While set, TakeRemoteNodes makes none, as if no memory were left (tests).
+void SetRemoteNodesExhaustedForTesting(bool exhausted);
 
 // The blocks of the batch records `nodes` (a chain) to `keep` or their slabs, as
 // DrainRemoteInto does; the records go back to the pool. Returns the blocks.
