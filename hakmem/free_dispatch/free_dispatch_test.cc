@@ -97,7 +97,7 @@ TEST(FreeDispatchTest, FreeFromAnotherThreadIsRemote) {
   DrainRemote(MyHeap());
 }
 
-// Counts the blocks on `heap`'s remote queue (records and lanes) without taking
+// Counts the blocks on `heap`'s remote queue (records and single blocks) without taking
 // them.
 size_t RemoteQueueLength(Heap* heap) {
   size_t n = 0;
@@ -107,16 +107,13 @@ size_t RemoteQueueLength(Heap* heap) {
     n += (*r)->count;
     heap->remote.PushNode(*r);
   }
-  void* lists[kRemoteLanes];
-  heap->remote.TakeAll(lists);
-  for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
-    void* last = nullptr;
-    for (void* p = lists[lane]; p != nullptr; p = LoadLink(p)) {
-      last = p;
-      ++n;
-    }
-    if (last != nullptr) heap->remote.PushList(lists[lane], last, lane);
+  void* list = heap->remote.TakeAll();
+  void* last = nullptr;
+  for (void* p = list; p != nullptr; p = LoadLink(p)) {
+    last = p;
+    ++n;
   }
+  if (last != nullptr) heap->remote.PushList(list, last);
   return n;
 }
 
@@ -135,8 +132,7 @@ TEST(FreeDispatchTest, BatchesGoOverAsOneRecordAndNoLinkIsWrittenIntoTheBlocks) 
       Free(p, Call::kFree);
     }
   }).join();
-  void* lists[kRemoteLanes];
-  EXPECT_FALSE(MyHeap()->remote.TakeAll(lists)) << "no block was linked";
+  EXPECT_EQ(MyHeap()->remote.TakeAll(), nullptr) << "no block was linked";
   RemoteNode* record = MyHeap()->remote.TakeNodes();
   ASSERT_NE(record, nullptr);
   EXPECT_EQ(record->next, nullptr) << "one record";
@@ -171,17 +167,15 @@ TEST(FreeDispatchTest, WithoutARecordEachRemoteFreeIsPushedAlone) {
   }).join();
   SetRemoteNodesExhaustedForTesting(false);
   EXPECT_EQ(MyHeap()->remote.TakeNodes(), nullptr) << "no record";
-  void* lists[kRemoteLanes];
-  ASSERT_TRUE(MyHeap()->remote.TakeAll(lists));
+  void* list = MyHeap()->remote.TakeAll();
+  ASSERT_NE(list, nullptr);
   std::set<void*> seen;
-  for (void* list : lists) {
-    void* last = nullptr;
-    for (void* p = list; p != nullptr; p = LoadLink(p)) {
-      seen.insert(p);
-      last = p;
-    }
-    if (last != nullptr) MyHeap()->remote.PushList(list, last);
+  void* last = nullptr;
+  for (void* p = list; p != nullptr; p = LoadLink(p)) {
+    seen.insert(p);
+    last = p;
   }
+  MyHeap()->remote.PushList(list, last);
   EXPECT_EQ(seen, std::set<void*>(blocks.begin(), blocks.end()));
   DrainRemote(MyHeap());
   EXPECT_FALSE(MyHeap()->remote.MaybeNonEmpty());

@@ -300,9 +300,10 @@ void* AllocLarge(Heap* heap, size_t size, size_t alignment, bool* zeroed,
 void FreeLarge(Heap* heap, SuperSlab* ss, SlabMeta* slab);
 inline constexpr uint32_t kLargeCacheUnits = 256;  // 4 MiB
 
-// Every build checks each link of a remote queue before following it: a forged
-// one would be cached and handed out, or freed and written through. A link must
-// start a block of a slab of the draining heap. A batch's links fall into a few
+// Every build checks each link between the blocks pushed on their own onto a
+// remote queue before following it (batch records hold no link): a forged one
+// would be cached and handed out, or freed and written through. A link must
+// start a block of a slab of the draining heap. The links fall into a few
 // superslabs, so the check keeps those it found registered and sealed by their
 // address bits (superslabs are never unmapped nor unregistered), and most links
 // skip the registry lookup. One per drain (DrainRemoteInto).
@@ -400,84 +401,56 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t DrainRemoteNodes(Heap* heap, Remote
 // Takes the blocks other threads freed into `heap` back: a block of a size class
 // to `keep(slab, block)` first (the owner's thread cache: true when it took the
 // block, which stays counted in its slab as handed out, as every cached block
-// is), else into its slab. The queue's lanes are walked side by side (see
-// remote_queue.h). A template, so that the thread cache's push is inlined into
-// the walk.
+// is), else into its slab. The batch records first (DrainRemoteNodes), then the
+// blocks pushed on their own, each link checked. A template, so that the thread
+// cache's push is inlined into the walk.
 template <typename Keep>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) {
   uint64_t drained = 0;
-  // The batch records first: the lanes' link check below starts after them.
   if (RemoteNode* nodes = heap->remote.TakeNodes()) drained = DrainRemoteNodes(heap, nodes, keep);
-  void* lists[kRemoteLanes];
-  if (!heap->remote.TakeAll(lists)) {
+  void* block = heap->remote.TakeAll();
+  if (block == nullptr) {
     if (drained != 0) stats::Count(stats::Counter::k_remote_drained, drained);
     return;
   }
   RemoteLinkCheck check(heap);
   uint32_t unlinked = heap->superslabs_unlinked;
-  // Each lane's next block with its slab: the check of the link that led to a
-  // block found its slab, which stays the block's while the block is queued (the
-  // block counts as used there).
-  struct Cursor {
-    void* block;
-    SlabMeta* slab;
-  };
-  Cursor lanes[kRemoteLanes];
-  for (uint32_t i = 0; i < kRemoteLanes; ++i) {
-    // A lane's first block came from a free that checked it (free_dispatch).
-    lanes[i] = {lists[i], lists[i] == nullptr ? nullptr : SlabOf(SuperSlabOf(lists[i]), lists[i])};
-  }
-  // The lanes' lists side by side, a block of each in turn: their link loads are
-  // independent, so their cache misses overlap.
-  for (bool any = true; any;) {
-    any = false;
-    for (Cursor& lane : lanes) {
-      void* block = lane.block;
-      if (block == nullptr) continue;
-      any = true;
-      ++drained;
-      SlabMeta* slab = lane.slab;
-      void* next = LoadLink(block);
-      SlabMeta* next_slab = nullptr;
-      if (next != nullptr) {
-        next_slab = check.SlabOfBlock(next);
-        if (ABSL_PREDICT_FALSE(next_slab == nullptr))
-          next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-      }
-      // Only a free into a slab may empty a superslab and take it off the heap.
-      bool freed_to_slab = false;
-      if (ABSL_PREDICT_FALSE(slab->cls == kLargeClass)) {
-        if (slab->used == 0) {
-          ReportRemoteLargeDoubleFree(block);
-        } else {
-          FreeLarge(heap, SuperSlabOf(block), slab);
-          freed_to_slab = true;
-        }
-      } else if (!keep(*slab, block)) {
-        FreeBlock(heap, SuperSlabOf(block), slab, block);
+  // The check of the link that led to a block found its slab, which stays the
+  // block's while the block is queued (the block counts as used there). The
+  // first block came from a free that checked it (free_dispatch).
+  SlabMeta* slab = SlabOf(SuperSlabOf(block), block);
+  while (block != nullptr) {
+    ++drained;
+    void* next = LoadLink(block);
+    SlabMeta* next_slab = nullptr;
+    if (next != nullptr) {
+      next_slab = check.SlabOfBlock(next);
+      if (ABSL_PREDICT_FALSE(next_slab == nullptr))
+        next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+    }
+    // Only a free into a slab may empty a superslab and take it off the heap.
+    bool freed_to_slab = false;
+    if (ABSL_PREDICT_FALSE(slab->cls == kLargeClass)) {
+      if (slab->used == 0) {
+        ReportRemoteLargeDoubleFree(block);
+      } else {
+        FreeLarge(heap, SuperSlabOf(block), slab);
         freed_to_slab = true;
       }
-      if (freed_to_slab && ABSL_PREDICT_FALSE(heap->superslabs_unlinked != unlinked)) {
-        // A superslab left the heap: the lanes' next blocks are checked again.
-        unlinked = heap->superslabs_unlinked;
-        check.Forget();
-        for (Cursor& other : lanes) {
-          if (other.block != nullptr && &other != &lane) {
-            other.slab = check.SlabOfBlock(other.block);
-            if (other.slab == nullptr) {
-              other.block =
-                  ReportCorruptLink(other.block, reinterpret_cast<uintptr_t>(other.block));
-            }
-          }
-        }
-        if (next != nullptr) {
-          next_slab = check.SlabOfBlock(next);
-          if (next_slab == nullptr)
-            next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
-        }
-      }
-      lane = {next, next_slab};
+    } else if (!keep(*slab, block)) {
+      FreeBlock(heap, SuperSlabOf(block), slab, block);
+      freed_to_slab = true;
     }
+    if (freed_to_slab && ABSL_PREDICT_FALSE(heap->superslabs_unlinked != unlinked) &&
+        next != nullptr) {
+      // A superslab left the heap: the next block is checked again.
+      unlinked = heap->superslabs_unlinked;
+      check.Forget();
+      next_slab = check.SlabOfBlock(next);
+      if (next_slab == nullptr) next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
+    }
+    block = next;
+    slab = next_slab;
   }
   stats::Count(stats::Counter::k_remote_drained, drained);
 }

@@ -1,19 +1,14 @@
-// remote_queue: the list of blocks other threads freed into a heap.
+// remote_queue: the blocks other threads freed into a heap.
 //
 // Owns: a multi-producer, single-consumer stack of batch records (RemoteNode:
 // up to kRemoteNodeBlocks block addresses in allocator memory, so the owner
 // follows no link a program could overwrite) and, for blocks pushed one at a
-// time, an intrusive stack in kRemoteLanes lanes. PushNode publishes a record
-// with one compare-and-swap (release); TakeNodes takes them all with one
-// exchange (acquire). RemoteNodeStack is the same stack on its own (the free
-// records' pool, heap.h).
-// Push links the block through its first word (encoded, free_link.h) and
-// publishes it with one compare-and-swap (release); PushList publishes a whole
-// list onto a lane the same way; the owner takes every lane's list with one
-// exchange (acquire) each and returns the blocks in a batch. The lanes are there
-// for the owner's walk: a pusher spreads a batch over them, so the owner follows
-// several lists side by side and their blocks' cache misses (each block was last
-// written by the freeing thread) overlap instead of queueing behind one another.
+// time (hardened builds; a freeing thread past its exit flush or without a
+// record), an intrusive stack linked through the blocks' first words (encoded,
+// free_link.h), whose every link the owner checks (heap.h's RemoteLinkCheck).
+// PushNode and Push publish with one compare-and-swap (release); TakeNodes and
+// TakeAll take everything with one exchange (acquire) each. RemoteNodeStack is
+// the stack of records on its own (also the free records' pool, heap.h).
 // There is no ABA problem: the only consumer takes everything, and never pops
 // single nodes.
 // With --define hakmem_remote_queue=mutex the same interface takes a pthread
@@ -21,7 +16,8 @@
 // a futex under contention).
 // Thread-safety: Push, PushList and PushNode from any thread; TakeAll, TakeNodes
 // and MaybeNonEmpty from the owner (or any single consumer); RemoteNodeStack:
-// Push from any thread, TakeAll from any (each record goes to one taker).
+// Push from any thread, TakeAll from any (each record goes to one taker),
+// PopChain under the caller's lock.
 // Called by: heap (drain, the records' pool), free_dispatch (push).
 #ifndef HAKMEM_REMOTE_QUEUE_REMOTE_QUEUE_H_
 #define HAKMEM_REMOTE_QUEUE_REMOTE_QUEUE_H_
@@ -36,8 +32,6 @@
 #include "hakmem/superslab/free_link.h"
 
 namespace hakmem {
-
-inline constexpr uint32_t kRemoteLanes = 4;
 
 // A batch of remote frees for one heap: the blocks' addresses, in free order.
 // Lives in allocator metadata (never in a block), from a freeing thread's batch
@@ -105,45 +99,35 @@ class RemoteQueue {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Push(void* block) { PushList(block, block); }
 
   // Adds the list `head` .. `tail` (linked through first words with StoreLink;
-  // tail's link is overwritten) to lane `lane` (< kRemoteLanes) with one
-  // compare-and-swap: a batch of remote frees costs one atomic per lane it uses,
-  // not one per block.
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void PushList(void* head, void* tail, uint32_t lane = 0) {
-    std::atomic<void*>& lane_head = heads_[lane];
+  // tail's link is overwritten) with one compare-and-swap.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PushList(void* head, void* tail) {
     if constexpr (config::kRemoteQueueMutex) {
       pthread_mutex_lock(&mutex_);
-      StoreLink(tail, lane_head.load(std::memory_order_relaxed));
-      lane_head.store(head, std::memory_order_relaxed);
+      StoreLink(tail, head_.load(std::memory_order_relaxed));
+      head_.store(head, std::memory_order_relaxed);
       pthread_mutex_unlock(&mutex_);
     } else {
-      void* old_head = lane_head.load(std::memory_order_relaxed);
+      void* old_head = head_.load(std::memory_order_relaxed);
       do {
         StoreLink(tail, old_head);
-      } while (!lane_head.compare_exchange_weak(old_head, head, std::memory_order_release,
-                                                std::memory_order_relaxed));
+      } while (!head_.compare_exchange_weak(old_head, head, std::memory_order_release,
+                                            std::memory_order_relaxed));
     }
   }
 
-  // Takes every block pushed so far: lane i's as lists[i], linked through first
-  // words (LoadLink; nullptr for an empty lane). Returns whether any was taken.
-  ABSL_ATTRIBUTE_ALWAYS_INLINE bool TakeAll(void* (&lists)[kRemoteLanes]) {
-    bool any = false;
-    if constexpr (config::kRemoteQueueMutex) pthread_mutex_lock(&mutex_);
-    for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
-      void* list = nullptr;
-      if (heads_[lane].load(std::memory_order_relaxed) != nullptr) {
-        if constexpr (config::kRemoteQueueMutex) {
-          list = heads_[lane].load(std::memory_order_relaxed);
-          heads_[lane].store(nullptr, std::memory_order_relaxed);
-        } else {
-          list = heads_[lane].exchange(nullptr, std::memory_order_acquire);
-        }
-      }
-      lists[lane] = list;
-      any |= list != nullptr;
+  // Takes every block pushed on its own so far, linked through first words
+  // (LoadLink), newest first; nullptr if none.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* TakeAll() {
+    if (head_.load(std::memory_order_relaxed) == nullptr) return nullptr;
+    if constexpr (config::kRemoteQueueMutex) {
+      pthread_mutex_lock(&mutex_);
+      void* list = head_.load(std::memory_order_relaxed);
+      head_.store(nullptr, std::memory_order_relaxed);
+      pthread_mutex_unlock(&mutex_);
+      return list;
+    } else {
+      return head_.exchange(nullptr, std::memory_order_acquire);
     }
-    if constexpr (config::kRemoteQueueMutex) pthread_mutex_unlock(&mutex_);
-    return any;
   }
 
   // Adds a batch record (node->count blocks, each no longer used by the caller).
@@ -178,10 +162,7 @@ class RemoteQueue {
     } else {
       if (nodes_.MaybeNonEmpty()) return true;
     }
-    for (const std::atomic<void*>& head : heads_) {
-      if (head.load(std::memory_order_relaxed) != nullptr) return true;
-    }
-    return false;
+    return head_.load(std::memory_order_relaxed) != nullptr;
   }
 
   // fork(): the child's copy of a mutex a dead thread held must be usable.
@@ -190,7 +171,7 @@ class RemoteQueue {
   }
 
  private:
-  std::atomic<void*> heads_[kRemoteLanes] = {};
+  std::atomic<void*> head_{nullptr};  // blocks pushed on their own
   RemoteNodeStack nodes_;
   RemoteNode* nodes_head_ = nullptr;  // the mutex variant's records
   pthread_mutex_t mutex_ = PTHREAD_MUTEX_INITIALIZER;

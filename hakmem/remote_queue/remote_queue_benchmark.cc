@@ -13,10 +13,9 @@ namespace {
 void BM_PushTakeUncontended(benchmark::State& state) {
   RemoteQueue queue;
   void* block[2];
-  void* lists[kRemoteLanes];
   for (auto _ : state) {
     queue.Push(block);
-    benchmark::DoNotOptimize(queue.TakeAll(lists));
+    benchmark::DoNotOptimize(queue.TakeAll());
   }
 }
 BENCHMARK(BM_PushTakeUncontended);
@@ -25,8 +24,7 @@ void BM_PushWhileOwnerDrains(benchmark::State& state) {
   RemoteQueue queue;
   std::atomic<bool> stop{false};
   std::thread owner([&] {
-    void* lists[kRemoteLanes];
-    while (!stop.load(std::memory_order_relaxed)) benchmark::DoNotOptimize(queue.TakeAll(lists));
+    while (!stop.load(std::memory_order_relaxed)) benchmark::DoNotOptimize(queue.TakeAll());
   });
   std::vector<void*> blocks(4096 * 2);
   size_t i = 0;

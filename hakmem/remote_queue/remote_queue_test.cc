@@ -18,53 +18,34 @@ struct alignas(16) Node {
   int sequence;
 };
 
-// Every block of every lane, once (what TakeAll took).
-std::vector<void*> Blocks(void* (&lists)[kRemoteLanes]) {
+// Every block of a list TakeAll took, in its order.
+std::vector<void*> Blocks(void* list) {
   std::vector<void*> out;
-  for (void* list : lists) {
-    for (void* p = list; p != nullptr; p = LoadLink(p)) out.push_back(p);
-  }
+  for (void* p = list; p != nullptr; p = LoadLink(p)) out.push_back(p);
   return out;
 }
 
 TEST(RemoteQueueTest, TakeAllReturnsEverythingOnce) {
   RemoteQueue queue;
-  void* lists[kRemoteLanes];
-  EXPECT_FALSE(queue.TakeAll(lists));
-  EXPECT_TRUE(Blocks(lists).empty());
+  EXPECT_EQ(queue.TakeAll(), nullptr);
   EXPECT_FALSE(queue.MaybeNonEmpty());
   Node nodes[3] = {};
   for (Node& n : nodes) queue.Push(&n);
   EXPECT_TRUE(queue.MaybeNonEmpty());
-  ASSERT_TRUE(queue.TakeAll(lists));
-  const std::vector<void*> taken = Blocks(lists);
-  EXPECT_EQ(std::set<void*>(taken.begin(), taken.end()).size(), 3u);
-  EXPECT_EQ(taken.size(), 3u);
-  EXPECT_FALSE(queue.TakeAll(lists));
+  const std::vector<void*> taken = Blocks(queue.TakeAll());
+  EXPECT_EQ(taken, (std::vector<void*>{&nodes[2], &nodes[1], &nodes[0]})) << "newest first";
+  EXPECT_EQ(queue.TakeAll(), nullptr);
+  EXPECT_FALSE(queue.MaybeNonEmpty());
 }
 
-// A list pushed onto a lane comes back as that lane's list, in its order, before
-// what the lane held; the other lanes keep theirs apart.
-TEST(RemoteQueueTest, ListsPushedOntoLanesComeBackPerLane) {
+// A list pushed whole comes back in its order, before what the queue held.
+TEST(RemoteQueueTest, AListPushedWholeComesBackInItsOrder) {
   RemoteQueue queue;
-  Node nodes[kRemoteLanes][3] = {};
-  for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
-    queue.Push(&nodes[lane][2]);  // lane 0
-    StoreLink(&nodes[lane][0], &nodes[lane][1]);
-    queue.PushList(&nodes[lane][0], &nodes[lane][1], lane);
-  }
-  EXPECT_TRUE(queue.MaybeNonEmpty());
-  void* lists[kRemoteLanes];
-  ASSERT_TRUE(queue.TakeAll(lists));
-  for (uint32_t lane = 0; lane < kRemoteLanes; ++lane) {
-    std::vector<void*> got;
-    for (void* p = lists[lane]; p != nullptr; p = LoadLink(p)) got.push_back(p);
-    const std::vector<void*> want = {&nodes[lane][0], &nodes[lane][1]};
-    if (lane != 0) EXPECT_EQ(got, want) << lane;
-  }
-  std::vector<void*> lane0;
-  for (void* p = lists[0]; p != nullptr; p = LoadLink(p)) lane0.push_back(p);
-  EXPECT_EQ(lane0.size(), 2 + kRemoteLanes) << "its list and every single Push";
+  Node nodes[3] = {};
+  queue.Push(&nodes[2]);
+  StoreLink(&nodes[0], &nodes[1]);
+  queue.PushList(&nodes[0], &nodes[1]);
+  EXPECT_EQ(Blocks(queue.TakeAll()), (std::vector<void*>{&nodes[0], &nodes[1], &nodes[2]}));
   EXPECT_FALSE(queue.MaybeNonEmpty());
 }
 
@@ -84,7 +65,7 @@ TEST(RemoteQueueTest, ConcurrentProducersLoseNothing) {
         if (i % 2 == 0) {
           queue.Push(&nodes[p][i]);
         } else {
-          queue.PushList(&nodes[p][i], &nodes[p][i], static_cast<uint32_t>(p) % kRemoteLanes);
+          queue.PushList(&nodes[p][i], &nodes[p][i]);
         }
       }
       done.fetch_add(1);
@@ -93,9 +74,7 @@ TEST(RemoteQueueTest, ConcurrentProducersLoseNothing) {
   std::vector<std::vector<bool>> seen(kProducers, std::vector<bool>(kPerProducer));
   int total = 0;
   auto drain = [&] {
-    void* lists[kRemoteLanes];
-    queue.TakeAll(lists);
-    for (void* p : Blocks(lists)) {
+    for (void* p : Blocks(queue.TakeAll())) {
       Node* n = static_cast<Node*>(p);
       ASSERT_FALSE(seen[n->producer][n->sequence]);
       ASSERT_EQ(n, &nodes[n->producer][n->sequence]);
@@ -147,8 +126,7 @@ TEST(RemoteQueueTest, RecordsMakeTheQueueNonEmpty) {
   RemoteNode record{};
   queue.PushNode(&record);
   EXPECT_TRUE(queue.MaybeNonEmpty());
-  void* lists[kRemoteLanes];
-  EXPECT_FALSE(queue.TakeAll(lists)) << "no block was pushed one at a time";
+  EXPECT_EQ(queue.TakeAll(), nullptr) << "no block was pushed on its own";
   EXPECT_EQ(queue.TakeNodes(), &record);
   EXPECT_EQ(queue.TakeNodes(), nullptr);
   EXPECT_FALSE(queue.MaybeNonEmpty());
