@@ -4,13 +4,14 @@
 // Owns: Heap (in a metadata arena mapped by platform, never by malloc; a heap is
 // never freed, it is handed to the next thread when its thread exits), the slab
 // state machine (current -> full -> partial -> kept empty -> released), batch
-// carving for the thread caches, the remote-queue drain, and the list of
-// abandoned heaps that new threads adopt.
+// carving for the thread caches, the remote-queue drain, the list of abandoned
+// heaps that new threads adopt, and the pool of remote-free batch records.
 // Thread-safety: everything taking a Heap* runs on the thread that owns the heap
 // (tls_heap) with the heap's lock held (HeapLock), except RemoteQueue pushes;
 // attach/abandon take the heaps lock too. The background release thread takes
 // a quiet heap's lock (try-lock only: it never makes an owner wait for long) to
-// run its decay.
+// run its decay. The records' pool: any thread (TakeRemoteNodes under the heaps
+// lock, ReturnRemoteNodes lock-free).
 // Called by: thread_cache, free_dispatch, core.
 #ifndef HAKMEM_HEAP_HEAP_H_
 #define HAKMEM_HEAP_HEAP_H_
