@@ -366,13 +366,34 @@ void ReturnRemoteNodes(RemoteNode* first, RemoteNode* last);
 // While set, TakeRemoteNodes makes none, as if no memory were left (tests).
 void SetRemoteNodesExhaustedForTesting(bool exhausted);
 
-// The blocks of the batch records `nodes` (a chain) to `keep` or their slabs, as
-// DrainRemoteInto does; the records go back to the pool. Returns the blocks.
-// Every block was checked by the free that put it in its record (free_dispatch),
-// and no record lies in memory a program can write: nothing is checked again.
+// A block other threads freed, of `slab`, back from its owner's drain: a large
+// run to FreeLarge (one already back is a double free, reported), a block of a
+// class to `keep(slab, block)` (see DrainRemoteInto) or else its slab. Returns
+// whether it went back to its superslab (where a free may empty the superslab
+// and take it off the heap).
+template <typename Keep>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ReturnDrainedBlock(Heap* heap, SlabMeta* slab, void* block,
+                                                            Keep& keep) {
+  if (ABSL_PREDICT_FALSE(slab->cls == kLargeClass)) {
+    if (slab->used == 0) {
+      ReportRemoteLargeDoubleFree(block);
+      return false;
+    }
+    FreeLarge(heap, SuperSlabOf(block), slab);
+    return true;
+  }
+  if (keep(*slab, block)) return false;
+  FreeBlock(heap, SuperSlabOf(block), slab, block);
+  return true;
+}
+
+// The blocks of the batch records `nodes` (a chain) back (ReturnDrainedBlock);
+// the records go back to the pool. Returns the blocks. Every block was checked
+// by the free that put it in its record (free_dispatch), and no record lies in
+// memory a program can write: nothing is checked again.
 template <typename Keep>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t DrainRemoteNodes(Heap* heap, RemoteNode* nodes,
-                                                              Keep keep) {
+                                                              Keep& keep) {
   uint64_t drained = 0;
   RemoteNode* last = nodes;
   for (RemoteNode* node = nodes; node != nullptr; node = node->next) {
@@ -381,17 +402,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t DrainRemoteNodes(Heap* heap, Remote
     drained += count;
     for (uint32_t i = 0; i < count; ++i) {
       void* block = node->blocks[i];
-      SuperSlab* ss = SuperSlabOf(block);
-      SlabMeta* slab = SlabOf(ss, block);
-      if (ABSL_PREDICT_FALSE(slab->cls == kLargeClass)) {
-        if (slab->used == 0) {
-          ReportRemoteLargeDoubleFree(block);
-        } else {
-          FreeLarge(heap, ss, slab);
-        }
-      } else if (!keep(*slab, block)) {
-        FreeBlock(heap, ss, slab, block);
-      }
+      ReturnDrainedBlock(heap, SlabOf(SuperSlabOf(block), block), block, keep);
     }
     node->count = 0;
   }
@@ -399,21 +410,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t DrainRemoteNodes(Heap* heap, Remote
   return drained;
 }
 
-// Takes the blocks other threads freed into `heap` back: a block of a size class
-// to `keep(slab, block)` first (the owner's thread cache: true when it took the
-// block, which stays counted in its slab as handed out, as every cached block
-// is), else into its slab. The batch records first (DrainRemoteNodes), then the
-// blocks pushed on their own, each link checked. A template, so that the thread
-// cache's push is inlined into the walk.
+// The blocks pushed on their own, the list from `block` (linked through first
+// words), back (ReturnDrainedBlock), each link checked before it is followed.
+// Returns the blocks.
 template <typename Keep>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint64_t DrainRemoteList(Heap* heap, void* block, Keep& keep) {
   uint64_t drained = 0;
-  if (RemoteNode* nodes = heap->remote.TakeNodes()) drained = DrainRemoteNodes(heap, nodes, keep);
-  void* block = heap->remote.TakeAll();
-  if (block == nullptr) {
-    if (drained != 0) stats::Count(stats::Counter::k_remote_drained, drained);
-    return;
-  }
   RemoteLinkCheck check(heap);
   uint32_t unlinked = heap->superslabs_unlinked;
   // The check of the link that led to a block found its slab, which stays the
@@ -429,21 +431,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) 
       if (ABSL_PREDICT_FALSE(next_slab == nullptr))
         next = ReportCorruptLink(block, reinterpret_cast<uintptr_t>(next));
     }
-    // Only a free into a slab may empty a superslab and take it off the heap.
-    bool freed_to_slab = false;
-    if (ABSL_PREDICT_FALSE(slab->cls == kLargeClass)) {
-      if (slab->used == 0) {
-        ReportRemoteLargeDoubleFree(block);
-      } else {
-        FreeLarge(heap, SuperSlabOf(block), slab);
-        freed_to_slab = true;
-      }
-    } else if (!keep(*slab, block)) {
-      FreeBlock(heap, SuperSlabOf(block), slab, block);
-      freed_to_slab = true;
-    }
-    if (freed_to_slab && ABSL_PREDICT_FALSE(heap->superslabs_unlinked != unlinked) &&
-        next != nullptr) {
+    // Only a block back in its superslab may empty it and take it off the heap.
+    if (ReturnDrainedBlock(heap, slab, block, keep) &&
+        ABSL_PREDICT_FALSE(heap->superslabs_unlinked != unlinked) && next != nullptr) {
       // A superslab left the heap: the next block is checked again.
       unlinked = heap->superslabs_unlinked;
       check.Forget();
@@ -453,7 +443,21 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) 
     block = next;
     slab = next_slab;
   }
-  stats::Count(stats::Counter::k_remote_drained, drained);
+  return drained;
+}
+
+// Takes the blocks other threads freed into `heap` back: a block of a size class
+// to `keep(slab, block)` first (the owner's thread cache: true when it took the
+// block, which stays counted in its slab as handed out, as every cached block
+// is), else into its slab. The batch records first, then the blocks pushed on
+// their own. A template, so that the thread cache's push is inlined into the
+// walks.
+template <typename Keep>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void DrainRemoteInto(Heap* heap, Keep keep) {
+  uint64_t drained = 0;
+  if (RemoteNode* nodes = heap->remote.TakeNodes()) drained += DrainRemoteNodes(heap, nodes, keep);
+  if (void* list = heap->remote.TakeAll()) drained += DrainRemoteList(heap, list, keep);
+  if (drained != 0) stats::Count(stats::Counter::k_remote_drained, drained);
 }
 
 // What the heaps' superslabs hold, for the stats report: per lane (tiny and pool

@@ -132,37 +132,23 @@ class RemoteQueue {
 
   // Adds a batch record (node->count blocks, each no longer used by the caller).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PushNode(RemoteNode* node) {
-    if constexpr (config::kRemoteQueueMutex) {
-      pthread_mutex_lock(&mutex_);
-      node->next = nodes_head_;
-      nodes_head_ = node;
-      pthread_mutex_unlock(&mutex_);
-    } else {
-      nodes_.Push(node, node);
-    }
+    if constexpr (config::kRemoteQueueMutex) pthread_mutex_lock(&mutex_);
+    nodes_.Push(node, node);
+    if constexpr (config::kRemoteQueueMutex) pthread_mutex_unlock(&mutex_);
   }
 
   // Takes every record pushed so far (linked through next; nullptr if none).
   ABSL_ATTRIBUTE_ALWAYS_INLINE RemoteNode* TakeNodes() {
-    if constexpr (config::kRemoteQueueMutex) {
-      pthread_mutex_lock(&mutex_);
-      RemoteNode* nodes = nodes_head_;
-      nodes_head_ = nullptr;
-      pthread_mutex_unlock(&mutex_);
-      return nodes;
-    } else {
-      return nodes_.TakeAll();
-    }
+    if (!nodes_.MaybeNonEmpty()) return nullptr;
+    if constexpr (config::kRemoteQueueMutex) pthread_mutex_lock(&mutex_);
+    RemoteNode* nodes = nodes_.TakeAll();
+    if constexpr (config::kRemoteQueueMutex) pthread_mutex_unlock(&mutex_);
+    return nodes;
   }
 
   // A hint: false means nothing was pushed as of some recent moment.
   bool MaybeNonEmpty() const {
-    if constexpr (config::kRemoteQueueMutex) {
-      if (__atomic_load_n(&nodes_head_, __ATOMIC_RELAXED) != nullptr) return true;
-    } else {
-      if (nodes_.MaybeNonEmpty()) return true;
-    }
-    return head_.load(std::memory_order_relaxed) != nullptr;
+    return nodes_.MaybeNonEmpty() || head_.load(std::memory_order_relaxed) != nullptr;
   }
 
   // fork(): the child's copy of a mutex a dead thread held must be usable.
@@ -172,8 +158,7 @@ class RemoteQueue {
 
  private:
   std::atomic<void*> head_{nullptr};  // blocks pushed on their own
-  RemoteNodeStack nodes_;
-  RemoteNode* nodes_head_ = nullptr;  // the mutex variant's records
+  RemoteNodeStack nodes_;             // batch records (the mutex variant: under mutex_)
   pthread_mutex_t mutex_ = PTHREAD_MUTEX_INITIALIZER;
 };
 

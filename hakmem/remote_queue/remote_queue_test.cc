@@ -25,6 +25,23 @@ std::vector<void*> Blocks(void* list) {
   return out;
 }
 
+// Runs `produce(p)` on `producers` threads while this thread calls `drain()`
+// until they are done, then once more after they have been joined.
+template <typename Produce, typename Drain>
+void ProduceWhileDraining(int producers, Produce produce, Drain drain) {
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      produce(p);
+      done.fetch_add(1);
+    });
+  }
+  while (done.load() < producers) drain();
+  for (std::thread& t : threads) t.join();
+  drain();
+}
+
 TEST(RemoteQueueTest, TakeAllReturnsEverythingOnce) {
   RemoteQueue queue;
   EXPECT_EQ(queue.TakeAll(), nullptr);
@@ -55,36 +72,30 @@ TEST(RemoteQueueTest, ConcurrentProducersLoseNothing) {
   constexpr int kProducers = 4, kPerProducer = 20000;
   RemoteQueue queue;
   std::vector<std::vector<Node>> nodes(kProducers, std::vector<Node>(kPerProducer));
-  std::atomic<int> done{0};
-  std::vector<std::thread> producers;
-  for (int p = 0; p < kProducers; ++p) {
-    producers.emplace_back([&, p] {
-      for (int i = 0; i < kPerProducer; ++i) {
-        nodes[p][i].producer = p;
-        nodes[p][i].sequence = i;
-        if (i % 2 == 0) {
-          queue.Push(&nodes[p][i]);
-        } else {
-          queue.PushList(&nodes[p][i], &nodes[p][i]);
-        }
-      }
-      done.fetch_add(1);
-    });
-  }
   std::vector<std::vector<bool>> seen(kProducers, std::vector<bool>(kPerProducer));
   int total = 0;
-  auto drain = [&] {
-    for (void* p : Blocks(queue.TakeAll())) {
-      Node* n = static_cast<Node*>(p);
-      ASSERT_FALSE(seen[n->producer][n->sequence]);
-      ASSERT_EQ(n, &nodes[n->producer][n->sequence]);
-      seen[n->producer][n->sequence] = true;
-      ++total;
-    }
-  };
-  while (done.load() < kProducers) drain();
-  for (auto& t : producers) t.join();
-  drain();
+  ProduceWhileDraining(
+      kProducers,
+      [&](int p) {
+        for (int i = 0; i < kPerProducer; ++i) {
+          nodes[p][i].producer = p;
+          nodes[p][i].sequence = i;
+          if (i % 2 == 0) {
+            queue.Push(&nodes[p][i]);
+          } else {
+            queue.PushList(&nodes[p][i], &nodes[p][i]);
+          }
+        }
+      },
+      [&] {
+        for (void* p : Blocks(queue.TakeAll())) {
+          Node* n = static_cast<Node*>(p);
+          ASSERT_FALSE(seen[n->producer][n->sequence]);
+          ASSERT_EQ(n, &nodes[n->producer][n->sequence]);
+          seen[n->producer][n->sequence] = true;
+          ++total;
+        }
+      });
   EXPECT_EQ(total, kProducers * kPerProducer);
 }
 
@@ -94,29 +105,23 @@ TEST(RemoteQueueTest, RecordsArriveOnceWithTheirBlocks) {
   constexpr int kProducers = 4, kRecordsEach = 2000;
   RemoteQueue queue;
   std::vector<std::vector<RemoteNode>> records(kProducers, std::vector<RemoteNode>(kRecordsEach));
-  std::atomic<int> done{0};
-  std::vector<std::thread> producers;
-  for (int p = 0; p < kProducers; ++p) {
-    producers.emplace_back([&, p] {
-      for (int i = 0; i < kRecordsEach; ++i) {
-        RemoteNode& r = records[p][i];
-        r.count = 1 + static_cast<uint32_t>(i) % kRemoteNodeBlocks;
-        for (uint32_t b = 0; b < r.count; ++b) r.blocks[b] = &r.blocks[b];
-        queue.PushNode(&r);
-      }
-      done.fetch_add(1);
-    });
-  }
   std::set<RemoteNode*> seen;
-  auto drain = [&] {
-    for (RemoteNode* r = queue.TakeNodes(); r != nullptr; r = r->next) {
-      ASSERT_TRUE(seen.insert(r).second) << "a record taken twice";
-      for (uint32_t b = 0; b < r->count; ++b) ASSERT_EQ(r->blocks[b], &r->blocks[b]);
-    }
-  };
-  while (done.load() < kProducers) drain();
-  for (auto& t : producers) t.join();
-  drain();
+  ProduceWhileDraining(
+      kProducers,
+      [&](int p) {
+        for (int i = 0; i < kRecordsEach; ++i) {
+          RemoteNode& r = records[p][i];
+          r.count = 1 + static_cast<uint32_t>(i) % kRemoteNodeBlocks;
+          for (uint32_t b = 0; b < r.count; ++b) r.blocks[b] = &r.blocks[b];
+          queue.PushNode(&r);
+        }
+      },
+      [&] {
+        for (RemoteNode* r = queue.TakeNodes(); r != nullptr; r = r->next) {
+          ASSERT_TRUE(seen.insert(r).second) << "a record taken twice";
+          for (uint32_t b = 0; b < r->count; ++b) ASSERT_EQ(r->blocks[b], &r->blocks[b]);
+        }
+      });
   EXPECT_EQ(seen.size(), size_t{kProducers} * kRecordsEach);
   EXPECT_FALSE(queue.MaybeNonEmpty());
 }

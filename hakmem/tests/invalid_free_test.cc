@@ -405,6 +405,17 @@ TEST(InvalidFreeDeathTest, DoubleFreeOfAnErasedBlockAborts) {
   }
 }
 
+// 10000 mallocs of 64 bytes (enough to drain the remote queue and empty what it
+// filled): exits with 1, saying so, if one returns the attacker's address.
+void ExitIfMallocHandsOutTheTarget() {
+  for (int i = 0; i < 10000; ++i) {
+    if (malloc(Opaque(size_t{64})) == g_attack_target) {
+      fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
+      _exit(1);
+    }
+  }
+}
+
 // A use-after-free write of a well-encoded link (one made with the process's
 // key, which the test can read) into a block waiting in its owner's remote
 // queue, pushed there on its own (linked through its first word: what a remote
@@ -415,12 +426,7 @@ void ForgeARemoteLink() {
   char* block = static_cast<char*>(malloc(Opaque(size_t{64})));
   std::thread([block] { hakmem::PushRemote(hakmem::SuperSlabOf(block), block); }).join();
   hakmem::StoreLink(block, g_attack_target);  // the forged write
-  for (int i = 0; i < 10000; ++i) {
-    if (malloc(Opaque(size_t{64})) == g_attack_target) {
-      fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
-      _exit(1);
-    }
-  }
+  ExitIfMallocHandsOutTheTarget();
   _exit(0);
 }
 
@@ -442,12 +448,7 @@ void ForgeLinksInABatch() {
     for (char* b : blocks) free(b);
   }).join();  // batches handed over as they fill and at the thread's exit
   for (char* b : blocks) hakmem::StoreLink(b, g_attack_target);  // the forged writes
-  for (int i = 0; i < 10000; ++i) {
-    if (malloc(Opaque(size_t{64})) == g_attack_target) {
-      fprintf(stderr, "FORGED: malloc returned the attacker's address\n");
-      _exit(1);
-    }
-  }
+  ExitIfMallocHandsOutTheTarget();
   fprintf(stderr, "never followed\n");
   _exit(0);
 }
