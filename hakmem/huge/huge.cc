@@ -86,6 +86,42 @@ void* ReuseCachedHuge(size_t size, const HugeLayout& layout) {
   return best->user;
 }
 
+void* GrowCachedHuge(size_t size) {
+  // The largest cached mapping at the default offset: its pages move into the
+  // new block (HugeRealloc), so only the rest is faulted in, and the cache does
+  // not stay resident beside a fresh mapping.
+  HugeHeader* grown = nullptr;
+  {
+    platform::SpinLockHolder hold(&g_lock);
+    for (HugeHeader* h = g_cache.head(); h != nullptr; h = h->next) {
+      if (h->user == h->map_base + kHugeHeaderSize && HugeUsableSize(h) < size &&
+          (grown == nullptr || h->map_len > grown->map_len)) {
+        grown = h;
+      }
+    }
+    if (grown == nullptr) return nullptr;
+    g_cache.Remove(grown);
+    g_cached_bytes -= grown->map_len;
+    grown->cached = false;
+  }
+  const int saved_errno = errno;
+  void* user = HugeRealloc(grown, size);
+  if (user == nullptr) {  // the OS refused the bigger range: the mapping goes back
+    errno = saved_errno;
+    CacheHuge(grown, platform::NowNanos());
+    return nullptr;
+  }
+  // HugeRealloc leaves the new range in small pages (a realloc's room); a new
+  // block gets MapHuge's advice: its whole 2 MiB chunks.
+  HugeHeader* h = HugeHeaderOf(user);
+  const size_t whole_chunks = (kHugeHeaderSize + size) & ~(kSuperSlabSize - 1);
+  if (whole_chunks != 0 && config::HugePagesEnabled()) {
+    platform::AdviseHugePages(h->map_base, whole_chunks);
+  }
+  Count(Counter::k_huge_reused);
+  return user;
+}
+
 void* MapHuge(size_t size, size_t alignment, const HugeLayout& layout, char* base) {
   // base is superslab-aligned (one registry chunk each) and base + offset is
   // aligned to `alignment`; the rest of the last registry chunk may hold a foreign

@@ -2,7 +2,8 @@
 //
 // Owns: one mapping per huge block, superslab-aligned, with a header page before
 // the user block (and in hardened builds a guard page after it), registered in
-// the registry; the cache of freed mappings (newest first) and the ring of
+// the registry; the cache of freed mappings (newest first; a block no cached
+// mapping fits grows the largest smaller one) and the ring of
 // recently released user pointers (a stale free of one is reported, not handed
 // to the C library); growth by moving whole 2 MiB pages (mremap), not copying them. The policy of
 // when cached mappings go back to the OS (the purge delay, HAKMEM_RETAIN_MB,
@@ -85,6 +86,11 @@ HugeLayout LayoutOfHuge(size_t size, size_t alignment);
 // the length `layout` needs (best fit), taken out of the cache; nullptr if none.
 // Only for blocks at the default offset (no alignment above a page).
 void* ReuseCachedHuge(size_t size, const HugeLayout& layout);
+// No cached mapping fits `size` (a block at the default offset): the largest
+// cached one smaller than it is taken out of the cache and grown to it by moving
+// its pages (HugeRealloc); nullptr if none (or the OS refused: the mapping stays
+// cached). Its contents are stale.
+void* GrowCachedHuge(size_t size);
 // A fresh mapping for the block (registered, advised huge pages when they are
 // on); nullptr when the OS refuses. `base`, when not nullptr, is address space to
 // use instead of a new mapping (superslab-aligned, `layout.length` bytes).

@@ -70,6 +70,37 @@ TEST(HugeTest, CacheReusesTheBestFitAndReleasesByAge) {
   EXPECT_EQ(CachedHugeBytes(), 0u);
 }
 
+TEST(HugeTest, AMissGrowsTheLargestSmallerCachedMapping) {
+  ReleaseCachedHuge(0, 0, /*force=*/true);
+  char* small = static_cast<char*>(Map(3 << 20));
+  char* larger = static_cast<char*>(Map(5 << 20));
+  ASSERT_NE(small, nullptr);
+  ASSERT_NE(larger, nullptr);
+  memset(larger, 'L', 5 << 20);
+  const size_t small_len = HugeHeaderOf(small)->map_len;
+  CacheHuge(HugeHeaderOf(small), 100);
+  CacheHuge(HugeHeaderOf(larger), 200);
+  // A cached mapping that fits is ReuseCachedHuge's: none is grown for it.
+  EXPECT_EQ(GrowCachedHuge(size_t{2} << 20), nullptr);
+  // Neither fits 12 MiB: the 5 MiB one moves into the new block, pages and all.
+  const size_t want = size_t{12} << 20;
+  char* grown = static_cast<char*>(GrowCachedHuge(want));
+  ASSERT_NE(grown, nullptr);
+  HugeHeader* h = HugeHeaderOf(grown);
+  EXPECT_FALSE(h->cached);
+  EXPECT_EQ(h->size, want);
+  EXPECT_GE(HugeUsableSize(h), want);
+  EXPECT_EQ(grown[0], 'L');
+  EXPECT_EQ(grown[(5 << 20) - 1], 'L');
+  EXPECT_EQ(registry::Lookup(grown + want - 1), h->map_base);
+  grown[want - 1] = 'x';  // the rest is mapped and writable
+  EXPECT_EQ(CachedHugeBytes(), small_len);
+  if (grown != larger) EXPECT_TRUE(WasReleasedHuge(larger));  // a stale free is reported
+  CacheHuge(h, 300);
+  EXPECT_TRUE(ReleaseCachedHuge(0, 0, /*force=*/true));
+  EXPECT_EQ(CachedHugeBytes(), 0u);
+}
+
 TEST(HugeTest, ReallocGrowsInPlaceThenMovesThePages) {
   char* user = static_cast<char*>(Map(3 << 20));
   ASSERT_NE(user, nullptr);

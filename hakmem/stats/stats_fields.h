@@ -29,7 +29,7 @@
   X(huge_mapped, "huge allocations given a new mapping")                                     \
   X(huge_reused, "huge allocations served from the huge cache")                              \
   X(huge_released, "huge mappings given back to the OS")                                     \
-  X(huge_remapped, "huge reallocs moved to a bigger mapping (whole 2 MiB pages remapped)")   \
+  X(huge_remapped, "huge blocks moved to a bigger mapping (realloc, a cached one grown)")    \
   X(realloc_in_place, "reallocs that kept their block")                                      \
   X(heaps_created, "thread heaps created")                                                   \
   X(heaps_adopted, "thread heaps adopted from exited threads")                               \

@@ -223,6 +223,23 @@ TEST(CallocTest, ReusedMemoryIsZeroed) {
   }
 }
 
+TEST(CallocTest, AHugeBlockGrownFromAFreedSmallerOneIsZeroed) {
+  // The freed 3 MiB mapping is cached; 12 MiB fits no cached mapping, so the
+  // allocator may grow the cached one into the new block, its dirty pages and all.
+  for (int round = 0; round < 4; ++round) {
+    void* dirty = malloc(Opaque(3 * kMiB));
+    ASSERT_NE(dirty, nullptr);
+    memset(dirty, 0xff, malloc_usable_size(dirty));
+    free(dirty);
+    const size_t n = 12 * kMiB;
+    void* zeroed = calloc(1, Opaque(n));
+    ASSERT_NE(zeroed, nullptr);
+    EXPECT_TRUE(IsAligned(zeroed, 16));
+    ASSERT_EQ(FirstByteNot(zeroed, n, 0), n) << "round " << round;
+    free(zeroed);
+  }
+}
+
 TEST(CallocTest, ArrayProductIsZeroed) {
   const std::pair<size_t, size_t> shapes[] = {
       {3, 7}, {100, 10}, {1000, 24}, {4096, 17}, {50000, 3}, {3, kMiB}, {kMiB, 5},
