@@ -37,10 +37,15 @@ void NoteReleasedLocked(const char* user) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) 
                                                        std::memory_order_relaxed);
 }
 
-void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
-  NoteReleasedLocked(h->user);
+void TakeOutOfCacheLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   g_cache.Remove(h);
   g_cached_bytes -= h->map_len;
+  h->cached = false;
+}
+
+void ReleaseLocked(HugeHeader* h) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
+  NoteReleasedLocked(h->user);
+  TakeOutOfCacheLocked(h);
   g_huge_bytes.fetch_sub(h->map_len, std::memory_order_relaxed);
   g_huge_count.fetch_sub(1, std::memory_order_relaxed);
   char* base = h->map_base;
@@ -65,60 +70,61 @@ HugeLayout LayoutOfHuge(size_t size, size_t alignment) {
   return {offset, platform::RoundUp(offset + size, platform::kPageSize) + kHugeGuardSize};
 }
 
-void* ReuseCachedHuge(size_t size, const HugeLayout& layout) {
-  // A warm mapping beats fresh page faults, and a roomy one lets a growing block
-  // realloc in place; an aligned one's user pointer sits further in.
-  platform::SpinLockHolder hold(&g_lock);
-  HugeHeader* best = nullptr;
-  for (HugeHeader* h = g_cache.head(); h != nullptr; h = h->next) {
-    if (HugeUsableSize(h) >= size &&
-        h->map_len <= 4 * platform::RoundUp(layout.length, kSuperSlabSize) &&
-        (best == nullptr || h->map_len < best->map_len)) {
-      best = h;
-    }
-  }
-  if (best == nullptr) return nullptr;
-  g_cache.Remove(best);
-  g_cached_bytes -= best->map_len;
-  best->cached = false;
-  best->size = size;
-  Count(Counter::k_huge_reused);
-  return best->user;
-}
+namespace {
 
-void* GrowCachedHuge(size_t size) {
-  // The largest cached mapping at the default offset: its pages move into the
-  // new block (HugeRealloc), so only the rest is faulted in, and the cache does
-  // not stay resident beside a fresh mapping.
-  HugeHeader* grown = nullptr;
-  {
-    platform::SpinLockHolder hold(&g_lock);
-    for (HugeHeader* h = g_cache.head(); h != nullptr; h = h->next) {
-      if (h->user == h->map_base + kHugeHeaderSize && HugeUsableSize(h) < size &&
-          (grown == nullptr || h->map_len > grown->map_len)) {
-        grown = h;
-      }
-    }
-    if (grown == nullptr) return nullptr;
-    g_cache.Remove(grown);
-    g_cached_bytes -= grown->map_len;
-    grown->cached = false;
-  }
+// `h`, taken out of the cache, grown to a block of `size` bytes by moving its
+// pages (HugeRealloc); nullptr when the OS refuses (h goes back to the cache).
+void* GrowTakenHuge(HugeHeader* h, size_t size) {
   const int saved_errno = errno;
-  void* user = HugeRealloc(grown, size);
-  if (user == nullptr) {  // the OS refused the bigger range: the mapping goes back
+  void* user = HugeRealloc(h, size);
+  if (user == nullptr) {
     errno = saved_errno;
-    CacheHuge(grown, platform::NowNanos());
+    CacheHuge(h, platform::NowNanos());
     return nullptr;
   }
   // HugeRealloc leaves the new range in small pages (a realloc's room); a new
   // block gets MapHuge's advice: its whole 2 MiB chunks.
-  HugeHeader* h = HugeHeaderOf(user);
   const size_t whole_chunks = (kHugeHeaderSize + size) & ~(kSuperSlabSize - 1);
   if (whole_chunks != 0 && config::HugePagesEnabled()) {
-    platform::AdviseHugePages(h->map_base, whole_chunks);
+    platform::AdviseHugePages(HugeHeaderOf(user)->map_base, whole_chunks);
   }
-  Count(Counter::k_huge_reused);
+  return user;
+}
+
+}  // namespace
+
+void* ReuseCachedHuge(size_t size, const HugeLayout& layout) {
+  // A warm mapping beats fresh page faults, and a roomy one lets a growing block
+  // realloc in place; an aligned one's user pointer sits further in. With none
+  // that fits, the largest smaller one at the default offset moves into the
+  // block: only the rest is faulted in, and the cache does not stay resident
+  // beside a fresh mapping.
+  HugeHeader* best = nullptr;
+  HugeHeader* grown = nullptr;
+  {
+    platform::SpinLockHolder hold(&g_lock);
+    for (HugeHeader* h = g_cache.head(); h != nullptr; h = h->next) {
+      if (HugeUsableSize(h) >= size) {
+        if (h->map_len <= 4 * platform::RoundUp(layout.length, kSuperSlabSize) &&
+            (best == nullptr || h->map_len < best->map_len)) {
+          best = h;
+        }
+      } else if (h->user == h->map_base + kHugeHeaderSize &&
+                 (grown == nullptr || h->map_len > grown->map_len)) {
+        grown = h;
+      }
+    }
+    if (best != nullptr) {
+      TakeOutOfCacheLocked(best);
+      best->size = size;
+    } else if (grown != nullptr) {
+      TakeOutOfCacheLocked(grown);
+    } else {
+      return nullptr;
+    }
+  }
+  void* user = best != nullptr ? best->user : GrowTakenHuge(grown, size);
+  if (user != nullptr) Count(Counter::k_huge_reused);
   return user;
 }
 

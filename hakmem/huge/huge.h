@@ -83,14 +83,12 @@ struct HugeLayout {
 HugeLayout LayoutOfHuge(size_t size, size_t alignment);
 
 // A cached mapping with room for `size` bytes past its user pointer, at most 4x
-// the length `layout` needs (best fit), taken out of the cache; nullptr if none.
-// Only for blocks at the default offset (no alignment above a page).
+// the length `layout` needs (best fit), taken out of the cache; else the largest
+// cached one smaller than that at the default offset, taken out and grown to it
+// by moving its pages (HugeRealloc); nullptr if none (or the OS refused the
+// growth: the mapping stays cached). Its contents are stale. Only for blocks at
+// the default offset (no alignment above a page).
 void* ReuseCachedHuge(size_t size, const HugeLayout& layout);
-// No cached mapping fits `size` (a block at the default offset): the largest
-// cached one smaller than it is taken out of the cache and grown to it by moving
-// its pages (HugeRealloc); nullptr if none (or the OS refused: the mapping stays
-// cached). Its contents are stale.
-void* GrowCachedHuge(size_t size);
 // A fresh mapping for the block (registered, advised huge pages when they are
 // on); nullptr when the OS refuses. `base`, when not nullptr, is address space to
 // use instead of a new mapping (superslab-aligned, `layout.length` bytes).

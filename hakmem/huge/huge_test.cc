@@ -80,11 +80,15 @@ TEST(HugeTest, AMissGrowsTheLargestSmallerCachedMapping) {
   const size_t small_len = HugeHeaderOf(small)->map_len;
   CacheHuge(HugeHeaderOf(small), 100);
   CacheHuge(HugeHeaderOf(larger), 200);
-  // A cached mapping that fits is ReuseCachedHuge's: none is grown for it.
-  EXPECT_EQ(GrowCachedHuge(size_t{2} << 20), nullptr);
+  // A mapping that fits serves where it is: 4 MiB takes the 5 MiB one, and the
+  // 3 MiB one is not grown for it.
+  const size_t fits = size_t{4} << 20;
+  EXPECT_EQ(ReuseCachedHuge(fits, LayoutOfHuge(fits, 16)), larger);
+  EXPECT_EQ(CachedHugeBytes(), small_len);
+  CacheHuge(HugeHeaderOf(larger), 200);
   // Neither fits 12 MiB: the 5 MiB one moves into the new block, pages and all.
   const size_t want = size_t{12} << 20;
-  char* grown = static_cast<char*>(GrowCachedHuge(want));
+  char* grown = static_cast<char*>(ReuseCachedHuge(want, LayoutOfHuge(want, 16)));
   ASSERT_NE(grown, nullptr);
   HugeHeader* h = HugeHeaderOf(grown);
   EXPECT_FALSE(h->cached);

@@ -505,10 +505,6 @@ void* HugeAlloc(size_t size, size_t alignment, bool* zeroed) {
       *zeroed = false;
       return user;
     }
-    if (void* user = GrowCachedHuge(size)) {
-      *zeroed = false;
-      return user;
-    }
   }
   void* user = MapHuge(size, alignment, layout, nullptr);
   if (user == nullptr) {
