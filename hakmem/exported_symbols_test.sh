@@ -5,7 +5,9 @@
 # typeinfo) fails it, and so does a listed function that went missing. It also
 # checks what the object loads into every program it is preloaded into: the C
 # library and the dynamic loader only (a sanitizer build adds its runtime), never
-# libm or the C++ runtime.
+# libm or the C++ runtime. And every exported function in the hakmem_alloc_entry
+# section (malloc & co, operator new/delete, the hak_* entry points) starts 32
+# bytes into a 64-byte line, as platform.h's HAKMEM_ENTRY_LAYOUT places it.
 # Usage: exported_symbols_test.sh LIBHAKMEM_SO EXPECTED_LIST
 set -euo pipefail
 
@@ -49,8 +51,29 @@ if [[ -n $extra ]]; then
   echo "  (each is loaded into every program that preloads hakmem)" >&2
   status=1
 fi
+# The entry section's bounds, from the section table (bfd lists __start_/__stop_ in
+# the dynamic table, lld does not).
+read -r entry_start entry_size < <(readelf -SW "$so" |
+  awk '{ for (i = 1; i < NF; ++i) if ($i == "hakmem_alloc_entry") { print $(i + 2), $(i + 4); exit } }')
+if [[ -z ${entry_start:-} ]]; then
+  echo "FAIL: $so has no hakmem_alloc_entry section" >&2
+  status=1
+else
+  entries=$(nm -D --defined-only -t d "$so" |
+    awk -v lo=$((16#$entry_start)) -v size=$((16#$entry_size)) '
+      $2 ~ /^[TW]$/ && $3 !~ /^__(start|stop)_/ && $1 + 0 >= lo && $1 + 0 < lo + size { print $1 % 64, $3 }')
+  misplaced=$(awk '$1 != 32 { print "  " $2 " starts " $1 " bytes into its line" }' <<<"$entries")
+  if ! grep -qw malloc <<<"$entries" || ! grep -qw free <<<"$entries"; then
+    echo "FAIL: malloc and free are not in $so's hakmem_alloc_entry section" >&2
+    status=1
+  elif [[ -n $misplaced ]]; then
+    echo "FAIL: entry points not 32 bytes into a 64-byte line (HAKMEM_ENTRY_LAYOUT):" >&2
+    echo "$misplaced" >&2
+    status=1
+  fi
+fi
 if [[ $status -eq 0 ]]; then
   echo "PASS: $(wc -l <<<"$actual") dynamic symbols, as listed in $expected_list; needs only" \
-    $needed
+    "$(tr '\n' ' ' <<<"$needed")and $(wc -l <<<"$entries") entry points start 32 bytes into a 64-byte line"
 fi
 exit $status

@@ -117,9 +117,10 @@ extern "C" {
 
 // hak_malloc, hak_free, ... (core.h's list; wrappers.cc defines the same
 // functions under the C library's names). In the section the heap profiler's
-// stack walk skips (placement only).
+// stack walk skips, laid out as platform.h's HAKMEM_ENTRY_LAYOUT says (placement
+// only).
 #define HAK_DEFINE_ENTRY_POINT(type, name, params, call) \
-  HAKMEM_ALLOC_ENTRY type hak_##name params { return call; }
+  HAKMEM_ALLOC_ENTRY HAKMEM_ENTRY_LAYOUT type hak_##name params { return call; }
 HAKMEM_ENTRY_POINTS(HAK_DEFINE_ENTRY_POINT)
 #undef HAK_DEFINE_ENTRY_POINT
 

@@ -16,12 +16,14 @@
 #include "hakmem/core/core.h"
 #include "hakmem/free_dispatch/free_dispatch.h"
 #include "hakmem/hakmem.h"
+#include "hakmem/platform/platform.h"
 #include "hakmem/profiler/profiler.h"
 
 // hakmem builds with -fvisibility=hidden: these are the symbols it exports (as
 // hakmem.h's HAK_API). They sit in the section the heap profiler's stack walk
-// skips (placement only).
-#define HAKMEM_EXPORT HAK_API HAKMEM_ALLOC_ENTRY
+// skips, each 32 bytes into a 64-byte line (platform.h's HAKMEM_ENTRY_LAYOUT;
+// placement only).
+#define HAKMEM_EXPORT HAK_API HAKMEM_ALLOC_ENTRY HAKMEM_ENTRY_LAYOUT
 
 // operator new's failure path needs the C++ runtime (the new-handler, throwing
 // std::bad_alloc), which a C program does not load: libhakmem.so does not link
