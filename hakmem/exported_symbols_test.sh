@@ -52,9 +52,11 @@ if [[ -n $extra ]]; then
   status=1
 fi
 # The entry section's bounds, from the section table (bfd lists __start_/__stop_ in
-# the dynamic table, lld does not).
+# the dynamic table, lld does not). No such section: read finds nothing (|| true,
+# so set -e lets the FAIL below say why).
 read -r entry_start entry_size < <(readelf -SW "$so" |
-  awk '{ for (i = 1; i < NF; ++i) if ($i == "hakmem_alloc_entry") { print $(i + 2), $(i + 4); exit } }')
+  awk '{ for (i = 1; i < NF; ++i) if ($i == "hakmem_alloc_entry") { print $(i + 2), $(i + 4); exit } }') ||
+  true
 if [[ -z ${entry_start:-} ]]; then
   echo "FAIL: $so has no hakmem_alloc_entry section" >&2
   status=1
