@@ -90,25 +90,46 @@ struct Heap {
 };
 
 // A heap's thread-cache slots: each class's stack of cached block addresses
-// (thread_cache's FreeList points into them), kCacheSlotStride slots a class, the
-// first of which stays nullptr: the bottom's sentinel, which the malloc fast path
-// reads to find the stack empty. Mapped with the heap by platform (never by
-// malloc: kCacheSlotBytes of address space, 1.4 MiB), kept with it from thread
-// to thread, and backed only as deep as the stacks go (a class that holds up to
-// 500 blocks touches one page). The stride is a cache line more than the
-// stacks need: stacks 16 KiB apart would start in one L1 set, and a program
-// using many classes would evict its own stack tops (random_mixed: 5.7 times
-// the D1 misses of lists through the blocks); a line more, and class c's stack
-// starts c sets further.
+// (thread_cache's FreeList points into them). The slot below a stack's bottom
+// stays nullptr: the bottom's sentinel, which the malloc fast path reads to find
+// the stack empty. Mapped with the heap by platform (never by malloc:
+// kCacheSlotBytes of address space, 1.45 MiB), kept with it from thread to
+// thread, and backed only where stacks have been. Two areas:
+//  - packed: kPackedStackSlots slots a class (its sentinel and 31 blocks), the
+//    classes side by side, 16 to a page. Every stack starts here, so a program
+//    that caches a few blocks of each of many classes touches a few pages, not
+//    one page a class (ruby: 71 pages of stacks, 284 KiB resident, when each
+//    class started on a page of its own).
+//  - own: kCacheSlotStride slots a class, enough for any limit ACE allows. A
+//    stack moves here (ThreadCache::MoveToOwnSlots, one copy of at most 31
+//    addresses) the first time it needs more than the packed slots hold: a
+//    free finds it full below its limit, or a refill from the heap after its
+//    first. The stride is a cache line more than the stacks need: stacks
+//    16 KiB apart would start in one L1 set, and a program using many classes
+//    would evict its own stack tops (random_mixed: 5.7 times the D1 misses of
+//    lists through the blocks); a line more, and class c's stack starts c sets
+//    further.
+inline constexpr uint32_t kPackedStackSlots = 32;
+inline constexpr size_t kPackedSlotBytes =
+    platform::RoundUp(size_t{kNumClasses} * kPackedStackSlots * sizeof(void*), platform::kPageSize);
 inline constexpr uint32_t kCacheSlotStride = ace::kMaxLimit + 8;
 static_assert(kCacheSlotStride * sizeof(void*) % 4096 == 64,
               "consecutive stacks, consecutive sets");
 inline constexpr size_t kCacheSlotBytes =
+    kPackedSlotBytes +
     platform::RoundUp(size_t{kNumClasses} * kCacheSlotStride * sizeof(void*), platform::kPageSize);
 
-// The bottom slot of class `cls`'s stack in `heap` (its sentinel just below).
+// The bottom slot of class `cls`'s packed stack in `heap` (its sentinel just
+// below); kPackedStackSlots - 1 blocks fit.
+inline void** PackedSlotsOf(Heap* heap, int cls) {
+  return heap->cache_slots + size_t{static_cast<uint32_t>(cls)} * kPackedStackSlots + 1;
+}
+
+// The bottom slot of class `cls`'s own stack in `heap` (its sentinel just
+// below); kCacheSlotStride - 1 blocks fit.
 inline void** CacheSlotsOf(Heap* heap, int cls) {
-  return heap->cache_slots + size_t{static_cast<uint32_t>(cls)} * kCacheSlotStride + 1;
+  return heap->cache_slots + kPackedSlotBytes / sizeof(void*) +
+         size_t{static_cast<uint32_t>(cls)} * kCacheSlotStride + 1;
 }
 
 // The calling thread's heap. It starts at a sentinel that owns nothing, so the

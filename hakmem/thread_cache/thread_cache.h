@@ -120,6 +120,16 @@ struct ThreadCache {
   // slots hold); 0: uncached (heap profiling, pool classes with --define
   // hakmem_pool_tls=off), or no slots yet.
   uint32_t limits[kNumClasses];
+  // Each list's stack (slow paths only): its bottom slot, and the blocks its
+  // slots hold: kPackedStackSlots - 1 while the stack is in the heap's packed
+  // slots, kCacheSlotStride - 1 once it moved to its own (heap.h says why two);
+  // 0 with no slots. A list's end is its bottom + the lesser of its limit and
+  // that.
+  void** bottoms[kNumClasses];
+  uint32_t capacities[kNumClasses];
+  // Packed stacks that have refilled from the heap once: their next such refill
+  // moves them to their own slots.
+  bool refilled_packed[kNumClasses];
   // Tiny size -> list offset, indexed by the requested size itself: this
   // thread's copy of tiny_tls's SizeTable (2 KiB of TLS), so the malloc fast
   // path reads a tiny request's list offset in one %fs-relative load off the TLS
@@ -140,13 +150,38 @@ struct ThreadCache {
   // The limit of `cls`'s list, the blocks on it, and its oldest block's slot (the
   // stack's bottom).
   uint32_t Limit(int cls) const { return limits[cls]; }
-  uint32_t Count(int cls) const { return limits[cls] - static_cast<uint32_t>(lists[cls].Room()); }
-  void** Bottom(int cls) const { return lists[cls].end - limits[cls]; }
+  uint32_t Count(int cls) const { return static_cast<uint32_t>(lists[cls].top - bottoms[cls]); }
+  void** Bottom(int cls) const { return bottoms[cls]; }
   // A new limit for `cls`; the blocks stay (room goes below 0 when the list holds
   // more: the caller gives the excess back).
   void SetLimit(int cls, uint32_t limit) {
-    lists[cls].end = Bottom(cls) + limit;
     limits[cls] = limit;
+    lists[cls].end = bottoms[cls] + (limit < capacities[cls] ? limit : capacities[cls]);
+  }
+  // Whether the stack of `cls` is still in the heap's packed slots.
+  bool Packed(int cls) const { return capacities[cls] == kPackedStackSlots - 1; }
+
+  // `cls`'s list takes the empty stack that starts at `bottom` (its sentinel just
+  // below) and holds `capacity` blocks, at limit `limit`.
+  void UseSlots(int cls, void** bottom, uint32_t capacity, uint32_t limit) {
+    bottoms[cls] = bottom;
+    capacities[cls] = capacity;
+    refilled_packed[cls] = false;
+    lists[cls].top = bottom;
+    SetLimit(cls, limit);
+  }
+
+  // The stack of `cls` leaves the packed slots for its own, blocks and all (they
+  // keep their order): it needs more than the packed slots hold.
+  ABSL_ATTRIBUTE_NOINLINE void MoveToOwnSlots(Heap* heap, int cls) {
+    HAKMEM_DCHECK(Packed(cls));
+    void** own = CacheSlotsOf(heap, cls);
+    const uint32_t count = Count(cls);
+    for (uint32_t i = 0; i < count; ++i) own[i] = bottoms[cls][i];
+    bottoms[cls] = own;
+    capacities[cls] = kCacheSlotStride - 1;
+    lists[cls].top = own + count;
+    SetLimit(cls, limits[cls]);
   }
 
   // The lane of `cls` decides its list's first limit (0: uncached) and the
@@ -190,15 +225,12 @@ struct ThreadCache {
     return cache;
   }
 
-  // The thread attached `heap`: each list's stack is its class's slots there,
-  // empty, at its lane's first limit. (A heap's slots are its thread's alone:
-  // another thread adopts the heap only after this one detached, Detach.)
+  // The thread attached `heap`: each list's stack is its class's packed slots
+  // there, empty, at its lane's first limit. (A heap's slots are its thread's
+  // alone: another thread adopts the heap only after this one detached, Detach.)
   void AttachSlots(Heap* heap) {
     for (int cls = 0; cls < kNumClasses; ++cls) {
-      const uint32_t limit = LaneInitialLimit(cls);
-      void** bottom = CacheSlotsOf(heap, cls);
-      lists[cls] = FreeList{bottom, bottom + limit};
-      limits[cls] = limit;
+      UseSlots(cls, PackedSlotsOf(heap, cls), kPackedStackSlots - 1, LaneInitialLimit(cls));
     }
   }
 
@@ -207,6 +239,9 @@ struct ThreadCache {
   constexpr void DetachSlots() {
     for (FreeList& list : lists) list = NoSlots();
     for (uint32_t& limit : limits) limit = 0;
+    for (void**& bottom : bottoms) bottom = NoSlots().top;
+    for (uint32_t& capacity : capacities) capacity = 0;
+    for (bool& refilled : refilled_packed) refilled = false;
   }
 
   // Every block the cache hands out: word 1 cleared of the freed-block tag, or
@@ -317,6 +352,12 @@ struct ThreadCache {
     CarvedRange& range = ranges[cls];
     if (range.next == range.end) {
       MaybeDecay(heap);  // the decay clock ticks on the slow paths only
+      if (Packed(cls) && limits[cls] > capacities[cls]) {
+        // A class past its first slab's worth (or back for more after its
+        // first batch) gets the slots its limit allows.
+        if (refilled_packed[cls]) MoveToOwnSlots(heap, cls);
+        refilled_packed[cls] = true;
+      }
       int batch = static_cast<int>(LaneFixedBatch(cls));
       if constexpr (config::kAce) {
         if (ABSL_PREDICT_TRUE(limits[cls] != 0)) batch = static_cast<int>(Adapt(heap, cls));
@@ -329,8 +370,11 @@ struct ThreadCache {
         if (!pool_tls::kCached && pool_tls::Owns(cls)) pool_tls::CountUncachedRefill();
       }
       // The slots take what the refill leaves (uncached lists too: the blocks the
-      // heap profiler skips), at most what they hold.
-      if (want > static_cast<int>(kCacheSlotStride)) want = kCacheSlotStride;
+      // heap profiler skips), at most what they hold; packed ones at most half,
+      // so the frees that follow fit before the stack has to move.
+      const int most = Packed(cls) ? static_cast<int>(kPackedStackSlots / 2)
+                                   : static_cast<int>(capacities[cls]) + 1;
+      if (want > most) want = most;
       void* head = nullptr;
       const int got = AllocBatch(heap, cls, want, &head, limits[cls] != 0 ? &range : nullptr);
       if (got == 0 && range.next == range.end) return nullptr;
@@ -362,7 +406,11 @@ struct ThreadCache {
     char* next = block + size;
     FreeList& list = ListOf(cls);
     uint32_t more = kRangeCarveBlocks[cls];
-    const int32_t room = list.Room();
+    int32_t room = list.Room();
+    // (The list is empty.) A packed stack takes at most half its slots from a
+    // carve, as from a refill, so the frees that follow fit.
+    constexpr int32_t kPackedHalf = static_cast<int32_t>(kPackedStackSlots / 2);
+    if (Packed(cls) && room > kPackedHalf) room = kPackedHalf;
     if (room < static_cast<int32_t>(more)) more = room > 0 ? static_cast<uint32_t>(room) : 0;
     // (A range ends on a block boundary: next steps onto end exactly.)
     char* stop = static_cast<size_t>(range.end - next) > size_t{more} * size
@@ -394,6 +442,12 @@ struct ThreadCache {
       profiler::OnFree(block);
       FreeBlocks(heap, &block, 1);
       stats::Count(stats::Counter::k_cache_flushes);
+      return;
+    }
+    if (Packed(cls) && Count(cls) < limits[cls]) {
+      // Full only because its packed slots are: no flush, the stack moves.
+      MoveToOwnSlots(heap, cls);
+      Push(cls, block);
       return;
     }
     uint32_t batch = LaneFixedBatch(cls);

@@ -38,8 +38,7 @@ TEST(ThreadCacheTest, EndFollowsTheLimitAndRoomFollowsTop) {
     static ThreadCache cache;  // (10 KiB: not on the stack)
     cache = ThreadCache::Empty();
     slots[0] = nullptr;  // the bottom's sentinel
-    cache.lists[cls] = FreeList{&slots[1], &slots[1]};
-    cache.SetLimit(cls, 64);
+    cache.UseSlots(cls, &slots[1], 127, 64);
     EXPECT_EQ(cache.lists[cls].Room(), 64);
     for (int i = 0; i < 10; ++i) ASSERT_TRUE(cache.Push(cls, blocks[i]));
     EXPECT_EQ(cache.lists[cls].Room(), 54);
@@ -84,7 +83,7 @@ TEST(ThreadCacheTest, ListsUseTheHeapsSlotsOnlyWhileAttached) {
     Heap* heap = thread_cache::AttachHeap();
     for (int cls = 0; cls < kNumClasses; ++cls) {
       const FreeList& list = tls_cache.lists[cls];
-      ASSERT_EQ(list.top, CacheSlotsOf(heap, cls)) << cls;
+      ASSERT_EQ(list.top, PackedSlotsOf(heap, cls)) << cls;
       ASSERT_EQ(list.top[-1], nullptr) << "the bottom's sentinel of class " << cls;
       ASSERT_EQ(tls_cache.Limit(cls), ThreadCache::LaneInitialLimit(cls)) << cls;
       ASSERT_EQ(tls_cache.Count(cls), 0u) << cls;
@@ -94,8 +93,7 @@ TEST(ThreadCacheTest, ListsUseTheHeapsSlotsOnlyWhileAttached) {
     Free(heap, 5, p);
     Free(heap, 5, q);
     const FreeList& list = tls_cache.lists[5];
-    EXPECT_GE(list.top, CacheSlotsOf(heap, 5) + 2);
-    EXPECT_LE(list.top, CacheSlotsOf(heap, 5) + ace::kMaxLimit);
+    EXPECT_GE(tls_cache.Count(5), 2u);
     EXPECT_EQ(list.top[-1], q);
     Detach(heap);
     for (const FreeList& list : tls_cache.lists) {
@@ -104,6 +102,65 @@ TEST(ThreadCacheTest, ListsUseTheHeapsSlotsOnlyWhileAttached) {
     }
     for (int cls = 0; cls < kNumClasses; ++cls) ASSERT_EQ(tls_cache.Limit(cls), 0u) << cls;
     EXPECT_EQ(TryAlloc(5), nullptr);
+    AbandonHeap();
+  }).join();
+}
+
+// Every stack starts in the heap's packed slots, 31 blocks deep; a free that
+// finds them full below the list's limit moves the stack to its own slots,
+// blocks in order, instead of flushing, and the neighbouring class's packed
+// stack is untouched.
+TEST(ThreadCacheTest, FreesBeyondThePackedSlotsMoveTheStack) {
+  std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();
+    const int cls = 12;  // 208 bytes, 78 to a slab: a class no other test here uses
+    std::vector<void*> blocks;
+    for (uint32_t i = 0; i < kPackedStackSlots + 8; ++i) blocks.push_back(Alloc(heap, cls));
+    while (void* p = TryAlloc(cls)) blocks.push_back(p);  // the stack empty
+    const uint32_t n = static_cast<uint32_t>(blocks.size());
+    ASSERT_GE(tls_cache.Limit(cls), n);
+    ASSERT_TRUE(tls_cache.Packed(cls)) << "one slab's range, one refill from the heap";
+    for (uint32_t i = 0; i < kPackedStackSlots - 1; ++i) Free(heap, cls, blocks[i]);
+    EXPECT_TRUE(tls_cache.Packed(cls));
+    EXPECT_EQ(tls_cache.Bottom(cls), PackedSlotsOf(heap, cls));
+    EXPECT_EQ(tls_cache.lists[cls].Room(), 0);
+    for (uint32_t i = kPackedStackSlots - 1; i < n; ++i) Free(heap, cls, blocks[i]);
+    EXPECT_FALSE(tls_cache.Packed(cls));
+    EXPECT_EQ(tls_cache.Bottom(cls), CacheSlotsOf(heap, cls));
+    EXPECT_EQ(tls_cache.Count(cls), n) << "the move flushed nothing";
+    EXPECT_EQ(CacheSlotsOf(heap, cls)[-1], nullptr) << "the own stack's sentinel";
+    EXPECT_EQ(PackedSlotsOf(heap, cls + 1)[-1], nullptr) << "the next packed stack's sentinel";
+    EXPECT_EQ(tls_cache.Count(cls + 1), 0u);
+    for (uint32_t i = n; i-- > 0;) ASSERT_EQ(Alloc(heap, cls), blocks[i]) << i;
+    for (void* p : blocks) Free(heap, cls, p);
+    Detach(heap);
+    AbandonHeap();
+  }).join();
+}
+
+// A class that comes back to the heap for a second batch (its first slab's
+// blocks all taken) moves to its own slots at that refill; its first refill
+// never moves it.
+TEST(ThreadCacheTest, SecondRefillFromTheHeapMovesTheStack) {
+  std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();
+    const int cls = 0;
+    ASSERT_GT(tls_cache.Limit(cls), kPackedStackSlots - 1);
+    std::vector<void*> blocks{Alloc(heap, cls)};
+    EXPECT_TRUE(tls_cache.Packed(cls)) << "a first refill leaves the stack packed";
+    const uint32_t most = kSizeClasses[cls].blocks + 2 * kPackedStackSlots;
+    while (tls_cache.Packed(cls) && blocks.size() < most) {
+      blocks.push_back(Alloc(heap, cls));
+      if (tls_cache.Packed(cls)) ASSERT_LT(tls_cache.Count(cls), kPackedStackSlots);
+    }
+    EXPECT_FALSE(tls_cache.Packed(cls)) << blocks.size() << " blocks";
+    EXPECT_EQ(tls_cache.Bottom(cls), CacheSlotsOf(heap, cls));
+    std::set<void*> distinct(blocks.begin(), blocks.end());
+    EXPECT_EQ(distinct.size(), blocks.size());
+    for (uint32_t i = 0; i < kPackedStackSlots; ++i) blocks.push_back(Alloc(heap, cls));
+    for (void* p : blocks) Free(heap, cls, p);
+    EXPECT_GT(tls_cache.Count(cls), kPackedStackSlots - 1);
+    Detach(heap);
     AbandonHeap();
   }).join();
 }
@@ -195,11 +252,13 @@ TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
     ASSERT_NE(first, nullptr);
     const SlabMeta* slab = SlabOf(SuperSlabOf(first), first);
     EXPECT_EQ(zeroed, slab->fresh);
-    // The 4 KiB after the block went onto the list as addresses, the rest stays
-    // the range.
+    // The blocks after it went onto the list as addresses (4 KiB of them, at
+    // most half the packed slots the stack starts in), the rest stays the range.
+    EXPECT_TRUE(tls_cache.Packed(cls));
     const uint32_t carved = tls_cache.Count(cls);
-    EXPECT_EQ(carved, std::min(ThreadCache::kRangeCarveBlocks[cls], limit));
-    EXPECT_EQ(carved, 4096 / size - 1);
+    EXPECT_EQ(carved,
+              std::min({ThreadCache::kRangeCarveBlocks[cls], limit, kPackedStackSlots / 2}));
+    EXPECT_EQ(carved, std::min<uint32_t>(4096 / size - 1, kPackedStackSlots / 2));
     const CarvedRange& range = tls_cache.ranges[cls];
     EXPECT_EQ(range.next, first + (1 + carved) * size);
     EXPECT_EQ(range.end, slab->end);
