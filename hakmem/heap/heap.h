@@ -98,17 +98,17 @@ struct Heap {
 //  - packed: kPackedStackSlots slots a class (its sentinel and 31 blocks), the
 //    classes side by side, 16 to a page. Every stack starts here, so a program
 //    that caches a few blocks of each of many classes touches a few pages, not
-//    one page a class (ruby: 71 pages of stacks, 284 KiB resident, when each
-//    class started on a page of its own).
+//    one page a class (ruby: its heap and stacks kept 72 pages resident when
+//    each class started on a page of its own, 26 packed).
 //  - own: kCacheSlotStride slots a class, enough for any limit ACE allows. A
 //    stack moves here (ThreadCache::MoveToOwnSlots, one copy of at most 31
 //    addresses) the first time it needs more than the packed slots hold: a
 //    free finds it full below its limit, or a refill from the heap after its
-//    first. The stride is a cache line more than the stacks need: stacks
-//    16 KiB apart would start in one L1 set, and a program using many classes
-//    would evict its own stack tops (random_mixed: 5.7 times the D1 misses of
-//    lists through the blocks); a line more, and class c's stack starts c sets
-//    further.
+//    first three (its first three slabs' blocks taken). The stride is a cache
+//    line more than the stacks need: stacks 16 KiB apart would start in one L1
+//    set, and a program using many classes would evict its own stack tops
+//    (random_mixed: 5.7 times the D1 misses of lists through the blocks); a
+//    line more, and class c's stack starts c sets further.
 inline constexpr uint32_t kPackedStackSlots = 32;
 inline constexpr size_t kPackedSlotBytes =
     platform::RoundUp(size_t{kNumClasses} * kPackedStackSlots * sizeof(void*), platform::kPageSize);

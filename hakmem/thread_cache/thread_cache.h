@@ -127,9 +127,10 @@ struct ThreadCache {
   // that.
   void** bottoms[kNumClasses];
   uint32_t capacities[kNumClasses];
-  // Packed stacks that have refilled from the heap once: their next such refill
-  // moves them to their own slots.
-  bool refilled_packed[kNumClasses];
+  // Refills from the heap (kPackedHeapRefills at most) each list has made since
+  // its stack was packed: the next one moves it to its own slots.
+  uint8_t packed_refills[kNumClasses];
+  static constexpr uint8_t kPackedHeapRefills = 3;
   // Tiny size -> list offset, indexed by the requested size itself: this
   // thread's copy of tiny_tls's SizeTable (2 KiB of TLS), so the malloc fast
   // path reads a tiny request's list offset in one %fs-relative load off the TLS
@@ -166,7 +167,7 @@ struct ThreadCache {
   void UseSlots(int cls, void** bottom, uint32_t capacity, uint32_t limit) {
     bottoms[cls] = bottom;
     capacities[cls] = capacity;
-    refilled_packed[cls] = false;
+    packed_refills[cls] = 0;
     lists[cls].top = bottom;
     SetLimit(cls, limit);
   }
@@ -241,7 +242,7 @@ struct ThreadCache {
     for (uint32_t& limit : limits) limit = 0;
     for (void**& bottom : bottoms) bottom = NoSlots().top;
     for (uint32_t& capacity : capacities) capacity = 0;
-    for (bool& refilled : refilled_packed) refilled = false;
+    for (uint8_t& refills : packed_refills) refills = 0;
   }
 
   // Every block the cache hands out: word 1 cleared of the freed-block tag, or
@@ -353,10 +354,12 @@ struct ThreadCache {
     if (range.next == range.end) {
       MaybeDecay(heap);  // the decay clock ticks on the slow paths only
       if (Packed(cls) && limits[cls] > capacities[cls]) {
-        // A class past its first slab's worth (or back for more after its
-        // first batch) gets the slots its limit allows.
-        if (refilled_packed[cls]) MoveToOwnSlots(heap, cls);
-        refilled_packed[cls] = true;
+        // A class past its first slabs' worth (or back for more after its
+        // first batches) gets the slots its limit allows.
+        if (packed_refills[cls] == kPackedHeapRefills)
+          MoveToOwnSlots(heap, cls);
+        else
+          ++packed_refills[cls];
       }
       int batch = static_cast<int>(LaneFixedBatch(cls));
       if constexpr (config::kAce) {

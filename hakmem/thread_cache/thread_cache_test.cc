@@ -138,22 +138,23 @@ TEST(ThreadCacheTest, FreesBeyondThePackedSlotsMoveTheStack) {
   }).join();
 }
 
-// A class that comes back to the heap for a second batch (its first slab's
-// blocks all taken) moves to its own slots at that refill; its first refill
-// never moves it.
-TEST(ThreadCacheTest, SecondRefillFromTheHeapMovesTheStack) {
+// A class that comes back to the heap for a fourth batch (its first three
+// slabs' blocks all taken) moves to its own slots at that refill; its first
+// refill never moves it.
+TEST(ThreadCacheTest, FourthRefillFromTheHeapMovesTheStack) {
   std::thread([] {
     Heap* heap = thread_cache::AttachHeap();
     const int cls = 0;
     ASSERT_GT(tls_cache.Limit(cls), kPackedStackSlots - 1);
     std::vector<void*> blocks{Alloc(heap, cls)};
     EXPECT_TRUE(tls_cache.Packed(cls)) << "a first refill leaves the stack packed";
-    const uint32_t most = kSizeClasses[cls].blocks + 2 * kPackedStackSlots;
+    const uint32_t most = 3 * kSizeClasses[cls].blocks + 2 * kPackedStackSlots;
     while (tls_cache.Packed(cls) && blocks.size() < most) {
       blocks.push_back(Alloc(heap, cls));
       if (tls_cache.Packed(cls)) ASSERT_LT(tls_cache.Count(cls), kPackedStackSlots);
     }
     EXPECT_FALSE(tls_cache.Packed(cls)) << blocks.size() << " blocks";
+    EXPECT_GT(blocks.size(), kSizeClasses[cls].blocks) << "packed through its first slab";
     EXPECT_EQ(tls_cache.Bottom(cls), CacheSlotsOf(heap, cls));
     std::set<void*> distinct(blocks.begin(), blocks.end());
     EXPECT_EQ(distinct.size(), blocks.size());
@@ -208,6 +209,7 @@ TEST(ThreadCacheTest, RefusedPushLeavesTheListAsItWas) {
     const uint32_t limit = tls_cache.Limit(cls);  // (the refills were ACE's events: read it now)
     FlushAll(heap);                               // the refills' leftovers go back: an empty list
     ASSERT_EQ(tls_cache.Count(cls), 0u);
+    if (tls_cache.Packed(cls)) tls_cache.MoveToOwnSlots(heap, cls);  // room for the whole limit
     for (uint32_t i = 0; i < limit; ++i) ASSERT_TRUE(TryFree(cls, blocks[i])) << i;
     EXPECT_EQ(list.Room(), 0);
     EXPECT_FALSE(TryFree(cls, blocks[limit]));
