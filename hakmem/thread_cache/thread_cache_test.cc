@@ -1,9 +1,11 @@
 #include "hakmem/thread_cache/thread_cache.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -133,6 +135,34 @@ TEST(ThreadCacheTest, FreesBeyondThePackedSlotsMoveTheStack) {
     EXPECT_EQ(tls_cache.Count(cls + 1), 0u);
     for (uint32_t i = n; i-- > 0;) ASSERT_EQ(Alloc(heap, cls), blocks[i]) << i;
     for (void* p : blocks) Free(heap, cls, p);
+    Detach(heap);
+    AbandonHeap();
+  }).join();
+}
+
+// A program caching a few blocks of each of many classes keeps all their
+// stacks in the packed slots, 16 classes to a page: 19 classes span 2 pages
+// of slots (3 where they straddle one), not a page each.
+TEST(ThreadCacheTest, FewBlocksOfManyClassesShareAFewPagesOfSlots) {
+  std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();
+    const int first = 13, last = 31;  // 224 B .. 1 KiB: classes no other test here uses
+    std::vector<std::pair<int, void*>> blocks;
+    for (int cls = first; cls <= last; ++cls) {
+      for (int i = 0; i < 4; ++i) blocks.push_back({cls, Alloc(heap, cls)});
+    }
+    for (const auto& [cls, p] : blocks) Free(heap, cls, p);
+    std::set<uintptr_t> pages;
+    for (int cls = first; cls <= last; ++cls) {
+      ASSERT_TRUE(tls_cache.Packed(cls)) << cls;
+      ASSERT_GE(tls_cache.Count(cls), 4u) << cls;
+      const char* bottom = reinterpret_cast<const char*>(tls_cache.Bottom(cls) - 1);
+      const char* top = reinterpret_cast<const char*>(tls_cache.lists[cls].top);
+      for (const char* p = bottom; p < top; p += 8) {
+        pages.insert(reinterpret_cast<uintptr_t>(p) / platform::kPageSize);
+      }
+    }
+    EXPECT_LE(pages.size(), 3u);
     Detach(heap);
     AbandonHeap();
   }).join();
