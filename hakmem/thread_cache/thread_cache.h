@@ -131,6 +131,9 @@ struct ThreadCache {
   // its stack was packed: the next one moves it to its own slots.
   uint8_t packed_refills[kNumClasses];
   static constexpr uint8_t kPackedHeapRefills = 3;
+  // The most blocks a refill or a carve leaves on a packed stack (it is empty
+  // then): half its slots, so the frees that follow fit before it has to move.
+  static constexpr int32_t kPackedFill = static_cast<int32_t>(kPackedStackSlots / 2);
   // Tiny size -> list offset, indexed by the requested size itself: this
   // thread's copy of tiny_tls's SizeTable (2 KiB of TLS), so the malloc fast
   // path reads a tiny request's list offset in one %fs-relative load off the TLS
@@ -373,10 +376,8 @@ struct ThreadCache {
         if (!pool_tls::kCached && pool_tls::Owns(cls)) pool_tls::CountUncachedRefill();
       }
       // The slots take what the refill leaves (uncached lists too: the blocks the
-      // heap profiler skips), at most what they hold; packed ones at most half,
-      // so the frees that follow fit before the stack has to move.
-      const int most = Packed(cls) ? static_cast<int>(kPackedStackSlots / 2)
-                                   : static_cast<int>(capacities[cls]) + 1;
+      // heap profiler skips), at most what they hold (packed: kPackedFill).
+      const int most = Packed(cls) ? kPackedFill : static_cast<int>(capacities[cls]) + 1;
       if (want > most) want = most;
       void* head = nullptr;
       const int got = AllocBatch(heap, cls, want, &head, limits[cls] != 0 ? &range : nullptr);
@@ -410,10 +411,7 @@ struct ThreadCache {
     FreeList& list = ListOf(cls);
     uint32_t more = kRangeCarveBlocks[cls];
     int32_t room = list.Room();
-    // (The list is empty.) A packed stack takes at most half its slots from a
-    // carve, as from a refill, so the frees that follow fit.
-    constexpr int32_t kPackedHalf = static_cast<int32_t>(kPackedStackSlots / 2);
-    if (Packed(cls) && room > kPackedHalf) room = kPackedHalf;
+    if (Packed(cls) && room > kPackedFill) room = kPackedFill;  // (the list is empty)
     if (room < static_cast<int32_t>(more)) more = room > 0 ? static_cast<uint32_t>(room) : 0;
     // (A range ends on a block boundary: next steps onto end exactly.)
     char* stop = static_cast<size_t>(range.end - next) > size_t{more} * size
