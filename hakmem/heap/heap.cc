@@ -78,7 +78,15 @@ Heap* NewHeapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_heaps_lock) {
   return heap;
 }
 
-void LinkSuperSlab(Heap* heap, SuperSlab* ss) { heap->superslabs.PushFront(ss); }
+void RaiseBackedRunBound(Heap* heap, const SuperSlab* ss) {
+  if (ss->longest_backed_run > heap->backed_run_bound)
+    heap->backed_run_bound = ss->longest_backed_run;
+}
+
+void LinkSuperSlab(Heap* heap, SuperSlab* ss) {
+  heap->superslabs.PushFront(ss);
+  RaiseBackedRunBound(heap, ss);
+}
 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
   HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
@@ -129,8 +137,14 @@ bool HasBigDenseDemand(const Heap* heap) {
 SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy occupancy,
                          bool* fresh) {
   auto carve = [&](RunUnits which) -> SlabMeta* {
+    const bool backed_only = which == RunUnits::kBackedOnly;
+    if (backed_only && units > heap->backed_run_bound) return nullptr;
+    uint8_t longest_backed = 0;  // over the superslabs passed
     for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-      if (kCarvableUnits - ss->used_units < units) continue;
+      if (!MayFitRun(ss, units, which)) {
+        if (ss->longest_backed_run > longest_backed) longest_backed = ss->longest_backed_run;
+        continue;
+      }
       const bool was_empty = ss->used_units == 0;
       // Backed units cost no more memory whatever blocks they take, so any
       // superslab's will do; untouched ones only in a superslab of the blocks'
@@ -144,7 +158,11 @@ SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy
         }
         return slab;
       }
+      if (ss->longest_backed_run > longest_backed) longest_backed = ss->longest_backed_run;
     }
+    // Every superslab passed (a backed-only search skips none): the bound is now
+    // as tight as theirs.
+    if (backed_only) heap->backed_run_bound = longest_backed;
     return nullptr;
   };
   if (SlabMeta* slab = carve(RunUnits::kBackedOnly)) return slab;
@@ -221,6 +239,7 @@ void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab, bool clean = false) 
   HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
   HAKMEM_DCHECK(slab->used == 0);  // a large run's, too: FreeLarge and the cache set 0
   FreeRun(ss, slab);
+  RaiseBackedRunBound(heap, ss);
   Count(Counter::k_slabs_released);
   if (!clean) {
     // Its units are free and dirty now (young: FreeRun): start the decay clock if

@@ -62,6 +62,12 @@ struct Heap {
   IntrusiveList<SuperSlab> superslabs;  // owned superslabs
   uint32_t superslabs_unlinked;         // superslabs taken off the list, ever (a drain's check)
   uint32_t empty_superslabs;            // owned superslabs with no unit in use
+  // No owned superslab has a longer run of backed free units than this (a bound
+  // on their SuperSlab::longest_backed_run): raised where a superslab's is (a
+  // run freed, a superslab linked), made exact by a search of them all that found
+  // nothing. A new slab that cannot fit backed units then walks no superslab to
+  // learn so.
+  uint8_t backed_run_bound;
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
   SlabMeta* large_cache[8];
   uint32_t large_cache_count;

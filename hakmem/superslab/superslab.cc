@@ -79,6 +79,60 @@ UnitMask RunStarts(UnitMask mask, size_t units) {
   return starts;
 }
 
+size_t CountTrailingZeros(UnitMask mask) {  // mask != 0
+  const auto low = static_cast<uint64_t>(mask);
+  return low != 0 ? static_cast<size_t>(__builtin_ctzll(low))
+                  : 64 + static_cast<size_t>(__builtin_ctzll(static_cast<uint64_t>(mask >> 64)));
+}
+
+size_t CountLeadingZeros(UnitMask mask) {  // mask != 0
+  const auto high = static_cast<uint64_t>(mask >> 64);
+  return high != 0 ? static_cast<size_t>(__builtin_clzll(high))
+                   : 64 + static_cast<size_t>(__builtin_clzll(static_cast<uint64_t>(mask)));
+}
+
+// The longest run of set bits in `mask`, one step per run.
+size_t LongestRun(UnitMask mask) {
+  size_t longest = 0;
+  while (mask != 0) {
+    mask >>= CountTrailingZeros(mask);
+    const UnitMask clear = ~mask;
+    const size_t length = clear == 0 ? kUnitsPerSuperSlab : CountTrailingZeros(clear);
+    if (length > longest) longest = length;
+    if (length >= kUnitsPerSuperSlab) break;
+    mask >>= length;
+  }
+  return longest;
+}
+
+// The length of the run of set bits of `mask` that holds bits [first, first +
+// units) (all set).
+size_t RunAround(UnitMask mask, size_t first, size_t units) {
+  const size_t end = first + units;
+  size_t above = 0;
+  if (end < kUnitsPerSuperSlab) {
+    // The bits above the run, shifted down: the first clear one ends it (there is
+    // one: the shift brings zeros in at the top).
+    above = CountTrailingZeros(~(mask >> end));
+  }
+  size_t below = 0;
+  if (first != 0) {
+    // The bits below the run, shifted to the top: the first clear one from the top
+    // ends it.
+    const UnitMask low = ~(mask << (kUnitsPerSuperSlab - first));
+    below = low == 0 ? first : CountLeadingZeros(low);
+  }
+  return below + units + above;
+}
+
+// Sets the run bounds to the exact longest runs (a fresh header, a decay tick).
+void CountLongestRuns(SuperSlab* ss) {
+  const UnitMask free_units = Load(ss->free_units);
+  ss->longest_free_run = static_cast<uint8_t>(LongestRun(free_units));
+  ss->longest_backed_run = static_cast<uint8_t>(LongestRun(free_units & Load(ss->dirty_units)));
+}
+static_assert(kUnitsPerSuperSlab <= 255, "run lengths fit a byte");
+
 // The first time part of a huge-page superslab goes back to the OS, the whole
 // superslab is advised MADV_NOHUGEPAGE, and stays in 4 KiB pages from then on:
 // khugepaged (by default it collapses a 2 MiB range holding a single resident
@@ -97,6 +151,7 @@ void DecommitLocked(SuperSlab* ss) ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_lock) {
   if (!platform::Decommit(reinterpret_cast<char*>(ss) + kUnitSize, kSuperSlabSize - kUnitSize))
     return;
   Store(ss->dirty_units, 1);  // only the header unit stays touched
+  ss->longest_backed_run = 0;
   ss->decommitted = true;
   Count(Counter::k_superslabs_purged);
   if constexpr (config::kDebugLog) {
@@ -149,6 +204,7 @@ void InitFreshHeader(SuperSlab* ss) {
   Store(ss->free_units, ~reserved);
   Store(ss->dirty_units, 1);
   Store(ss->young_units, 0);
+  CountLongestRuns(ss);
   for (SlabMeta& slab : ss->slabs) slab.cls = kNoClass;
   MapUnits(ss, 0, kUnitsPerSuperSlab, 0);  // every unit free: slabs[0], never a slab
   // The maps of the other colours are never read (a pointer into this superslab
@@ -272,7 +328,10 @@ SuperSlab* AcquireSuperSlab(void* owner, Occupancy occupancy, Pages pages) {
     InitFreshHeader(ss);
     // Every unit of a huge page is resident from that first touch: dirty, so decay
     // gives back the free ones (they read as zero still, but calloc cannot know).
-    if (huge) Store(ss->dirty_units, ~UnitMask{0});
+    if (huge) {
+      Store(ss->dirty_units, ~UnitMask{0});
+      ss->longest_backed_run = ss->longest_free_run;
+    }
     if (!registry::Register(ss, kSuperSlabSize, ss)) {
       // No memory for a registry leaf. The superslab goes back to the
       // reservation when it is the last one carved (the usual case); its header
@@ -326,12 +385,17 @@ SlabMeta* AllocRun(SuperSlab* ss, size_t units, size_t align_units, bool* fresh,
   // Memory already backed first: a run of dirty free units costs no page fault
   // and leaves the clean ones (never touched, or decommitted) unbacked.
   UnitMask starts = RunStarts(free_units & dirty, units) & aligned;
-  if (starts == 0 && which == RunUnits::kAny) starts = RunStarts(free_units, units) & aligned;
+  // A search that finds no run where the bound let it look makes the bound exact
+  // (unaligned: an aligned search may fail where a run of that length exists).
+  if (starts == 0 && align_units <= 1 && ss->longest_backed_run >= units)
+    ss->longest_backed_run = static_cast<uint8_t>(LongestRun(free_units & dirty));
+  if (starts == 0 && which == RunUnits::kAny) {
+    starts = RunStarts(free_units, units) & aligned;
+    if (starts == 0 && align_units <= 1 && ss->longest_free_run >= units)
+      ss->longest_free_run = static_cast<uint8_t>(LongestRun(free_units));
+  }
   if (starts == 0) return nullptr;
-  const uint64_t low = static_cast<uint64_t>(starts);
-  const size_t first =
-      low != 0 ? static_cast<size_t>(__builtin_ctzll(low))
-               : 64 + static_cast<size_t>(__builtin_ctzll(static_cast<uint64_t>(starts >> 64)));
+  const size_t first = CountTrailingZeros(starts);
   const UnitMask mask = RunMask(first, units);
   HAKMEM_DCHECK(first != 0 && (free_units & mask) == mask);
   Store(ss->free_units, free_units & ~mask);
@@ -376,8 +440,21 @@ void FreeRun(SuperSlab* ss, SlabMeta* slab) {
   const size_t first = static_cast<size_t>(slab - ss->slabs);
   HAKMEM_DCHECK(first != 0 && slab->units != 0 && ss->used_units >= slab->units);
   HAKMEM_DCHECK((Load(ss->free_units) & RunMask(first, slab->units)) == 0);  // its units are in use
-  Store(ss->free_units, Load(ss->free_units) | RunMask(first, slab->units));
-  Store(ss->young_units, Load(ss->young_units) | RunMask(first, slab->units));
+  const UnitMask mask = RunMask(first, slab->units);
+  const UnitMask free_units = Load(ss->free_units) | mask;
+  Store(ss->free_units, free_units);
+  Store(ss->young_units, Load(ss->young_units) | mask);
+  // The runs grow only around the freed units.
+  const size_t free_run = RunAround(free_units, first, slab->units);
+  if (free_run > ss->longest_free_run) ss->longest_free_run = static_cast<uint8_t>(free_run);
+  const UnitMask backed = free_units & Load(ss->dirty_units);
+  if ((backed & mask) == mask) {
+    const size_t backed_run = RunAround(backed, first, slab->units);
+    if (backed_run > ss->longest_backed_run)
+      ss->longest_backed_run = static_cast<uint8_t>(backed_run);
+  } else if ((backed & mask) != 0) {  // partly backed: not a run of AllocRun's making
+    ss->longest_backed_run = static_cast<uint8_t>(LongestRun(backed));
+  }
   ss->used_units -= slab->units;
   MapUnits(ss, first, slab->units, 0);
   *slab = SlabMeta{};
@@ -425,6 +502,7 @@ bool DecayFreeUnits(SuperSlab* ss, bool all) {
     }
     unit = end;
   }
+  CountLongestRuns(ss);
   return HasDirtyFreeUnits(ss);
 }
 

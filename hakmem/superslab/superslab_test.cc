@@ -563,7 +563,22 @@ TEST(HugeTest, CachedAlignedMappingIsNotReusedTooSmall) {
 namespace hakmem {
 namespace {
 
-// AllocRun against a reference search, over random fragmentation patterns.
+// The longest run of units for which `pick` holds, counted unit by unit.
+template <typename Pick>
+size_t ReferenceLongestRun(Pick pick) {
+  size_t longest = 0;
+  size_t run = 0;
+  for (size_t u = 0; u < kUnitsPerSuperSlab; ++u) {
+    run = pick(u) ? run + 1 : 0;
+    if (run > longest) longest = run;
+  }
+  return longest;
+}
+
+// AllocRun against a reference search, over random fragmentation patterns; the
+// superslab's bounds on its longest free and backed runs (what MayFitRun reads)
+// against reference counts after every change, decommits and decay ticks
+// included: never below, and below the run asked for after a search that failed.
 TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
   SuperSlab* ss = AcquireSuperSlab(&g_owner, Occupancy::kDense, Pages::kSmall);
   ASSERT_NE(ss, nullptr);
@@ -574,22 +589,68 @@ TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
     r ^= r << 5;
     return r;
   };
+  auto bit = [](const uint64_t words[2], size_t u) {
+    return ((u < 64 ? words[0] >> u : words[1] >> (u - 64)) & 1) != 0;
+  };
+  auto free_run = [&] {
+    return ReferenceLongestRun([&](size_t u) { return bit(ss->free_units, u); });
+  };
+  auto backed_run = [&] {
+    return ReferenceLongestRun(
+        [&](size_t u) { return bit(ss->free_units, u) && bit(ss->dirty_units, u); });
+  };
+  // The bounds hold; returns the longest free run.
+  auto check_runs = [&] {
+    EXPECT_GE(ss->longest_free_run, free_run());
+    EXPECT_GE(ss->longest_backed_run, backed_run());
+    EXPECT_TRUE(MayFitRun(ss, free_run(), RunUnits::kAny));
+    EXPECT_TRUE(MayFitRun(ss, backed_run(), RunUnits::kBackedOnly));
+    return free_run();
+  };
+  // An empty superslab (from the cache, whatever of it is backed): every
+  // carvable unit free.
+  EXPECT_EQ(check_runs(), kCarvableUnits);
+  EXPECT_EQ(ss->longest_free_run, kCarvableUnits);
   std::vector<SlabMeta*> live;
+  size_t backed_only_fits = 0;
+  size_t failed_searches = 0;
   for (int round = 0; round < 4000; ++round) {
+    if (::testing::Test::HasFailure()) break;
+    check_runs();
     if (!live.empty() && next() % 3 == 0) {
       const size_t i = next() % live.size();
+      if (next() % 4 == 0) DecommitRun(ss, live[i]);
       FreeRun(ss, live[i]);
       live[i] = live.back();
       live.pop_back();
       continue;
     }
+    if (next() % 50 == 0) {
+      DecayFreeUnits(ss, /*all=*/next() % 2 == 0);
+      continue;
+    }
     const size_t units = 1 + next() % 40;
     const size_t align = size_t{1} << (next() % 4);
+    if (align == 1 && next() % 2 == 0) {
+      // A backed-only search: it finds a run where the reference does, and where
+      // it finds none its bound is exact afterwards.
+      const size_t longest = backed_run();
+      bool fresh = true;
+      SlabMeta* run = AllocRun(ss, units, 1, &fresh, RunUnits::kBackedOnly);
+      if (units > longest) {
+        ASSERT_EQ(run, nullptr) << units;
+        EXPECT_FALSE(MayFitRun(ss, units, RunUnits::kBackedOnly)) << units;
+        ++failed_searches;
+        continue;
+      }
+      ASSERT_NE(run, nullptr) << units;
+      EXPECT_FALSE(fresh);
+      live.push_back(run);
+      ++backed_only_fits;
+      continue;
+    }
     // The reference: the lowest aligned start with `units` free units that are
     // all dirty (backed already), else the lowest with `units` free units.
-    auto bit = [](const uint64_t words[2], size_t u) {
-      return ((u < 64 ? words[0] >> u : words[1] >> (u - 64)) & 1) != 0;
-    };
     size_t expected = 0;
     for (bool want_dirty : {true, false}) {
       for (size_t first = align; first + units <= kUnitsPerSuperSlab && expected == 0;
@@ -601,10 +662,17 @@ TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
         if (fits) expected = first;
       }
     }
+    // MayFitRun says no only where the reference finds nothing.
+    if (!MayFitRun(ss, units, RunUnits::kAny)) EXPECT_EQ(expected, 0u) << units << " " << align;
     bool fresh;
     SlabMeta* run = AllocRun(ss, units, align, &fresh);
     if (expected == 0) {
       ASSERT_EQ(run, nullptr) << units << " " << align;
+      if (align == 1) {  // the bounds say so now
+        EXPECT_FALSE(MayFitRun(ss, units, RunUnits::kAny)) << units;
+        EXPECT_FALSE(MayFitRun(ss, units, RunUnits::kBackedOnly)) << units;
+        ++failed_searches;
+      }
       continue;
     }
     ASSERT_NE(run, nullptr) << units << " " << align;
@@ -614,8 +682,11 @@ TEST(SuperSlabTest, RunSearchPrefersBackedUnitsThenTheFirstFit) {
       ASSERT_EQ(SlabIndexOfUnit(ss, u), expected);
     live.push_back(run);
   }
+  EXPECT_GT(backed_only_fits, 100u);
+  EXPECT_GT(failed_searches, 100u);
   for (SlabMeta* run : live) FreeRun(ss, run);
   EXPECT_EQ(ss->used_units, 0u);
+  EXPECT_EQ(check_runs(), kCarvableUnits);
   ReleaseSuperSlab(ss);
 }
 
