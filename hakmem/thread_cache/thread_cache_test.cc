@@ -276,52 +276,57 @@ TEST(ThreadCacheTest, EmptyCacheRefillsThenServesLocally) {
 TEST(ThreadCacheTest, NewSlabIsCarvedLazily) {
   std::thread([] {
     Heap* heap = thread_cache::AttachHeap();
-    const int cls = 9;  // 160 bytes: a class no other test here uses
-    const size_t size = kSizeClasses[cls].size;
-    const uint32_t limit = tls_cache.Limit(cls);
-    bool zeroed = false;
-    char* first = static_cast<char*>(Refill(heap, cls, &zeroed));
-    ASSERT_NE(first, nullptr);
-    const SlabMeta* slab = SlabOf(SuperSlabOf(first), first);
-    EXPECT_EQ(zeroed, slab->fresh);
-    // The blocks after it went onto the list as addresses (4 KiB of them, at
-    // most half the packed slots the stack starts in), the rest stays the range.
-    EXPECT_TRUE(tls_cache.Packed(cls));
-    const uint32_t carved = tls_cache.Count(cls);
-    EXPECT_EQ(carved,
-              std::min({ThreadCache::kRangeCarveBlocks[cls], limit, kPackedStackSlots / 2}));
-    EXPECT_EQ(carved, std::min<uint32_t>(4096 / size - 1, kPackedStackSlots / 2));
-    const CarvedRange& range = tls_cache.ranges[cls];
-    EXPECT_EQ(range.next, first + (1 + carved) * size);
-    EXPECT_EQ(range.end, slab->end);
-    EXPECT_EQ(slab->bump, slab->end) << "the whole tail went to the cache";
-    EXPECT_EQ(slab->used, slab->capacity);
-    if (zeroed) {
-      // Untouched: no link or tag was written into any block after the first,
-      // those on the list included.
-      for (const char* p = first + size; p < range.end; p += size) {
-        ASSERT_EQ(reinterpret_cast<const uint64_t*>(p)[0], 0u);
-        ASSERT_EQ(reinterpret_cast<const uint64_t*>(p)[1], 0u);
+    // 160 bytes (4 KiB is 25 blocks) and 3584 bytes (4 blocks, the least a
+    // carve takes): classes no other test here uses.
+    for (const int cls : {9, 46}) {
+      const size_t size = kSizeClasses[cls].size;
+      const uint32_t limit = tls_cache.Limit(cls);
+      bool zeroed = false;
+      char* first = static_cast<char*>(Refill(heap, cls, &zeroed));
+      ASSERT_NE(first, nullptr);
+      const SlabMeta* slab = SlabOf(SuperSlabOf(first), first);
+      EXPECT_EQ(zeroed, slab->fresh);
+      // The blocks after it went onto the list as addresses (4 KiB of them, at
+      // least 3, at most half the packed slots the stack starts in), the rest stays
+      // the range.
+      EXPECT_TRUE(tls_cache.Packed(cls));
+      const uint32_t carved = tls_cache.Count(cls);
+      EXPECT_EQ(carved,
+                std::min({ThreadCache::kRangeCarveBlocks[cls], limit, kPackedStackSlots / 2}));
+      EXPECT_EQ(carved,
+                std::min<uint32_t>(std::max<uint32_t>(4096 / size, 4) - 1, kPackedStackSlots / 2));
+      const CarvedRange& range = tls_cache.ranges[cls];
+      EXPECT_EQ(range.next, first + (1 + carved) * size);
+      EXPECT_EQ(range.end, slab->end);
+      EXPECT_EQ(slab->bump, slab->end) << "the whole tail went to the cache";
+      EXPECT_EQ(slab->used, slab->capacity);
+      if (zeroed) {
+        // Untouched: no link or tag was written into any block after the first,
+        // those on the list included.
+        for (const char* p = first + size; p < range.end; p += size) {
+          ASSERT_EQ(reinterpret_cast<const uint64_t*>(p)[0], 0u);
+          ASSERT_EQ(reinterpret_cast<const uint64_t*>(p)[1], 0u);
+        }
       }
-    }
-    EXPECT_TRUE(IsCached(cls, first + 5 * size)) << "a carved block is free";
-    EXPECT_TRUE(IsCached(cls, range.next + size)) << "a block of the range is free";
-    std::vector<void*> taken = {first};
-    for (uint32_t i = 1; i <= carved; ++i) {
-      taken.push_back(TryAlloc(cls));
-      ASSERT_EQ(taken.back(), first + i * size) << "the lowest address first";
-    }
-    EXPECT_EQ(TryAlloc(cls), nullptr);
-    taken.push_back(Refill(heap, cls, &zeroed));
-    EXPECT_EQ(taken.back(), first + (1 + carved) * size) << "the range goes on";
-    EXPECT_EQ(tls_cache.Count(cls), carved);
-    for (void* p : taken) Free(heap, cls, p);
-    // Back to the slab: the range as its bump region again, the blocks on lists.
-    FlushAll(heap);
-    EXPECT_EQ(tls_cache.ranges[cls].next, tls_cache.ranges[cls].end);
-    if (slab->cls == cls) {  // not released
-      EXPECT_EQ(slab->used, 0u);
-      EXPECT_EQ(slab->bump, first + (2 + 2 * carved) * size);
+      EXPECT_TRUE(IsCached(cls, first + 5 * size)) << "a carved block is free";
+      EXPECT_TRUE(IsCached(cls, range.next + size)) << "a block of the range is free";
+      std::vector<void*> taken = {first};
+      for (uint32_t i = 1; i <= carved; ++i) {
+        taken.push_back(TryAlloc(cls));
+        ASSERT_EQ(taken.back(), first + i * size) << "the lowest address first";
+      }
+      EXPECT_EQ(TryAlloc(cls), nullptr);
+      taken.push_back(Refill(heap, cls, &zeroed));
+      EXPECT_EQ(taken.back(), first + (1 + carved) * size) << "the range goes on";
+      EXPECT_EQ(tls_cache.Count(cls), carved);
+      for (void* p : taken) Free(heap, cls, p);
+      // Back to the slab: the range as its bump region again, the blocks on lists.
+      FlushAll(heap);
+      EXPECT_EQ(tls_cache.ranges[cls].next, tls_cache.ranges[cls].end);
+      if (slab->cls == cls) {  // not released
+        EXPECT_EQ(slab->used, 0u);
+        EXPECT_EQ(slab->bump, first + (2 + 2 * carved) * size);
+      }
     }
     AbandonHeap();
   }).join();
@@ -515,10 +520,13 @@ TEST(ThreadCacheTest, PoolClassesAreUncachedOnlyWithPoolTlsOff) {
     const int cls = PoolClass(3000);
     void* p = Alloc(heap, cls);
     ASSERT_NE(p, nullptr);
-    EXPECT_EQ(TryAlloc(cls), nullptr) << "a refill of one block when uncached, else of a range";
+    // Uncached, a refill takes one block; cached, the new slab's range goes to
+    // the cache and its next kRangeCarveBlocks (3 of 3072 bytes) onto the list.
+    const uint32_t carved = config::kPoolTls ? ThreadCache::kRangeCarveBlocks[cls] : 0u;
+    EXPECT_EQ(CachedBlocks(cls), carved);
     Free(heap, cls, p);
     EXPECT_EQ(IsCached(cls, p), config::kPoolTls);
-    EXPECT_EQ(CachedBlocks(cls), config::kPoolTls ? 1u : 0u);
+    EXPECT_EQ(CachedBlocks(cls), config::kPoolTls ? carved + 1 : 0u);
     FlushAll(heap);
     AbandonHeap();
   }).join();
