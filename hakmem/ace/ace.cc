@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "hakmem/config/check.h"
 #include "hakmem/config/options.h"
 #include "hakmem/stats/stats.h"
 
@@ -52,10 +53,21 @@ bool Idle(const State& s, const ClassState& c) { return s.clock - c.last_event >
 // the same number of refills and flushes).
 constexpr uint64_t kGiveRatio = 4;
 
+// Every change of a class's limit: the limit and whether the class may give.
+void SetLimit(State* s, int cls, uint32_t limit) {
+  s->classes[cls].limit = static_cast<uint16_t>(limit);
+  const uint64_t bit = uint64_t{1} << (cls % 64);
+  if (limit > kFloors.blocks[cls]) {
+    s->givers[cls / 64] |= bit;
+  } else {
+    s->givers[cls / 64] &= ~bit;
+  }
+}
+
 void Lower(State* s, int cls, uint32_t limit) {
   ClassState& c = s->classes[cls];
   s->used -= Bytes(cls, c.limit - limit);
-  c.limit = static_cast<uint16_t>(limit);
+  SetLimit(s, cls, limit);
   s->trims[cls / 64] |= uint64_t{1} << (cls % 64);
 }
 
@@ -78,29 +90,33 @@ uint64_t Steal(State* s, int cls, uint64_t held, uint64_t bytes, bool any = fals
     uint32_t victim_age = 0;
     uint64_t victim_heat = 0;
     uint64_t victim_bytes = 0;
-    for (int v = 0; v < kNumClasses; ++v) {
-      const ClassState& cv = s->classes[v];
-      if (cv.limit <= kFloors.blocks[v] || v == cls) continue;  // 0: not in use
-      const uint32_t age = s->clock - cv.last_event;
-      const bool idle = age >= window;
-      const uint64_t v_bytes = Bytes(v, cv.limit);
-      if (!idle && !any && uint64_t{cv.heat} * kGiveRatio * held > heat * v_bytes) continue;
-      bool colder;
-      if (victim < 0) {
-        colder = true;
-      } else if (idle != victim_idle) {
-        colder = idle;
-      } else if (idle) {
-        colder = age > victim_age;
-      } else {
-        colder = uint64_t{cv.heat} * victim_bytes < victim_heat * v_bytes;
-      }
-      if (colder) {
-        victim = v;
-        victim_idle = idle;
-        victim_age = age;
-        victim_heat = cv.heat;
-        victim_bytes = v_bytes;
+    for (int word = 0; word < 2; ++word) {
+      for (uint64_t bits = s->givers[word]; bits != 0; bits &= bits - 1) {
+        const int v = word * 64 + __builtin_ctzll(bits);
+        const ClassState& cv = s->classes[v];
+        if (v == cls) continue;
+        HAKMEM_DCHECK(cv.limit > kFloors.blocks[v]);
+        const uint32_t age = s->clock - cv.last_event;
+        const bool idle = age >= window;
+        const uint64_t v_bytes = Bytes(v, cv.limit);
+        if (!idle && !any && uint64_t{cv.heat} * kGiveRatio * held > heat * v_bytes) continue;
+        bool colder;
+        if (victim < 0) {
+          colder = true;
+        } else if (idle != victim_idle) {
+          colder = idle;
+        } else if (idle) {
+          colder = age > victim_age;
+        } else {
+          colder = uint64_t{cv.heat} * victim_bytes < victim_heat * v_bytes;
+        }
+        if (colder) {
+          victim = v;
+          victim_idle = idle;
+          victim_age = age;
+          victim_heat = cv.heat;
+          victim_bytes = v_bytes;
+        }
       }
     }
     if (victim < 0) break;
@@ -120,7 +136,6 @@ uint64_t Steal(State* s, int cls, uint64_t held, uint64_t bytes, bool any = fals
 // First event of `cls`: its fixed limit, or what the budget has room for after
 // taking from idle classes, but at least its floor.
 void Activate(State* s, int cls) {
-  ClassState& c = s->classes[cls];
   uint32_t limit = DefaultLimit(cls);
   const uint64_t need = Bytes(cls, limit);
   if (need > Room(*s)) Steal(s, cls, need, need - Room(*s));
@@ -130,7 +145,7 @@ void Activate(State* s, int cls) {
     const uint64_t fits = Room(*s) / kSizeClasses[cls].size;
     limit = fits > kFloors.blocks[cls] ? static_cast<uint32_t>(fits) : kFloors.blocks[cls];
   }
-  c.limit = static_cast<uint16_t>(limit);
+  SetLimit(s, cls, limit);
   s->used += Bytes(cls, limit);
   ++s->in_use;
 }
@@ -156,7 +171,7 @@ void Grow(State* s, int cls) {
     }
     step = static_cast<uint32_t>(fits);
   }
-  c.limit = static_cast<uint16_t>(c.limit + step);
+  SetLimit(s, cls, c.limit + step);
   s->used += Bytes(cls, step);
   RecordPeak(cls, c.limit);
   Count(Counter::k_ace_grows);

@@ -77,6 +77,9 @@ struct State {
   uint32_t in_use;        // classes with a limit (an event so far)
   bool configured;        // budget read from the options
   uint64_t trims[2];      // classes whose limit went down since their list looked
+  // Classes whose limit is above their floor: the only ones a steal may take
+  // from, so its search visits them alone instead of every class.
+  uint64_t givers[2];
 };
 
 // The calling thread's state. Constant-initialised (all zero: every class not in
