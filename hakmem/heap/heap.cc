@@ -78,14 +78,22 @@ Heap* NewHeapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_heaps_lock) {
   return heap;
 }
 
-void RaiseBackedRunBound(Heap* heap, const SuperSlab* ss) {
+// After a change of ss's backed-run bound: the heap's bound covers it, and ss is
+// on the heap's backed list exactly while its bound is not 0.
+void NoteBackedRuns(Heap* heap, SuperSlab* ss) {
   if (ss->longest_backed_run > heap->backed_run_bound)
     heap->backed_run_bound = ss->longest_backed_run;
+  const bool listed = heap->backed.Holds(ss);
+  if (ss->longest_backed_run != 0 && !listed) {
+    heap->backed.PushFront(ss);
+  } else if (ss->longest_backed_run == 0 && listed) {
+    heap->backed.Remove(ss);
+  }
 }
 
 void LinkSuperSlab(Heap* heap, SuperSlab* ss) {
   heap->superslabs.PushFront(ss);
-  RaiseBackedRunBound(heap, ss);
+  NoteBackedRuns(heap, ss);
 }
 
 void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
@@ -94,6 +102,7 @@ void UnlinkSuperSlab(Heap* heap, SuperSlab* ss) {
   // Leaving the heap: no longer proof of ownership.
   if (hot != nullptr) hot->ForgetOwned(reinterpret_cast<uintptr_t>(ss));
   heap->superslabs.Remove(ss);
+  if (heap->backed.Holds(ss)) heap->backed.Remove(ss);
   ++heap->superslabs_unlinked;
 }
 
@@ -136,42 +145,60 @@ bool HasBigDenseDemand(const Heap* heap) {
 // are not the new ones'), and the class would carve new slabs in turn.
 SlabMeta* AllocRunInHeap(Heap* heap, size_t units, size_t align_units, Occupancy occupancy,
                          bool* fresh) {
-  auto carve = [&](RunUnits which) -> SlabMeta* {
-    const bool backed_only = which == RunUnits::kBackedOnly;
-    if (backed_only && units > heap->backed_run_bound) return nullptr;
+  // Backed units: the superslabs of the heap's backed list (a superslab whose
+  // bound a failed search lowered to 0 leaves it).
+  auto carve_backed = [&]() -> SlabMeta* {
+    if (units > heap->backed_run_bound) return nullptr;
     uint8_t longest_backed = 0;  // over the superslabs passed
-    for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
-      if (!MayFitRun(ss, units, which)) {
-        if (ss->longest_backed_run > longest_backed) longest_backed = ss->longest_backed_run;
-        continue;
+    for (SuperSlab* ss = heap->backed.head(); ss != nullptr;) {
+      SuperSlab* next = heap->backed.Next(ss);
+      if (MayFitRun(ss, units, RunUnits::kBackedOnly)) {
+        const bool was_empty = ss->used_units == 0;
+        if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh, RunUnits::kBackedOnly)) {
+          if (was_empty) {
+            --heap->empty_superslabs;
+            ss->occupancy = occupancy;
+          }
+          return slab;
+        }
+        if (ss->longest_backed_run == 0) heap->backed.Remove(ss);
       }
+      if (ss->longest_backed_run > longest_backed) longest_backed = ss->longest_backed_run;
+      ss = next;
+    }
+    // Every superslab with backed units passed: the bound is now as tight as
+    // theirs.
+    heap->backed_run_bound = longest_backed;
+    return nullptr;
+  };
+  // Untouched units too (backed ones first in each superslab).
+  auto carve = [&]() -> SlabMeta* {
+    for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+      if (!MayFitRun(ss, units, RunUnits::kAny)) continue;
       const bool was_empty = ss->used_units == 0;
       // Backed units cost no more memory whatever blocks they take, so any
       // superslab's will do; untouched ones only in a superslab of the blocks'
       // occupancy (its pages: 2 MiB ones would back a big block's untouched
       // pages, 4 KiB ones fault the dense blocks in page by page).
-      if (ss->occupancy != occupancy && !was_empty && which != RunUnits::kBackedOnly) continue;
-      if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh, which)) {
+      if (ss->occupancy != occupancy && !was_empty) continue;
+      if (SlabMeta* slab = AllocRun(ss, units, align_units, fresh, RunUnits::kAny)) {
         if (was_empty) {
           --heap->empty_superslabs;
           ss->occupancy = occupancy;
         }
         return slab;
       }
-      if (ss->longest_backed_run > longest_backed) longest_backed = ss->longest_backed_run;
+      NoteBackedRuns(heap, ss);  // (a failed search may have lowered the bound)
     }
-    // Every superslab passed (a backed-only search skips none): the bound is now
-    // as tight as theirs.
-    if (backed_only) heap->backed_run_bound = longest_backed;
     return nullptr;
   };
-  if (SlabMeta* slab = carve(RunUnits::kBackedOnly)) return slab;
+  if (SlabMeta* slab = carve_backed()) return slab;
   if (heap->empty_total != 0 || heap->large_cache_count != 0) {
     ReleaseKeptEmptySlabs(heap, /*cold_only=*/true);
     ReleaseCachedLargeRuns(heap);
-    if (SlabMeta* slab = carve(RunUnits::kBackedOnly)) return slab;
+    if (SlabMeta* slab = carve_backed()) return slab;
   }
-  if (SlabMeta* slab = carve(RunUnits::kAny)) return slab;
+  if (SlabMeta* slab = carve()) return slab;
   SuperSlab* ss = AcquireSuperSlab(
       heap, occupancy,
       occupancy == Occupancy::kDense && HasBigDenseDemand(heap) ? Pages::kHuge : Pages::kSmall);
@@ -239,7 +266,7 @@ void ReleaseSlab(Heap* heap, SuperSlab* ss, SlabMeta* slab, bool clean = false) 
   HAKMEM_DCHECK(ss->owner.load(std::memory_order_relaxed) == heap);
   HAKMEM_DCHECK(slab->used == 0);  // a large run's, too: FreeLarge and the cache set 0
   FreeRun(ss, slab);
-  RaiseBackedRunBound(heap, ss);
+  NoteBackedRuns(heap, ss);
   Count(Counter::k_slabs_released);
   if (!clean) {
     // Its units are free and dirty now (young: FreeRun): start the decay clock if
@@ -548,6 +575,7 @@ void DecayHeap(Heap* heap) {
   // slabs below leave empty then goes to the shared cache clean.
   for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
     DecayFreeUnits(ss, /*all=*/false);
+    NoteBackedRuns(heap, ss);
   }
   DecayKeptEmptySlabs(heap);
   ReleaseCachedLargeRuns(heap);
@@ -575,6 +603,7 @@ void ReleaseEmptySuperSlabs(Heap* heap) {
 void DecommitFree(Heap* heap) {
   for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
     DecayFreeUnits(ss, /*all=*/true);
+    NoteBackedRuns(heap, ss);
   }
   PurgeFreeBlocks(heap, /*all=*/true);
 }

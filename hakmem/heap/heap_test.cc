@@ -529,6 +529,79 @@ TEST(HeapTest, BackedUnitsOfEitherOccupancyComeBeforeUntouchedOnes) {
   });
 }
 
+// The longest run of free backed (dirty) units of `ss`, unit by unit.
+size_t BackedRunOf(const SuperSlab* ss) {
+  size_t longest = 0;
+  size_t run = 0;
+  for (size_t u = 0; u < kUnitsPerSuperSlab; ++u) {
+    const bool backed = ((ss->free_units[u / 64] & ss->dirty_units[u / 64]) >> (u % 64)) & 1;
+    run = backed ? run + 1 : 0;
+    longest = std::max(longest, run);
+  }
+  return longest;
+}
+
+// A new run takes backed units wherever the heap has a run of them long enough,
+// in any of its superslabs, however many there are and whatever it did to them
+// (runs freed, decay ticks): the heap's bound and its list of superslabs with
+// backed units (Heap::backed) never hide one. Checked against the superslabs'
+// masks before every allocation of a random sequence over several superslabs.
+TEST(HeapTest, ARunTakesBackedUnitsWhereverTheHeapHasThem) {
+  OnNewThread([](Heap* heap) {
+    uint32_t r = 7;
+    auto next = [&r] {
+      r ^= r << 13;
+      r ^= r >> 17;
+      r ^= r << 5;
+      return r;
+    };
+    std::vector<void*> live;
+    int backed_takes = 0;
+    for (int step = 0; step < 600; ++step) {
+      // Every superslab with backed units is on the heap's list, under its bound.
+      for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+        const size_t backed = BackedRunOf(ss);
+        ASSERT_LE(backed, ss->longest_backed_run);
+        ASSERT_LE(backed, heap->backed_run_bound);
+        if (backed != 0) ASSERT_TRUE(heap->backed.Holds(ss)) << step;
+      }
+      if (step % 97 == 96) {
+        DecayHeap(heap);
+        continue;
+      }
+      if (!live.empty() && (live.size() > 24 || next() % 2 == 0)) {
+        const size_t i = next() % live.size();
+        SuperSlab* ss = SuperSlabOf(live[i]);
+        FreeLarge(heap, ss, SlabOf(ss, live[i]));
+        live[i] = live.back();
+        live.pop_back();
+        continue;
+      }
+      const size_t units = 9 + next() % 50;  // 144 KiB .. 928 KiB
+      bool have_backed = false;
+      for (SuperSlab* ss = heap->superslabs.head(); ss != nullptr; ss = ss->next) {
+        have_backed |= BackedRunOf(ss) >= units;
+      }
+      bool zeroed = true;
+      void* p = AllocLarge(heap, units * kUnitSize, 16, &zeroed);
+      ASSERT_NE(p, nullptr);
+      if (have_backed) {  // (a cached run, not shorter, may serve it: not zeroed either)
+        EXPECT_FALSE(zeroed) << "untouched units taken while backed ones fit, step " << step;
+        ++backed_takes;
+      }
+      live.push_back(p);
+    }
+    EXPECT_GT(backed_takes, 50);
+    EXPECT_GT(heap->superslabs.size(), 3u);
+    for (void* p : live) FreeLarge(heap, SuperSlabOf(p), SlabOf(SuperSlabOf(p), p));
+    // Every free unit decommitted (malloc_trim): no superslab is left on the list.
+    TrimHeap(heap);
+    DecommitFree(heap);
+    EXPECT_TRUE(heap->backed.empty());
+    PurgeCaches(/*force=*/true);  // (the superslabs it cached: the next test's start)
+  });
+}
+
 // Only a heap's dense superslabs count toward the huge-page threshold: a heap of
 // big blocks (sparse superslabs) that holds a little of every small class keeps
 // that little in 4 KiB pages, not in a 2 MiB page it would barely touch.

@@ -54,5 +54,49 @@ TEST(IntrusiveListTest, PushFrontRemoveKeepBothDirectionsAndTheSize) {
   EXPECT_EQ(list.tail(), &b);
 }
 
+// One object on two lists at once, through two pairs of links: each list
+// follows and rewrites its own pair only; Holds says which lists an object is on.
+struct TwoListNode {
+  int value;
+  TwoListNode* next;
+  TwoListNode* prev;
+  TwoListNode* other_next;
+  TwoListNode* other_prev;
+};
+using MainList = IntrusiveList<TwoListNode>;
+using OtherList = IntrusiveList<TwoListNode, &TwoListNode::other_next, &TwoListNode::other_prev>;
+
+template <typename List>
+std::vector<int> ValuesOf(const List& list) {
+  std::vector<int> out;
+  for (TwoListNode* n = list.head(); n != nullptr; n = List::Next(n)) out.push_back(n->value);
+  return out;
+}
+
+TEST(IntrusiveListTest, AnObjectIsOnTwoListsThroughTwoPairsOfLinks) {
+  MainList main;
+  OtherList other;
+  TwoListNode a{1, nullptr, nullptr, nullptr, nullptr};
+  TwoListNode b{2, nullptr, nullptr, nullptr, nullptr};
+  TwoListNode c{3, nullptr, nullptr, nullptr, nullptr};
+  for (TwoListNode* n : {&a, &b, &c}) main.PushFront(n);
+  other.PushFront(&a);
+  other.PushFront(&c);
+  EXPECT_EQ(ValuesOf(main), (std::vector<int>{3, 2, 1}));
+  EXPECT_EQ(ValuesOf(other), (std::vector<int>{3, 1}));
+  EXPECT_TRUE(other.Holds(&a));
+  EXPECT_FALSE(other.Holds(&b));
+  EXPECT_TRUE(other.Holds(&c));  // the head: no prev
+  other.Remove(&c);
+  EXPECT_FALSE(other.Holds(&c));
+  EXPECT_TRUE(main.Holds(&c));
+  EXPECT_EQ(ValuesOf(main), (std::vector<int>{3, 2, 1})) << "the other list's links only";
+  EXPECT_EQ(ValuesOf(other), (std::vector<int>{1}));
+  main.Remove(&a);
+  EXPECT_TRUE(other.Holds(&a)) << "the main list's links only";
+  EXPECT_EQ(other.head(), &a);
+  EXPECT_EQ(other.size(), 1u);
+}
+
 }  // namespace
 }  // namespace hakmem

@@ -225,6 +225,10 @@ struct SuperSlab : ChunkHeader {
   uint64_t cached_at_ns;
   SuperSlab* next;  // in the owner heap's list, or in the cache
   SuperSlab* prev;
+  // In the owner heap's list of superslabs with backed free units (heap.h:
+  // Heap::backed).
+  SuperSlab* backed_next;
+  SuperSlab* backed_prev;
   // The unit map: kUnitMapColors maps of kUnitsPerSuperSlab entries, of which a
   // superslab uses the one its address picks (UnitEntryAt), so the maps of
   // consecutive superslabs, all 2 MiB-aligned, sit in different L1 sets.
