@@ -79,7 +79,8 @@ Heap* NewHeapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_heaps_lock) {
 }
 
 // After a change of ss's backed-run bound: the heap's bound covers it, and ss is
-// on the heap's backed list exactly while its bound is not 0.
+// on the heap's backed list if and only if its bound is not 0. (A bound that
+// AllocRun lowers to 0 elsewhere is noted by the next search or decay tick.)
 void NoteBackedRuns(Heap* heap, SuperSlab* ss) {
   if (ss->longest_backed_run > heap->backed_run_bound)
     heap->backed_run_bound = ss->longest_backed_run;

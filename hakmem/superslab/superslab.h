@@ -212,11 +212,12 @@ struct SuperSlab : ChunkHeader {
   uint64_t young_units[2];
   uint32_t used_units;
   // Bounds on the longest run of free units, and of free backed (dirty) units:
-  // no longer run exists. A freed run raises them to the run it joins; taking or
-  // decommitting units leaves them; a search that finds no run (AllocRun)
-  // lowers them to the exact length, and a decay tick counts them again. So a heap looking for a
-  // run skips, with one load (MayFitRun), the superslabs where it cannot fit, instead of searching
-  // their masks (fragmentation: 39 superslabs searched per new slab).
+  // no longer run exists. A freed run raises them to the run it joins; taking
+  // or decommitting units leaves them; a search that finds no run (AllocRun)
+  // lowers them to the exact length, and a decay tick counts them again. So a
+  // heap looking for a run skips, with one load (MayFitRun), the superslabs
+  // where it cannot fit, instead of searching their masks (fragmentation: 39
+  // superslabs searched per new slab).
   uint8_t longest_free_run;
   uint8_t longest_backed_run;
   bool decommitted;
