@@ -105,7 +105,7 @@ void* ReuseCachedHuge(size_t size, const HugeLayout& layout) {
     platform::SpinLockHolder hold(&g_lock);
     for (HugeHeader* h = g_cache.head(); h != nullptr; h = h->next) {
       if (HugeUsableSize(h) >= size) {
-        if (h->map_len <= 4 * platform::RoundUp(layout.length, kSuperSlabSize) &&
+        if (h->map_len <= kHugeReuseRoom * platform::RoundUp(layout.length, kSuperSlabSize) &&
             (best == nullptr || h->map_len < best->map_len)) {
           best = h;
         }

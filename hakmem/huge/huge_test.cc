@@ -45,7 +45,7 @@ TEST(HugeTest, MappedBlockIsRegisteredWritableAndItsOwn) {
 
 TEST(HugeTest, CacheReusesTheBestFitAndReleasesByAge) {
   ReleaseCachedHuge(0, 0, /*force=*/true);
-  void* big = Map(12 << 20);
+  void* big = Map(20 << 20);
   void* small = Map(3 << 20);
   ASSERT_NE(big, nullptr);
   ASSERT_NE(small, nullptr);
@@ -57,9 +57,14 @@ TEST(HugeTest, CacheReusesTheBestFitAndReleasesByAge) {
   const size_t want = size_t{2} << 20;
   EXPECT_EQ(ReuseCachedHuge(want, LayoutOfHuge(want, 16)), small);
   EXPECT_FALSE(HugeHeaderOf(small)->cached);
-  // More than 4x what 1 KiB past 1 MiB needs (2 MiB): the 12 MiB mapping is too roomy.
+  // More than kHugeReuseRoom (8) times what 1 KiB past 1 MiB needs (2 MiB): the
+  // 20 MiB mapping is too roomy; 3 MiB (4 MiB) takes it, which at 4x did not.
+  static_assert(kHugeReuseRoom * 2 < 20 && kHugeReuseRoom * 4 > 20, "the sizes below");
   const size_t tiny = (size_t{1} << 20) + 1024;
   EXPECT_EQ(ReuseCachedHuge(tiny, LayoutOfHuge(tiny, 16)), nullptr);
+  const size_t roomy = size_t{3} << 20;
+  EXPECT_EQ(ReuseCachedHuge(roomy, LayoutOfHuge(roomy, 16)), big);
+  CacheHuge(HugeHeaderOf(big), 100);
   // Cached at 100: due at 150 with a delay of 50, not at 149.
   EXPECT_FALSE(ReleaseCachedHuge(149, 50, /*force=*/false));
   EXPECT_TRUE(ReleaseCachedHuge(150, 50, /*force=*/false));
