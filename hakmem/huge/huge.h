@@ -84,11 +84,10 @@ HugeLayout LayoutOfHuge(size_t size, size_t alignment);
 
 // A cached mapping with room for `size` bytes past its user pointer, at most
 // kHugeReuseRoom times the length `layout` needs (best fit), taken out of the
-// cache; else the largest
-// cached one smaller than that at the default offset, taken out and grown to it
-// by moving its pages (HugeRealloc); nullptr if none (or the OS refused the
-// growth: the mapping stays cached). Its contents are stale. Only for blocks at
-// the default offset (no alignment above a page).
+// cache; else the largest cached one smaller than that at the default offset,
+// taken out and grown to it by moving its pages (HugeRealloc); nullptr if none
+// (or the OS refused the growth: the mapping stays cached). Its contents are
+// stale. Only for blocks at the default offset (no alignment above a page).
 void* ReuseCachedHuge(size_t size, const HugeLayout& layout);
 // How roomy a cached mapping a huge block may take. Its pages are resident
 // already, so a roomy one costs no more memory than it held in the cache, where
