@@ -207,13 +207,27 @@ void Configure(State* s, uint64_t budget_bytes) {
   s->configured = true;
 }
 
-Decision OnEvent(State* s, int cls) {
+Decision OnEvent(State* s, int cls, Event event) {
+  ClassState& c = s->classes[cls];
+  if (event == Event::kRefill) {
+    c.flush_run = 0;
+  } else if (c.flush_run < kShedAfter) {
+    ++c.flush_run;
+  } else if (c.limit != 0) {
+    // A shed: neither an event of the clock nor heat (the class is not asked
+    // for), and at its floor no work beyond the flush itself.
+    if (c.limit > kFloors.blocks[cls]) {
+      const uint32_t half = c.limit / 2;
+      Lower(s, cls, half > kFloors.blocks[cls] ? half : kFloors.blocks[cls]);
+      Count(Counter::k_ace_sheds);
+    }
+    return Decision{c.limit, kMaxLimit};
+  }
   if (!s->configured) {
     const uint64_t kb = config::GetOptions().ace_budget_kb;
     Configure(s, kb < (kMaxBudget >> 10) ? kb << 10 : kMaxBudget);
   }
   const uint32_t now = ++s->clock;
-  ClassState& c = s->classes[cls];
   c.last_event = now;
   if (c.heat < UINT16_MAX) ++c.heat;
   if (c.limit == 0) {

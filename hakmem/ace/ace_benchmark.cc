@@ -10,7 +10,7 @@ namespace {
 void BM_EventAtCap(benchmark::State& state) {
   State s{};
   Configure(&s, uint64_t{4} << 20);
-  for (auto _ : state) benchmark::DoNotOptimize(OnEvent(&s, 72));
+  for (auto _ : state) benchmark::DoNotOptimize(OnEvent(&s, 72, Event::kRefill));
 }
 BENCHMARK(BM_EventAtCap);
 
@@ -21,7 +21,7 @@ void BM_EventsOverPoolClassesFullBudget(benchmark::State& state) {
   for (auto _ : state) {
     x = x * 1103515245u + 12345u;
     const int cls = kFirstPoolClass + static_cast<int>((x >> 16) % 40);
-    benchmark::DoNotOptimize(OnEvent(&s, cls));
+    benchmark::DoNotOptimize(OnEvent(&s, cls, Event::kRefill));
     if (HasTrims(s)) s.trims[0] = s.trims[1] = 0;  // no lists to take them
   }
 }

@@ -37,7 +37,7 @@ TEST(AceTest, AClassStartsAtItsFixedLimit) {
   State s = Fresh(4096 * kKiB);
   for (int cls : {0, 3, 31, 32, 56, 72, kNumClasses - 1}) {
     EXPECT_EQ(LimitOf(s, cls), DefaultLimit(cls)) << "before its first event";
-    const Decision d = OnEvent(&s, cls);
+    const Decision d = OnEvent(&s, cls, Event::kRefill);
     EXPECT_EQ(d.limit, DefaultLimit(cls)) << cls;
     // Half its limit: the table's batch, unless the limit was capped (hardened).
     EXPECT_EQ(d.batch, BatchFor(DefaultLimit(cls))) << cls;
@@ -53,17 +53,17 @@ TEST(AceTest, RepeatedMissesGrowTheLimitByHalfUpToTheCap) {
   const int cls = SizeClass(36 << 10);  // fixed limit 7
   const uint32_t cap = CapLimit(s, cls);
   EXPECT_EQ(cap, 2048 * kKiB / kSizeClasses[cls].size) << "half the budget";
-  uint32_t limit = OnEvent(&s, cls).limit;
+  uint32_t limit = OnEvent(&s, cls, Event::kRefill).limit;
   int events = 1;
   while (limit < cap) {
-    const Decision d = OnEvent(&s, cls);
+    const Decision d = OnEvent(&s, cls, Event::kRefill);
     ++events;
     ASSERT_EQ(d.limit, std::min(cap, limit + limit / 2)) << "after " << events << " events";
     EXPECT_EQ(d.batch, d.limit / 2);
     limit = d.limit;
   }
   EXPECT_LE(events, 12) << "slow start: a geometric climb";
-  EXPECT_EQ(OnEvent(&s, cls).limit, cap) << "never past the cap";
+  EXPECT_EQ(OnEvent(&s, cls, Event::kRefill).limit, cap) << "never past the cap";
   EXPECT_EQ(PeakLimit(cls) >= cap, true);
   EXPECT_EQ(s.used, Bytes(cls, cap));
   EXPECT_TRUE(Trims(&s).empty()) << "nothing was lowered";
@@ -71,7 +71,7 @@ TEST(AceTest, RepeatedMissesGrowTheLimitByHalfUpToTheCap) {
 
 TEST(AceTest, SmallClassesStopAtMaxLimit) {
   State s = Fresh(64 * 1024 * kKiB);
-  for (int i = 0; i < 100; ++i) OnEvent(&s, 0);
+  for (int i = 0; i < 100; ++i) OnEvent(&s, 0, Event::kRefill);
   EXPECT_EQ(s.classes[0].limit, kMaxLimit);
 }
 
@@ -79,14 +79,14 @@ TEST(AceTest, AnIdleClassHalvesEachWindowDownToItsFloor) {
   State s = Fresh(4096 * kKiB);
   const int idle = SizeClass(18 << 10);  // floor one block
   const int busy = 3;
-  for (int i = 0; i < 8; ++i) OnEvent(&s, idle);
+  for (int i = 0; i < 8; ++i) OnEvent(&s, idle, Event::kRefill);
   const uint32_t grown = s.classes[idle].limit;
   ASSERT_GT(grown, DefaultLimit(idle));
   // Events of another class only: the first scan after a whole idle window halves it.
   uint32_t expected = grown;
   int scans_with_shrink = 0;
   for (int window = 0; window < 12; ++window) {
-    for (uint32_t i = 0; i < kWindow; ++i) OnEvent(&s, busy);
+    for (uint32_t i = 0; i < kWindow; ++i) OnEvent(&s, busy, Event::kRefill);
     const uint32_t now = s.classes[idle].limit;
     if (now != expected) {
       EXPECT_EQ(now, std::max(FloorLimit(idle), expected / 2));
@@ -107,10 +107,10 @@ TEST(AceTest, AnIdleClassHalvesEachWindowDownToItsFloor) {
 
 TEST(AceTest, AClassWithEventsEveryWindowIsNotShrunk) {
   State s = Fresh(4096 * kKiB);
-  for (int i = 0; i < 6; ++i) OnEvent(&s, 60);
+  for (int i = 0; i < 6; ++i) OnEvent(&s, 60, Event::kRefill);
   const uint32_t grown = s.classes[60].limit;
   for (int round = 0; round < 20 * static_cast<int>(kWindow); ++round) {
-    OnEvent(&s, round % 100 == 0 ? 60 : 5);
+    OnEvent(&s, round % 100 == 0 ? 60 : 5, Event::kRefill);
   }
   EXPECT_GE(s.classes[60].limit, grown);
 }
@@ -124,7 +124,7 @@ TEST(AceTest, ClassesAtTheAverageRateOfManyAreNotIdle) {
   std::vector<uint32_t> high(60, 0);
   for (int i = 0; i < 100000; ++i) {
     const int cls = static_cast<int>(rng() % 60);
-    OnEvent(&s, cls);
+    OnEvent(&s, cls, Event::kRefill);
     for (int c = 0; c < 60; ++c) {
       ASSERT_GE(s.classes[c].limit, high[c]) << "class " << c << " shrank at event " << i;
       high[c] = s.classes[c].limit;
@@ -145,7 +145,7 @@ TEST(AceTest, TheBudgetIsNeverExceeded) {
       const int hot = 32 + (phase * 7) % 28;
       const int cls =
           rng() % 4 != 0 ? hot + static_cast<int>(rng() % 3) : 32 + static_cast<int>(rng() % 30);
-      const Decision d = OnEvent(&s, cls);
+      const Decision d = OnEvent(&s, cls, Event::kRefill);
       ASSERT_EQ(s.used, SumOfLimits(s)) << "event " << i;
       ASSERT_LE(s.used, budget) << "event " << i << " class " << cls;
       ASSERT_GE(d.limit, FloorLimit(cls));
@@ -161,19 +161,19 @@ TEST(AceTest, AFullBudgetMakesTheColdestClassGiveFirst) {
   const int colder = SizeClass(4096);  // fixed limit 64
   const int warm = SizeClass(2048);    // fixed limit 128
   const int hot = SizeClass(8192);     // fixed limit 32
-  OnEvent(&s, colder);
-  OnEvent(&s, warm);
-  OnEvent(&s, warm);  // not grown (the budget is full), but twice the events
+  OnEvent(&s, colder, Event::kRefill);
+  OnEvent(&s, warm, Event::kRefill);
+  OnEvent(&s, warm, Event::kRefill);  // not grown (the budget is full), but twice the events
   ASSERT_EQ(s.classes[colder].limit, DefaultLimit(colder));
   ASSERT_EQ(s.classes[warm].limit, DefaultLimit(warm));
   ASSERT_EQ(s.used, s.budget);
   // The hot class starts at its floor (nothing is idle or cold enough yet)...
-  OnEvent(&s, hot);
+  OnEvent(&s, hot, Event::kRefill);
   EXPECT_EQ(s.classes[hot].limit, FloorLimit(hot));
   // ...and grows by taking from the colder class first: fewer events per byte.
   uint32_t hot_limit = s.classes[hot].limit;
   for (int i = 0; i < 8; ++i) {
-    OnEvent(&s, hot);
+    OnEvent(&s, hot, Event::kRefill);
     ASSERT_GE(s.classes[hot].limit, hot_limit);
     hot_limit = s.classes[hot].limit;
   }
@@ -190,26 +190,81 @@ TEST(AceTest, AFullBudgetMakesTheColdestClassGiveFirst) {
 TEST(AceTest, IdleClassesGiveBeforeBusyOnes) {
   State s = Fresh(1024 * kKiB);
   const int idle = 40, busy = 41, hot = 56;  // 2304, 2560 and 9216 bytes
-  OnEvent(&s, idle);                         // about 256 KiB each at their fixed limits
-  OnEvent(&s, busy);
+  OnEvent(&s, idle, Event::kRefill);         // about 256 KiB each at their fixed limits
+  OnEvent(&s, busy, Event::kRefill);
   // A window of events of a small class (32 KiB at most): `idle` falls idle...
-  for (uint32_t i = 0; i < kWindow; ++i) OnEvent(&s, 0);
-  OnEvent(&s, busy);  // ...`busy` does not (and grows)
+  for (uint32_t i = 0; i < kWindow; ++i) OnEvent(&s, 0, Event::kRefill);
+  OnEvent(&s, busy, Event::kRefill);  // ...`busy` does not (and grows)
   const uint32_t idle_limit = s.classes[idle].limit;
   const uint32_t busy_limit = s.classes[busy].limit;
   ASSERT_EQ(idle_limit, DefaultLimit(idle)) << "no scan has found it idle yet";
   // The hot class fills the budget...
-  for (int i = 0; i < 40 && s.used + Bytes(hot, 1) <= s.budget; ++i) OnEvent(&s, hot);
+  for (int i = 0; i < 40 && s.used + Bytes(hot, 1) <= s.budget; ++i)
+    OnEvent(&s, hot, Event::kRefill);
   ASSERT_GT(s.used + Bytes(hot, 1), s.budget);
   EXPECT_EQ(s.classes[idle].limit, idle_limit);
   // ...then grows by taking from the idle class only.
   const uint32_t hot_limit = s.classes[hot].limit;
-  for (int i = 0; i < 4; ++i) OnEvent(&s, hot);
+  for (int i = 0; i < 4; ++i) OnEvent(&s, hot, Event::kRefill);
   EXPECT_GT(s.classes[hot].limit, hot_limit);
   EXPECT_LT(s.classes[idle].limit, idle_limit);
   EXPECT_EQ(s.classes[busy].limit, busy_limit);
   EXPECT_LE(s.used, s.budget);
   EXPECT_EQ(s.used, SumOfLimits(s));
+}
+
+TEST(AceTest, ARunOfFlushesShedsTheLimitToTheFloorAndARefillEndsIt) {
+  State s = Fresh(4096 * kKiB);
+  const int cls = SizeClass(256);
+  // The first flushes of a run grow the limit as refills would.
+  uint32_t limit = OnEvent(&s, cls, Event::kFlush).limit;
+  for (uint32_t i = 1; i < kShedAfter; ++i) {
+    const Decision d = OnEvent(&s, cls, Event::kFlush);
+    ASSERT_EQ(d.limit, limit + limit / 2) << "flush " << i + 1 << " of the run still grows";
+    EXPECT_EQ(d.batch, d.limit / 2);
+    limit = d.limit;
+  }
+  EXPECT_TRUE(Trims(&s).empty());
+  // The next ones halve it, down to the floor, and give the whole list back.
+  const uint32_t clock = s.clock;
+  while (limit > FloorLimit(cls)) {
+    const Decision d = OnEvent(&s, cls, Event::kFlush);
+    ASSERT_EQ(d.limit, std::max(limit / 2, FloorLimit(cls)));
+    EXPECT_EQ(d.batch, kMaxLimit) << "a shed empties the list";
+    EXPECT_EQ(Trims(&s), std::vector<int>{cls}) << "the list gives back what it holds beyond it";
+    EXPECT_EQ(s.used, SumOfLimits(s));
+    limit = d.limit;
+  }
+  const Decision at_floor = OnEvent(&s, cls, Event::kFlush);
+  EXPECT_EQ(at_floor.limit, FloorLimit(cls));
+  EXPECT_EQ(at_floor.batch, kMaxLimit);
+  EXPECT_TRUE(Trims(&s).empty());
+  EXPECT_EQ(s.clock, clock) << "sheds are not events of the clock";
+  // A refill ends the run: the class grows again, and sheds only after another
+  // kShedAfter flushes in a row.
+  const Decision refill = OnEvent(&s, cls, Event::kRefill);
+  EXPECT_EQ(refill.limit, limit + limit / 2);
+  limit = refill.limit;
+  for (uint32_t i = 0; i < kShedAfter; ++i) limit = OnEvent(&s, cls, Event::kFlush).limit;
+  EXPECT_GT(limit, refill.limit);
+  EXPECT_LT(OnEvent(&s, cls, Event::kFlush).limit, limit);
+}
+
+TEST(AceTest, FlushesBetweenRefillsNeverShed) {
+  // A class that is freed and taken back in turns (bursts of frees that overflow
+  // the list, then of mallocs that empty it) keeps growing to its cap.
+  State s = Fresh(4096 * kKiB);
+  const int cls = SizeClass(512);
+  uint32_t limit = 0;
+  for (int round = 0; round < 40; ++round) {
+    for (uint32_t i = 0; i < kShedAfter; ++i) {
+      const uint32_t next = OnEvent(&s, cls, Event::kFlush).limit;
+      ASSERT_GE(next, limit) << "round " << round;
+      limit = next;
+    }
+    limit = OnEvent(&s, cls, Event::kRefill).limit;
+  }
+  EXPECT_EQ(limit, CapLimit(s, cls));
 }
 
 TEST(AceTest, TrimsAreTakenPerRange) {
@@ -228,8 +283,9 @@ TEST(AceTest, TrimsAreTakenPerRange) {
 TEST(AceTest, ABudgetBelowTheFloorsKeepsTheFloors) {
   State s = Fresh(0);
   for (int cls : {3, 40, 72, 87}) {
-    EXPECT_EQ(OnEvent(&s, cls).limit, FloorLimit(cls));
-    EXPECT_EQ(OnEvent(&s, cls).limit, FloorLimit(cls)) << "no growth without budget";
+    EXPECT_EQ(OnEvent(&s, cls, Event::kRefill).limit, FloorLimit(cls));
+    EXPECT_EQ(OnEvent(&s, cls, Event::kRefill).limit, FloorLimit(cls))
+        << "no growth without budget";
   }
 }
 

@@ -40,6 +40,7 @@
   X(ace_grows, "ACE: a class's thread-cache limit raised (it kept refilling or flushing)")   \
   X(ace_shrinks, "ACE: a limit lowered after a whole window without refill or flush")        \
   X(ace_steals, "ACE: a limit lowered to give its bytes to a hot class (budget full)")       \
+  X(ace_sheds, "ACE: a limit lowered by a flush in a run of flushes (freed, not reused)")    \
   X(background_passes, "passes of the background release thread over the heaps")             \
   X(background_trims, "quiet heaps the background release trimmed (free units decommitted)") \
   X(background_idle_waits, "times the background release slept until woken (nothing held)")  \

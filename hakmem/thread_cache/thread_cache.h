@@ -369,7 +369,8 @@ struct ThreadCache {
       }
       int batch = static_cast<int>(LaneFixedBatch(cls));
       if constexpr (config::kAce) {
-        if (ABSL_PREDICT_TRUE(limits[cls] != 0)) batch = static_cast<int>(Adapt(heap, cls));
+        if (ABSL_PREDICT_TRUE(limits[cls] != 0))
+          batch = static_cast<int>(Adapt(heap, cls, ace::Event::kRefill));
       }
       int want = batch;
       if (ABSL_PREDICT_FALSE(limits[cls] == 0)) {
@@ -455,7 +456,7 @@ struct ThreadCache {
     }
     uint32_t batch = LaneFixedBatch(cls);
     if constexpr (config::kAce) {
-      batch = Adapt(heap, cls);
+      batch = Adapt(heap, cls, ace::Event::kFlush);
       if (list.Room() > 0) {  // the limit grew: keep the block, give nothing back
         Push(cls, block);
         return;
@@ -478,8 +479,8 @@ struct ThreadCache {
   // ACE (hakmem/ace): a refill or flush of `cls` is an event of its class; its
   // list takes the limit ACE leaves it, and lists whose limit ACE lowered give
   // back what they hold beyond it. Returns the blocks a refill or flush moves.
-  ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls) {
-    const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls);
+  ABSL_ATTRIBUTE_NOINLINE uint32_t Adapt(Heap* heap, int cls, ace::Event event) {
+    const ace::Decision decision = ace::OnEvent(&ace::tls_ace, cls, event);
     SetLimit(cls, decision.limit);
     if (ABSL_PREDICT_FALSE(ace::HasTrims(ace::tls_ace))) {
       for (int c; (c = ace::TakeTrim(&ace::tls_ace, 0, kNumClasses)) >= 0;) {

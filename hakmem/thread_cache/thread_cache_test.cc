@@ -469,7 +469,7 @@ TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
     // came through a few refills, each an event of the idle class, which may
     // have grown its limit first).
     for (uint32_t i = 0; i < 16 * ace::kWindow && ace::LimitOf(ace::tls_ace, idle) >= 32; ++i) {
-      ace::OnEvent(&ace::tls_ace, busy);
+      ace::OnEvent(&ace::tls_ace, busy, ace::Event::kRefill);
     }
     const uint32_t lowered = ace::LimitOf(ace::tls_ace, idle);
     ASSERT_LT(lowered, 32u) << "below what the list holds";
@@ -490,6 +490,44 @@ TEST(ThreadCacheTest, AceLoweredLimitsCutTheirListsAtTheNextSlowPath) {
     EXPECT_EQ(TryAlloc(idle), nullptr);
     for (void* b : popped) Free(heap, idle, b);
     Free(heap, busy, p);
+    FlushAll(heap);
+    AbandonHeap();
+  }).join();
+}
+
+// A program that frees many blocks of a class and takes none back (a structure
+// dropped) leaves at most the class's floor in its list, not its grown limit:
+// after kShedAfter flushes in a row each flush halves the limit and empties the
+// list. Every freed block is accounted for: cached, or back on its slab.
+TEST(ThreadCacheTest, ARunOfFreesLeavesAtMostTheFloorCached) {
+  if constexpr (!config::kAce) GTEST_SKIP() << "ace off: the table's limits";
+  std::thread([] {
+    Heap* heap = thread_cache::AttachHeap();
+    const int cls = SizeClass(256);
+    // Bursts of mallocs and frees first, so the limit grows well past the floor.
+    std::vector<void*> blocks;
+    for (int round = 0; round < 6; ++round) {
+      const uint32_t n = 2 * tls_cache.Limit(cls) + 1;
+      for (uint32_t i = 0; i < n; ++i) blocks.push_back(Alloc(heap, cls));
+      for (void* p : blocks) Free(heap, cls, p);
+      blocks.clear();
+    }
+    const uint32_t grown = tls_cache.Limit(cls);
+    ASSERT_GT(grown, 4 * ace::FloorLimit(cls));
+    // Then many mallocs, and their frees with no malloc between.
+    const uint64_t sheds = stats::ThreadCount(stats::Counter::k_ace_sheds);
+    for (uint32_t i = 0; i < 8 * grown; ++i) blocks.push_back(Alloc(heap, cls));
+    for (void* p : blocks) Free(heap, cls, p);
+    EXPECT_EQ(tls_cache.Limit(cls), ace::FloorLimit(cls));
+    EXPECT_LE(tls_cache.Count(cls), ace::FloorLimit(cls));
+    if constexpr (config::kStats) EXPECT_GT(stats::ThreadCount(stats::Counter::k_ace_sheds), sheds);
+    // Nothing lost: the next mallocs take the cached blocks, then the slabs'
+    // (the same addresses, none twice).
+    std::vector<void*> again;
+    for (size_t i = 0; i < blocks.size(); ++i) again.push_back(Alloc(heap, cls));
+    EXPECT_EQ(std::set<void*>(again.begin(), again.end()),
+              std::set<void*>(blocks.begin(), blocks.end()));
+    for (void* p : again) Free(heap, cls, p);
     FlushAll(heap);
     AbandonHeap();
   }).join();
