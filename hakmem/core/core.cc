@@ -265,8 +265,7 @@ bool GrowInPlace(void* ptr, size_t size) {
 
 }  // namespace
 
-void* Realloc(void* ptr, size_t size) {
-  if (ptr == nullptr) return Malloc(size);
+void* ReallocBlock(void* ptr, size_t size) {
   if (size == 0) {  // glibc: frees and returns nullptr
     Free(ptr);
     return nullptr;

@@ -74,7 +74,16 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Calloc(size_t count, size_t size) {
 
 // The allocation entry points are HAKMEM_ALLOC_ENTRY: the heap profiler's stack
 // walk skips their frames.
-HAKMEM_ALLOC_ENTRY void* Realloc(void* ptr, size_t size);
+// realloc of a block (`ptr` not nullptr).
+HAKMEM_ALLOC_ENTRY ABSL_ATTRIBUTE_NOINLINE void* ReallocBlock(void* ptr, size_t size);
+// Programs whose one allocation hook is realloc (lua's default allocator calls
+// realloc(nullptr, n) for every new object) get malloc's fast path: through the
+// whole of realloc it took 34 instructions (gcc, 64 bytes; now 15,
+// fast_path.golden).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* Realloc(void* ptr, size_t size) {
+  if (ptr == nullptr) return Malloc(size);
+  return ReallocBlock(ptr, size);
+}
 HAKMEM_ALLOC_ENTRY void* ReallocArray(void* ptr, size_t count, size_t size);
 // `alignment` is a power of two; nullptr with errno ENOMEM when out of memory.
 HAKMEM_ALLOC_ENTRY void* AlignedAlloc(size_t alignment, size_t size);

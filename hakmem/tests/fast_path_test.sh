@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Pins the instructions of the malloc, calloc and free fast paths of libhakmem.so
-# (a cached block: a thread-cache pop, then a push; calloc's count includes the C
-# library's memset of the block) to hakmem/tests/fast_path.golden,
+# Pins the instructions of the malloc, calloc, realloc(nullptr, n) and free fast
+# paths of libhakmem.so (a cached block: a thread-cache pop, then a push; calloc's
+# count includes the C library's memset of the block) to hakmem/tests/fast_path.golden,
 # as tcmalloc pins its fast path: any change fails, so a regression shows in CI
 # and an improvement is recorded. Counted by callgrind (exact, noise-free) inside
 # malloc and inside free only, as the difference of two runs (N and 2N pairs), so
@@ -24,7 +24,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # Instructions counted inside function $1 for $3 pairs of size $2 ($4: the
-# driver's calloc mode).
+# driver's calloc or realloc mode).
 count() {
   LD_PRELOAD="$libhakmem" valgrind --tool=callgrind --toggle-collect="$1" \
     --callgrind-out-file="$tmp/out" "$driver" "$2" "$3" ${4:-} >/dev/null 2>"$tmp/err"
@@ -32,13 +32,14 @@ count() {
 }
 
 measured=()
-# calloc at 64 bytes only: a larger memset is counted by the byte (rep stosb).
+# calloc at 64 bytes only: a larger memset is counted by the byte (rep stosb);
+# realloc at 64 bytes only: it takes malloc's path.
 for size in 64 4096; do
   fns="malloc free"
-  [[ "$size" == 64 ]] && fns="malloc calloc free"
+  [[ "$size" == 64 ]] && fns="malloc calloc realloc free"
   for fn in $fns; do
     mode=""
-    [[ "$fn" == calloc ]] && mode=calloc
+    [[ "$fn" == calloc || "$fn" == realloc ]] && mode=$fn
     once=$(count "$fn" "$size" "$n" $mode)
     twice=$(count "$fn" "$size" $((2 * n)) $mode)
     diff=$((twice - once))
