@@ -24,6 +24,9 @@
 //    block, at most its fixed limit), and every class's heat (its recent events)
 //    halves.
 //  - A refill or flush moves half the limit (BatchFor).
+//  - Shed: after kShedAfter flushes of a class in a row with no refill between,
+//    each further flush halves its limit, down to its floor, and gives its whole
+//    list back; such a flush is not an event of the clock.
 // A lowered limit reaches its list at the thread cache's next slow path (trims:
 // the list gives back what it holds beyond it). With --define hakmem_ace=off, the
 // thread cache never calls this box and the limits stay the table's.
